@@ -1,0 +1,408 @@
+//! Generic key commands: DEL, EXISTS, TYPE, the EXPIRE family, RENAME, COPY,
+//! MOVE, OBJECT. KEYS, SCAN and RANDOMKEY need every shard and live in
+//! `shard::dispatch` as global commands.
+
+use bytes::Bytes;
+
+use super::string::keyed;
+use super::{
+    CmdSpec, Exec, Kind, Multi, NOT_INT, SYNTAX, eq_ic, parse_db, parse_i64, unknown_subcommand,
+};
+use crate::shard::CountKind;
+use crate::shard::keyspace::Value;
+
+const RF: &[&str] = &["readonly", "fast"];
+const WF: &[&str] = &["write", "fast"];
+
+pub static COMMANDS: &[CmdSpec] = &[
+    keyed!(
+        "del",
+        -2,
+        &["write"],
+        1,
+        -1,
+        1,
+        del,
+        Multi::Count(CountKind::Del)
+    ),
+    keyed!(
+        "unlink",
+        -2,
+        WF,
+        1,
+        -1,
+        1,
+        del,
+        Multi::Count(CountKind::Del)
+    ),
+    keyed!(
+        "exists",
+        -2,
+        RF,
+        1,
+        -1,
+        1,
+        exists,
+        Multi::Count(CountKind::Exists)
+    ),
+    keyed!(
+        "touch",
+        -2,
+        RF,
+        1,
+        -1,
+        1,
+        touch,
+        Multi::Count(CountKind::Touch)
+    ),
+    keyed!("type", 2, RF, 1, 1, 1, type_cmd),
+    keyed!("expire", -3, WF, 1, 1, 1, expire),
+    keyed!("pexpire", -3, WF, 1, 1, 1, pexpire),
+    keyed!("expireat", -3, WF, 1, 1, 1, expireat),
+    keyed!("pexpireat", -3, WF, 1, 1, 1, pexpireat),
+    keyed!("ttl", 2, RF, 1, 1, 1, ttl),
+    keyed!("pttl", 2, RF, 1, 1, 1, pttl),
+    keyed!("expiretime", 2, RF, 1, 1, 1, expiretime),
+    keyed!("pexpiretime", 2, RF, 1, 1, 1, pexpiretime),
+    keyed!("persist", 2, WF, 1, 1, 1, persist),
+    keyed!(
+        "rename",
+        3,
+        &["write"],
+        1,
+        2,
+        1,
+        rename,
+        Multi::Rename { nx: false }
+    ),
+    keyed!(
+        "renamenx",
+        3,
+        WF,
+        1,
+        2,
+        1,
+        renamenx,
+        Multi::Rename { nx: true }
+    ),
+    keyed!(
+        "copy",
+        -3,
+        &["write", "denyoom"],
+        1,
+        2,
+        1,
+        copy,
+        Multi::Copy
+    ),
+    keyed!("move", 3, WF, 1, 1, 1, move_cmd),
+    CmdSpec {
+        name: "object",
+        arity: -2,
+        flags: &["readonly"],
+        first_key: 2,
+        last_key: 2,
+        step: 1,
+        kind: Kind::Keyed(object, None),
+    },
+];
+
+/// DEL / UNLINK / EXISTS / TOUCH on keys of one shard: how many matched.
+pub fn count_keys(ex: &mut Exec, keys: &[Bytes], kind: CountKind) -> i64 {
+    let now = ex.now;
+    let (db, st) = ex.db();
+    let mut n = 0;
+    for k in keys {
+        let hit = match kind {
+            CountKind::Del => db.contains(k, now, st) && db.remove(k).is_some(),
+            CountKind::Exists | CountKind::Touch => db.contains(k, now, st),
+        };
+        n += hit as i64;
+    }
+    if kind == CountKind::Exists {
+        st.hits += n as u64;
+        st.misses += keys.len() as u64 - n as u64;
+    }
+    n
+}
+
+fn del(ex: &mut Exec, a: &[Bytes]) {
+    let n = count_keys(ex, &a[1..], CountKind::Del);
+    ex.r.int(n)
+}
+
+fn exists(ex: &mut Exec, a: &[Bytes]) {
+    let n = count_keys(ex, &a[1..], CountKind::Exists);
+    ex.r.int(n)
+}
+
+fn touch(ex: &mut Exec, a: &[Bytes]) {
+    let n = count_keys(ex, &a[1..], CountKind::Touch);
+    ex.r.int(n)
+}
+
+fn type_cmd(ex: &mut Exec, a: &[Bytes]) {
+    let t = ex
+        .lookup_write(&a[1])
+        .map_or("none", |e| e.value.type_name());
+    ex.r.simple(t)
+}
+
+/// EXPIRE / PEXPIRE / EXPIREAT / PEXPIREAT with NX XX GT LT, as Redis's
+/// `expireGenericCommand`: options are checked first, then the number; a
+/// time already past deletes the key (and still answers 1).
+fn expire_generic(ex: &mut Exec, a: &[Bytes], seconds: bool, absolute: bool, cmd: &str) {
+    let (mut nx, mut xx, mut gt, mut lt) = (false, false, false, false);
+    for o in &a[3..] {
+        if eq_ic(o, "nx") {
+            nx = true;
+        } else if eq_ic(o, "xx") {
+            xx = true;
+        } else if eq_ic(o, "gt") {
+            gt = true;
+        } else if eq_ic(o, "lt") {
+            lt = true;
+        } else {
+            return ex.r.error(&format!(
+                "ERR Unsupported option {}",
+                String::from_utf8_lossy(o)
+            ));
+        }
+    }
+    if nx && (xx || gt || lt) {
+        return ex
+            .r
+            .error("ERR NX and XX, GT or LT options at the same time are not compatible");
+    }
+    if gt && lt {
+        return ex
+            .r
+            .error("ERR GT and LT options at the same time are not compatible");
+    }
+    let Some(mut when) = parse_i64(&a[2]) else {
+        return ex.r.error(NOT_INT);
+    };
+    let invalid = format!("ERR invalid expire time in '{cmd}' command");
+    if seconds {
+        match when.checked_mul(1000) {
+            Some(w) => when = w,
+            None => return ex.r.error(&invalid),
+        }
+    }
+    if !absolute {
+        match when.checked_add(ex.now as i64) {
+            Some(w) => when = w,
+            None => return ex.r.error(&invalid),
+        }
+    }
+    let now = ex.now;
+    let Some(e) = ex.lookup_write(&a[1]) else {
+        return ex.r.int(0);
+    };
+    let cur = e.expire_at;
+    let refuse = (nx && cur != 0)
+        || (xx && cur == 0)
+        || (gt && (cur == 0 || when <= cur as i64))
+        || (lt && cur != 0 && when >= cur as i64);
+    if refuse {
+        return ex.r.int(0);
+    }
+    let (db, _) = ex.db();
+    if when <= now as i64 {
+        db.remove(&a[1]);
+    } else {
+        db.set_expire(&a[1], when as u64);
+    }
+    ex.r.int(1)
+}
+
+fn expire(ex: &mut Exec, a: &[Bytes]) {
+    expire_generic(ex, a, true, false, "expire")
+}
+fn pexpire(ex: &mut Exec, a: &[Bytes]) {
+    expire_generic(ex, a, false, false, "pexpire")
+}
+fn expireat(ex: &mut Exec, a: &[Bytes]) {
+    expire_generic(ex, a, true, true, "expireat")
+}
+fn pexpireat(ex: &mut Exec, a: &[Bytes]) {
+    expire_generic(ex, a, false, true, "pexpireat")
+}
+
+/// TTL family: -2 no key, -1 no TTL; seconds are rounded like Redis.
+fn ttl_generic(ex: &mut Exec, key: &[u8], ms: bool, absolute: bool) {
+    let now = ex.now;
+    let reply = match ex.lookup_write(key) {
+        None => -2,
+        Some(e) if e.expire_at == 0 => -1,
+        Some(e) => {
+            let t = if absolute {
+                e.expire_at as i64
+            } else {
+                (e.expire_at as i64 - now as i64).max(0)
+            };
+            if ms { t } else { (t + 500) / 1000 }
+        }
+    };
+    ex.r.int(reply)
+}
+
+fn ttl(ex: &mut Exec, a: &[Bytes]) {
+    ttl_generic(ex, &a[1], false, false)
+}
+fn pttl(ex: &mut Exec, a: &[Bytes]) {
+    ttl_generic(ex, &a[1], true, false)
+}
+fn expiretime(ex: &mut Exec, a: &[Bytes]) {
+    ttl_generic(ex, &a[1], false, true)
+}
+fn pexpiretime(ex: &mut Exec, a: &[Bytes]) {
+    ttl_generic(ex, &a[1], true, true)
+}
+
+fn persist(ex: &mut Exec, a: &[Bytes]) {
+    let had = ex.lookup_write(&a[1]).is_some_and(|e| e.expire_at != 0);
+    if had {
+        ex.db().0.set_expire(&a[1], 0);
+    }
+    ex.r.int(had as i64)
+}
+
+/// RENAME / RENAMENX with both keys on this shard.
+fn rename_generic(ex: &mut Exec, a: &[Bytes], nx: bool) {
+    let Some(src) = ex.lookup_write(&a[1]).cloned() else {
+        return ex.r.error("ERR no such key");
+    };
+    if a[1] == a[2] {
+        return if nx { ex.r.int(0) } else { ex.r.ok() };
+    }
+    if nx && ex.lookup_write(&a[2]).is_some() {
+        return ex.r.int(0);
+    }
+    let (db, _) = ex.db();
+    db.remove(&a[1]);
+    db.insert(&a[2], src);
+    if nx { ex.r.int(1) } else { ex.r.ok() }
+}
+
+fn rename(ex: &mut Exec, a: &[Bytes]) {
+    rename_generic(ex, a, false)
+}
+fn renamenx(ex: &mut Exec, a: &[Bytes]) {
+    rename_generic(ex, a, true)
+}
+
+/// COPY's options: destination db and REPLACE.
+pub fn copy_opts(
+    shard: &crate::shard::Shard,
+    a: &[Bytes],
+    cur_db: u16,
+) -> Result<(u16, bool), &'static str> {
+    let (mut db, mut replace) = (cur_db, false);
+    let mut i = 3;
+    while i < a.len() {
+        if eq_ic(&a[i], "replace") {
+            replace = true;
+        } else if eq_ic(&a[i], "db") && i + 1 < a.len() {
+            db = parse_db(shard, &a[i + 1])?;
+            i += 1;
+        } else {
+            return Err(SYNTAX);
+        }
+        i += 1;
+    }
+    Ok((db, replace))
+}
+
+fn copy(ex: &mut Exec, a: &[Bytes]) {
+    let (dst_db, replace) = match copy_opts(ex.shard, a, ex.db as u16) {
+        Ok(o) => o,
+        Err(e) => return ex.r.error(e),
+    };
+    if a[1] == a[2] && dst_db as usize == ex.db {
+        return ex
+            .r
+            .error("ERR source and destination objects are the same");
+    }
+    let Some(src) = ex.lookup_write(&a[1]).cloned() else {
+        return ex.r.int(0);
+    };
+    let now = ex.now;
+    let (db, st) = ex.ks.db(dst_db as usize);
+    if db.contains(&a[2], now, st) && !replace {
+        return ex.r.int(0);
+    }
+    db.insert(&a[2], src);
+    ex.r.int(1)
+}
+
+fn move_cmd(ex: &mut Exec, a: &[Bytes]) {
+    let dst = match parse_db(ex.shard, &a[2]) {
+        Ok(d) => d as usize,
+        Err(e) => return ex.r.error(e),
+    };
+    if dst == ex.db {
+        return ex
+            .r
+            .error("ERR source and destination objects are the same");
+    }
+    let Some(src) = ex.lookup_write(&a[1]).cloned() else {
+        return ex.r.int(0);
+    };
+    let now = ex.now;
+    let (db, st) = ex.ks.db(dst);
+    if db.contains(&a[1], now, st) {
+        return ex.r.int(0);
+    }
+    db.insert(&a[1], src);
+    ex.db().0.remove(&a[1]);
+    ex.r.int(1)
+}
+
+/// The encoding Redis would report for a string of these bytes.
+pub fn str_encoding(s: &[u8]) -> &'static str {
+    if s.len() <= 20 && parse_i64(s).is_some() {
+        "int"
+    } else if s.len() <= 44 {
+        "embstr"
+    } else {
+        "raw"
+    }
+}
+
+fn object(ex: &mut Exec, a: &[Bytes]) {
+    let sub = &a[1];
+    if eq_ic(sub, "help") && a.len() == 2 {
+        let lines = [
+            "OBJECT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "ENCODING <key>",
+            "    Return the kind of internal representation used in order to store the value",
+            "    associated with a <key>.",
+            "FREQ <key>",
+            "    Return the access frequency index of the <key>. The returned integer is",
+            "    proportional to the logarithm of the recent access frequency of the key.",
+            "HELP",
+            "    Prints this help.",
+        ];
+        ex.r.array(lines.len());
+        for l in lines {
+            ex.r.simple(l);
+        }
+        return;
+    }
+    if a.len() != 3 || !(eq_ic(sub, "encoding") || eq_ic(sub, "freq")) {
+        return ex.r.error(&unknown_subcommand(sub, "object"));
+    }
+    let Some(e) = ex.lookup_write(&a[2]) else {
+        return ex.r.null();
+    };
+    if eq_ic(sub, "freq") {
+        return ex.r.error(
+            "ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.",
+        );
+    }
+    let enc = match &e.value {
+        Value::Str(s) => str_encoding(s),
+    };
+    ex.r.bulk(enc.as_bytes())
+}

@@ -1,0 +1,381 @@
+//! Commands as data: every command is a [`CmdSpec`] row (name, arity, flags,
+//! key positions, handler) in one table, looked up case-insensitively.
+//!
+//! Handlers come in four kinds, which decide where a command runs:
+//! - `Keyed`: runs on the shard owning its keys; a command whose keys span
+//!   shards goes through its `Multi` strategy in `shard::dispatch`.
+//! - `Keyless`: runs on the connection's own shard (PING, ECHO, TIME, ...).
+//! - `Conn`: changes connection state (SELECT, HELLO, CLIENT SETNAME, ...).
+//! - `Global`: needs every shard (DBSIZE, FLUSHALL, INFO, SCAN, ...); runs
+//!   as an async coordinator in `shard::dispatch`.
+
+pub mod keys;
+pub mod server;
+pub mod string;
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use bytes::Bytes;
+
+use crate::resp::{Proto, Reply};
+use crate::shard::keyspace::{Db, Entry, Keyspace, KeyspaceStats, Value};
+use crate::shard::{CountKind, Shard, shard_of};
+
+pub const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
+pub const NOT_INT: &str = "ERR value is not an integer or out of range";
+pub const NOT_FLOAT: &str = "ERR value is not a valid float";
+pub const SYNTAX: &str = "ERR syntax error";
+pub const DB_RANGE: &str = "ERR DB index is out of range";
+
+/// Execution context of a keyed or keyless command on its shard.
+pub struct Exec<'a> {
+    pub shard: &'a Shard,
+    pub ks: &'a mut Keyspace,
+    pub db: usize,
+    pub r: Reply<'a>,
+    pub now: u64,
+}
+
+impl Exec<'_> {
+    pub fn db(&mut self) -> (&mut Db, &mut KeyspaceStats) {
+        self.ks.db(self.db)
+    }
+
+    /// Reads a string value: `Ok(None)` when missing, `Err` on WRONGTYPE.
+    /// Counts a keyspace hit or miss like Redis's `lookupKeyRead`.
+    pub fn read_str(&mut self, key: &[u8]) -> Result<Option<Bytes>, ()> {
+        let now = self.now;
+        let (db, st) = self.ks.db(self.db);
+        match db.get(key, now, st) {
+            None => {
+                st.misses += 1;
+                Ok(None)
+            }
+            Some(e) => {
+                let Value::Str(s) = &e.value;
+                st.hits += 1;
+                Ok(Some(s.clone()))
+            }
+        }
+    }
+
+    /// Looks up a key for writing (no hit/miss accounting).
+    pub fn lookup_write(&mut self, key: &[u8]) -> Option<&mut Entry> {
+        let now = self.now;
+        let (db, st) = self.ks.db(self.db);
+        db.get(key, now, st)
+    }
+}
+
+/// Connection state a command may read or change. A slow-path batch works
+/// on a copy and hands it back to the connection when done.
+#[derive(Clone, Debug)]
+pub struct ClientState {
+    pub id: u64,
+    pub db: u16,
+    pub proto: Proto,
+    pub name: Option<Bytes>,
+    /// Close the connection once the replies so far are written (QUIT).
+    pub close_after_reply: bool,
+    pub lib_name: Option<Bytes>,
+    pub lib_ver: Option<Bytes>,
+}
+
+impl ClientState {
+    pub fn new(id: u64) -> Self {
+        ClientState {
+            id,
+            db: 0,
+            proto: Proto::Resp2,
+            name: None,
+            close_after_reply: false,
+            lib_name: None,
+            lib_ver: None,
+        }
+    }
+}
+
+/// Context of a connection-state command.
+pub struct ConnCtx<'a> {
+    pub shard: &'a Shard,
+    pub client: &'a mut ClientState,
+    pub r: Reply<'a>,
+}
+
+pub type KeyedFn = fn(&mut Exec, &[Bytes]);
+pub type ConnFn = fn(&mut ConnCtx, &[Bytes]);
+
+/// How a multi-key command is split when its keys live on several shards.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Multi {
+    MGet,
+    MSet,
+    MSetNx,
+    Count(CountKind),
+    Rename { nx: bool },
+    Copy,
+}
+
+#[derive(Clone, Copy)]
+pub enum Kind {
+    Keyed(KeyedFn, Option<Multi>),
+    Keyless(KeyedFn),
+    Conn(ConnFn),
+    Global,
+}
+
+/// One command's row in the table. Key positions follow `COMMAND INFO`:
+/// first key, last key (negative counts from the end), step.
+pub struct CmdSpec {
+    pub name: &'static str,
+    pub arity: i32,
+    pub flags: &'static [&'static str],
+    pub first_key: i32,
+    pub last_key: i32,
+    pub step: i32,
+    pub kind: Kind,
+}
+
+impl CmdSpec {
+    pub fn is_write(&self) -> bool {
+        self.flags.contains(&"write")
+    }
+
+    /// Indices of the key arguments of this invocation.
+    pub fn key_indices(&self, argc: usize) -> impl Iterator<Item = usize> {
+        let (first, step) = (self.first_key, self.step.max(1));
+        let last = if self.last_key < 0 {
+            argc as i32 + self.last_key
+        } else {
+            self.last_key.min(argc as i32 - 1)
+        };
+        let range = if first <= 0 { 1..=0 } else { first..=last };
+        range.step_by(step as usize).map(|i| i as usize)
+    }
+}
+
+/// Where a parsed command must run.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Route {
+    /// On the shard with this id (the connection's own or another).
+    Shard(usize),
+    /// Keys on several shards: a multi-shard transaction.
+    Multi,
+    Conn,
+    Global,
+}
+
+/// Decides where a command runs. `here` is the connection's shard.
+pub fn route(spec: &CmdSpec, args: &[Bytes], here: usize, nshards: usize) -> Route {
+    match spec.kind {
+        Kind::Keyless(_) => Route::Shard(here),
+        Kind::Conn(_) => Route::Conn,
+        Kind::Global => Route::Global,
+        Kind::Keyed(..) => {
+            if nshards == 1 {
+                return Route::Shard(0);
+            }
+            let mut owner = None;
+            for i in spec.key_indices(args.len()) {
+                let s = shard_of(&args[i], nshards);
+                match owner {
+                    None => owner = Some(s),
+                    Some(o) if o != s => return Route::Multi,
+                    _ => {}
+                }
+            }
+            Route::Shard(owner.unwrap_or(here))
+        }
+    }
+}
+
+/// Result of looking a request up in the table.
+pub enum Lookup {
+    Found(&'static CmdSpec),
+    /// The full error line to send.
+    Error(String),
+}
+
+fn table() -> &'static HashMap<&'static str, &'static CmdSpec> {
+    static T: OnceLock<HashMap<&'static str, &'static CmdSpec>> = OnceLock::new();
+    T.get_or_init(|| {
+        let mut m = HashMap::new();
+        for group in [string::COMMANDS, keys::COMMANDS, server::COMMANDS] {
+            for spec in group {
+                m.insert(spec.name, spec);
+            }
+        }
+        m
+    })
+}
+
+/// Every command, for COMMAND / COMMAND COUNT.
+pub fn all() -> impl Iterator<Item = &'static CmdSpec> {
+    table().values().copied()
+}
+
+pub fn find(name: &[u8]) -> Option<&'static CmdSpec> {
+    let mut buf = [0u8; 32];
+    if name.len() > buf.len() {
+        return None;
+    }
+    for (d, s) in buf.iter_mut().zip(name) {
+        *d = s.to_ascii_lowercase();
+    }
+    let lower = std::str::from_utf8(&buf[..name.len()]).ok()?;
+    table().get(lower).copied()
+}
+
+/// Looks a command up and checks its arity, producing Redis's errors.
+pub fn lookup(args: &[Bytes]) -> Lookup {
+    let Some(spec) = find(&args[0]) else {
+        let mut msg = format!(
+            "ERR unknown command '{}', with args beginning with: ",
+            sanitize(&args[0], 128)
+        );
+        for a in args.iter().skip(1) {
+            if msg.len() >= 128 + 60 {
+                break;
+            }
+            msg.push_str(&format!("'{}' ", sanitize(a, 128)));
+        }
+        return Lookup::Error(msg);
+    };
+    let n = args.len() as i32;
+    if (spec.arity > 0 && n != spec.arity) || (spec.arity < 0 && n < -spec.arity) {
+        return Lookup::Error(format!(
+            "ERR wrong number of arguments for '{}' command",
+            spec.name
+        ));
+    }
+    Lookup::Found(spec)
+}
+
+/// Makes client-supplied bytes safe to echo in an error line, like Redis's
+/// `sdscatrepr`-free truncation: non-printables become '?', at most `max`.
+pub fn sanitize(b: &[u8], max: usize) -> String {
+    b.iter()
+        .take(max)
+        .map(|&c| {
+            if (32..127).contains(&c) {
+                c as char
+            } else {
+                ' '
+            }
+        })
+        .collect()
+}
+
+/// Runs a keyed or keyless command on this shard. The caller has routed it
+/// here and checked that no transaction holds the shard.
+pub fn exec_local(
+    shard: &Shard,
+    spec: &CmdSpec,
+    db: u16,
+    proto: Proto,
+    args: &[Bytes],
+    out: &mut bytes::BytesMut,
+) {
+    let f = match spec.kind {
+        Kind::Keyed(f, _) | Kind::Keyless(f) => f,
+        _ => unreachable!("exec_local on a {} command", spec.name),
+    };
+    let mut ks = shard.ks.borrow_mut();
+    let mut ex = Exec {
+        shard,
+        ks: &mut ks,
+        db: db as usize,
+        r: Reply::new(out, proto),
+        now: crate::shard::now_ms(),
+    };
+    f(&mut ex, args);
+}
+
+/// Unsubcommand error in Redis's words.
+pub fn unknown_subcommand(sub: &[u8], cmd: &str) -> String {
+    format!(
+        "ERR unknown subcommand '{}'. Try {} HELP.",
+        sanitize(sub, 128),
+        cmd.to_uppercase()
+    )
+}
+
+/// Parses an integer argument the way Redis's `string2ll` does: optional
+/// '-', no '+', no spaces, no leading zeros except "0", within i64.
+pub fn parse_i64(b: &[u8]) -> Option<i64> {
+    if b.is_empty() || b.len() > 20 {
+        return None;
+    }
+    if b == b"0" {
+        return Some(0);
+    }
+    let (neg, digits) = match b[0] {
+        b'-' => (true, &b[1..]),
+        _ => (false, b),
+    };
+    if digits.is_empty() || digits[0] == b'0' {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_add((d - b'0') as u64)?;
+    }
+    if neg {
+        if v > i64::MAX as u64 + 1 {
+            None
+        } else {
+            Some((v as i64).wrapping_neg())
+        }
+    } else if v > i64::MAX as u64 {
+        None
+    } else {
+        Some(v as i64)
+    }
+}
+
+/// Parses a float argument like Redis's `getLongDoubleFromObject`: no
+/// leading space, no trailing garbage, NaN rejected.
+pub fn parse_f64(b: &[u8]) -> Option<f64> {
+    let s = std::str::from_utf8(b).ok()?;
+    if s.is_empty() || s.starts_with(|c: char| c.is_ascii_whitespace()) {
+        return None;
+    }
+    let lower = s.to_ascii_lowercase();
+    if lower.contains("nan") {
+        return None;
+    }
+    s.parse::<f64>().ok()
+}
+
+/// Parses a DB index argument for SELECT, MOVE, COPY, SWAPDB.
+pub fn parse_db(shard: &Shard, b: &[u8]) -> Result<u16, &'static str> {
+    let n = parse_i64(b).ok_or(NOT_INT)?;
+    let dbs = shard.ks.borrow().dbs.len() as i64;
+    if n < 0 || n >= dbs {
+        Err(DB_RANGE)
+    } else {
+        Ok(n as u16)
+    }
+}
+
+pub fn eq_ic(a: &[u8], b: &str) -> bool {
+    a.eq_ignore_ascii_case(b.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strict_integers() {
+        assert_eq!(parse_i64(b"-9223372036854775808"), Some(i64::MIN));
+        assert_eq!(parse_i64(b"9223372036854775808"), None);
+        for bad in [&b"+1"[..], b" 1", b"01", b"-0", b"", b"1 "] {
+            assert_eq!(parse_i64(bad), None, "{bad:?}");
+        }
+    }
+}

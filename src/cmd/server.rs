@@ -1,0 +1,936 @@
+//! Server and connection commands: PING, ECHO, SELECT, HELLO, CLIENT,
+//! CONFIG, INFO, COMMAND, DBSIZE, FLUSH*, SWAPDB, KEYS, SCAN, RANDOMKEY,
+//! DEBUG, SHUTDOWN, MEMORY, TIME. Global ones run as async coordinators
+//! over every shard (see `shard::dispatch`).
+
+use std::fmt::Write as _;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+
+use bytes::{Bytes, BytesMut};
+
+use super::{
+    ClientState, CmdSpec, ConnCtx, DB_RANGE, Exec, Kind, NOT_INT, SYNTAX, all, eq_ic, parse_db,
+    parse_i64, sanitize, unknown_subcommand,
+};
+use crate::net::KillFilter;
+use crate::resp::{Proto, Reply};
+use crate::shard::dispatch;
+use crate::shard::{Op, OpReply, Shard};
+
+const VERSION: &str = "7.0.15";
+
+macro_rules! global {
+    ($name:expr, $arity:expr, $flags:expr) => {
+        CmdSpec {
+            name: $name,
+            arity: $arity,
+            flags: $flags,
+            first_key: 0,
+            last_key: 0,
+            step: 0,
+            kind: Kind::Global,
+        }
+    };
+}
+
+pub static COMMANDS: &[CmdSpec] = &[
+    CmdSpec {
+        name: "ping",
+        arity: -1,
+        flags: &["fast"],
+        first_key: 0,
+        last_key: 0,
+        step: 0,
+        kind: Kind::Keyless(ping),
+    },
+    CmdSpec {
+        name: "echo",
+        arity: 2,
+        flags: &["fast"],
+        first_key: 0,
+        last_key: 0,
+        step: 0,
+        kind: Kind::Keyless(echo),
+    },
+    CmdSpec {
+        name: "time",
+        arity: 1,
+        flags: &["fast"],
+        first_key: 0,
+        last_key: 0,
+        step: 0,
+        kind: Kind::Keyless(time),
+    },
+    CmdSpec {
+        name: "lastsave",
+        arity: 1,
+        flags: &["fast"],
+        first_key: 0,
+        last_key: 0,
+        step: 0,
+        kind: Kind::Keyless(lastsave),
+    },
+    CmdSpec {
+        name: "memory",
+        arity: -2,
+        flags: &["readonly"],
+        first_key: 2,
+        last_key: 2,
+        step: 1,
+        kind: Kind::Keyed(memory, None),
+    },
+    CmdSpec {
+        name: "select",
+        arity: 2,
+        flags: &["fast"],
+        first_key: 0,
+        last_key: 0,
+        step: 0,
+        kind: Kind::Conn(select),
+    },
+    CmdSpec {
+        name: "quit",
+        arity: -1,
+        flags: &["fast"],
+        first_key: 0,
+        last_key: 0,
+        step: 0,
+        kind: Kind::Conn(quit),
+    },
+    global!("dbsize", 1, &["readonly", "fast"]),
+    global!("flushdb", -1, &["write"]),
+    global!("flushall", -1, &["write"]),
+    global!("swapdb", 3, &["write", "fast"]),
+    global!("keys", 2, &["readonly"]),
+    global!("scan", -2, &["readonly"]),
+    global!("randomkey", 1, &["readonly"]),
+    global!("info", -1, &[]),
+    global!("client", -2, &[]),
+    global!("config", -2, &[]),
+    global!("command", -1, &[]),
+    global!("debug", -2, &[]),
+    global!("shutdown", -1, &[]),
+    global!("hello", -1, &["fast"]),
+    global!("reset", 1, &["fast"]),
+];
+
+fn ping(ex: &mut Exec, a: &[Bytes]) {
+    match a.len() {
+        1 => ex.r.simple("PONG"),
+        2 => ex.r.bulk(&a[1]),
+        _ => {
+            ex.r.error("ERR wrong number of arguments for 'ping' command")
+        }
+    }
+}
+
+fn echo(ex: &mut Exec, a: &[Bytes]) {
+    ex.r.bulk(&a[1])
+}
+
+fn time(ex: &mut Exec, _: &[Bytes]) {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    ex.r.array(2);
+    ex.r.bulk_int(d.as_secs() as i64);
+    ex.r.bulk_int(d.subsec_micros() as i64);
+}
+
+fn lastsave(ex: &mut Exec, _: &[Bytes]) {
+    ex.r.int(ex.shard.shared.lastsave.load(Ordering::Relaxed) as i64)
+}
+
+/// MEMORY USAGE key [SAMPLES n]: an estimate of key + value + entry
+/// overhead in bytes (the Rust structures, not Redis's allocator sizes).
+fn memory(ex: &mut Exec, a: &[Bytes]) {
+    let sub = &a[1];
+    if eq_ic(sub, "usage") && a.len() >= 3 {
+        if a.len() == 5 && eq_ic(&a[3], "samples") {
+            if parse_i64(&a[4]).is_none() {
+                return ex.r.error(NOT_INT);
+            }
+        } else if a.len() != 3 {
+            return ex.r.error(SYNTAX);
+        }
+        let key_len = a[2].len();
+        match ex.lookup_write(&a[2]) {
+            None => ex.r.null(),
+            Some(e) => {
+                let n = key_len
+                    + e.value.mem_usage()
+                    + std::mem::size_of::<crate::shard::keyspace::Entry>()
+                    + 48;
+                ex.r.int(n as i64)
+            }
+        }
+    } else if eq_ic(sub, "help") && a.len() == 2 {
+        ex.r.array(3);
+        ex.r.simple("MEMORY <subcommand> [<arg> [value] [opt] ...]. Subcommands are:");
+        ex.r.simple("USAGE <key> [SAMPLES <count>]");
+        ex.r.simple("    Return memory in bytes used by <key> and its value.");
+    } else {
+        ex.r.error(&unknown_subcommand(sub, "memory"))
+    }
+}
+
+fn select(c: &mut ConnCtx, a: &[Bytes]) {
+    match parse_db(c.shard, &a[1]) {
+        Ok(db) => {
+            c.client.db = db;
+            c.r.ok()
+        }
+        Err(e) => c.r.error(e),
+    }
+}
+
+fn quit(c: &mut ConnCtx, _: &[Bytes]) {
+    c.client.close_after_reply = true;
+    c.r.ok()
+}
+
+/// Runs a connection-state command against `client`.
+pub fn exec_conn(
+    shard: &Shard,
+    client: &mut ClientState,
+    spec: &CmdSpec,
+    args: &[Bytes],
+    out: &mut BytesMut,
+) {
+    let Kind::Conn(f) = spec.kind else {
+        unreachable!("{} is not a connection command", spec.name)
+    };
+    let proto = client.proto;
+    let mut c = ConnCtx {
+        shard,
+        client,
+        r: Reply::new(out, proto),
+    };
+    f(&mut c, args);
+}
+
+/// Runs a global command (every shard, or server-wide state).
+pub async fn exec_global(
+    shard: &Rc<Shard>,
+    client: &mut ClientState,
+    spec: &CmdSpec,
+    a: &[Bytes],
+    out: &mut BytesMut,
+) {
+    let mut r = Reply::new(out, client.proto);
+    let db = client.db;
+    match spec.name {
+        "dbsize" => {
+            let n = dispatch::sum_ints(shard, |_| Op::DbSize { db }).await;
+            r.int(n)
+        }
+        "flushdb" | "flushall" => {
+            if a.len() > 2 || (a.len() == 2 && !(eq_ic(&a[1], "async") || eq_ic(&a[1], "sync"))) {
+                return r.error(SYNTAX);
+            }
+            let which = if spec.name == "flushdb" {
+                Some(db)
+            } else {
+                None
+            };
+            dispatch::on_all_locked(shard, || Op::Flush { db: which }).await;
+            r.ok()
+        }
+        "swapdb" => {
+            let (Some(x), Some(y)) = (parse_i64(&a[1]), parse_i64(&a[2])) else {
+                return r.error(if parse_i64(&a[1]).is_none() {
+                    "ERR invalid first DB index"
+                } else {
+                    "ERR invalid second DB index"
+                });
+            };
+            let n = shard.ks.borrow().dbs.len() as i64;
+            if x < 0 || y < 0 || x >= n || y >= n {
+                return r.error(DB_RANGE);
+            }
+            dispatch::on_all_locked(shard, || Op::SwapDb {
+                a: x as u16,
+                b: y as u16,
+            })
+            .await;
+            r.ok()
+        }
+        "keys" => {
+            let pattern = a[1].clone();
+            let mut keys = Vec::new();
+            for rep in dispatch::broadcast(shard, |_| Op::Keys {
+                db,
+                pattern: pattern.clone(),
+            })
+            .await
+            {
+                if let OpReply::Keys(k) = rep {
+                    keys.extend(k);
+                }
+            }
+            r.array(keys.len());
+            for k in keys {
+                r.bulk(&k);
+            }
+        }
+        "scan" => scan(shard, db, a, &mut r).await,
+        "randomkey" => {
+            let n = shard.nshards();
+            let start = fastrand::usize(..n);
+            for i in 0..n {
+                if let OpReply::Keys(k) =
+                    dispatch::op_on(shard, (start + i) % n, Op::RandomKey { db }).await
+                    && let Some(k) = k.first()
+                {
+                    return r.bulk(k);
+                }
+            }
+            r.null()
+        }
+        "info" => {
+            let text = info(shard, a).await;
+            r.text(&text)
+        }
+        "client" => client_cmd(shard, client, a, &mut r).await,
+        "config" => config_cmd(shard, a, &mut r),
+        "command" => command_cmd(a, &mut r),
+        "debug" => debug_cmd(a, &mut r).await,
+        "shutdown" => {
+            for o in &a[1..] {
+                if !(eq_ic(o, "nosave")
+                    || eq_ic(o, "save")
+                    || eq_ic(o, "now")
+                    || eq_ic(o, "force")
+                    || eq_ic(o, "abort"))
+                {
+                    return r.error(SYNTAX);
+                }
+            }
+            if a.iter().skip(1).any(|o| eq_ic(o, "abort")) {
+                return r.error("ERR No shutdown in progress.");
+            }
+            if a.iter().skip(1).any(|o| eq_ic(o, "save")) {
+                return r.error("ERR Errors trying to SHUTDOWN. Check logs.");
+            }
+            log::warn!(
+                "shutdown: requested by client id={}; exiting without saving (persistence is not built yet)",
+                client.id
+            );
+            shard.shared.request_shutdown();
+            client.close_after_reply = true;
+            // Redis closes the connection without a reply on success.
+        }
+        "hello" => hello(shard, client, a, &mut r),
+        "reset" => {
+            let id = client.id;
+            *client = ClientState::new(id);
+            r.simple("RESET")
+        }
+        other => r.error(&format!("ERR unknown command '{other}'")),
+    }
+}
+
+async fn scan(shard: &Rc<Shard>, db: u16, a: &[Bytes], r: &mut Reply<'_>) {
+    let cursor = match std::str::from_utf8(&a[1])
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+    {
+        Some(c) => c,
+        None => return r.error("ERR invalid cursor"),
+    };
+    let (mut count, mut pattern, mut typ) = (10usize, None, None);
+    let mut i = 2;
+    while i < a.len() {
+        if i + 1 >= a.len() {
+            return r.error(SYNTAX);
+        }
+        let v = &a[i + 1];
+        if eq_ic(&a[i], "count") {
+            match parse_i64(v) {
+                Some(n) if n >= 1 => count = n as usize,
+                Some(_) => return r.error(SYNTAX),
+                None => return r.error(NOT_INT),
+            }
+        } else if eq_ic(&a[i], "match") {
+            pattern = if v.as_ref() == b"*" {
+                None
+            } else {
+                Some(v.clone())
+            };
+        } else if eq_ic(&a[i], "type") {
+            typ = Some(v.clone());
+        } else {
+            return r.error(SYNTAX);
+        }
+        i += 2;
+    }
+    let (next, keys) = dispatch::scan(shard, db, cursor, count, pattern, typ).await;
+    r.array(2);
+    r.bulk(next.to_string().as_bytes());
+    r.array(keys.len());
+    for k in keys {
+        r.bulk(&k);
+    }
+}
+
+fn hello(shard: &Shard, client: &mut ClientState, a: &[Bytes], r: &mut Reply<'_>) {
+    let mut proto = client.proto;
+    let mut i = 1;
+    if a.len() > 1 {
+        match parse_i64(&a[1]) {
+            Some(2) => proto = Proto::Resp2,
+            Some(3) => proto = Proto::Resp3,
+            Some(_) => return r.error("NOPROTO unsupported protocol version"),
+            None => return r.error("ERR Protocol version is not an integer or out of range"),
+        }
+        i = 2;
+    }
+    let mut name = None;
+    while i < a.len() {
+        if eq_ic(&a[i], "auth") && i + 2 < a.len() {
+            if !a[i + 1].eq_ignore_ascii_case(b"default") {
+                return r.error("WRONGPASS invalid username-password pair or user is disabled.");
+            }
+            i += 3;
+        } else if eq_ic(&a[i], "setname") && i + 1 < a.len() {
+            if a[i + 1].iter().any(|&c| c <= b' ' || c > b'~') {
+                return r.error(
+                    "ERR Client names cannot contain spaces, newlines or special characters.",
+                );
+            }
+            name = Some(a[i + 1].clone());
+            i += 2;
+        } else {
+            return r.error(&format!(
+                "ERR Syntax error in HELLO option '{}'",
+                sanitize(&a[i], 128)
+            ));
+        }
+    }
+    client.proto = proto;
+    if name.is_some() {
+        client.name = name;
+    }
+    r.proto = proto;
+    r.map(7);
+    r.bulk(b"server");
+    r.bulk(b"redis");
+    r.bulk(b"version");
+    r.bulk(VERSION.as_bytes());
+    r.bulk(b"proto");
+    r.int(if proto == Proto::Resp3 { 3 } else { 2 });
+    r.bulk(b"id");
+    r.int(client.id as i64);
+    r.bulk(b"mode");
+    r.bulk(b"standalone");
+    r.bulk(b"role");
+    r.bulk(b"master");
+    r.bulk(b"modules");
+    r.array(0);
+    let _ = shard;
+}
+
+async fn client_cmd(shard: &Rc<Shard>, client: &mut ClientState, a: &[Bytes], r: &mut Reply<'_>) {
+    let sub = a[1].to_ascii_lowercase();
+    match (sub.as_slice(), a.len()) {
+        (b"id", 2) => r.int(client.id as i64),
+        (b"getname", 2) => r.bulk_opt(client.name.as_deref()),
+        (b"setname", 3) => {
+            if a[2].iter().any(|&c| c <= b' ' || c > b'~') {
+                return r.error(
+                    "ERR Client names cannot contain spaces, newlines or special characters.",
+                );
+            }
+            client.name = if a[2].is_empty() {
+                None
+            } else {
+                Some(a[2].clone())
+            };
+            r.ok()
+        }
+        (b"setinfo", 4) => {
+            if eq_ic(&a[2], "lib-name") {
+                client.lib_name = Some(a[3].clone());
+            } else if eq_ic(&a[2], "lib-ver") {
+                client.lib_ver = Some(a[3].clone());
+            } else {
+                return r.error(&format!(
+                    "ERR Unrecognized option '{}'",
+                    sanitize(&a[2], 64)
+                ));
+            }
+            r.ok()
+        }
+        (b"info", 2) => {
+            let text = shard
+                .net
+                .borrow()
+                .client_list(shard, Some(&[client.id]), None);
+            r.text(&text)
+        }
+        (b"list", _) => {
+            let (mut ids, mut typ) = (None, None);
+            let mut i = 2;
+            while i < a.len() {
+                if eq_ic(&a[i], "type") && i + 1 < a.len() {
+                    let t = String::from_utf8_lossy(&a[i + 1]).to_lowercase();
+                    if !["normal", "master", "replica", "slave", "pubsub"].contains(&t.as_str()) {
+                        return r.error(&format!("ERR Unknown client type '{t}'"));
+                    }
+                    typ = Some(t);
+                    i += 2;
+                } else if eq_ic(&a[i], "id") && i + 1 < a.len() {
+                    let mut v = Vec::new();
+                    for x in &a[i + 1..] {
+                        match parse_i64(x) {
+                            Some(n) if n > 0 => v.push(n as u64),
+                            _ => return r.error("ERR Invalid client ID"),
+                        }
+                    }
+                    ids = Some(v);
+                    i = a.len();
+                } else {
+                    return r.error(SYNTAX);
+                }
+            }
+            let mut text = String::new();
+            for rep in dispatch::broadcast(shard, |_| Op::ClientList {
+                id_filter: ids.clone(),
+                typ: typ.clone(),
+            })
+            .await
+            {
+                if let OpReply::Text(t) = rep {
+                    text.push_str(&t);
+                }
+            }
+            r.text(&text)
+        }
+        (b"kill", n) if n >= 3 => {
+            let old_style = n == 3;
+            let mut f = KillFilter {
+                skip_id: Some(client.id),
+                ..Default::default()
+            };
+            if old_style {
+                f.addr = Some(String::from_utf8_lossy(&a[2]).into_owned());
+                f.skip_id = None;
+            } else {
+                if n % 2 != 0 {
+                    return r.error(SYNTAX);
+                }
+                for p in a[2..].chunks(2) {
+                    let v = String::from_utf8_lossy(&p[1]).into_owned();
+                    match p[0].to_ascii_lowercase().as_slice() {
+                        b"id" => match parse_i64(&p[1]) {
+                            Some(id) if id > 0 => f.id = Some(id as u64),
+                            _ => return r.error("ERR client-id should be greater than 0"),
+                        },
+                        b"addr" => f.addr = Some(v),
+                        b"laddr" => f.laddr = Some(v),
+                        b"type" => {
+                            let t = v.to_lowercase();
+                            if !["normal", "master", "replica", "slave", "pubsub"]
+                                .contains(&t.as_str())
+                            {
+                                return r.error(&format!("ERR Unknown client type '{v}'"));
+                            }
+                            f.typ = Some(t);
+                        }
+                        b"user" => f.user = Some(v),
+                        b"skipme" => match v.to_lowercase().as_str() {
+                            "yes" => f.skip_id = Some(client.id),
+                            "no" => f.skip_id = None,
+                            _ => return r.error(SYNTAX),
+                        },
+                        b"maxage" => match parse_i64(&p[1]) {
+                            Some(s) => f.maxage = Some(s.max(0) as u64),
+                            None => return r.error(NOT_INT),
+                        },
+                        _ => return r.error(SYNTAX),
+                    }
+                }
+            }
+            let mut killed = 0;
+            for rep in dispatch::broadcast(shard, |_| Op::ClientKill { filter: f.clone() }).await {
+                if let OpReply::Int(k) = rep {
+                    killed += k;
+                }
+            }
+            if old_style {
+                if killed == 0 {
+                    r.error("ERR No such client")
+                } else {
+                    r.ok()
+                }
+            } else {
+                r.int(killed)
+            }
+        }
+        (b"help", 2) => {
+            let lines = [
+                "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "GETNAME",
+                "ID",
+                "INFO",
+                "KILL <ip:port>",
+                "KILL <option> <value> [<option> <value> [...]]",
+                "LIST [TYPE (NORMAL|MASTER|REPLICA|PUBSUB)] [ID id [id ...]]",
+                "SETNAME <name>",
+                "SETINFO <option> <value>",
+                "HELP",
+            ];
+            r.array(lines.len());
+            for l in lines {
+                r.simple(l);
+            }
+        }
+        _ => r.error(&unknown_subcommand(&a[1], "client")),
+    }
+}
+
+fn config_cmd(shard: &Shard, a: &[Bytes], r: &mut Reply<'_>) {
+    let sub = a[1].to_ascii_lowercase();
+    let wrong = || {
+        format!(
+            "ERR wrong number of arguments for 'config|{}' command",
+            String::from_utf8_lossy(&sub)
+        )
+    };
+    match sub.as_slice() {
+        b"get" => {
+            if a.len() < 3 {
+                return r.error(&wrong());
+            }
+            let pats: Vec<&[u8]> = a[2..].iter().map(|b| b.as_ref()).collect();
+            let pairs = shard.shared.config().get(&pats);
+            r.map(pairs.len());
+            for (k, v) in pairs {
+                r.bulk(k.as_bytes());
+                r.bulk(v.as_bytes());
+            }
+        }
+        b"set" => {
+            if a.len() < 4 || a.len() % 2 != 0 {
+                return r.error(&wrong());
+            }
+            let pairs: Vec<(&[u8], &[u8])> = a[2..]
+                .chunks(2)
+                .map(|p| (p[0].as_ref(), p[1].as_ref()))
+                .collect();
+            let res = shard
+                .shared
+                .config
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .set(&pairs);
+            match res {
+                Ok(()) => {
+                    shard
+                        .proto_max_bulk
+                        .set(shard.shared.config().proto_max_bulk_len());
+                    r.ok()
+                }
+                Err(e) => r.error(&e),
+            }
+        }
+        b"resetstat" if a.len() == 2 => {
+            shard.shared.reset_gen.fetch_add(1, Ordering::SeqCst);
+            r.ok()
+        }
+        b"rewrite" if a.len() == 2 => match shard.shared.config().rewrite() {
+            Ok(()) => r.ok(),
+            Err(e) => r.error(&e),
+        },
+        b"help" if a.len() == 2 => {
+            let lines = [
+                "CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "GET <pattern>",
+                "SET <directive> <value>",
+                "RESETSTAT",
+                "REWRITE",
+                "HELP",
+            ];
+            r.array(lines.len());
+            for l in lines {
+                r.simple(l);
+            }
+        }
+        b"resetstat" | b"rewrite" | b"help" => r.error(&wrong()),
+        _ => r.error(&unknown_subcommand(&a[1], "config")),
+    }
+}
+
+/// One command's COMMAND INFO entry (Redis 7.0 shape: name, arity, flags,
+/// first key, last key, step, ACL categories, tips, key specs, subcommands).
+fn command_entry(spec: &CmdSpec, r: &mut Reply<'_>) {
+    r.array(10);
+    r.bulk(spec.name.as_bytes());
+    r.int(spec.arity as i64);
+    r.set_header(spec.flags.len());
+    for f in spec.flags {
+        r.simple(f);
+    }
+    r.int(spec.first_key as i64);
+    r.int(spec.last_key as i64);
+    r.int(spec.step as i64);
+    r.set_header(0);
+    r.set_header(0);
+    r.array(0);
+    r.array(0);
+}
+
+fn command_cmd(a: &[Bytes], r: &mut Reply<'_>) {
+    if a.len() == 1 {
+        let specs: Vec<_> = all().collect();
+        r.array(specs.len());
+        for s in specs {
+            command_entry(s, r);
+        }
+        return;
+    }
+    let sub = a[1].to_ascii_lowercase();
+    match sub.as_slice() {
+        b"count" if a.len() == 2 => r.int(all().count() as i64),
+        b"info" => {
+            let names: Vec<&Bytes> = a[2..].iter().collect();
+            if names.is_empty() {
+                let specs: Vec<_> = all().collect();
+                r.array(specs.len());
+                for s in specs {
+                    command_entry(s, r);
+                }
+                return;
+            }
+            r.array(names.len());
+            for n in names {
+                match super::find(n) {
+                    Some(s) => command_entry(s, r),
+                    None => r.null_array(),
+                }
+            }
+        }
+        b"docs" => {
+            // Names and a summary line are enough for redis-cli's hints.
+            let specs: Vec<&CmdSpec> = if a.len() == 2 {
+                all().collect()
+            } else {
+                a[2..].iter().filter_map(|n| super::find(n)).collect()
+            };
+            r.map(specs.len());
+            for s in specs {
+                r.bulk(s.name.as_bytes());
+                r.map(2);
+                r.bulk(b"summary");
+                r.bulk(format!("{} command", s.name.to_uppercase()).as_bytes());
+                r.bulk(b"group");
+                r.bulk(b"generic");
+            }
+        }
+        b"list" if a.len() == 2 => {
+            let specs: Vec<_> = all().collect();
+            r.array(specs.len());
+            for s in specs {
+                r.bulk(s.name.as_bytes());
+            }
+        }
+        b"getkeys" if a.len() >= 3 => match super::find(&a[2]) {
+            Some(s) if s.first_key > 0 => {
+                let keys: Vec<usize> = s.key_indices(a.len() - 2).collect();
+                if keys.is_empty() {
+                    return r.error("ERR The command has no key arguments");
+                }
+                r.array(keys.len());
+                for i in keys {
+                    r.bulk(&a[2 + i]);
+                }
+            }
+            Some(_) => r.error("ERR The command has no key arguments"),
+            None => r.error("ERR Invalid command specified"),
+        },
+        _ => r.error(&unknown_subcommand(&a[1], "command")),
+    }
+}
+
+async fn debug_cmd(a: &[Bytes], r: &mut Reply<'_>) {
+    if eq_ic(&a[1], "sleep") && a.len() == 3 {
+        let secs = super::parse_f64(&a[2]).unwrap_or(0.0).max(0.0);
+        // Sleeps this connection only: the shard keeps serving others.
+        glommio::timer::sleep(std::time::Duration::from_secs_f64(secs)).await;
+        return r.ok();
+    }
+    r.error(&unknown_subcommand(&a[1], "debug"))
+}
+
+fn human(bytes: u64) -> String {
+    let b = bytes as f64;
+    if b < 1024.0 {
+        format!("{bytes}B")
+    } else if b < 1024.0 * 1024.0 {
+        format!("{:.2}K", b / 1024.0)
+    } else if b < 1024.0 * 1024.0 * 1024.0 {
+        format!("{:.2}M", b / 1024.0 / 1024.0)
+    } else {
+        format!("{:.2}G", b / 1024.0 / 1024.0 / 1024.0)
+    }
+}
+
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+fn cpu_times() -> (f64, f64) {
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage fills the struct we own.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+    (t(ru.ru_stime), t(ru.ru_utime))
+}
+
+/// INFO [section ...]: Redis's field names, summed over shards.
+async fn info(shard: &Rc<Shard>, a: &[Bytes]) -> String {
+    let want: Vec<String> = a[1..]
+        .iter()
+        .map(|s| String::from_utf8_lossy(s).to_lowercase())
+        .collect();
+    let all_sections = want.iter().any(|w| w == "all" || w == "everything");
+    let default = want.is_empty() || want.iter().any(|w| w == "default");
+    let show = |s: &str| {
+        all_sections
+            || want.iter().any(|w| w == s)
+            || (default && s != "commandstats" && s != "latencystats")
+    };
+    let infos = dispatch::gather_info(shard).await;
+    let sum = |f: fn(&crate::shard::ShardInfo) -> u64| infos.iter().map(f).sum::<u64>();
+    let shared = &shard.shared;
+    let cfg = shared.config();
+    let mut s = String::new();
+    let uptime = shared.started.elapsed().as_secs();
+    if show("server") {
+        let now_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_micros();
+        let uname = {
+            let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+            // SAFETY: uname fills the struct we own.
+            unsafe { libc::uname(&mut u) };
+            let f = |c: &[libc::c_char]| {
+                unsafe { std::ffi::CStr::from_ptr(c.as_ptr()) }
+                    .to_string_lossy()
+                    .into_owned()
+            };
+            format!("{} {} {}", f(&u.sysname), f(&u.release), f(&u.machine))
+        };
+        let _ = write!(
+            s,
+            "# Server\r\nredis_version:{VERSION}\r\nredis_git_sha1:00000000\r\nredis_git_dirty:0\r\nredis_build_id:0\r\nredis_mode:standalone\r\nos:{uname}\r\narch_bits:64\r\nmonotonic_clock:POSIX clock_gettime\r\nmultiplexing_api:io_uring\r\nprocess_id:{}\r\nprocess_supervised:no\r\nrun_id:{}\r\ntcp_port:{}\r\nserver_time_usec:{now_us}\r\nuptime_in_seconds:{uptime}\r\nuptime_in_days:{}\r\nhz:{}\r\nconfigured_hz:{}\r\nexecutable:{}\r\nconfig_file:{}\r\nio_threads_active:0\r\ntether_version:{}\r\ntether_shards:{}\r\n\r\n",
+            std::process::id(),
+            shared.run_id,
+            cfg.port(),
+            uptime / 86400,
+            cfg.hz(),
+            cfg.hz(),
+            std::env::current_exe()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            cfg.config_file()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            env!("CARGO_PKG_VERSION"),
+            shared.nshards,
+        );
+    }
+    if show("clients") {
+        let _ = write!(
+            s,
+            "# Clients\r\nconnected_clients:{}\r\ncluster_connections:0\r\nmaxclients:{}\r\nclient_recent_max_input_buffer:0\r\nclient_recent_max_output_buffer:0\r\nblocked_clients:0\r\ntracking_clients:0\r\nclients_in_timeout_table:0\r\n\r\n",
+            infos.iter().map(|i| i.connected_clients).sum::<usize>(),
+            cfg.maxclients()
+        );
+    }
+    if show("memory") {
+        let rss = rss_bytes();
+        let _ = write!(
+            s,
+            "# Memory\r\nused_memory:{rss}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nmaxmemory:{}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:{}\r\nmem_allocator:libc\r\n\r\n",
+            human(rss),
+            human(rss),
+            cfg.maxmemory(),
+            human(cfg.maxmemory()),
+            cfg.get_str("maxmemory-policy")
+                .unwrap_or_else(|| "noeviction".into())
+        );
+    }
+    if show("persistence") {
+        let _ = write!(
+            s,
+            "# Persistence\r\nloading:0\r\nasync_loading:0\r\nrdb_bgsave_in_progress:0\r\nrdb_last_save_time:{}\r\naof_enabled:0\r\naof_rewrite_in_progress:0\r\n\r\n",
+            shared.lastsave.load(Ordering::Relaxed)
+        );
+    }
+    if show("stats") {
+        let _ = write!(
+            s,
+            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\nevicted_keys:0\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\nsync_full:0\r\nsync_partial_ok:0\r\nsync_partial_err:0\r\n\r\n",
+            sum(|i| i.connections_received),
+            sum(|i| i.commands_processed),
+            sum(|i| i.net_input_bytes),
+            sum(|i| i.net_output_bytes),
+            sum(|i| i.rejected_connections),
+            sum(|i| i.expired),
+            sum(|i| i.hits),
+            sum(|i| i.misses),
+        );
+    }
+    if show("replication") {
+        let _ = write!(
+            s,
+            "# Replication\r\nrole:master\r\nconnected_slaves:0\r\nmaster_failover_state:no-failover\r\nmaster_replid:{}\r\nmaster_replid2:0000000000000000000000000000000000000000\r\nmaster_repl_offset:0\r\nsecond_repl_offset:-1\r\nrepl_backlog_active:0\r\nrepl_backlog_size:{}\r\nrepl_backlog_first_byte_offset:0\r\nrepl_backlog_histlen:0\r\n\r\n",
+            shared.run_id,
+            cfg.get_str("repl-backlog-size")
+                .unwrap_or_else(|| "1048576".into())
+        );
+    }
+    if show("cpu") {
+        let (sys, user) = cpu_times();
+        let _ = write!(
+            s,
+            "# CPU\r\nused_cpu_sys:{sys:.6}\r\nused_cpu_user:{user:.6}\r\nused_cpu_sys_children:0.000000\r\nused_cpu_user_children:0.000000\r\n\r\n"
+        );
+    }
+    if show("keyspace") {
+        s.push_str("# Keyspace\r\n");
+        let ndb = infos.first().map_or(0, |i| i.keys.len());
+        for db in 0..ndb {
+            let keys: usize = infos.iter().map(|i| i.keys[db].0).sum();
+            let expires: usize = infos.iter().map(|i| i.keys[db].1).sum();
+            if keys == 0 {
+                continue;
+            }
+            let with_ttl: Vec<u64> = infos
+                .iter()
+                .filter(|i| i.keys[db].1 > 0)
+                .map(|i| i.keys[db].2)
+                .collect();
+            let avg = if with_ttl.is_empty() {
+                0
+            } else {
+                with_ttl.iter().sum::<u64>() / with_ttl.len() as u64
+            };
+            let _ = write!(s, "db{db}:keys={keys},expires={expires},avg_ttl={avg}\r\n");
+        }
+        s.push_str("\r\n");
+    }
+    while s.ends_with("\r\n\r\n") {
+        s.truncate(s.len() - 2);
+    }
+    s
+}

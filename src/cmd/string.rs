@@ -1,0 +1,506 @@
+//! String commands (GET, SET and friends). Each runs on the shard that owns
+//! its key(s); MGET/MSET/MSETNX spanning shards go through `Multi` in
+//! `shard::dispatch`. Errors are Redis 7.0's, word for word.
+
+use bytes::{Bytes, BytesMut};
+
+use super::{
+    CmdSpec, Exec, Kind, Multi, NOT_FLOAT, NOT_INT, SYNTAX, WRONGTYPE, eq_ic, parse_f64, parse_i64,
+};
+use crate::shard::keyspace::{Entry, Value};
+
+const W: &[&str] = &["write", "denyoom"];
+const WF: &[&str] = &["write", "denyoom", "fast"];
+const RF: &[&str] = &["readonly", "fast"];
+
+macro_rules! keyed {
+    ($name:expr, $arity:expr, $flags:expr, $f:expr, $l:expr, $s:expr, $h:expr) => {
+        CmdSpec {
+            name: $name,
+            arity: $arity,
+            flags: $flags,
+            first_key: $f,
+            last_key: $l,
+            step: $s,
+            kind: Kind::Keyed($h, None),
+        }
+    };
+    ($name:expr, $arity:expr, $flags:expr, $f:expr, $l:expr, $s:expr, $h:expr, $m:expr) => {
+        CmdSpec {
+            name: $name,
+            arity: $arity,
+            flags: $flags,
+            first_key: $f,
+            last_key: $l,
+            step: $s,
+            kind: Kind::Keyed($h, Some($m)),
+        }
+    };
+}
+pub(crate) use keyed;
+
+pub static COMMANDS: &[CmdSpec] = &[
+    keyed!("get", 2, RF, 1, 1, 1, get),
+    keyed!("set", -3, W, 1, 1, 1, set),
+    keyed!("setnx", 3, WF, 1, 1, 1, setnx),
+    keyed!("setex", 4, W, 1, 1, 1, setex),
+    keyed!("psetex", 4, W, 1, 1, 1, psetex),
+    keyed!("getset", 3, WF, 1, 1, 1, getset),
+    keyed!("getdel", 2, &["write", "fast"], 1, 1, 1, getdel),
+    keyed!("getex", -2, &["write", "fast"], 1, 1, 1, getex),
+    keyed!("mget", -2, RF, 1, -1, 1, mget, Multi::MGet),
+    keyed!("mset", -3, W, 1, -1, 2, mset, Multi::MSet),
+    keyed!("msetnx", -3, W, 1, -1, 2, msetnx, Multi::MSetNx),
+    keyed!("append", 3, WF, 1, 1, 1, append),
+    keyed!("strlen", 2, RF, 1, 1, 1, strlen),
+    keyed!("getrange", 4, &["readonly"], 1, 1, 1, getrange),
+    keyed!("substr", 4, &["readonly"], 1, 1, 1, getrange),
+    keyed!("setrange", 4, W, 1, 1, 1, setrange),
+    keyed!("incr", 2, WF, 1, 1, 1, incr),
+    keyed!("decr", 2, WF, 1, 1, 1, decr),
+    keyed!("incrby", 3, WF, 1, 1, 1, incrby),
+    keyed!("decrby", 3, WF, 1, 1, 1, decrby),
+    keyed!("incrbyfloat", 3, WF, 1, 1, 1, incrbyfloat),
+];
+
+fn get(ex: &mut Exec, a: &[Bytes]) {
+    match ex.read_str(&a[1]) {
+        Ok(v) => ex.r.bulk_opt(v.as_deref()),
+        Err(()) => ex.r.error(WRONGTYPE),
+    }
+}
+
+/// Expiry option of SET/GETEX, resolved to an absolute Unix ms time.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Ttl {
+    Keep,
+    Clear,
+    At(u64),
+}
+
+/// Turns `EX n` / `PX n` / `EXAT n` / `PXAT n` into an absolute time, with
+/// Redis's checks: the number must be an integer > 0 and must not overflow.
+pub fn expire_arg(unit: &[u8], n: &[u8], now: u64, cmd: &str) -> Result<u64, String> {
+    let v = parse_i64(n).ok_or_else(|| NOT_INT.to_string())?;
+    let invalid = || format!("ERR invalid expire time in '{cmd}' command");
+    if v <= 0 {
+        return Err(invalid());
+    }
+    let ms = if eq_ic(unit, "ex") || eq_ic(unit, "exat") {
+        v.checked_mul(1000).ok_or_else(invalid)?
+    } else {
+        v
+    };
+    let abs = if eq_ic(unit, "ex") || eq_ic(unit, "px") {
+        ms.checked_add(now as i64).ok_or_else(invalid)?
+    } else {
+        ms
+    };
+    Ok(abs as u64)
+}
+
+fn set(ex: &mut Exec, a: &[Bytes]) {
+    let (mut nx, mut xx, mut get, mut ttl) = (false, false, false, Ttl::Clear);
+    let mut have_exp = false;
+    let mut i = 3;
+    while i < a.len() {
+        let o = &a[i];
+        let next = a.get(i + 1);
+        if eq_ic(o, "nx") && !xx {
+            nx = true;
+        } else if eq_ic(o, "xx") && !nx {
+            xx = true;
+        } else if eq_ic(o, "get") {
+            get = true;
+        } else if eq_ic(o, "keepttl") && !have_exp {
+            ttl = Ttl::Keep;
+            have_exp = true;
+        } else if (eq_ic(o, "ex") || eq_ic(o, "px") || eq_ic(o, "exat") || eq_ic(o, "pxat"))
+            && !have_exp
+            && next.is_some()
+        {
+            match expire_arg(o, next.unwrap(), ex.now, "set") {
+                Ok(at) => ttl = Ttl::At(at),
+                Err(e) => return ex.r.error(&e),
+            }
+            have_exp = true;
+            i += 1;
+        } else {
+            return ex.r.error(SYNTAX);
+        }
+        i += 1;
+    }
+    let key = &a[1];
+    let old = ex.lookup_write(key).map(|e| (e.value.clone(), e.expire_at));
+    let old_str = match &old {
+        Some((Value::Str(s), _)) => Some(s.clone()),
+        None => None,
+    };
+    if (nx && old.is_some()) || (xx && old.is_none()) {
+        return if get {
+            ex.r.bulk_opt(old_str.as_deref())
+        } else {
+            ex.r.null()
+        };
+    }
+    let expire_at = match ttl {
+        Ttl::Keep => old.as_ref().map_or(0, |o| o.1),
+        Ttl::Clear => 0,
+        Ttl::At(t) => t,
+    };
+    store(ex, key, a[2].clone(), expire_at);
+    if get {
+        ex.r.bulk_opt(old_str.as_deref())
+    } else {
+        ex.r.ok()
+    }
+}
+
+/// Stores a string value (copied out of the request buffer) with a TTL.
+pub fn store(ex: &mut Exec, key: &[u8], val: Bytes, expire_at: u64) {
+    let (db, _) = ex.db();
+    db.insert(
+        key,
+        Entry {
+            value: Value::Str(Bytes::copy_from_slice(&val)),
+            expire_at,
+        },
+    );
+}
+
+fn setnx(ex: &mut Exec, a: &[Bytes]) {
+    if ex.lookup_write(&a[1]).is_some() {
+        return ex.r.int(0);
+    }
+    store(ex, &a[1], a[2].clone(), 0);
+    ex.r.int(1)
+}
+
+fn setex_generic(ex: &mut Exec, a: &[Bytes], unit: &str, cmd: &str) {
+    match expire_arg(unit.as_bytes(), &a[2], ex.now, cmd) {
+        Ok(at) => {
+            store(ex, &a[1], a[3].clone(), at);
+            ex.r.ok()
+        }
+        Err(e) => ex.r.error(&e),
+    }
+}
+
+fn setex(ex: &mut Exec, a: &[Bytes]) {
+    setex_generic(ex, a, "ex", "setex")
+}
+
+fn psetex(ex: &mut Exec, a: &[Bytes]) {
+    setex_generic(ex, a, "px", "psetex")
+}
+
+fn getset(ex: &mut Exec, a: &[Bytes]) {
+    let old = match ex.lookup_write(&a[1]) {
+        Some(Entry {
+            value: Value::Str(s),
+            ..
+        }) => Some(s.clone()),
+        None => None,
+    };
+    store(ex, &a[1], a[2].clone(), 0);
+    ex.r.bulk_opt(old.as_deref())
+}
+
+fn getdel(ex: &mut Exec, a: &[Bytes]) {
+    match ex.read_str(&a[1]) {
+        Ok(Some(v)) => {
+            ex.db().0.remove(&a[1]);
+            ex.r.bulk(&v)
+        }
+        Ok(None) => ex.r.null(),
+        Err(()) => ex.r.error(WRONGTYPE),
+    }
+}
+
+fn getex(ex: &mut Exec, a: &[Bytes]) {
+    let mut ttl = None;
+    let mut i = 2;
+    while i < a.len() {
+        let o = &a[i];
+        if (eq_ic(o, "ex") || eq_ic(o, "px") || eq_ic(o, "exat") || eq_ic(o, "pxat"))
+            && ttl.is_none()
+            && i + 1 < a.len()
+        {
+            match expire_arg(o, &a[i + 1], ex.now, "getex") {
+                Ok(at) => ttl = Some(Ttl::At(at)),
+                Err(e) => return ex.r.error(&e),
+            }
+            i += 2;
+        } else if eq_ic(o, "persist") && ttl.is_none() {
+            ttl = Some(Ttl::Clear);
+            i += 1;
+        } else {
+            return ex.r.error(SYNTAX);
+        }
+    }
+    let v = match ex.read_str(&a[1]) {
+        Ok(Some(v)) => v,
+        Ok(None) => return ex.r.null(),
+        Err(()) => return ex.r.error(WRONGTYPE),
+    };
+    match ttl {
+        Some(Ttl::At(at)) if at <= ex.now => {
+            ex.db().0.remove(&a[1]);
+        }
+        Some(Ttl::At(at)) => {
+            ex.db().0.set_expire(&a[1], at);
+        }
+        Some(Ttl::Clear) => {
+            ex.db().0.set_expire(&a[1], 0);
+        }
+        _ => {}
+    }
+    ex.r.bulk(&v)
+}
+
+fn mget(ex: &mut Exec, a: &[Bytes]) {
+    ex.r.array(a.len() - 1);
+    for k in &a[1..] {
+        let v = ex.read_str(k).ok().flatten();
+        ex.r.bulk_opt(v.as_deref());
+    }
+}
+
+fn mset(ex: &mut Exec, a: &[Bytes]) {
+    if a.len() % 2 == 0 {
+        return ex
+            .r
+            .error("ERR wrong number of arguments for 'mset' command");
+    }
+    for p in a[1..].chunks(2) {
+        store(ex, &p[0], p[1].clone(), 0);
+    }
+    ex.r.ok()
+}
+
+fn msetnx(ex: &mut Exec, a: &[Bytes]) {
+    if a.len() % 2 == 0 {
+        return ex
+            .r
+            .error("ERR wrong number of arguments for 'msetnx' command");
+    }
+    let now = ex.now;
+    let (db, st) = ex.db();
+    if a[1..].chunks(2).any(|p| db.contains(&p[0], now, st)) {
+        return ex.r.int(0);
+    }
+    for p in a[1..].chunks(2) {
+        store(ex, &p[0], p[1].clone(), 0);
+    }
+    ex.r.int(1)
+}
+
+/// The proto-max-bulk-len check APPEND and SETRANGE make.
+fn check_len(ex: &mut Exec, len: u64) -> bool {
+    if len > ex.shard.proto_max_bulk.get() {
+        ex.r.error("ERR string exceeds maximum allowed size (proto-max-bulk-len)");
+        return false;
+    }
+    true
+}
+
+fn append(ex: &mut Exec, a: &[Bytes]) {
+    let (key, add) = (&a[1], &a[2]);
+    let total;
+    match ex.lookup_write(key) {
+        None => {
+            total = add.len();
+            store(ex, key, add.clone(), 0);
+        }
+        Some(e) => {
+            let Value::Str(s) = &e.value;
+            let newlen = (s.len() + add.len()) as u64;
+            if !check_len(ex, newlen) {
+                return;
+            }
+            let e = ex.lookup_write(key).expect("just looked up");
+            let Value::Str(s) = &mut e.value;
+            let mut buf = BytesMut::with_capacity(s.len() + add.len());
+            buf.extend_from_slice(s);
+            buf.extend_from_slice(add);
+            total = buf.len();
+            *s = buf.freeze();
+        }
+    }
+    ex.r.int(total as i64)
+}
+
+fn strlen(ex: &mut Exec, a: &[Bytes]) {
+    match ex.read_str(&a[1]) {
+        Ok(v) => ex.r.int(v.map_or(0, |v| v.len() as i64)),
+        Err(()) => ex.r.error(WRONGTYPE),
+    }
+}
+
+fn getrange(ex: &mut Exec, a: &[Bytes]) {
+    let (Some(mut start), Some(mut end)) = (parse_i64(&a[2]), parse_i64(&a[3])) else {
+        return ex.r.error(NOT_INT);
+    };
+    let v = match ex.read_str(&a[1]) {
+        Ok(Some(v)) => v,
+        Ok(None) => return ex.r.bulk(b""),
+        Err(()) => return ex.r.error(WRONGTYPE),
+    };
+    let len = v.len() as i64;
+    if start < 0 && end < 0 && start > end {
+        return ex.r.bulk(b"");
+    }
+    if start < 0 {
+        start += len;
+    }
+    if end < 0 {
+        end += len;
+    }
+    start = start.max(0);
+    end = end.max(0);
+    if end >= len {
+        end = len - 1;
+    }
+    if start > end || len == 0 {
+        return ex.r.bulk(b"");
+    }
+    ex.r.bulk(&v[start as usize..=end as usize])
+}
+
+fn setrange(ex: &mut Exec, a: &[Bytes]) {
+    let Some(off) = parse_i64(&a[2]) else {
+        return ex.r.error(NOT_INT);
+    };
+    if off < 0 {
+        return ex.r.error("ERR offset is out of range");
+    }
+    let val = &a[3];
+    let cur = match ex.lookup_write(&a[1]) {
+        Some(Entry {
+            value: Value::Str(s),
+            expire_at,
+        }) => Some((s.clone(), *expire_at)),
+        None => None,
+    };
+    let cur_len = cur.as_ref().map_or(0, |c| c.0.len());
+    if val.is_empty() {
+        return ex.r.int(cur_len as i64);
+    }
+    if !check_len(ex, off as u64 + val.len() as u64) {
+        return;
+    }
+    let off = off as usize;
+    let mut buf = BytesMut::from(cur.as_ref().map_or(&b""[..], |c| &c.0[..]));
+    if buf.len() < off + val.len() {
+        buf.resize(off + val.len(), 0);
+    }
+    buf[off..off + val.len()].copy_from_slice(val);
+    let n = buf.len();
+    let (db, _) = ex.db();
+    db.insert(
+        &a[1],
+        Entry {
+            value: Value::Str(buf.freeze()),
+            expire_at: cur.map_or(0, |c| c.1),
+        },
+    );
+    ex.r.int(n as i64)
+}
+
+/// INCR family: the value must be a string holding a strict integer.
+fn incr_generic(ex: &mut Exec, key: &[u8], by: i64) {
+    let cur = match ex.lookup_write(key) {
+        None => None,
+        Some(Entry {
+            value: Value::Str(s),
+            expire_at,
+        }) => Some((s.clone(), *expire_at)),
+    };
+    let (old, ttl) = match &cur {
+        None => (0, 0),
+        Some((s, ttl)) => match parse_i64(s) {
+            Some(v) => (v, *ttl),
+            None => return ex.r.error(NOT_INT),
+        },
+    };
+    let Some(new) = old.checked_add(by) else {
+        return ex.r.error("ERR increment or decrement would overflow");
+    };
+    let s = itoa::Buffer::new().format(new).as_bytes().to_vec();
+    let (db, _) = ex.db();
+    db.insert(
+        key,
+        Entry {
+            value: Value::Str(Bytes::from(s)),
+            expire_at: ttl,
+        },
+    );
+    ex.r.int(new)
+}
+
+fn incr(ex: &mut Exec, a: &[Bytes]) {
+    incr_generic(ex, &a[1], 1)
+}
+
+fn decr(ex: &mut Exec, a: &[Bytes]) {
+    incr_generic(ex, &a[1], -1)
+}
+
+fn incrby(ex: &mut Exec, a: &[Bytes]) {
+    match parse_i64(&a[2]) {
+        Some(by) => incr_generic(ex, &a[1], by),
+        None => ex.r.error(NOT_INT),
+    }
+}
+
+fn decrby(ex: &mut Exec, a: &[Bytes]) {
+    match parse_i64(&a[2]) {
+        Some(i64::MIN) => ex.r.error("ERR decrement would overflow"),
+        Some(by) => incr_generic(ex, &a[1], -by),
+        None => ex.r.error(NOT_INT),
+    }
+}
+
+fn incrbyfloat(ex: &mut Exec, a: &[Bytes]) {
+    let cur = match ex.lookup_write(&a[1]) {
+        None => None,
+        Some(Entry {
+            value: Value::Str(s),
+            expire_at,
+        }) => Some((s.clone(), *expire_at)),
+    };
+    let (old, ttl) = match &cur {
+        None => (0.0, 0),
+        Some((s, ttl)) => match parse_f64(s) {
+            Some(v) => (v, *ttl),
+            None => return ex.r.error(NOT_FLOAT),
+        },
+    };
+    let Some(by) = parse_f64(&a[2]) else {
+        return ex.r.error(NOT_FLOAT);
+    };
+    let new = old + by;
+    if !new.is_finite() {
+        return ex.r.error("ERR increment would produce NaN or Infinity");
+    }
+    let s = Bytes::from(format_human(new));
+    let (db, _) = ex.db();
+    db.insert(
+        &a[1],
+        Entry {
+            value: Value::Str(s.clone()),
+            expire_at: ttl,
+        },
+    );
+    ex.r.bulk(&s)
+}
+
+/// INCRBYFLOAT's output form (Redis's LD_STR_HUMAN): plain decimal, no
+/// exponent, no trailing zeros. Rust's shortest round-trip `Display` gives
+/// the same digits Redis's long-double `%.17Lf` does for ordinary values.
+pub fn format_human(v: f64) -> String {
+    if v == 0.0 {
+        return "0".into();
+    }
+    format!("{v}")
+}

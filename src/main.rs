@@ -1,0 +1,139 @@
+//! Start-up: read the config (file + `--name value` overrides), check that
+//! io_uring works, bind-check the port, start one glommio executor pinned
+//! per CPU of the affinity mask (or `cpus`), join them, exit.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use glommio::channels::channel_mesh::MeshBuilder;
+use glommio::{LocalExecutorBuilder, Placement};
+use tether::config::Config;
+use tether::net::{ring::Ring, sockopt};
+use tether::shard::{self, Msg, Shared};
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().is_some_and(|a| a == "--version" || a == "-v") {
+        println!(
+            "tether v{} (Redis 7.0.15 compatible)",
+            env!("CARGO_PKG_VERSION")
+        );
+        return;
+    }
+    let config = match Config::from_args(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(1);
+        }
+    };
+    init_logging(&config);
+    if !config.requirepass().is_empty() {
+        fail(
+            "requirepass is set, but tether does not implement AUTH yet; refusing to start rather than run unprotected",
+        );
+    }
+    let cpus = match config.cpus() {
+        Some(c) if !c.is_empty() => c,
+        _ => core_affinity::get_core_ids()
+            .map(|v| v.into_iter().map(|c| c.id).collect())
+            .unwrap_or_else(|| vec![0]),
+    };
+    let nshards = if config.shards() == 0 {
+        cpus.len()
+    } else {
+        config.shards()
+    };
+    // Preflight: the socket ring must be buildable here, or nothing works.
+    if let Err(e) = Ring::new(8, 2, 64) {
+        fail(&format!(
+            "io_uring setup failed: {e}. {}",
+            sockopt::IO_URING_REMEDY
+        ));
+    }
+    let mut addrs = Vec::new();
+    for b in config.bind() {
+        match sockopt::resolve(&b, config.port()) {
+            Ok(a) => addrs.extend(a),
+            Err(e) => fail(&format!("cannot resolve bind address '{b}': {e}")),
+        }
+    }
+    for a in &addrs {
+        if let Err(e) = sockopt::check_free(*a) {
+            fail(&format!(
+                "could not create server TCP listening socket {a}: {e}"
+            ));
+        }
+    }
+    let port = config.port();
+    let shared = Arc::new(Shared::new(config, nshards));
+    log::info!(
+        "tether v{} starting: pid={}, port={port}, shards={nshards} on cpus {:?}, run_id={}",
+        env!("CARGO_PKG_VERSION"),
+        std::process::id(),
+        (0..nshards)
+            .map(|i| cpus[i % cpus.len()])
+            .collect::<Vec<_>>(),
+        shared.run_id
+    );
+    let mesh = (nshards > 1).then(|| MeshBuilder::<Msg, _>::full(nshards, 1024));
+    let mut handles = Vec::new();
+    for i in 0..nshards {
+        let (shared, mesh, addrs) = (shared.clone(), mesh.clone(), addrs.clone());
+        let builder = LocalExecutorBuilder::new(Placement::Fixed(cpus[i % cpus.len()]))
+            .name(&format!("tether-shard-{i}"))
+            .io_memory(256 << 10)
+            .preempt_timer(Duration::from_millis(1));
+        match builder.spawn(move || shard::run(shared, mesh, addrs)) {
+            Ok(h) => handles.push(h),
+            Err(e) => fail(&format!(
+                "cannot start shard {i} on cpu {}: {e}. {}",
+                cpus[i % cpus.len()],
+                sockopt::IO_URING_REMEDY
+            )),
+        }
+    }
+    log::info!("ready to accept connections tcp on port {port}");
+    for h in handles {
+        if h.join().is_err() {
+            log::error!("a shard executor panicked");
+            std::process::exit(1);
+        }
+    }
+    log::warn!("tether is now ready to exit, bye bye...");
+    std::process::exit(shared.exit_code.load(std::sync::atomic::Ordering::SeqCst) as i32);
+}
+
+fn fail(msg: &str) -> ! {
+    log::error!("{msg}");
+    eprintln!("tether: {msg}");
+    std::process::exit(1);
+}
+
+/// Maps Redis log levels onto env_logger's; RUST_LOG still overrides.
+fn init_logging(config: &Config) {
+    let level = match config.loglevel() {
+        "debug" => "debug",
+        "verbose" => "info",
+        "warning" => "warn",
+        _ => "info",
+    };
+    let mut b = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level));
+    b.format_timestamp_millis();
+    if !config.logfile().is_empty() {
+        match std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(config.logfile())
+        {
+            Ok(f) => {
+                b.target(env_logger::Target::Pipe(Box::new(f)));
+            }
+            Err(e) => {
+                eprintln!("tether: can't open the log file {}: {e}", config.logfile());
+                std::process::exit(1);
+            }
+        }
+    }
+    b.init();
+}

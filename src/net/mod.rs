@@ -1,0 +1,659 @@
+//! The network driver of one shard: accepts on the shard's SO_REUSEPORT
+//! listener, reads requests, runs them and writes replies, all through the
+//! shard's own io_uring (`ring`). Connections live on the shard that
+//! accepted them for their whole life.
+//!
+//! One loop turn: reap completions, parse every complete request of every
+//! readable connection, run what can run synchronously (keys owned here,
+//! connection commands) straight into the output buffer, hand the rest of
+//! a pipeline to a slow-path task (`shard::dispatch::run_batch`), then queue
+//! one send per connection with pending output and submit once. When a turn
+//! finds nothing to do the driver sleeps on `Shard::wake`, which the ring's
+//! eventfd watcher and the slow-path tasks trigger.
+
+pub mod ring;
+pub mod sockopt;
+
+use std::fmt::Write as _;
+use std::os::fd::{FromRawFd, RawFd};
+use std::rc::Rc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::cmd::{self, ClientState, Lookup, Route};
+use crate::resp::{Arg, ParseLimits, Reply, parse_command};
+use crate::shard::{Shard, Stats, dispatch};
+use ring::{Completion, OpKind, Ring};
+
+/// Most commands a slow-path batch takes at once; the rest waits a turn.
+const MAX_SLOW_BATCH: usize = 1024;
+/// Provided buffers per shard and their size.
+const NBUFS: u16 = 256;
+const BUF_SIZE: usize = 16 * 1024;
+
+/// CLIENT KILL filters (new style); all given ones must match.
+#[derive(Clone, Debug, Default)]
+pub struct KillFilter {
+    pub id: Option<u64>,
+    pub addr: Option<String>,
+    pub laddr: Option<String>,
+    pub typ: Option<String>,
+    pub user: Option<String>,
+    pub skip_id: Option<u64>,
+    pub maxage: Option<u64>,
+}
+
+/// One client connection.
+pub struct Conn {
+    fd: RawFd,
+    generation: u32,
+    rbuf: BytesMut,
+    wbuf: BytesMut,
+    /// The buffer a send in flight points into, and how much of it is done.
+    sending: Option<(Bytes, usize)>,
+    send_inflight: bool,
+    recv_armed: bool,
+    /// A slow-path batch of this connection is running.
+    busy: bool,
+    /// Close once the output is flushed (QUIT, protocol error).
+    close_after_flush: bool,
+    /// Shut down; the slot is freed once no operation is in flight.
+    closing: bool,
+    pub client: ClientState,
+    addr: String,
+    laddr: String,
+    created: Instant,
+    last_active: Instant,
+}
+
+/// The shard's connections, indexed by slot.
+#[derive(Default)]
+pub struct ConnTable {
+    slots: Vec<Option<Conn>>,
+    free: Vec<u32>,
+    gens: Vec<u32>,
+    live: usize,
+    /// Connections with input to parse or output to send this turn.
+    dirty: Vec<u32>,
+    /// Replies of finished slow-path batches: (slot, generation, output, state).
+    done: Vec<(u32, u32, BytesMut, ClientState)>,
+}
+
+impl ConnTable {
+    pub fn len(&self) -> usize {
+        self.live
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    fn insert(&mut self, conn_of: impl FnOnce(u32) -> Conn) -> u32 {
+        let slot = match self.free.pop() {
+            Some(s) => s,
+            None => {
+                self.slots.push(None);
+                self.gens.push(0);
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let generation = self.gens[slot as usize].wrapping_add(1) & 0xff_ffff;
+        self.gens[slot as usize] = generation;
+        let mut c = conn_of(generation);
+        c.generation = generation;
+        self.slots[slot as usize] = Some(c);
+        self.live += 1;
+        slot
+    }
+
+    fn get(&mut self, slot: u32, generation: u32) -> Option<&mut Conn> {
+        self.slots
+            .get_mut(slot as usize)?
+            .as_mut()
+            .filter(|c| c.generation == generation)
+    }
+
+    fn mark(&mut self, slot: u32) {
+        self.dirty.push(slot);
+    }
+
+    /// Starts closing a connection: shut the socket down so the multishot
+    /// recv ends; the slot is freed once nothing is in flight.
+    fn begin_close(&mut self, slot: u32) {
+        if let Some(c) = self.slots[slot as usize].as_mut()
+            && !c.closing
+        {
+            c.closing = true;
+            // SAFETY: fd is ours until the slot is freed.
+            unsafe { libc::shutdown(c.fd, libc::SHUT_RDWR) };
+            self.dirty.push(slot);
+        }
+    }
+
+    fn try_free(&mut self, slot: u32) {
+        let done = matches!(&self.slots[slot as usize], Some(c) if c.closing && !c.recv_armed && !c.send_inflight && !c.busy);
+        if done {
+            let c = self.slots[slot as usize].take().expect("checked above");
+            // SAFETY: no operation refers to the fd any more.
+            unsafe { libc::close(c.fd) };
+            self.free.push(slot);
+            self.live -= 1;
+        }
+    }
+
+    /// A slow-path batch finished: queue its replies for the driver.
+    pub fn finish(&mut self, slot: u32, generation: u32, out: BytesMut, client: ClientState) {
+        self.done.push((slot, generation, out, client));
+    }
+
+    /// CLIENT LIST lines for this shard's connections.
+    pub fn client_list(&self, shard: &Shard, ids: Option<&[u64]>, typ: Option<&str>) -> String {
+        let mut s = String::new();
+        if typ.is_some_and(|t| t != "normal") {
+            return s;
+        }
+        for c in self.slots.iter().flatten() {
+            if c.closing || ids.is_some_and(|ids| !ids.contains(&c.client.id)) {
+                continue;
+            }
+            let cl = &c.client;
+            let _ = writeln!(
+                s,
+                "id={} addr={} laddr={} fd={} name={} age={} idle={} flags=N db={} sub=0 psub=0 ssub=0 multi=-1 qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 rbs={} rbp=0 obl=0 oll=0 omem=0 tot-mem={} events=r cmd=client user=default redir=-1 resp={} lib-name={} lib-ver={} shard={}",
+                cl.id,
+                c.addr,
+                c.laddr,
+                c.fd,
+                cl.name
+                    .as_deref()
+                    .map(String::from_utf8_lossy)
+                    .unwrap_or_default(),
+                c.created.elapsed().as_secs(),
+                c.last_active.elapsed().as_secs(),
+                cl.db,
+                c.rbuf.len(),
+                c.rbuf.capacity().saturating_sub(c.rbuf.len()),
+                c.rbuf.capacity(),
+                c.rbuf.capacity() + c.wbuf.capacity(),
+                if cl.proto == crate::resp::Proto::Resp3 {
+                    3
+                } else {
+                    2
+                },
+                cl.lib_name
+                    .as_deref()
+                    .map(String::from_utf8_lossy)
+                    .unwrap_or_default(),
+                cl.lib_ver
+                    .as_deref()
+                    .map(String::from_utf8_lossy)
+                    .unwrap_or_default(),
+                shard.id,
+            );
+        }
+        s
+    }
+
+    /// CLIENT KILL on this shard: marks matching connections for closing.
+    pub fn kill(&mut self, f: &KillFilter) -> usize {
+        let mut victims = Vec::new();
+        for (i, c) in self.slots.iter().enumerate() {
+            let Some(c) = c else { continue };
+            let ok = !c.closing
+                && f.skip_id != Some(c.client.id)
+                && f.id.is_none_or(|id| id == c.client.id)
+                && f.addr.as_ref().is_none_or(|a| *a == c.addr)
+                && f.laddr.as_ref().is_none_or(|a| *a == c.laddr)
+                && f.typ.as_ref().is_none_or(|t| t == "normal")
+                && f.user.as_ref().is_none_or(|u| u == "default")
+                && f.maxage.is_none_or(|m| c.created.elapsed().as_secs() >= m);
+            if ok {
+                victims.push(i as u32);
+            }
+        }
+        for &v in &victims {
+            if let Some(c) = self.slots[v as usize].as_mut() {
+                c.close_after_flush = true;
+            }
+            self.begin_close(v);
+        }
+        victims.len()
+    }
+
+    /// Closes connections idle longer than `timeout` seconds (0 = never).
+    pub fn reap_idle(&mut self, timeout: u64) -> usize {
+        if timeout == 0 {
+            return 0;
+        }
+        let stale: Vec<u32> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| {
+                c.as_ref()
+                    .filter(|c| {
+                        !c.closing && !c.busy && c.last_active.elapsed().as_secs() >= timeout
+                    })
+                    .map(|_| i as u32)
+            })
+            .collect();
+        for &s in &stale {
+            self.begin_close(s);
+        }
+        stale.len()
+    }
+}
+
+/// Sets up the shard's ring and serves connections until shutdown.
+pub async fn serve(shard: Rc<Shard>, listeners: Vec<RawFd>) {
+    let mut ring = match Ring::new(1024, NBUFS, BUF_SIZE) {
+        Ok(r) => r,
+        Err(e) => {
+            log::error!(
+                "shard {}: io_uring setup failed: {e}. {}",
+                shard.id,
+                sockopt::IO_URING_REMEDY
+            );
+            shard.shared.request_shutdown();
+            return;
+        }
+    };
+    // The eventfd the ring signals when completions are pending; a watcher
+    // task reads it through glommio's reactor and wakes the driver.
+    // SAFETY: plain eventfd creation.
+    let efd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+    if efd < 0 || ring.register_eventfd(efd).is_err() {
+        log::error!("shard {}: cannot register the ring's eventfd", shard.id);
+        shard.shared.request_shutdown();
+        return;
+    }
+    let watcher = {
+        let shard = shard.clone();
+        glommio::spawn_local(async move {
+            // SAFETY: efd is a valid eventfd owned by this task from now on.
+            let file = unsafe { glommio::io::BufferedFile::from_raw_fd(efd) };
+            loop {
+                if file.read_at(0, 8).await.is_err() {
+                    glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+                }
+                shard.wake.notify();
+            }
+        })
+    };
+    for (i, &l) in listeners.iter().enumerate() {
+        ring.accept_multi(l, i as u32);
+    }
+    let mut driver = Driver {
+        shard: shard.clone(),
+        ring,
+        listeners,
+        cqes: Vec::with_capacity(1024),
+        slow: Vec::new(),
+    };
+    driver.run().await;
+    drop(watcher);
+}
+
+struct Driver {
+    shard: Rc<Shard>,
+    ring: Ring,
+    listeners: Vec<RawFd>,
+    cqes: Vec<Completion>,
+    /// Slow-path batches to spawn once no borrow is held.
+    slow: Vec<(u32, u32, ClientState, Vec<Vec<Bytes>>)>,
+}
+
+impl Driver {
+    async fn run(&mut self) {
+        loop {
+            if self
+                .shard
+                .shared
+                .shutdown
+                .load(std::sync::atomic::Ordering::Relaxed)
+            {
+                self.close_all();
+                return;
+            }
+            self.shard.wake.take();
+            if let Err(e) = self.ring.submit() {
+                log::error!("shard {}: io_uring submit failed: {e}", self.shard.id);
+            }
+            let mut progress = self.finish_batches();
+            self.cqes.clear();
+            let mut cqes = std::mem::take(&mut self.cqes);
+            self.ring.reap(&mut cqes);
+            progress |= !cqes.is_empty();
+            for c in &cqes {
+                self.on_completion(c);
+            }
+            self.cqes = cqes;
+            self.process_dirty();
+            if let Err(e) = self.ring.submit() {
+                log::error!("shard {}: io_uring submit failed: {e}", self.shard.id);
+            }
+            if !progress && self.ring.cq_empty() {
+                self.shard.wake.wait().await;
+            } else if glommio::executor().need_preempt() {
+                glommio::executor().yield_task_queue_now().await;
+            } else {
+                glommio::executor().yield_now().await;
+            }
+        }
+    }
+
+    fn close_all(&mut self) {
+        for &l in &self.listeners {
+            // SAFETY: our listening sockets; nothing reads them afterwards.
+            unsafe { libc::close(l) };
+        }
+        let net = self.shard.net.borrow_mut();
+        for c in net.slots.iter().flatten() {
+            // SAFETY: the process is exiting; close without waiting for io.
+            unsafe { libc::shutdown(c.fd, libc::SHUT_RDWR) };
+        }
+    }
+
+    /// Applies the results of finished slow-path batches.
+    fn finish_batches(&mut self) -> bool {
+        let mut net = self.shard.net.borrow_mut();
+        let done = std::mem::take(&mut net.done);
+        let any = !done.is_empty();
+        for (slot, generation, out, client) in done {
+            if let Some(c) = net.get(slot, generation) {
+                c.busy = false;
+                c.wbuf.extend_from_slice(&out);
+                if client.close_after_reply {
+                    c.close_after_flush = true;
+                }
+                c.client = client;
+                net.mark(slot);
+            }
+        }
+        any
+    }
+
+    fn on_completion(&mut self, c: &Completion) {
+        let (op, generation, slot) = ring::unpack(c.user_data);
+        match op {
+            Some(OpKind::Accept) => self.on_accept(c, slot),
+            Some(OpKind::Recv) => self.on_recv(c, generation, slot),
+            Some(OpKind::Send) => self.on_send(c, generation, slot),
+            None => {}
+        }
+    }
+
+    fn on_accept(&mut self, c: &Completion, listener_idx: u32) {
+        if !c.more() {
+            self.ring
+                .accept_multi(self.listeners[listener_idx as usize], listener_idx);
+        }
+        if c.result < 0 {
+            log::warn!(
+                "shard {}: accept failed: {}",
+                self.shard.id,
+                std::io::Error::from_raw_os_error(-c.result)
+            );
+            return;
+        }
+        let fd = c.result;
+        let cfg = self.shard.shared.config();
+        let maxclients = cfg.maxclients() as usize;
+        let keepalive = cfg.tcp_keepalive();
+        drop(cfg);
+        let total: usize = self.shard.net.borrow().len() * self.shard.nshards();
+        if total >= maxclients {
+            let msg = b"-ERR max number of clients reached\r\n";
+            // SAFETY: best-effort error on a socket we own, then close it.
+            unsafe {
+                libc::send(
+                    fd,
+                    msg.as_ptr() as *const _,
+                    msg.len(),
+                    libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+                );
+                libc::close(fd);
+            }
+            Stats::add(&self.shard.stats.rejected_connections, 1);
+            return;
+        }
+        sockopt::tune_client(fd, keepalive);
+        let (addr, laddr) = sockopt::addrs(fd);
+        let id = self
+            .shard
+            .shared
+            .next_client_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let now = Instant::now();
+        let slot = self.shard.net.borrow_mut().insert(|generation| Conn {
+            fd,
+            generation,
+            rbuf: BytesMut::new(),
+            wbuf: BytesMut::new(),
+            sending: None,
+            send_inflight: false,
+            recv_armed: true,
+            busy: false,
+            close_after_flush: false,
+            closing: false,
+            client: ClientState::new(id),
+            addr,
+            laddr,
+            created: now,
+            last_active: now,
+        });
+        let generation = self.shard.net.borrow_mut().gens[slot as usize];
+        Stats::add(&self.shard.stats.connections_received, 1);
+        self.ring.recv_multi(fd, generation, slot);
+    }
+
+    fn on_recv(&mut self, c: &Completion, generation: u32, slot: u32) {
+        let data_len = c.result.max(0) as usize;
+        let mut net = self.shard.net.borrow_mut();
+        let Some(conn) = net.get(slot, generation) else {
+            if let Some(bid) = c.buffer() {
+                self.ring.recycle(bid);
+            }
+            return;
+        };
+        if let Some(bid) = c.buffer() {
+            if !conn.closing {
+                conn.rbuf
+                    .extend_from_slice(self.ring.buf_data(bid, data_len));
+                conn.last_active = Instant::now();
+            }
+            self.ring.recycle(bid);
+        }
+        let more = c.more();
+        let mut close = false;
+        if c.result == 0 {
+            close = true;
+        } else if c.result < 0 && c.result != -libc::ENOBUFS {
+            close = true;
+        }
+        if !more {
+            conn.recv_armed = false;
+            if !close && !conn.closing {
+                // Re-arm (ENOBUFS or the kernel ended the multishot).
+                conn.recv_armed = true;
+                let fd = conn.fd;
+                self.ring.recv_multi(fd, generation, slot);
+            }
+        }
+        Stats::add(&self.shard.stats.net_input_bytes, data_len as u64);
+        if close {
+            net.begin_close(slot);
+        } else {
+            let limit = self.shard.shared.config().client_query_buffer_limit() as usize;
+            let conn = net.get(slot, generation).expect("present above");
+            if conn.rbuf.len() > limit {
+                log::warn!(
+                    "closing client {} ({}): query buffer {} bytes exceeds client-query-buffer-limit",
+                    conn.client.id,
+                    conn.addr,
+                    conn.rbuf.len()
+                );
+                net.begin_close(slot);
+            }
+        }
+        net.mark(slot);
+    }
+
+    fn on_send(&mut self, c: &Completion, generation: u32, slot: u32) {
+        let mut net = self.shard.net.borrow_mut();
+        let Some(conn) = net.get(slot, generation) else {
+            return;
+        };
+        conn.send_inflight = false;
+        let Some((buf, off)) = conn.sending.take() else {
+            return;
+        };
+        if c.result < 0 {
+            net.begin_close(slot);
+        } else {
+            let off = off + c.result as usize;
+            Stats::add(&self.shard.stats.net_output_bytes, c.result as u64);
+            if off < buf.len() {
+                conn.sending = Some((buf, off));
+            }
+        }
+        net.mark(slot);
+    }
+
+    /// Parses and runs input, queues output, finishes closes.
+    fn process_dirty(&mut self) {
+        let dirty = std::mem::take(&mut self.shard.net.borrow_mut().dirty);
+        let mut seen = Vec::with_capacity(dirty.len());
+        for slot in dirty {
+            if seen.contains(&slot) {
+                continue;
+            }
+            seen.push(slot);
+            self.process_conn(slot);
+        }
+        // Spawn slow-path batches only now, with no RefCell borrowed:
+        // glommio runs a freshly spawned task right away.
+        for (slot, generation, client, cmds) in self.slow.drain(..) {
+            let me = self.shard.clone();
+            glommio::spawn_local(async move {
+                let (out, client) = dispatch::run_batch(me.clone(), client, cmds).await;
+                me.net.borrow_mut().finish(slot, generation, out, client);
+                me.wake.notify();
+            })
+            .detach();
+        }
+    }
+
+    fn process_conn(&mut self, slot: u32) {
+        let shard = self.shard.clone();
+        let mut net = shard.net.borrow_mut();
+        let Some(conn) = net.slots.get_mut(slot as usize).and_then(|c| c.as_mut()) else {
+            return;
+        };
+        if !conn.closing && !conn.busy && !conn.close_after_flush && !conn.rbuf.is_empty() {
+            if let Some(cmds) = run_fast(&shard, conn) {
+                conn.busy = true;
+                self.slow
+                    .push((slot, conn.generation, conn.client.clone(), cmds));
+            }
+        }
+        let conn = net.slots[slot as usize].as_mut().expect("present");
+        if !conn.send_inflight && !conn.closing {
+            if conn.sending.is_none() && !conn.wbuf.is_empty() {
+                conn.sending = Some((conn.wbuf.split().freeze(), 0));
+            }
+            // A fresh buffer, or the rest of a partial send.
+            if let Some((buf, off)) = &conn.sending {
+                let rest = &buf[*off..];
+                self.ring
+                    .send(conn.fd, rest.as_ptr(), rest.len(), conn.generation, slot);
+                conn.send_inflight = true;
+            }
+        }
+        if conn.close_after_flush
+            && conn.sending.is_none()
+            && !conn.send_inflight
+            && conn.wbuf.is_empty()
+            && !conn.busy
+        {
+            net.begin_close(slot);
+        }
+        net.try_free(slot);
+    }
+}
+
+/// Runs the connection's complete requests synchronously while they can
+/// (keys on this shard, connection commands). Returns the remainder of the
+/// pipeline, from the first request that needs another shard, for the slow
+/// path.
+fn run_fast(shard: &Rc<Shard>, conn: &mut Conn) -> Option<Vec<Vec<Bytes>>> {
+    let limits = ParseLimits {
+        max_bulk: shard.proto_max_bulk.get(),
+    };
+    let n = shard.nshards();
+    let mut executed = 0u64;
+    let mut slow: Option<Vec<Vec<Bytes>>> = None;
+    loop {
+        let args = match parse_command(&conn.rbuf, limits) {
+            Ok(None) => break,
+            Err(e) => {
+                if slow.is_none() {
+                    Reply::new(&mut conn.wbuf, conn.client.proto)
+                        .error(&format!("ERR Protocol error: {}", e.0));
+                    conn.close_after_flush = true;
+                    conn.rbuf.clear();
+                }
+                break;
+            }
+            Ok(Some((ranges, used))) => {
+                let frame = conn.rbuf.split_to(used).freeze();
+                if ranges.is_empty() {
+                    continue;
+                }
+                ranges
+                    .into_iter()
+                    .map(|a| match a {
+                        Arg::Range(r) => frame.slice(r),
+                        Arg::Owned(v) => Bytes::from(v),
+                    })
+                    .collect::<Vec<Bytes>>()
+            }
+        };
+        if let Some(batch) = slow.as_mut() {
+            batch.push(args);
+            if batch.len() >= MAX_SLOW_BATCH {
+                break;
+            }
+            continue;
+        }
+        match cmd::lookup(&args) {
+            Lookup::Error(e) => Reply::new(&mut conn.wbuf, conn.client.proto).error(&e),
+            Lookup::Found(spec) => match cmd::route(spec, &args, shard.id, n) {
+                Route::Shard(s) if s == shard.id && shard.gate_open() => {
+                    cmd::exec_local(
+                        shard,
+                        spec,
+                        conn.client.db,
+                        conn.client.proto,
+                        &args,
+                        &mut conn.wbuf,
+                    );
+                    executed += 1;
+                }
+                Route::Conn => {
+                    cmd::server::exec_conn(shard, &mut conn.client, spec, &args, &mut conn.wbuf);
+                    executed += 1;
+                    if conn.client.close_after_reply {
+                        conn.close_after_flush = true;
+                        conn.rbuf.clear();
+                        break;
+                    }
+                }
+                _ => slow = Some(vec![args]),
+            },
+        }
+    }
+    Stats::add(&shard.stats.commands_processed, executed);
+    slow
+}

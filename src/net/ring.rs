@@ -1,0 +1,255 @@
+//! The per-shard socket ring: a native io_uring with `SINGLE_ISSUER |
+//! DEFER_TASKRUN | TASKRUN_FLAG`, multishot accept, multishot recv into a
+//! registered provided-buffer ring, and sends batched per connection. Only
+//! the shard's network driver touches it (single issuer).
+//!
+//! With DEFER_TASKRUN completions are posted only when we enter the kernel
+//! with GETEVENTS; the registered eventfd fires whenever such work is
+//! queued, which is how an idle driver sleeping in glommio's reactor learns
+//! that its ring needs a turn.
+
+use std::io;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicU16, Ordering};
+
+use io_uring::{IoUring, cqueue, opcode, squeue, types};
+
+/// Buffer group id of the provided-buffer ring.
+const BGID: u16 = 0;
+
+/// What a completion belongs to, packed into `user_data`:
+/// `op (8 bits) | generation (24 bits) | connection slot (32 bits)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpKind {
+    Accept = 1,
+    Recv = 2,
+    Send = 3,
+}
+
+pub fn pack(op: OpKind, generation: u32, slot: u32) -> u64 {
+    ((op as u64) << 56) | (((generation & 0xff_ffff) as u64) << 32) | slot as u64
+}
+
+pub fn unpack(ud: u64) -> (Option<OpKind>, u32, u32) {
+    let op = match ud >> 56 {
+        1 => Some(OpKind::Accept),
+        2 => Some(OpKind::Recv),
+        3 => Some(OpKind::Send),
+        _ => None,
+    };
+    (op, ((ud >> 32) & 0xff_ffff) as u32, ud as u32)
+}
+
+/// A provided-buffer ring: `count` buffers of `size` bytes the kernel
+/// picks from for multishot recv; we hand each back once copied out.
+struct BufRing {
+    entries: *mut types::BufRingEntry,
+    layout: std::alloc::Layout,
+    mem: Vec<u8>,
+    size: usize,
+    count: u16,
+    tail: u16,
+}
+
+impl BufRing {
+    fn new(count: u16, size: usize) -> Self {
+        let layout = std::alloc::Layout::from_size_align(
+            count as usize * std::mem::size_of::<types::BufRingEntry>(),
+            4096,
+        )
+        .expect("buffer ring layout");
+        // SAFETY: non-zero size layout; zeroed memory is a valid empty ring.
+        let entries = unsafe { std::alloc::alloc_zeroed(layout) } as *mut types::BufRingEntry;
+        assert!(
+            !entries.is_null(),
+            "out of memory allocating the buffer ring"
+        );
+        let mut r = BufRing {
+            entries,
+            layout,
+            mem: vec![0u8; count as usize * size],
+            size,
+            count,
+            tail: 0,
+        };
+        for bid in 0..count {
+            r.push(bid);
+        }
+        r.publish();
+        r
+    }
+
+    fn push(&mut self, bid: u16) {
+        let idx = (self.tail & (self.count - 1)) as usize;
+        // SAFETY: idx < count, the ring holds count entries.
+        let e = unsafe { &mut *self.entries.add(idx) };
+        e.set_addr(self.mem.as_ptr() as u64 + bid as u64 * self.size as u64);
+        e.set_len(self.size as u32);
+        e.set_bid(bid);
+        self.tail = self.tail.wrapping_add(1);
+    }
+
+    /// Makes pushed buffers visible to the kernel.
+    fn publish(&self) {
+        // SAFETY: the tail field lives inside the first entry, which we own;
+        // the kernel reads it, so store with release ordering.
+        unsafe {
+            let tail = types::BufRingEntry::tail(self.entries) as *const AtomicU16;
+            (*tail).store(self.tail, Ordering::Release);
+        }
+    }
+
+    fn data(&self, bid: u16, len: usize) -> &[u8] {
+        let start = bid as usize * self.size;
+        &self.mem[start..start + len.min(self.size)]
+    }
+}
+
+impl Drop for BufRing {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout.
+        unsafe { std::alloc::dealloc(self.entries as *mut u8, self.layout) };
+    }
+}
+
+/// One shard's socket ring.
+pub struct Ring {
+    ring: IoUring,
+    bufs: BufRing,
+    dirty_bufs: bool,
+}
+
+/// A completion, copied out of the ring.
+pub struct Completion {
+    pub user_data: u64,
+    pub result: i32,
+    pub flags: u32,
+}
+
+impl Completion {
+    pub fn more(&self) -> bool {
+        cqueue::more(self.flags)
+    }
+    pub fn buffer(&self) -> Option<u16> {
+        cqueue::buffer_select(self.flags)
+    }
+}
+
+impl Ring {
+    /// Builds the ring; fails where io_uring is unavailable (old kernel,
+    /// seccomp, RLIMIT_MEMLOCK on kernels before 5.12).
+    pub fn new(entries: u32, nbufs: u16, buf_size: usize) -> io::Result<Ring> {
+        let ring = IoUring::builder()
+            .setup_single_issuer()
+            .setup_defer_taskrun()
+            .setup_taskrun_flag()
+            .setup_cqsize(entries * 4)
+            .build(entries)?;
+        let bufs = BufRing::new(nbufs, buf_size);
+        // SAFETY: the ring memory lives in `bufs`, dropped after `ring`
+        // (field order) so the kernel never sees it freed while registered.
+        unsafe {
+            ring.submitter()
+                .register_buf_ring_with_flags(bufs.entries as u64, nbufs, BGID, 0)?
+        };
+        Ok(Ring {
+            ring,
+            bufs,
+            dirty_bufs: false,
+        })
+    }
+
+    pub fn register_eventfd(&self, fd: RawFd) -> io::Result<()> {
+        self.ring.submitter().register_eventfd(fd)
+    }
+
+    fn push(&mut self, e: squeue::Entry) {
+        // SAFETY: every buffer an entry points to outlives its completion
+        // (send buffers are kept in the connection until then).
+        unsafe {
+            while self.ring.submission().push(&e).is_err() {
+                self.ring
+                    .submit()
+                    .expect("io_uring submit failed while draining a full SQ");
+            }
+        }
+    }
+
+    pub fn accept_multi(&mut self, listener: RawFd, slot: u32) {
+        let e = opcode::AcceptMulti::new(types::Fd(listener))
+            .flags(libc::SOCK_CLOEXEC)
+            .build()
+            .user_data(pack(OpKind::Accept, 0, slot));
+        self.push(e);
+    }
+
+    pub fn recv_multi(&mut self, fd: RawFd, generation: u32, slot: u32) {
+        let e = opcode::RecvMulti::new(types::Fd(fd), BGID)
+            .build()
+            .user_data(pack(OpKind::Recv, generation, slot));
+        self.push(e);
+    }
+
+    /// Queues a send of `len` bytes at `ptr`; the caller keeps the memory
+    /// alive until the completion arrives.
+    pub fn send(&mut self, fd: RawFd, ptr: *const u8, len: usize, generation: u32, slot: u32) {
+        let e = opcode::Send::new(types::Fd(fd), ptr, len as u32)
+            .flags(libc::MSG_NOSIGNAL)
+            .build()
+            .user_data(pack(OpKind::Send, generation, slot));
+        self.push(e);
+    }
+
+    /// The bytes a recv completion delivered into buffer `bid`.
+    pub fn buf_data(&self, bid: u16, len: usize) -> &[u8] {
+        self.bufs.data(bid, len)
+    }
+
+    /// Hands a provided buffer back to the kernel (published at `submit`).
+    pub fn recycle(&mut self, bid: u16) {
+        self.bufs.push(bid);
+        self.dirty_bufs = true;
+    }
+
+    /// One syscall: submits queued entries and runs deferred task work so
+    /// completions appear in the CQ. Never blocks.
+    pub fn submit(&mut self) -> io::Result<()> {
+        if self.dirty_bufs {
+            self.bufs.publish();
+            self.dirty_bufs = false;
+        }
+        // `submit` enters the kernel when entries are queued or the kernel
+        // raised TASKRUN, adding GETEVENTS in the latter case.
+        match self.ring.submit() {
+            Ok(_) => Ok(()),
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EBUSY | libc::EAGAIN | libc::EINTR)
+                ) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Drains the completion queue into `out`.
+    pub fn reap(&mut self, out: &mut Vec<Completion>) {
+        let mut cq = self.ring.completion();
+        cq.sync();
+        for c in &mut cq {
+            out.push(Completion {
+                user_data: c.user_data(),
+                result: c.result(),
+                flags: c.flags(),
+            });
+        }
+    }
+
+    pub fn cq_empty(&mut self) -> bool {
+        let mut cq = self.ring.completion();
+        cq.sync();
+        cq.is_empty()
+    }
+}

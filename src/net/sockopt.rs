@@ -1,0 +1,80 @@
+//! Socket set-up: SO_REUSEPORT listeners (one per shard per address) and
+//! the options every accepted socket gets (TCP_NODELAY, Redis-style
+//! keepalive: idle N, interval N/3, 3 probes).
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::fd::{FromRawFd, IntoRawFd, RawFd};
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, SockAddr, Socket, TcpKeepalive, Type};
+
+pub const IO_URING_REMEDY: &str = "tether drives its sockets with io_uring (Linux >= 6.1). If setup failed with \
+EPERM/ENOSYS, io_uring is disabled (sysctl kernel.io_uring_disabled=0, or a seccomp profile blocks it); \
+with ENOMEM raise the locked-memory limit (`ulimit -l unlimited`, or LimitMEMLOCK=infinity in systemd).";
+
+/// Resolves a `bind` entry and the port to socket addresses.
+pub fn resolve(bind: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
+    let host = bind.trim_start_matches('-');
+    let host = if host == "*" {
+        "0.0.0.0"
+    } else if host == "::*" {
+        "::"
+    } else {
+        host
+    };
+    Ok((host, port).to_socket_addrs()?.collect())
+}
+
+/// A listening socket with SO_REUSEPORT, so every shard can bind the port.
+pub fn listener(addr: SocketAddr, backlog: i32) -> std::io::Result<RawFd> {
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(true)?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    s.bind(&SockAddr::from(addr))?;
+    s.listen(backlog)?;
+    Ok(s.into_raw_fd())
+}
+
+/// Fails when something else already listens on `addr` (a plain bind
+/// without SO_REUSEPORT, released at once).
+pub fn check_free(addr: SocketAddr) -> std::io::Result<()> {
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    s.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    s.bind(&SockAddr::from(addr))
+}
+
+/// Options for an accepted client socket.
+pub fn tune_client(fd: RawFd, keepalive_secs: u64) {
+    // SAFETY: borrow the fd for the calls, then give it back unclosed.
+    let s = unsafe { Socket::from_raw_fd(fd) };
+    let _ = s.set_tcp_nodelay(true);
+    if keepalive_secs > 0 {
+        let ka = TcpKeepalive::new()
+            .with_time(Duration::from_secs(keepalive_secs))
+            .with_interval(Duration::from_secs((keepalive_secs / 3).max(1)))
+            .with_retries(3);
+        let _ = s.set_tcp_keepalive(&ka);
+    }
+    let _ = s.into_raw_fd();
+}
+
+/// Peer and local address of a socket, as `ip:port` strings.
+pub fn addrs(fd: RawFd) -> (String, String) {
+    // SAFETY: as above, borrowed only.
+    let s = unsafe { Socket::from_raw_fd(fd) };
+    let f = |a: std::io::Result<SockAddr>| {
+        a.ok()
+            .and_then(|a| a.as_socket())
+            .map(|a| a.to_string())
+            .unwrap_or_default()
+    };
+    let r = (f(s.peer_addr()), f(s.local_addr()));
+    let _ = s.into_raw_fd();
+    r
+}

@@ -1,0 +1,9 @@
+//! RESP wire protocol: an incremental, zero-copy request parser and a reply
+//! writer. Knows nothing of the keyspace; runs on whichever shard owns the
+//! connection and is fuzzed and benched alone.
+
+mod parser;
+mod writer;
+
+pub use parser::{Arg, ParseError, ParseLimits, parse_command};
+pub use writer::{Proto, Reply};

@@ -1,0 +1,318 @@
+//! Incremental RESP request parser (multibulk and inline).
+//!
+//! A request is either a multibulk array of bulk strings or an inline line:
+//!
+//! ```text
+//! *2\r\n$3\r\nGET\r\n$3\r\nkey\r\n      multibulk
+//! GET key\r\n                          inline (quotes as in redis-cli)
+//! ```
+//!
+//! The parser never copies: it returns the byte ranges of the arguments in
+//! the caller's buffer and how many bytes the request used, so the caller can
+//! `split_to(consumed).freeze()` and slice `Bytes` arguments out of it. An
+//! incomplete request returns `Ok(None)` and is parsed again, from its start,
+//! when more bytes arrive. Errors carry Redis's exact wording, after the
+//! `ERR Protocol error: ` prefix; a protocol error closes the connection.
+
+use std::ops::Range;
+
+/// Longest inline request or multibulk/bulk header line Redis accepts
+/// without a newline (`PROTO_INLINE_MAX_SIZE`).
+const INLINE_MAX: usize = 64 * 1024;
+/// Largest multibulk count Redis accepts (1024*1024 arguments).
+const MAX_MULTIBULK: i64 = 1024 * 1024;
+
+/// Limits a connection enforces while parsing.
+#[derive(Clone, Copy, Debug)]
+pub struct ParseLimits {
+    /// `proto-max-bulk-len`: the largest bulk argument accepted.
+    pub max_bulk: u64,
+}
+
+/// A protocol violation; the text follows `ERR Protocol error: `.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError(pub String);
+
+impl ParseError {
+    fn new(s: impl Into<String>) -> Self {
+        ParseError(s.into())
+    }
+}
+
+/// Where an argument's bytes are: a range of the caller's buffer, or (only
+/// for inline requests with escapes inside double quotes) an owned copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Arg {
+    Range(Range<usize>),
+    Owned(Vec<u8>),
+}
+
+/// Result of one parse: the arguments and the number of bytes consumed.
+/// An empty argument list means an empty request (`*0`, a blank line) that
+/// is skipped without a reply.
+pub type Parsed = (Vec<Arg>, usize);
+
+/// Parses one request from the front of `buf`.
+pub fn parse_command(buf: &[u8], limits: ParseLimits) -> Result<Option<Parsed>, ParseError> {
+    match buf.first() {
+        None => Ok(None),
+        Some(b'*') => parse_multibulk(buf, limits),
+        Some(_) => parse_inline(buf),
+    }
+}
+
+/// Finds `\r\n` starting at `from`; returns the index of `\r`.
+fn find_crlf(buf: &[u8], from: usize) -> Option<usize> {
+    let mut i = from;
+    while i + 1 < buf.len() {
+        match memchr(b'\r', &buf[i..buf.len() - 1]) {
+            None => return None,
+            Some(p) => {
+                let at = i + p;
+                if buf[at + 1] == b'\n' {
+                    return Some(at);
+                }
+                i = at + 1;
+            }
+        }
+    }
+    None
+}
+
+fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
+    hay.iter().position(|&b| b == needle)
+}
+
+/// Parses a signed decimal the way Redis's `string2ll` does for protocol
+/// headers: optional '-', digits only, no overflow.
+fn parse_i64(s: &[u8]) -> Option<i64> {
+    let (neg, digits) = match s.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, s),
+    };
+    if digits.is_empty() || digits.len() > 19 {
+        return None;
+    }
+    let mut v: i64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_add((d - b'0') as i64)?;
+    }
+    Some(if neg { -v } else { v })
+}
+
+fn parse_multibulk(buf: &[u8], limits: ParseLimits) -> Result<Option<Parsed>, ParseError> {
+    let Some(eol) = find_crlf(buf, 1) else {
+        if buf.len() > INLINE_MAX {
+            return Err(ParseError::new("too big mbulk count string"));
+        }
+        return Ok(None);
+    };
+    let count = match parse_i64(&buf[1..eol]) {
+        Some(n) if n <= MAX_MULTIBULK => n,
+        _ => return Err(ParseError::new("invalid multibulk length")),
+    };
+    let mut pos = eol + 2;
+    if count <= 0 {
+        return Ok(Some((Vec::new(), pos)));
+    }
+    let mut args = Vec::with_capacity(count.min(1024) as usize);
+    for _ in 0..count {
+        if pos >= buf.len() {
+            return Ok(None);
+        }
+        if buf[pos] != b'$' {
+            let got = buf[pos] as char;
+            return Err(ParseError(format!("expected '$', got '{got}'")));
+        }
+        let Some(eol) = find_crlf(buf, pos + 1) else {
+            if buf.len() - pos > INLINE_MAX {
+                return Err(ParseError::new("too big bulk count string"));
+            }
+            return Ok(None);
+        };
+        let len = match parse_i64(&buf[pos + 1..eol]) {
+            Some(n) if n >= 0 && (n as u64) <= limits.max_bulk => n as usize,
+            _ => return Err(ParseError::new("invalid bulk length")),
+        };
+        let start = eol + 2;
+        let end = start + len;
+        if buf.len() < end + 2 {
+            return Ok(None);
+        }
+        // Redis does not check the CRLF after a bulk; it just skips 2 bytes.
+        args.push(Arg::Range(start..end));
+        pos = end + 2;
+    }
+    Ok(Some((args, pos)))
+}
+
+fn parse_inline(buf: &[u8]) -> Result<Option<Parsed>, ParseError> {
+    let Some(nl) = memchr(b'\n', buf) else {
+        if buf.len() > INLINE_MAX {
+            return Err(ParseError::new("too big inline request"));
+        }
+        return Ok(None);
+    };
+    let mut line_end = nl;
+    if line_end > 0 && buf[line_end - 1] == b'\r' {
+        line_end -= 1;
+    }
+    let args = split_args(&buf[..line_end])
+        .ok_or_else(|| ParseError::new("unbalanced quotes in request"))?;
+    Ok(Some((args, nl + 1)))
+}
+
+/// Splits an inline line into arguments like `sdssplitargs`: whitespace
+/// separates, `"..."` understands `\n \r \t \b \a \\ \" \xHH`, `'...'`
+/// only `\'`; a closing quote must be followed by space or the end.
+fn split_args(line: &[u8]) -> Option<Vec<Arg>> {
+    let mut args = Vec::new();
+    let mut i = 0;
+    let n = line.len();
+    loop {
+        while i < n && line[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if i >= n {
+            return Some(args);
+        }
+        match line[i] {
+            q @ (b'"' | b'\'') => {
+                let start = i + 1;
+                let mut j = start;
+                let mut owned: Option<Vec<u8>> = None;
+                loop {
+                    if j >= n {
+                        return None;
+                    }
+                    let c = line[j];
+                    if c == b'\\' && j + 1 < n {
+                        let (byte, used) = match (q, line[j + 1]) {
+                            (b'"', b'x')
+                                if j + 3 < n
+                                    && line[j + 2].is_ascii_hexdigit()
+                                    && line[j + 3].is_ascii_hexdigit() =>
+                            {
+                                let hex = std::str::from_utf8(&line[j + 2..j + 4]).ok()?;
+                                (u8::from_str_radix(hex, 16).ok()?, 4)
+                            }
+                            (b'"', b'n') => (b'\n', 2),
+                            (b'"', b'r') => (b'\r', 2),
+                            (b'"', b't') => (b'\t', 2),
+                            (b'"', b'b') => (8, 2),
+                            (b'"', b'a') => (7, 2),
+                            (b'"', e) => (e, 2),
+                            (_, b'\'') => (b'\'', 2),
+                            _ => (c, 1),
+                        };
+                        owned
+                            .get_or_insert_with(|| line[start..j].to_vec())
+                            .push(byte);
+                        j += used;
+                        continue;
+                    }
+                    if c == q {
+                        break;
+                    }
+                    if let Some(o) = owned.as_mut() {
+                        o.push(c);
+                    }
+                    j += 1;
+                }
+                // A closing quote must be followed by a space or the end.
+                if j + 1 < n && !line[j + 1].is_ascii_whitespace() {
+                    return None;
+                }
+                args.push(match owned {
+                    Some(o) => Arg::Owned(o),
+                    None => Arg::Range(start..j),
+                });
+                i = j + 1;
+            }
+            _ => {
+                let start = i;
+                while i < n && !line[i].is_ascii_whitespace() {
+                    i += 1;
+                }
+                args.push(Arg::Range(start..i));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const L: ParseLimits = ParseLimits {
+        max_bulk: 512 << 20,
+    };
+
+    fn args(buf: &[u8]) -> Vec<Vec<u8>> {
+        let (r, _) = parse_command(buf, L).unwrap().unwrap();
+        r.into_iter()
+            .map(|a| match a {
+                Arg::Range(r) => buf[r].to_vec(),
+                Arg::Owned(v) => v,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn multibulk_and_partial() {
+        let req = b"*2\r\n$3\r\nGET\r\n$3\r\nkey\r\n";
+        assert_eq!(args(req), vec![b"GET".to_vec(), b"key".to_vec()]);
+        for cut in 0..req.len() {
+            assert_eq!(parse_command(&req[..cut], L), Ok(None), "cut {cut}");
+        }
+        let (_, used) = parse_command(req, L).unwrap().unwrap();
+        assert_eq!(used, req.len());
+    }
+
+    #[test]
+    fn inline_with_quotes() {
+        assert_eq!(
+            args(b"SET a \"b c\"\r\n"),
+            vec![b"SET".to_vec(), b"a".to_vec(), b"b c".to_vec()]
+        );
+        assert_eq!(args(b"PING\n"), vec![b"PING".to_vec()]);
+        assert_eq!(
+            args(b"SET \"a\\x41\\n\" 'it\\'s'\r\n")[1..],
+            [b"aA\n".to_vec(), b"it's".to_vec()]
+        );
+        assert_eq!(
+            parse_command(b"SET \"a\r\n", L),
+            Err(ParseError::new("unbalanced quotes in request"))
+        );
+    }
+
+    #[test]
+    fn errors_match_redis() {
+        assert_eq!(
+            parse_command(b"*x\r\n", L),
+            Err(ParseError::new("invalid multibulk length"))
+        );
+        assert_eq!(
+            parse_command(b"*1\r\n+a\r\n", L),
+            Err(ParseError::new("expected '$', got '+'"))
+        );
+        let small = ParseLimits { max_bulk: 4 };
+        assert_eq!(
+            parse_command(b"*1\r\n$5\r\n", small),
+            Err(ParseError::new("invalid bulk length"))
+        );
+        assert_eq!(
+            parse_command(b"*1\r\n$-1\r\n", L),
+            Err(ParseError::new("invalid bulk length"))
+        );
+    }
+
+    #[test]
+    fn empty_requests() {
+        assert_eq!(parse_command(b"*0\r\n", L), Ok(Some((vec![], 4))));
+        assert_eq!(parse_command(b"\r\n", L), Ok(Some((vec![], 2))));
+    }
+}

@@ -1,0 +1,725 @@
+//! Moving work between shards: the slow path of a connection's pipeline,
+//! multi-shard transactions and typed shard ops.
+//!
+//! A pipeline batch is walked in order. Single-shard commands are grouped
+//! per owner shard (each carries its own db, so SELECT needs no barrier);
+//! a multi-shard or global command is a barrier: the groups so far are sent
+//! (one message per shard), awaited, and only then the barrier runs. Replies
+//! are reassembled in request order, so a client sees exactly what a
+//! single-threaded Redis would have answered.
+//!
+//! Multi-shard commands take the transaction lock of every shard they touch,
+//! in ascending shard order (no deadlock: every transaction climbs the same
+//! ladder), run typed [`Op`]s under it, and release. Plain commands on a
+//! locked shard wait, so nobody observes half of an MSET or RENAME.
+
+use std::rc::Rc;
+
+use bytes::{Bytes, BytesMut};
+use glommio::sync::StaticPermit;
+
+use super::keyspace::{Entry, Value};
+use super::{CountKind, Msg, Op, OpReply, Shard, ShardCmd, ShardInfo, now_ms, shard_of};
+use crate::cmd::{self, ClientState, Kind, Lookup, Multi, Route};
+use crate::glob::glob_match;
+use crate::resp::{Proto, Reply};
+
+/// Runs single-shard commands on this shard; returns the replies back to
+/// back and the end offset of each. The caller has waited for the gate.
+pub fn exec_group(shard: &Shard, proto: Proto, cmds: &[ShardCmd]) -> (BytesMut, Vec<u32>) {
+    let mut out = BytesMut::with_capacity(64 * cmds.len());
+    let mut ends = Vec::with_capacity(cmds.len());
+    for c in cmds {
+        cmd::exec_local(shard, c.spec, c.db, proto, &c.args, &mut out);
+        ends.push(out.len() as u32);
+    }
+    Stats::bump(shard, cmds.len());
+    (out, ends)
+}
+
+struct Stats;
+impl Stats {
+    fn bump(shard: &Shard, n: usize) {
+        super::Stats::add(&shard.stats.commands_processed, n as u64);
+    }
+}
+
+/// Runs the rest of a pipeline that could not complete synchronously.
+/// Returns the replies in order and the connection state after the batch.
+pub async fn run_batch(
+    shard: Rc<Shard>,
+    mut client: ClientState,
+    cmds: Vec<Vec<Bytes>>,
+) -> (BytesMut, ClientState) {
+    let n = shard.nshards();
+    let mut slots: Vec<Bytes> = vec![Bytes::new(); cmds.len()];
+    let mut groups: Vec<Vec<(usize, ShardCmd)>> = (0..n).map(|_| Vec::new()).collect();
+    for (i, args) in cmds.into_iter().enumerate() {
+        if client.close_after_reply {
+            break;
+        }
+        let spec = match cmd::lookup(&args) {
+            Lookup::Error(e) => {
+                slots[i] = error_bytes(&e);
+                continue;
+            }
+            Lookup::Found(spec) => spec,
+        };
+        match cmd::route(spec, &args, shard.id, n) {
+            Route::Shard(s) => groups[s].push((
+                i,
+                ShardCmd {
+                    spec,
+                    db: client.db,
+                    args,
+                },
+            )),
+            Route::Conn => {
+                let mut out = BytesMut::new();
+                cmd::server::exec_conn(&shard, &mut client, spec, &args, &mut out);
+                slots[i] = out.freeze();
+            }
+            Route::Multi | Route::Global => {
+                flush(&shard, client.proto, &mut groups, &mut slots).await;
+                let mut out = BytesMut::new();
+                if matches!(spec.kind, Kind::Global) {
+                    cmd::server::exec_global(&shard, &mut client, spec, &args, &mut out).await;
+                } else {
+                    exec_multi(&shard, &client, spec, &args, &mut out).await;
+                }
+                super::Stats::add(&shard.stats.commands_processed, 1);
+                slots[i] = out.freeze();
+            }
+        }
+    }
+    flush(&shard, client.proto, &mut groups, &mut slots).await;
+    let mut out = BytesMut::with_capacity(slots.iter().map(|s| s.len()).sum());
+    for s in slots {
+        out.extend_from_slice(&s);
+    }
+    (out, client)
+}
+
+pub fn error_bytes(msg: &str) -> Bytes {
+    let mut b = BytesMut::new();
+    Reply::new(&mut b, Proto::Resp2).error(msg);
+    b.freeze()
+}
+
+/// Sends every pending per-shard group (one message per shard), runs the
+/// local one in place, and files the replies into their slots.
+async fn flush(
+    shard: &Rc<Shard>,
+    proto: Proto,
+    groups: &mut [Vec<(usize, ShardCmd)>],
+    slots: &mut [Bytes],
+) {
+    let mut remote = Vec::new();
+    for (s, group) in groups.iter_mut().enumerate() {
+        if group.is_empty() || s == shard.id {
+            continue;
+        }
+        let group = std::mem::take(group);
+        let (idx, cmds): (Vec<usize>, Vec<ShardCmd>) = group.into_iter().unzip();
+        let me = shard.clone();
+        super::Stats::add(&shard.stats.remote_batches, 1);
+        let task = glommio::spawn_local(async move {
+            let from = me.id;
+            me.request(s, |id| Msg::Batch {
+                from,
+                id,
+                proto,
+                cmds,
+            })
+            .await
+        });
+        remote.push((idx, task));
+    }
+    let local = std::mem::take(&mut groups[shard.id]);
+    if !local.is_empty() {
+        shard.wait_gate().await;
+        let (idx, cmds): (Vec<usize>, Vec<ShardCmd>) = local.into_iter().unzip();
+        let (out, ends) = exec_group(shard, proto, &cmds);
+        file_replies(out.freeze(), &ends, &idx, slots);
+    }
+    for (idx, task) in remote {
+        match task.await {
+            OpReply::Batch { out, ends } => file_replies(out, &ends, &idx, slots),
+            other => unreachable!("batch answered with {other:?}"),
+        }
+    }
+}
+
+fn file_replies(out: Bytes, ends: &[u32], idx: &[usize], slots: &mut [Bytes]) {
+    let mut start = 0usize;
+    for (&end, &i) in ends.iter().zip(idx) {
+        slots[i] = out.slice(start..end as usize);
+        start = end as usize;
+    }
+}
+
+/// A multi-shard transaction: the locks it holds.
+pub struct Tx {
+    pub id: u64,
+    local: Option<StaticPermit>,
+    remote: Vec<usize>,
+}
+
+impl Tx {
+    /// Takes the lock of each shard in `shards` (sorted, unique), in order.
+    pub async fn lock(shard: &Rc<Shard>, shards: &[usize]) -> Tx {
+        let id = ((shard.id as u64) << 48) | shard.next_id();
+        let mut tx = Tx {
+            id,
+            local: None,
+            remote: Vec::new(),
+        };
+        for &s in shards {
+            if s == shard.id {
+                tx.local = Some(
+                    shard
+                        .gate
+                        .acquire_static_permit(1)
+                        .await
+                        .expect("gate semaphore closed"),
+                );
+            } else {
+                let from = shard.id;
+                match shard
+                    .request(s, |rid| Msg::Lock {
+                        from,
+                        id: rid,
+                        tx: id,
+                    })
+                    .await
+                {
+                    OpReply::Locked => tx.remote.push(s),
+                    other => unreachable!("lock answered with {other:?}"),
+                }
+            }
+        }
+        tx
+    }
+
+    /// Runs an op on a shard this transaction holds.
+    pub async fn op(&self, shard: &Rc<Shard>, to: usize, op: Op) -> OpReply {
+        if to == shard.id {
+            apply_op(shard, op)
+        } else {
+            let (from, tx) = (shard.id, self.id);
+            shard
+                .request(to, |id| Msg::Op {
+                    from,
+                    id,
+                    tx: Some(tx),
+                    op,
+                })
+                .await
+        }
+    }
+
+    pub async fn unlock(self, shard: &Rc<Shard>) {
+        for &s in &self.remote {
+            shard.send(s, Msg::Unlock { tx: self.id }).await;
+        }
+        drop(self.local);
+    }
+}
+
+/// Runs an op on every shard (waiting for each one's gate), in shard order.
+pub async fn broadcast(shard: &Rc<Shard>, mut make: impl FnMut(usize) -> Op) -> Vec<OpReply> {
+    let mut tasks = Vec::new();
+    for s in 0..shard.nshards() {
+        let op = make(s);
+        let me = shard.clone();
+        tasks.push(glommio::spawn_local(async move { op_on(&me, s, op).await }));
+    }
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await);
+    }
+    out
+}
+
+/// Runs one op on a shard outside any transaction (waits for its gate).
+pub async fn op_on(shard: &Rc<Shard>, to: usize, op: Op) -> OpReply {
+    if to == shard.id {
+        shard.wait_gate().await;
+        apply_op(shard, op)
+    } else {
+        let from = shard.id;
+        shard
+            .request(to, |id| Msg::Op {
+                from,
+                id,
+                tx: None,
+                op,
+            })
+            .await
+    }
+}
+
+/// Runs a write on every shard under one transaction (FLUSHALL, SWAPDB).
+pub async fn on_all_locked(shard: &Rc<Shard>, mut make: impl FnMut() -> Op) {
+    let all: Vec<usize> = (0..shard.nshards()).collect();
+    let tx = Tx::lock(shard, &all).await;
+    for s in all {
+        tx.op(shard, s, make()).await;
+    }
+    tx.unlock(shard).await;
+}
+
+/// Executes a typed op against this shard's keyspace.
+pub fn apply_op(shard: &Shard, op: Op) -> OpReply {
+    let now = now_ms();
+    let mut ks = shard.ks.borrow_mut();
+    match op {
+        Op::MGet { db, keys } => {
+            let (d, st) = ks.db(db as usize);
+            let vals = keys
+                .iter()
+                .map(|k| match d.get(k, now, st) {
+                    Some(Entry {
+                        value: Value::Str(s),
+                        ..
+                    }) => {
+                        st.hits += 1;
+                        Some(s.clone())
+                    }
+                    None => {
+                        st.misses += 1;
+                        None
+                    }
+                })
+                .collect();
+            OpReply::Values(vals)
+        }
+        Op::MSet { db, pairs } => {
+            let (d, _) = ks.db(db as usize);
+            for (k, v) in pairs {
+                d.insert(&k, Entry::new(Value::Str(Bytes::copy_from_slice(&v))));
+            }
+            OpReply::Done
+        }
+        Op::Count { db, keys, kind } => {
+            let (d, st) = ks.db(db as usize);
+            let mut n = 0;
+            for k in &keys {
+                let live = d.contains(k, now, st);
+                if live && kind == CountKind::Del {
+                    d.remove(k);
+                }
+                n += live as i64;
+            }
+            OpReply::Int(n)
+        }
+        Op::Take { db, key, remove } => {
+            let (d, st) = ks.db(db as usize);
+            let e = d.get(&key, now, st).cloned();
+            if remove && e.is_some() {
+                d.remove(&key);
+            }
+            OpReply::Entry(e)
+        }
+        Op::Put { db, key, entry, nx } => {
+            let (d, st) = ks.db(db as usize);
+            if nx && d.contains(&key, now, st) {
+                return OpReply::Int(0);
+            }
+            d.insert(&key, entry);
+            OpReply::Int(1)
+        }
+        Op::DbSize { db } => OpReply::Int(ks.dbs[db as usize].len() as i64),
+        Op::Flush { db } => {
+            match db {
+                Some(db) => ks.dbs[db as usize].clear(),
+                None => ks.dbs.iter_mut().for_each(|d| d.clear()),
+            }
+            OpReply::Done
+        }
+        Op::SwapDb { a, b } => {
+            ks.dbs.swap(a as usize, b as usize);
+            OpReply::Done
+        }
+        Op::Keys { db, pattern } => {
+            let all = pattern.as_ref() == b"*";
+            OpReply::Keys(
+                ks.dbs[db as usize].keys(now, |k, _| all || glob_match(&pattern, k, false)),
+            )
+        }
+        Op::Scan {
+            db,
+            pos,
+            count,
+            pattern,
+            typ,
+        } => {
+            let mut keys = Vec::new();
+            let next = ks.dbs[db as usize].scan(pos, count, now, &mut keys, |k, e| {
+                pattern.as_ref().is_none_or(|p| glob_match(p, k, false))
+                    && typ
+                        .as_ref()
+                        .is_none_or(|t| t.eq_ignore_ascii_case(e.value.type_name().as_bytes()))
+            });
+            OpReply::Scan { keys, next }
+        }
+        Op::RandomKey { db } => {
+            let (d, st) = ks.db(db as usize);
+            OpReply::Keys(d.random_key(now, st).into_iter().collect())
+        }
+        Op::Info => {
+            drop(ks);
+            OpReply::Info(Box::new(shard_info(shard, now)))
+        }
+        Op::ClientList { id_filter, typ } => {
+            drop(ks);
+            OpReply::Text(shard.net.borrow().client_list(
+                shard,
+                id_filter.as_deref(),
+                typ.as_deref(),
+            ))
+        }
+        Op::ClientKill { filter } => {
+            drop(ks);
+            let n = shard.net.borrow_mut().kill(&filter);
+            if n > 0 {
+                shard.wake.notify();
+            }
+            OpReply::Int(n as i64)
+        }
+    }
+}
+
+fn shard_info(shard: &Shard, now: u64) -> ShardInfo {
+    let ks = shard.ks.borrow();
+    let st = &shard.stats;
+    ShardInfo {
+        keys: ks
+            .dbs
+            .iter()
+            .map(|d| (d.len(), d.expires_len(), d.avg_ttl(now)))
+            .collect(),
+        connected_clients: shard.net.borrow().len(),
+        hits: ks.stats.hits,
+        misses: ks.stats.misses,
+        expired: ks.stats.expired,
+        connections_received: st.connections_received.get(),
+        commands_processed: st.commands_processed.get(),
+        rejected_connections: st.rejected_connections.get(),
+        net_input_bytes: st.net_input_bytes.get(),
+        net_output_bytes: st.net_output_bytes.get(),
+        used_memory: 0,
+    }
+}
+
+/// Keys of a command grouped by owner shard: (shard, [(arg index, key)]).
+fn by_shard(spec: &cmd::CmdSpec, args: &[Bytes], n: usize) -> Vec<(usize, Vec<usize>)> {
+    let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
+    for i in spec.key_indices(args.len()) {
+        let s = shard_of(&args[i], n);
+        match groups.iter_mut().find(|g| g.0 == s) {
+            Some(g) => g.1.push(i),
+            None => groups.push((s, vec![i])),
+        }
+    }
+    groups.sort_by_key(|g| g.0);
+    groups
+}
+
+/// Runs a multi-key command whose keys live on several shards, atomically.
+async fn exec_multi(
+    shard: &Rc<Shard>,
+    client: &ClientState,
+    spec: &'static cmd::CmdSpec,
+    args: &[Bytes],
+    out: &mut BytesMut,
+) {
+    let mut r = Reply::new(out, client.proto);
+    let Kind::Keyed(_, Some(m)) = spec.kind else {
+        return r.error("CROSSSLOT Keys in request don't hash to the same slot");
+    };
+    let db = client.db;
+    if matches!(m, Multi::MSet | Multi::MSetNx) && args.len() % 2 == 0 {
+        return r.error(&format!(
+            "ERR wrong number of arguments for '{}' command",
+            spec.name
+        ));
+    }
+    let (copy_db, replace) = if m == Multi::Copy {
+        match cmd::keys::copy_opts(shard, args, db) {
+            Ok(o) => o,
+            Err(e) => return r.error(e),
+        }
+    } else {
+        (db, false)
+    };
+    let groups = by_shard(spec, args, shard.nshards());
+    let shards: Vec<usize> = groups.iter().map(|g| g.0).collect();
+    let tx = Tx::lock(shard, &shards).await;
+    let keys_of = |idx: &[usize]| idx.iter().map(|&i| args[i].clone()).collect::<Vec<_>>();
+    match m {
+        Multi::MGet => {
+            let mut vals: Vec<Option<Bytes>> = vec![None; args.len()];
+            for (s, idx) in &groups {
+                if let OpReply::Values(v) = tx
+                    .op(
+                        shard,
+                        *s,
+                        Op::MGet {
+                            db,
+                            keys: keys_of(idx),
+                        },
+                    )
+                    .await
+                {
+                    for (&i, v) in idx.iter().zip(v) {
+                        vals[i] = v;
+                    }
+                }
+            }
+            r.array(args.len() - 1);
+            for v in &vals[1..] {
+                r.bulk_opt(v.as_deref());
+            }
+        }
+        Multi::MSet | Multi::MSetNx => {
+            if m == Multi::MSetNx {
+                let mut exists = 0;
+                for (s, idx) in &groups {
+                    if let OpReply::Int(n) = tx
+                        .op(
+                            shard,
+                            *s,
+                            Op::Count {
+                                db,
+                                keys: keys_of(idx),
+                                kind: CountKind::Exists,
+                            },
+                        )
+                        .await
+                    {
+                        exists += n;
+                    }
+                }
+                if exists > 0 {
+                    tx.unlock(shard).await;
+                    return r.int(0);
+                }
+            }
+            for (s, idx) in &groups {
+                let pairs = idx
+                    .iter()
+                    .map(|&i| (args[i].clone(), args[i + 1].clone()))
+                    .collect();
+                tx.op(shard, *s, Op::MSet { db, pairs }).await;
+            }
+            if m == Multi::MSet { r.ok() } else { r.int(1) }
+        }
+        Multi::Count(kind) => {
+            let mut total = 0;
+            for (s, idx) in &groups {
+                if let OpReply::Int(n) = tx
+                    .op(
+                        shard,
+                        *s,
+                        Op::Count {
+                            db,
+                            keys: keys_of(idx),
+                            kind,
+                        },
+                    )
+                    .await
+                {
+                    total += n;
+                }
+            }
+            r.int(total)
+        }
+        Multi::Rename { nx } => {
+            let (src, dst) = (&args[1], &args[2]);
+            let (ss, ds) = (
+                shard_of(src, shard.nshards()),
+                shard_of(dst, shard.nshards()),
+            );
+            let OpReply::Entry(Some(_)) = tx
+                .op(
+                    shard,
+                    ss,
+                    Op::Take {
+                        db,
+                        key: src.clone(),
+                        remove: false,
+                    },
+                )
+                .await
+            else {
+                tx.unlock(shard).await;
+                return r.error("ERR no such key");
+            };
+            if nx
+                && let OpReply::Int(1) = tx
+                    .op(
+                        shard,
+                        ds,
+                        Op::Count {
+                            db,
+                            keys: vec![dst.clone()],
+                            kind: CountKind::Exists,
+                        },
+                    )
+                    .await
+            {
+                tx.unlock(shard).await;
+                return r.int(0);
+            }
+            let OpReply::Entry(Some(entry)) = tx
+                .op(
+                    shard,
+                    ss,
+                    Op::Take {
+                        db,
+                        key: src.clone(),
+                        remove: true,
+                    },
+                )
+                .await
+            else {
+                unreachable!("source vanished under the transaction lock");
+            };
+            tx.op(
+                shard,
+                ds,
+                Op::Put {
+                    db,
+                    key: dst.clone(),
+                    entry,
+                    nx: false,
+                },
+            )
+            .await;
+            if nx { r.int(1) } else { r.ok() }
+        }
+        Multi::Copy => {
+            let (src, dst) = (&args[1], &args[2]);
+            let (ss, ds) = (
+                shard_of(src, shard.nshards()),
+                shard_of(dst, shard.nshards()),
+            );
+            let reply = match tx
+                .op(
+                    shard,
+                    ss,
+                    Op::Take {
+                        db,
+                        key: src.clone(),
+                        remove: false,
+                    },
+                )
+                .await
+            {
+                OpReply::Entry(Some(entry)) => match tx
+                    .op(
+                        shard,
+                        ds,
+                        Op::Put {
+                            db: copy_db,
+                            key: dst.clone(),
+                            entry,
+                            nx: !replace,
+                        },
+                    )
+                    .await
+                {
+                    OpReply::Int(n) => n,
+                    _ => 0,
+                },
+                _ => 0,
+            };
+            r.int(reply)
+        }
+    }
+    tx.unlock(shard).await;
+}
+
+/// SCAN over every shard. The cursor packs the shard in its low 10 bits and
+/// the position inside that shard's table above them (0 = from the top).
+pub async fn scan(
+    shard: &Rc<Shard>,
+    db: u16,
+    cursor: u64,
+    count: usize,
+    pattern: Option<Bytes>,
+    typ: Option<Bytes>,
+) -> (u64, Vec<Bytes>) {
+    let n = shard.nshards() as u64;
+    let mut s = cursor & 1023;
+    let mut pos = match cursor >> 10 {
+        0 => None,
+        p => Some(p as usize),
+    };
+    let mut keys = Vec::new();
+    while s < n {
+        let op = Op::Scan {
+            db,
+            pos,
+            count: count.saturating_sub(keys.len()).max(1),
+            pattern: pattern.clone(),
+            typ: typ.clone(),
+        };
+        let OpReply::Scan { keys: got, next } = op_on(shard, s as usize, op).await else {
+            unreachable!("scan op answered otherwise");
+        };
+        keys.extend(got);
+        match next {
+            Some(p) => {
+                pos = Some(p);
+                if keys.len() >= count {
+                    return (((p as u64) << 10) | s, keys);
+                }
+            }
+            None => {
+                s += 1;
+                pos = None;
+                if keys.len() >= count && s < n {
+                    return (s, keys);
+                }
+            }
+        }
+    }
+    (0, keys)
+}
+
+/// Helper for global commands that only read: the sum of an Int op.
+pub async fn sum_ints(shard: &Rc<Shard>, make: impl FnMut(usize) -> Op) -> i64 {
+    broadcast(shard, make)
+        .await
+        .into_iter()
+        .map(|r| if let OpReply::Int(n) = r { n } else { 0 })
+        .sum()
+}
+
+/// Collects per-shard INFO figures.
+pub async fn gather_info(shard: &Rc<Shard>) -> Vec<ShardInfo> {
+    broadcast(shard, |_| Op::Info)
+        .await
+        .into_iter()
+        .filter_map(|r| {
+            if let OpReply::Info(i) = r {
+                Some(*i)
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+/// A SCAN position in one shard is 1-based so that 0 can mean "from the
+/// top"; `Db::scan` returns indices ≥ 1 for unfinished walks, which fits.
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cursor_layout() {
+        let c: u64 = (5 << 10) | 3;
+        assert_eq!((c & 1023, c >> 10), (3, 5));
+    }
+}

@@ -1,0 +1,348 @@
+//! One shard's slice of the keyspace: `databases` dictionaries of keys to
+//! typed values, each with an index of keys that carry a TTL. Owned and
+//! touched only by its shard's executor; no locks.
+//!
+//! Both maps are insertion-ordered `IndexMap`s with O(1) `swap_remove`, which
+//! gives O(1) random sampling (RANDOMKEY, the active expiry cycle) and a
+//! SCAN cursor that walks indices *downwards*: a removal moves the last
+//! (already visited) entry into the hole, so an entry present for the whole
+//! scan is returned at least once, the guarantee Redis gives.
+
+use bytes::Bytes;
+use foldhash::fast::RandomState;
+use indexmap::{IndexMap, IndexSet};
+
+/// A stored value. Strings only for now; the other Redis types join here.
+#[derive(Clone, Debug)]
+pub enum Value {
+    Str(Bytes),
+}
+
+impl Value {
+    /// The name TYPE reports.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::Str(_) => "string",
+        }
+    }
+
+    /// Approximate heap footprint, for MEMORY USAGE.
+    pub fn mem_usage(&self) -> usize {
+        match self {
+            Value::Str(b) => b.len(),
+        }
+    }
+}
+
+/// A key's value and its absolute expiry in Unix milliseconds (0 = none).
+#[derive(Clone, Debug)]
+pub struct Entry {
+    pub value: Value,
+    pub expire_at: u64,
+}
+
+impl Entry {
+    pub fn new(value: Value) -> Self {
+        Entry {
+            value,
+            expire_at: 0,
+        }
+    }
+
+    fn expired(&self, now: u64) -> bool {
+        self.expire_at != 0 && self.expire_at <= now
+    }
+}
+
+type Map = IndexMap<Bytes, Entry, RandomState>;
+
+/// One logical database's share on this shard.
+#[derive(Default)]
+pub struct Db {
+    map: Map,
+    expires: IndexSet<Bytes, RandomState>,
+}
+
+/// Counters the keyspace keeps for INFO stats.
+#[derive(Default, Clone, Copy, Debug)]
+pub struct KeyspaceStats {
+    pub hits: u64,
+    pub misses: u64,
+    pub expired: u64,
+}
+
+impl Db {
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    pub fn expires_len(&self) -> usize {
+        self.expires.len()
+    }
+
+    /// Looks a key up, deleting it first if its TTL has passed (lazy expiry).
+    pub fn get(&mut self, key: &[u8], now: u64, stats: &mut KeyspaceStats) -> Option<&mut Entry> {
+        let idx = self.map.get_index_of(key)?;
+        if self.map[idx].expired(now) {
+            self.remove(key);
+            stats.expired += 1;
+            return None;
+        }
+        Some(&mut self.map[idx])
+    }
+
+    /// Whether a live key exists (expiring it lazily when due).
+    pub fn contains(&mut self, key: &[u8], now: u64, stats: &mut KeyspaceStats) -> bool {
+        self.get(key, now, stats).is_some()
+    }
+
+    /// Inserts or replaces a key with the given entry (TTL included).
+    pub fn insert(&mut self, key: &[u8], entry: Entry) {
+        let has_ttl = entry.expire_at != 0;
+        match self.map.get_full_mut(key) {
+            Some((_, k, e)) => {
+                let k = k.clone();
+                *e = entry;
+                if has_ttl {
+                    self.expires.insert(k);
+                } else {
+                    self.expires.swap_remove(key);
+                }
+            }
+            None => {
+                let k = Bytes::copy_from_slice(key);
+                if has_ttl {
+                    self.expires.insert(k.clone());
+                }
+                self.map.insert(k, entry);
+            }
+        }
+    }
+
+    pub fn remove(&mut self, key: &[u8]) -> Option<Entry> {
+        let e = self.map.swap_remove(key)?;
+        if e.expire_at != 0 {
+            self.expires.swap_remove(key);
+        }
+        Some(e)
+    }
+
+    /// Sets (at != 0) or clears (at == 0) the TTL of an existing key.
+    pub fn set_expire(&mut self, key: &[u8], at: u64) -> bool {
+        let Some((_, k, e)) = self.map.get_full_mut(key) else {
+            return false;
+        };
+        e.expire_at = at;
+        if at != 0 {
+            let k = k.clone();
+            self.expires.insert(k);
+        } else {
+            self.expires.swap_remove(key);
+        }
+        true
+    }
+
+    pub fn clear(&mut self) {
+        self.map = Map::default();
+        self.expires = IndexSet::default();
+    }
+
+    /// A uniformly random live key, if any (expired picks are reaped).
+    pub fn random_key(&mut self, now: u64, stats: &mut KeyspaceStats) -> Option<Bytes> {
+        for _ in 0..100 {
+            if self.map.is_empty() {
+                return None;
+            }
+            let i = fastrand::usize(..self.map.len());
+            let (k, e) = self.map.get_index(i)?;
+            if !e.expired(now) {
+                return Some(k.clone());
+            }
+            let k = k.clone();
+            self.remove(&k);
+            stats.expired += 1;
+        }
+        self.map.get_index(0).map(|(k, _)| k.clone())
+    }
+
+    /// All live keys matching `filter`.
+    pub fn keys(&self, now: u64, mut filter: impl FnMut(&[u8], &Entry) -> bool) -> Vec<Bytes> {
+        self.map
+            .iter()
+            .filter(|(k, e)| !e.expired(now) && filter(k, e))
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    /// One SCAN step over this db, walking indices downwards from `pos`
+    /// (exclusive; `None` = from the top). Returns the next position, or
+    /// `None` when the walk is done. Visits about `count` slots.
+    pub fn scan(
+        &self,
+        pos: Option<usize>,
+        count: usize,
+        now: u64,
+        out: &mut Vec<Bytes>,
+        mut filter: impl FnMut(&[u8], &Entry) -> bool,
+    ) -> Option<usize> {
+        let mut i = pos.unwrap_or(self.map.len()).min(self.map.len());
+        let mut visited = 0;
+        while i > 0 && visited < count {
+            i -= 1;
+            visited += 1;
+            let (k, e) = self.map.get_index(i).expect("index below len");
+            if !e.expired(now) && filter(k, e) {
+                out.push(k.clone());
+            }
+        }
+        if i == 0 { None } else { Some(i) }
+    }
+
+    /// One round of active expiry, as Redis's `activeExpireCycle`: sample up
+    /// to 20 keys with a TTL, delete the expired ones, repeat while more than
+    /// a quarter of the sample had expired and the time budget lasts.
+    /// Returns the deleted keys (for replication, which propagates DELs).
+    pub fn active_expire(
+        &mut self,
+        now: u64,
+        deadline: std::time::Instant,
+        stats: &mut KeyspaceStats,
+    ) -> Vec<Bytes> {
+        let mut deleted = Vec::new();
+        loop {
+            if self.expires.is_empty() {
+                break;
+            }
+            let sample = self.expires.len().min(20);
+            let mut expired = 0;
+            for _ in 0..sample {
+                if self.expires.is_empty() {
+                    break;
+                }
+                let i = fastrand::usize(..self.expires.len());
+                let key = self.expires[i].clone();
+                let due = self.map.get(&key).is_none_or(|e| e.expired(now));
+                if due {
+                    self.remove(&key);
+                    self.expires.swap_remove(&key);
+                    stats.expired += 1;
+                    expired += 1;
+                    deleted.push(key);
+                }
+            }
+            if expired * 4 <= sample || std::time::Instant::now() >= deadline {
+                break;
+            }
+        }
+        deleted
+    }
+
+    /// Sum of TTLs remaining over keys with one (for INFO avg_ttl).
+    pub fn avg_ttl(&self, now: u64) -> u64 {
+        if self.expires.is_empty() {
+            return 0;
+        }
+        let sample = self.expires.len().min(64);
+        let mut sum = 0u64;
+        for k in self.expires.iter().take(sample) {
+            if let Some(e) = self.map.get(k) {
+                sum += e.expire_at.saturating_sub(now);
+            }
+        }
+        sum / sample as u64
+    }
+}
+
+/// Every database's share on one shard, plus keyspace counters.
+pub struct Keyspace {
+    pub dbs: Vec<Db>,
+    pub stats: KeyspaceStats,
+}
+
+impl Keyspace {
+    pub fn new(databases: usize) -> Self {
+        Keyspace {
+            dbs: (0..databases).map(|_| Db::default()).collect(),
+            stats: KeyspaceStats::default(),
+        }
+    }
+
+    /// Splits the borrow: the db and the stats, for lookups that count.
+    pub fn db(&mut self, db: usize) -> (&mut Db, &mut KeyspaceStats) {
+        (&mut self.dbs[db], &mut self.stats)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lazy_expiry_and_ttl_index() {
+        let mut ks = Keyspace::new(1);
+        let (db, st) = ks.db(0);
+        db.insert(
+            b"a",
+            Entry {
+                value: Value::Str(Bytes::from_static(b"1")),
+                expire_at: 100,
+            },
+        );
+        db.insert(b"b", Entry::new(Value::Str(Bytes::from_static(b"2"))));
+        assert_eq!(db.expires_len(), 1);
+        assert!(db.get(b"a", 50, st).is_some());
+        assert!(db.get(b"a", 100, st).is_none());
+        assert_eq!((db.len(), db.expires_len(), st.expired), (1, 0, 1));
+    }
+
+    #[test]
+    fn scan_survives_removals() {
+        let mut db = Db::default();
+        for i in 0..1000 {
+            db.insert(
+                format!("k{i}").as_bytes(),
+                Entry::new(Value::Str(Bytes::new())),
+            );
+        }
+        let mut seen = std::collections::HashSet::new();
+        let mut pos = None;
+        let mut round = 0;
+        loop {
+            let mut out = Vec::new();
+            pos = db.scan(pos, 10, 0, &mut out, |_, _| true);
+            seen.extend(out);
+            // Remove an odd key each round: odd keys may be missed, even must not.
+            round += 1;
+            db.remove(format!("k{}", (round * 37 % 500) * 2 + 1).as_bytes());
+            if pos.is_none() {
+                break;
+            }
+        }
+        for i in (0..1000).step_by(2) {
+            assert!(seen.contains(format!("k{i}").as_bytes()), "k{i} missed");
+        }
+    }
+
+    #[test]
+    fn active_expire_reclaims() {
+        let mut ks = Keyspace::new(1);
+        let (db, st) = ks.db(0);
+        for i in 0..500 {
+            db.insert(
+                format!("k{i}").as_bytes(),
+                Entry {
+                    value: Value::Str(Bytes::new()),
+                    expire_at: 10,
+                },
+            );
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        let gone = db.active_expire(20, deadline, st);
+        assert_eq!(gone.len(), 500);
+        assert!(db.is_empty());
+    }
+}

@@ -1,0 +1,531 @@
+//! Shards: one glommio executor pinned per core, each owning a slice of the
+//! keyspace, its connections and its timers. This module holds the shard
+//! state, key ownership and the typed cross-core messages; `dispatch` moves
+//! work between shards over glommio's channel mesh.
+//!
+//! Key ownership is the Redis Cluster function: `slot = CRC16(hashtag(key))
+//! mod 16384`, `shard = slot mod N`, so `{user1}.a` and `{user1}.b` always
+//! live together.
+
+pub mod dispatch;
+pub mod keyspace;
+pub mod sync;
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use glommio::channels::channel_mesh::Senders;
+use glommio::sync::{Semaphore, StaticPermit};
+
+use crate::config::Config;
+use crate::resp::Proto;
+use keyspace::{Entry, Keyspace};
+use sync::{Notify, Oneshot};
+
+/// Number of hash slots, as in Redis Cluster.
+pub const SLOTS: u16 = 16384;
+
+const CRC16: crc::Crc<u16> = crc::Crc::<u16>::new(&crc::CRC_16_XMODEM);
+
+/// The part of a key that is hashed: the content of the first `{...}` when
+/// it is non-empty, else the whole key.
+pub fn hash_tag(key: &[u8]) -> &[u8] {
+    if let Some(open) = key.iter().position(|&b| b == b'{')
+        && let Some(len) = key[open + 1..].iter().position(|&b| b == b'}')
+        && len > 0
+    {
+        return &key[open + 1..open + 1 + len];
+    }
+    key
+}
+
+/// The Redis Cluster hash slot of a key.
+pub fn key_slot(key: &[u8]) -> u16 {
+    CRC16.checksum(hash_tag(key)) % SLOTS
+}
+
+/// The shard that owns a key.
+pub fn shard_of(key: &[u8], nshards: usize) -> usize {
+    if nshards == 1 {
+        0
+    } else {
+        key_slot(key) as usize % nshards
+    }
+}
+
+/// Current Unix time in milliseconds.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// State shared read-mostly by every shard.
+pub struct Shared {
+    pub config: RwLock<Config>,
+    pub nshards: usize,
+    pub next_client_id: AtomicU64,
+    pub run_id: String,
+    pub started: std::time::Instant,
+    pub shutdown: AtomicBool,
+    pub exit_code: AtomicU64,
+    /// Wall time (Unix seconds) of the last successful save; start time
+    /// until one happens, as in Redis.
+    pub lastsave: AtomicU64,
+    /// CONFIG RESETSTAT generation; shards compare it to their own.
+    pub reset_gen: AtomicU64,
+}
+
+impl Shared {
+    pub fn new(config: Config, nshards: usize) -> Self {
+        let run_id: String = (0..40)
+            .map(|_| char::from_digit(fastrand::u32(..16), 16).unwrap())
+            .collect();
+        Shared {
+            config: RwLock::new(config),
+            nshards,
+            next_client_id: AtomicU64::new(1),
+            run_id,
+            started: std::time::Instant::now(),
+            shutdown: AtomicBool::new(false),
+            exit_code: AtomicU64::new(0),
+            lastsave: AtomicU64::new(now_ms() / 1000),
+            reset_gen: AtomicU64::new(0),
+        }
+    }
+
+    pub fn config(&self) -> std::sync::RwLockReadGuard<'_, Config> {
+        self.config.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn request_shutdown(&self) {
+        self.shutdown.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Per-shard counters for INFO stats (summed over shards on read).
+#[derive(Default)]
+pub struct Stats {
+    pub connections_received: Cell<u64>,
+    pub commands_processed: Cell<u64>,
+    pub rejected_connections: Cell<u64>,
+    pub net_input_bytes: Cell<u64>,
+    pub net_output_bytes: Cell<u64>,
+    pub remote_batches: Cell<u64>,
+}
+
+impl Stats {
+    pub fn add(c: &Cell<u64>, n: u64) {
+        c.set(c.get() + n);
+    }
+}
+
+/// A command bound for one shard: its database and arguments.
+#[derive(Clone)]
+pub struct ShardCmd {
+    pub spec: &'static crate::cmd::CmdSpec,
+    pub db: u16,
+    pub args: Vec<Bytes>,
+}
+
+/// How DEL-like counting commands treat each key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CountKind {
+    Del,
+    Exists,
+    Touch,
+}
+
+/// Typed operations one shard asks another to run on its keyspace.
+#[derive(Debug)]
+pub enum Op {
+    MGet {
+        db: u16,
+        keys: Vec<Bytes>,
+    },
+    MSet {
+        db: u16,
+        pairs: Vec<(Bytes, Bytes)>,
+    },
+    Count {
+        db: u16,
+        keys: Vec<Bytes>,
+        kind: CountKind,
+    },
+    /// Reads (and with `remove`, deletes) a whole entry, for RENAME/COPY.
+    Take {
+        db: u16,
+        key: Bytes,
+        remove: bool,
+    },
+    /// Stores an entry unless `nx` and the key exists; replies Int(1|0).
+    Put {
+        db: u16,
+        key: Bytes,
+        entry: Entry,
+        nx: bool,
+    },
+    DbSize {
+        db: u16,
+    },
+    Flush {
+        db: Option<u16>,
+    },
+    SwapDb {
+        a: u16,
+        b: u16,
+    },
+    Keys {
+        db: u16,
+        pattern: Bytes,
+    },
+    Scan {
+        db: u16,
+        pos: Option<usize>,
+        count: usize,
+        pattern: Option<Bytes>,
+        typ: Option<Bytes>,
+    },
+    RandomKey {
+        db: u16,
+    },
+    Info,
+    ClientList {
+        id_filter: Option<Vec<u64>>,
+        typ: Option<String>,
+    },
+    ClientKill {
+        filter: crate::net::KillFilter,
+    },
+}
+
+/// Per-shard figures gathered for INFO.
+#[derive(Debug, Default, Clone)]
+pub struct ShardInfo {
+    pub keys: Vec<(usize, usize, u64)>, // per db: keys, expires, avg_ttl
+    pub connected_clients: usize,
+    pub hits: u64,
+    pub misses: u64,
+    pub expired: u64,
+    pub connections_received: u64,
+    pub commands_processed: u64,
+    pub rejected_connections: u64,
+    pub net_input_bytes: u64,
+    pub net_output_bytes: u64,
+    pub used_memory: u64,
+}
+
+/// A reply to a [`Msg`].
+#[derive(Debug)]
+pub enum OpReply {
+    Batch {
+        out: Bytes,
+        ends: Vec<u32>,
+    },
+    Locked,
+    Done,
+    Int(i64),
+    Values(Vec<Option<Bytes>>),
+    Entry(Option<Entry>),
+    Keys(Vec<Bytes>),
+    Scan {
+        keys: Vec<Bytes>,
+        next: Option<usize>,
+    },
+    Info(Box<ShardInfo>),
+    Text(String),
+}
+
+/// Messages over the channel mesh. Requests carry the sender's shard and a
+/// request id; the answer comes back as `Reply` with the same id.
+pub enum Msg {
+    /// A pipeline slice for this shard, replies in order. Waits while the
+    /// shard is locked by a multi-shard transaction.
+    Batch {
+        from: usize,
+        id: u64,
+        proto: Proto,
+        cmds: Vec<ShardCmd>,
+    },
+    /// A typed op; `tx` set means the sender holds this shard's lock.
+    Op {
+        from: usize,
+        id: u64,
+        tx: Option<u64>,
+        op: Op,
+    },
+    /// Take this shard's transaction lock for `tx` (answered `Locked`).
+    Lock {
+        from: usize,
+        id: u64,
+        tx: u64,
+    },
+    Unlock {
+        tx: u64,
+    },
+    Reply {
+        id: u64,
+        reply: OpReply,
+    },
+}
+
+/// A shard: everything one core owns.
+pub struct Shard {
+    pub id: usize,
+    pub shared: Arc<Shared>,
+    pub ks: RefCell<Keyspace>,
+    pub stats: Stats,
+    /// The transaction lock: one permit. A multi-shard operation holds it on
+    /// every shard it touches (taken in ascending shard order, so no
+    /// deadlock); plain commands run only while it is free.
+    pub gate: Rc<Semaphore>,
+    held: RefCell<HashMap<u64, StaticPermit>>,
+    senders: Option<Senders<Msg>>,
+    pending: RefCell<HashMap<u64, Oneshot<OpReply>>>,
+    next_id: Cell<u64>,
+    /// Wakes the network driver (slow-path completions, kills, shutdown).
+    pub wake: Notify,
+    pub net: RefCell<crate::net::ConnTable>,
+    pub proto_max_bulk: Cell<u64>,
+}
+
+impl Shard {
+    pub fn new(id: usize, shared: Arc<Shared>, senders: Option<Senders<Msg>>) -> Self {
+        let (databases, max_bulk) = {
+            let c = shared.config();
+            (c.databases(), c.proto_max_bulk_len())
+        };
+        Shard {
+            id,
+            shared,
+            ks: RefCell::new(Keyspace::new(databases)),
+            stats: Stats::default(),
+            gate: Rc::new(Semaphore::new(1)),
+            held: RefCell::new(HashMap::new()),
+            senders,
+            pending: RefCell::new(HashMap::new()),
+            next_id: Cell::new(1),
+            wake: Notify::default(),
+            net: RefCell::new(crate::net::ConnTable::default()),
+            proto_max_bulk: Cell::new(max_bulk),
+        }
+    }
+
+    pub fn nshards(&self) -> usize {
+        self.shared.nshards
+    }
+
+    /// A fresh id, unique on this shard, for requests and transactions.
+    pub fn next_id(&self) -> u64 {
+        let id = self.next_id.get();
+        self.next_id.set(id + 1);
+        id
+    }
+
+    /// Whether the transaction lock is free right now (plain commands may
+    /// run synchronously).
+    pub fn gate_open(&self) -> bool {
+        self.gate.available() > 0
+    }
+
+    /// Waits until no transaction holds this shard's lock. Returns at once
+    /// when free; plain commands then run without yielding, so nothing can
+    /// take the lock between the check and the command.
+    pub async fn wait_gate(&self) {
+        if !self.gate_open() {
+            // Queue behind the holder; release at once (FIFO fairness).
+            let _ = self.gate.acquire_permit(1).await;
+        }
+    }
+
+    /// Sends a message to another shard and awaits its reply.
+    pub async fn request(&self, to: usize, make: impl FnOnce(u64) -> Msg) -> OpReply {
+        let id = self.next_id();
+        let slot = Oneshot::default();
+        self.pending.borrow_mut().insert(id, slot.clone());
+        let msg = make(id);
+        let senders = self
+            .senders
+            .as_ref()
+            .expect("single-shard servers send no messages");
+        if senders.send_to(to, msg).await.is_err() {
+            self.pending.borrow_mut().remove(&id);
+            panic!("shard {to} is gone: channel mesh closed");
+        }
+        slot.recv().await
+    }
+
+    /// Fire-and-forget send (unlock).
+    pub async fn send(&self, to: usize, msg: Msg) {
+        if let Some(s) = self.senders.as_ref() {
+            let _ = s.send_to(to, msg).await;
+        }
+    }
+
+    /// Routes an incoming message: replies complete a pending request;
+    /// requests run in their own task so the receiver never blocks.
+    pub fn on_message(self: &Rc<Self>, msg: Msg) {
+        match msg {
+            Msg::Reply { id, reply } => {
+                if let Some(slot) = self.pending.borrow_mut().remove(&id) {
+                    slot.send(reply);
+                }
+            }
+            Msg::Unlock { tx } => {
+                self.held.borrow_mut().remove(&tx);
+            }
+            Msg::Lock { from, id, tx } => {
+                let me = self.clone();
+                glommio::spawn_local(async move {
+                    let permit = me
+                        .gate
+                        .acquire_static_permit(1)
+                        .await
+                        .expect("gate semaphore closed");
+                    me.held.borrow_mut().insert(tx, permit);
+                    me.send(
+                        from,
+                        Msg::Reply {
+                            id,
+                            reply: OpReply::Locked,
+                        },
+                    )
+                    .await;
+                })
+                .detach();
+            }
+            Msg::Op { from, id, tx, op } => {
+                let me = self.clone();
+                glommio::spawn_local(async move {
+                    if tx.is_none() {
+                        me.wait_gate().await;
+                    }
+                    let reply = dispatch::apply_op(&me, op);
+                    me.send(from, Msg::Reply { id, reply }).await;
+                })
+                .detach();
+            }
+            Msg::Batch {
+                from,
+                id,
+                proto,
+                cmds,
+            } => {
+                let me = self.clone();
+                glommio::spawn_local(async move {
+                    me.wait_gate().await;
+                    let (out, ends) = dispatch::exec_group(&me, proto, &cmds);
+                    let out = out.freeze();
+                    me.send(
+                        from,
+                        Msg::Reply {
+                            id,
+                            reply: OpReply::Batch { out, ends },
+                        },
+                    )
+                    .await;
+                })
+                .detach();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_match_redis_cluster() {
+        // Values from `CLUSTER KEYSLOT` on Redis.
+        assert_eq!(key_slot(b"foo"), 12182);
+        assert_eq!(key_slot(b"bar"), 5061);
+        assert_eq!(key_slot(b"{user1000}.following"), key_slot(b"user1000"));
+        assert_eq!(
+            key_slot(b"foo{}{bar}"),
+            CRC16.checksum(b"foo{}{bar}") % SLOTS
+        );
+        assert_eq!(key_slot(b"foo{{bar}}zap"), CRC16.checksum(b"{bar") % SLOTS);
+    }
+}
+
+/// Body of one shard's executor: joins the mesh, builds the shard, starts
+/// its timers and message receivers, then serves connections until
+/// shutdown.
+pub async fn run(
+    shared: Arc<Shared>,
+    mesh: Option<
+        glommio::channels::channel_mesh::MeshBuilder<Msg, glommio::channels::channel_mesh::Full>,
+    >,
+    listen: Vec<std::net::SocketAddr>,
+) {
+    let (id, senders, receivers) = match mesh {
+        Some(m) => {
+            let (s, r) = m.join().await.expect("joining the shard mesh");
+            (s.peer_id(), Some(s), Some(r))
+        }
+        None => (0, None, None),
+    };
+    let shard = Rc::new(Shard::new(id, shared.clone(), senders));
+    if let Some(mut receivers) = receivers {
+        for (_, rx) in receivers.streams() {
+            let shard = shard.clone();
+            glommio::spawn_local(async move {
+                while let Some(msg) = rx.recv().await {
+                    shard.on_message(msg);
+                }
+            })
+            .detach();
+        }
+    }
+    let backlog = shared.config().tcp_backlog();
+    let mut fds = Vec::new();
+    for addr in &listen {
+        match crate::net::sockopt::listener(*addr, backlog) {
+            Ok(fd) => fds.push(fd),
+            Err(e) => {
+                log::error!("shard {id}: cannot listen on {addr}: {e}");
+                shared.request_shutdown();
+                return;
+            }
+        }
+    }
+    glommio::spawn_local(cron(shard.clone())).detach();
+    crate::net::serve(shard, fds).await;
+}
+
+/// The shard's heartbeat, `hz` times a second: active expiry with a time
+/// budget of a quarter of the period (as Redis's slow cycle), client idle
+/// timeouts, refreshed config values, and waking the driver on shutdown.
+async fn cron(shard: Rc<Shard>) {
+    loop {
+        let (hz, timeout, max_bulk) = {
+            let c = shard.shared.config();
+            (c.hz().clamp(1, 500), c.timeout(), c.proto_max_bulk_len())
+        };
+        let period = std::time::Duration::from_millis(1000 / hz);
+        glommio::timer::sleep(period).await;
+        if shard.shared.shutdown.load(Ordering::Relaxed) {
+            shard.wake.notify();
+            return;
+        }
+        shard.proto_max_bulk.set(max_bulk);
+        if shard.gate_open() {
+            let deadline = std::time::Instant::now() + period / 4;
+            let now = now_ms();
+            let mut ks = shard.ks.borrow_mut();
+            let Keyspace { dbs, stats } = &mut *ks;
+            for db in dbs.iter_mut() {
+                db.active_expire(now, deadline, stats);
+            }
+        }
+        if shard.net.borrow_mut().reap_idle(timeout) > 0 {
+            shard.wake.notify();
+        }
+    }
+}
