@@ -80,6 +80,8 @@ pub struct ClientState {
     pub close_after_reply: bool,
     pub lib_name: Option<Bytes>,
     pub lib_ver: Option<Bytes>,
+    /// Name of the last command run, for CLIENT LIST's `cmd=`.
+    pub last_cmd: &'static str,
 }
 
 impl ClientState {
@@ -92,6 +94,7 @@ impl ClientState {
             close_after_reply: false,
             lib_name: None,
             lib_ver: None,
+            last_cmd: "NULL",
         }
     }
 }

@@ -293,7 +293,13 @@ pub async fn exec_global(
             r.text(&text)
         }
         "client" => client_cmd(shard, client, a, &mut r).await,
-        "config" => config_cmd(shard, a, &mut r),
+        "config" => {
+            if a.len() == 2 && eq_ic(&a[1], "resetstat") {
+                dispatch::broadcast(shard, |_| Op::ResetStats).await;
+                return r.ok();
+            }
+            config_cmd(shard, a, &mut r)
+        }
         "command" => command_cmd(a, &mut r),
         "debug" => debug_cmd(a, &mut r).await,
         "shutdown" => {
@@ -634,10 +640,6 @@ fn config_cmd(shard: &Shard, a: &[Bytes], r: &mut Reply<'_>) {
                 }
                 Err(e) => r.error(&e),
             }
-        }
-        b"resetstat" if a.len() == 2 => {
-            shard.shared.reset_gen.fetch_add(1, Ordering::SeqCst);
-            r.ok()
         }
         b"rewrite" if a.len() == 2 => match shard.shared.config().rewrite() {
             Ok(()) => r.ok(),

@@ -160,7 +160,7 @@ impl ConnTable {
             let cl = &c.client;
             let _ = writeln!(
                 s,
-                "id={} addr={} laddr={} fd={} name={} age={} idle={} flags=N db={} sub=0 psub=0 ssub=0 multi=-1 qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 rbs={} rbp=0 obl=0 oll=0 omem=0 tot-mem={} events=r cmd=client user=default redir=-1 resp={} lib-name={} lib-ver={} shard={}",
+                "id={} addr={} laddr={} fd={} name={} age={} idle={} flags=N db={} sub=0 psub=0 ssub=0 multi=-1 qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 rbs={} rbp=0 obl=0 oll=0 omem=0 tot-mem={} events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={} shard={}",
                 cl.id,
                 c.addr,
                 c.laddr,
@@ -176,6 +176,7 @@ impl ConnTable {
                 c.rbuf.capacity().saturating_sub(c.rbuf.len()),
                 c.rbuf.capacity(),
                 c.rbuf.capacity() + c.wbuf.capacity(),
+                cl.last_cmd,
                 if cl.proto == crate::resp::Proto::Resp3 {
                     3
                 } else {
@@ -627,31 +628,36 @@ fn run_fast(shard: &Rc<Shard>, conn: &mut Conn) -> Option<Vec<Vec<Bytes>>> {
             }
             continue;
         }
-        match cmd::lookup(&args) {
-            Lookup::Error(e) => Reply::new(&mut conn.wbuf, conn.client.proto).error(&e),
-            Lookup::Found(spec) => match cmd::route(spec, &args, shard.id, n) {
-                Route::Shard(s) if s == shard.id && shard.gate_open() => {
-                    cmd::exec_local(
-                        shard,
-                        spec,
-                        conn.client.db,
-                        conn.client.proto,
-                        &args,
-                        &mut conn.wbuf,
-                    );
-                    executed += 1;
+        let spec = match cmd::lookup(&args) {
+            Lookup::Error(e) => {
+                Reply::new(&mut conn.wbuf, conn.client.proto).error(&e);
+                continue;
+            }
+            Lookup::Found(spec) => spec,
+        };
+        conn.client.last_cmd = spec.name;
+        match cmd::route(spec, &args, shard.id, n) {
+            Route::Shard(s) if s == shard.id && shard.gate_open() => {
+                cmd::exec_local(
+                    shard,
+                    spec,
+                    conn.client.db,
+                    conn.client.proto,
+                    &args,
+                    &mut conn.wbuf,
+                );
+                executed += 1;
+            }
+            Route::Conn => {
+                cmd::server::exec_conn(shard, &mut conn.client, spec, &args, &mut conn.wbuf);
+                executed += 1;
+                if conn.client.close_after_reply {
+                    conn.close_after_flush = true;
+                    conn.rbuf.clear();
+                    break;
                 }
-                Route::Conn => {
-                    cmd::server::exec_conn(shard, &mut conn.client, spec, &args, &mut conn.wbuf);
-                    executed += 1;
-                    if conn.client.close_after_reply {
-                        conn.close_after_flush = true;
-                        conn.rbuf.clear();
-                        break;
-                    }
-                }
-                _ => slow = Some(vec![args]),
-            },
+            }
+            _ => slow = Some(vec![args]),
         }
     }
     Stats::add(&shard.stats.commands_processed, executed);

@@ -65,6 +65,7 @@ pub async fn run_batch(
             }
             Lookup::Found(spec) => spec,
         };
+        client.last_cmd = spec.name;
         match cmd::route(spec, &args, shard.id, n) {
             Route::Shard(s) => groups[s].push((
                 i,
@@ -378,6 +379,11 @@ pub fn apply_op(shard: &Shard, op: Op) -> OpReply {
                 id_filter.as_deref(),
                 typ.as_deref(),
             ))
+        }
+        Op::ResetStats => {
+            ks.stats = Default::default();
+            shard.stats.reset();
+            OpReply::Done
         }
         Op::ClientKill { filter } => {
             drop(ks);

@@ -77,8 +77,6 @@ pub struct Shared {
     /// Wall time (Unix seconds) of the last successful save; start time
     /// until one happens, as in Redis.
     pub lastsave: AtomicU64,
-    /// CONFIG RESETSTAT generation; shards compare it to their own.
-    pub reset_gen: AtomicU64,
 }
 
 impl Shared {
@@ -95,7 +93,6 @@ impl Shared {
             shutdown: AtomicBool::new(false),
             exit_code: AtomicU64::new(0),
             lastsave: AtomicU64::new(now_ms() / 1000),
-            reset_gen: AtomicU64::new(0),
         }
     }
 
@@ -122,6 +119,19 @@ pub struct Stats {
 impl Stats {
     pub fn add(c: &Cell<u64>, n: u64) {
         c.set(c.get() + n);
+    }
+
+    pub fn reset(&self) {
+        for c in [
+            &self.connections_received,
+            &self.commands_processed,
+            &self.rejected_connections,
+            &self.net_input_bytes,
+            &self.net_output_bytes,
+            &self.remote_batches,
+        ] {
+            c.set(0);
+        }
     }
 }
 
@@ -202,6 +212,8 @@ pub enum Op {
     ClientKill {
         filter: crate::net::KillFilter,
     },
+    /// CONFIG RESETSTAT: zero this shard's counters.
+    ResetStats,
 }
 
 /// Per-shard figures gathered for INFO.
