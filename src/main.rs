@@ -5,11 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{LocalExecutorBuilder, Placement};
 use tether::config::Config;
 use tether::net::{ring::Ring, sockopt};
-use tether::shard::{self, Msg, Shared};
+use tether::shard::{self, Shared};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -76,15 +75,15 @@ fn main() {
             .collect::<Vec<_>>(),
         shared.run_id
     );
-    let mesh = (nshards > 1).then(|| MeshBuilder::<Msg, _>::full(nshards, 1024));
+    let mesh = shard::make_mesh(nshards, 1024);
     let mut handles = Vec::new();
-    for i in 0..nshards {
-        let (shared, mesh, addrs) = (shared.clone(), mesh.clone(), addrs.clone());
+    for (i, ends) in mesh.into_iter().enumerate() {
+        let (shared, addrs) = (shared.clone(), addrs.clone());
         let builder = LocalExecutorBuilder::new(Placement::Fixed(cpus[i % cpus.len()]))
             .name(&format!("tether-shard-{i}"))
             .io_memory(256 << 10)
             .preempt_timer(Duration::from_millis(1));
-        match builder.spawn(move || shard::run(shared, mesh, addrs)) {
+        match builder.spawn(move || shard::run(i, shared, ends, addrs)) {
             Ok(h) => handles.push(h),
             Err(e) => fail(&format!(
                 "cannot start shard {i} on cpu {}: {e}. {}",
@@ -93,7 +92,6 @@ fn main() {
             )),
         }
     }
-    log::info!("ready to accept connections tcp on port {port}");
     for h in handles {
         if h.join().is_err() {
             log::error!("a shard executor panicked");

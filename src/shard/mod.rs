@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
-use glommio::channels::channel_mesh::Senders;
+use glommio::channels::shared_channel::{self, ConnectedSender, SharedReceiver, SharedSender};
 use glommio::sync::{Semaphore, StaticPermit};
 
 use crate::config::Config;
@@ -74,6 +74,8 @@ pub struct Shared {
     pub started: std::time::Instant,
     pub shutdown: AtomicBool,
     pub exit_code: AtomicU64,
+    /// Shards listening so far; the last one to bind logs "ready".
+    pub ready: std::sync::atomic::AtomicUsize,
     /// Wall time (Unix seconds) of the last successful save; start time
     /// until one happens, as in Redis.
     pub lastsave: AtomicU64,
@@ -92,6 +94,7 @@ impl Shared {
             started: std::time::Instant::now(),
             shutdown: AtomicBool::new(false),
             exit_code: AtomicU64::new(0),
+            ready: std::sync::atomic::AtomicUsize::new(0),
             lastsave: AtomicU64::new(now_ms() / 1000),
         }
     }
@@ -297,7 +300,7 @@ pub struct Shard {
     /// deadlock); plain commands run only while it is free.
     pub gate: Rc<Semaphore>,
     held: RefCell<HashMap<u64, StaticPermit>>,
-    senders: Option<Senders<Msg>>,
+    senders: Vec<Option<ConnectedSender<Msg>>>,
     pending: RefCell<HashMap<u64, Oneshot<OpReply>>>,
     next_id: Cell<u64>,
     /// Wakes the network driver (slow-path completions, kills, shutdown).
@@ -307,7 +310,7 @@ pub struct Shard {
 }
 
 impl Shard {
-    pub fn new(id: usize, shared: Arc<Shared>, senders: Option<Senders<Msg>>) -> Self {
+    pub fn new(id: usize, shared: Arc<Shared>, senders: Vec<Option<ConnectedSender<Msg>>>) -> Self {
         let (databases, max_bulk) = {
             let c = shared.config();
             (c.databases(), c.proto_max_bulk_len())
@@ -361,11 +364,8 @@ impl Shard {
         let slot = Oneshot::default();
         self.pending.borrow_mut().insert(id, slot.clone());
         let msg = make(id);
-        let senders = self
-            .senders
-            .as_ref()
-            .expect("single-shard servers send no messages");
-        if senders.send_to(to, msg).await.is_err() {
+        let sender = self.senders[to].as_ref().expect("no channel to self");
+        if sender.send(msg).await.is_err() {
             self.pending.borrow_mut().remove(&id);
             panic!("shard {to} is gone: channel mesh closed");
         }
@@ -374,8 +374,8 @@ impl Shard {
 
     /// Fire-and-forget send (unlock).
     pub async fn send(&self, to: usize, msg: Msg) {
-        if let Some(s) = self.senders.as_ref() {
-            let _ = s.send_to(to, msg).await;
+        if let Some(s) = self.senders[to].as_ref() {
+            let _ = s.send(msg).await;
         }
     }
 
@@ -466,34 +466,76 @@ mod tests {
     }
 }
 
-/// Body of one shard's executor: joins the mesh, builds the shard, starts
-/// its timers and message receivers, then serves connections until
+/// One shard's ends of the channel mesh: a sender to every other shard and
+/// a receiver from every other shard, made in `main` before the executors
+/// start (glommio's `MeshBuilder::join` was seen to hang when two executors
+/// share a CPU, so the mesh is wired by hand).
+pub struct MeshEnds {
+    pub senders: Vec<Option<SharedSender<Msg>>>,
+    pub receivers: Vec<SharedReceiver<Msg>>,
+}
+
+/// Builds the full mesh for `n` shards: `n * (n - 1)` bounded channels.
+pub fn make_mesh(n: usize, capacity: usize) -> Vec<MeshEnds> {
+    let mut ends: Vec<MeshEnds> = (0..n)
+        .map(|_| MeshEnds {
+            senders: (0..n).map(|_| None).collect(),
+            receivers: Vec::new(),
+        })
+        .collect();
+    for from in 0..n {
+        for to in 0..n {
+            if from != to {
+                let (tx, rx) = shared_channel::new_bounded(capacity);
+                ends[from].senders[to] = Some(tx);
+                ends[to].receivers.push(rx);
+            }
+        }
+    }
+    ends
+}
+
+/// Body of one shard's executor: connects its mesh ends, builds the shard,
+/// starts its timers and message receivers, then serves connections until
 /// shutdown.
 pub async fn run(
+    id: usize,
     shared: Arc<Shared>,
-    mesh: Option<
-        glommio::channels::channel_mesh::MeshBuilder<Msg, glommio::channels::channel_mesh::Full>,
-    >,
+    mesh: MeshEnds,
     listen: Vec<std::net::SocketAddr>,
 ) {
-    let (id, senders, receivers) = match mesh {
-        Some(m) => {
-            let (s, r) = m.join().await.expect("joining the shard mesh");
-            (s.peer_id(), Some(s), Some(r))
-        }
-        None => (0, None, None),
-    };
+    // Connecting an end waits for its peer to connect the other end, so
+    // connect them all at once.
+    let sender_tasks: Vec<_> = mesh
+        .senders
+        .into_iter()
+        .map(|s| s.map(|s| glommio::spawn_local(s.connect())))
+        .collect();
+    let receiver_tasks: Vec<_> = mesh
+        .receivers
+        .into_iter()
+        .map(|r| glommio::spawn_local(r.connect()))
+        .collect();
+    let mut senders = Vec::new();
+    for t in sender_tasks {
+        senders.push(match t {
+            Some(t) => Some(t.await),
+            None => None,
+        });
+    }
+    let mut receivers = Vec::new();
+    for t in receiver_tasks {
+        receivers.push(t.await);
+    }
     let shard = Rc::new(Shard::new(id, shared.clone(), senders));
-    if let Some(mut receivers) = receivers {
-        for (_, rx) in receivers.streams() {
-            let shard = shard.clone();
-            glommio::spawn_local(async move {
-                while let Some(msg) = rx.recv().await {
-                    shard.on_message(msg);
-                }
-            })
-            .detach();
-        }
+    for rx in receivers {
+        let shard = shard.clone();
+        glommio::spawn_local(async move {
+            while let Some(msg) = rx.recv().await {
+                shard.on_message(msg);
+            }
+        })
+        .detach();
     }
     let backlog = shared.config().tcp_backlog();
     let mut fds = Vec::new();
@@ -506,6 +548,9 @@ pub async fn run(
                 return;
             }
         }
+    }
+    if shared.ready.fetch_add(1, Ordering::SeqCst) + 1 == shared.nshards {
+        log::info!("ready to accept connections tcp on {listen:?}");
     }
     glommio::spawn_local(cron(shard.clone())).detach();
     crate::net::serve(shard, fds).await;
