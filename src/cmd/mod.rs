@@ -80,8 +80,10 @@ pub struct ClientState {
     pub close_after_reply: bool,
     pub lib_name: Option<Bytes>,
     pub lib_ver: Option<Bytes>,
-    /// Name of the last command run, for CLIENT LIST's `cmd=`.
+    /// Name of the last command run, for CLIENT LIST's `cmd=`, with its
+    /// subcommand for container commands (`client|list`).
     pub last_cmd: &'static str,
+    pub last_sub: Option<Bytes>,
 }
 
 impl ClientState {
@@ -95,6 +97,7 @@ impl ClientState {
             lib_name: None,
             lib_ver: None,
             last_cmd: "NULL",
+            last_sub: None,
         }
     }
 }
@@ -233,17 +236,20 @@ pub fn find(name: &[u8]) -> Option<&'static CmdSpec> {
 /// Looks a command up and checks its arity, producing Redis's errors.
 pub fn lookup(args: &[Bytes]) -> Lookup {
     let Some(spec) = find(&args[0]) else {
-        let mut msg = format!(
-            "ERR unknown command '{}', with args beginning with: ",
-            sanitize(&args[0], 128)
-        );
+        // As Redis's processCommand: each argument quoted, cut so the list
+        // stays within 128 bytes; the name cut at 128.
+        let mut list = String::new();
         for a in args.iter().skip(1) {
-            if msg.len() >= 128 + 60 {
+            if list.len() >= 128 {
                 break;
             }
-            msg.push_str(&format!("'{}' ", sanitize(a, 128)));
+            let room = 128 - list.len();
+            list.push_str(&format!("'{}' ", sanitize(a, room)));
         }
-        return Lookup::Error(msg);
+        return Lookup::Error(format!(
+            "ERR unknown command '{}', with args beginning with: {list}",
+            sanitize(&args[0], 128)
+        ));
     };
     let n = args.len() as i32;
     if (spec.arity > 0 && n != spec.arity) || (spec.arity < 0 && n < -spec.arity) {
@@ -255,19 +261,12 @@ pub fn lookup(args: &[Bytes]) -> Lookup {
     Lookup::Found(spec)
 }
 
-/// Makes client-supplied bytes safe to echo in an error line, like Redis's
-/// `sdscatrepr`-free truncation: non-printables become '?', at most `max`.
+/// Client bytes echoed in an error line, cut at `max` bytes. Redis only
+/// maps CR and LF to spaces; invalid UTF-8 is replaced here because error
+/// lines are built as text.
 pub fn sanitize(b: &[u8], max: usize) -> String {
-    b.iter()
-        .take(max)
-        .map(|&c| {
-            if (32..127).contains(&c) {
-                c as char
-            } else {
-                ' '
-            }
-        })
-        .collect()
+    let cut = &b[..b.len().min(max)];
+    String::from_utf8_lossy(cut).replace(['\r', '\n'], " ")
 }
 
 /// Runs a keyed or keyless command on this shard. The caller has routed it
@@ -340,29 +339,72 @@ pub fn parse_i64(b: &[u8]) -> Option<i64> {
     }
 }
 
-/// Parses a float argument like Redis's `getLongDoubleFromObject`: no
-/// leading space, no trailing garbage, NaN rejected.
+/// Parses a float argument like Redis's `getLongDoubleFromObject`, which
+/// uses `strtold`: no leading space, no trailing garbage, NaN rejected;
+/// `inf` and C hex floats (`0x1.8p3`) accepted.
 pub fn parse_f64(b: &[u8]) -> Option<f64> {
     let s = std::str::from_utf8(b).ok()?;
-    if s.is_empty() || s.starts_with(|c: char| c.is_ascii_whitespace()) {
+    if s.is_empty() || s.len() > 5 * 1024 || s.starts_with(|c: char| c.is_ascii_whitespace()) {
         return None;
     }
-    let lower = s.to_ascii_lowercase();
-    if lower.contains("nan") {
+    let v = match s.parse::<f64>() {
+        Ok(v) => v,
+        Err(_) => parse_hex_float(s)?,
+    };
+    if v.is_nan() { None } else { Some(v) }
+}
+
+/// `[+-]0x<hex>[.<hex>][p[+-]<dec>]`, as C's strtod reads it.
+fn parse_hex_float(s: &str) -> Option<f64> {
+    let (neg, rest) = match s.as_bytes().first()? {
+        b'-' => (true, &s[1..]),
+        b'+' => (false, &s[1..]),
+        _ => (false, s),
+    };
+    let rest = rest
+        .strip_prefix("0x")
+        .or_else(|| rest.strip_prefix("0X"))?;
+    let (mant, exp) = match rest.find(['p', 'P']) {
+        Some(i) => (&rest[..i], rest[i + 1..].parse::<i32>().ok()?),
+        None => (rest, 0),
+    };
+    let (int, frac) = mant.split_once('.').unwrap_or((mant, ""));
+    if int.is_empty() && frac.is_empty() {
         return None;
     }
-    s.parse::<f64>().ok()
+    let mut v = 0f64;
+    for c in int.chars() {
+        v = v * 16.0 + c.to_digit(16)? as f64;
+    }
+    let mut scale = 1.0 / 16.0;
+    for c in frac.chars() {
+        v += c.to_digit(16)? as f64 * scale;
+        scale /= 16.0;
+    }
+    let v = v * 2f64.powi(exp);
+    Some(if neg { -v } else { v })
 }
 
 /// Parses a DB index argument for SELECT, MOVE, COPY, SWAPDB.
 pub fn parse_db(shard: &Shard, b: &[u8]) -> Result<u16, &'static str> {
     let n = parse_i64(b).ok_or(NOT_INT)?;
-    let dbs = shard.ks.borrow().dbs.len() as i64;
+    let dbs = shard.databases as i64;
     if n < 0 || n >= dbs {
         Err(DB_RANGE)
     } else {
         Ok(n as u16)
     }
+}
+
+/// Records the command in the client state for CLIENT LIST.
+pub fn note_cmd(client: &mut ClientState, spec: &'static CmdSpec, args: &[Bytes]) {
+    client.last_cmd = spec.name;
+    client.last_sub = match spec.name {
+        "client" | "config" | "command" | "object" | "memory" | "debug" if args.len() > 1 => {
+            Some(Bytes::from(args[1].to_ascii_lowercase()))
+        }
+        _ => None,
+    };
 }
 
 pub fn eq_ic(a: &[u8], b: &str) -> bool {
@@ -379,6 +421,17 @@ mod tests {
         assert_eq!(parse_i64(b"9223372036854775808"), None);
         for bad in [&b"+1"[..], b" 1", b"01", b"-0", b"", b"1 "] {
             assert_eq!(parse_i64(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn floats_like_strtold() {
+        assert_eq!(parse_f64(b"0x10"), Some(16.0));
+        assert_eq!(parse_f64(b"-0x1.8p1"), Some(-3.0));
+        assert_eq!(parse_f64(b"inf"), Some(f64::INFINITY));
+        assert_eq!(parse_f64(b"1e3"), Some(1000.0));
+        for bad in [&b"nan"[..], b" 1", b"1 ", b"", b"0x", b"abc"] {
+            assert_eq!(parse_f64(bad), None, "{bad:?}");
         }
     }
 }

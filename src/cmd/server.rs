@@ -298,7 +298,11 @@ pub async fn exec_global(
                 dispatch::broadcast(shard, |_| Op::ResetStats).await;
                 return r.ok();
             }
-            config_cmd(shard, a, &mut r)
+            config_cmd(shard, a, &mut r);
+            if eq_ic(&a[1], "set") && r.out.ends_with(b"+OK\r\n") {
+                // Every shard applies the change before the client hears OK.
+                dispatch::broadcast(shard, |_| Op::RefreshConfig).await;
+            }
         }
         "command" => command_cmd(a, &mut r),
         "debug" => debug_cmd(a, &mut r).await,
@@ -632,12 +636,7 @@ fn config_cmd(shard: &Shard, a: &[Bytes], r: &mut Reply<'_>) {
                 .unwrap_or_else(|e| e.into_inner())
                 .set(&pairs);
             match res {
-                Ok(()) => {
-                    shard
-                        .proto_max_bulk
-                        .set(shard.shared.config().proto_max_bulk_len());
-                    r.ok()
-                }
+                Ok(()) => r.ok(),
                 Err(e) => r.error(&e),
             }
         }

@@ -99,49 +99,80 @@ pub fn expire_arg(unit: &[u8], n: &[u8], now: u64, cmd: &str) -> Result<u64, Str
     Ok(abs as u64)
 }
 
-fn set(ex: &mut Exec, a: &[Bytes]) {
-    let (mut nx, mut xx, mut get, mut ttl) = (false, false, false, Ttl::Clear);
-    let mut have_exp = false;
-    let mut i = 3;
-    while i < a.len() {
-        let o = &a[i];
-        let next = a.get(i + 1);
-        if eq_ic(o, "nx") && !xx {
-            nx = true;
-        } else if eq_ic(o, "xx") && !nx {
-            xx = true;
-        } else if eq_ic(o, "get") {
-            get = true;
-        } else if eq_ic(o, "keepttl") && !have_exp {
-            ttl = Ttl::Keep;
-            have_exp = true;
-        } else if (eq_ic(o, "ex") || eq_ic(o, "px") || eq_ic(o, "exat") || eq_ic(o, "pxat"))
-            && !have_exp
-            && next.is_some()
+/// Options of SET (from argument 3) and GETEX (from argument 2), parsed as
+/// Redis 7.0's `parseExtendedStringArgumentsOrReply`: options first, the
+/// expiry number only afterwards, so `SET k v EX PX ""` is a syntax error.
+#[derive(Default)]
+struct StrOpts<'a> {
+    nx: bool,
+    xx: bool,
+    get: bool,
+    keepttl: bool,
+    persist: bool,
+    /// The expiry unit option (`ex`, `px`, `exat`, `pxat`) and its raw value.
+    expire: Option<(&'static str, &'a [u8])>,
+}
+
+fn parse_str_opts<'a>(a: &'a [Bytes], from: usize, is_set: bool) -> Option<StrOpts<'a>> {
+    let mut o = StrOpts::default();
+    let mut j = from;
+    while j < a.len() {
+        let opt = &a[j];
+        let next = a.get(j + 1);
+        let unit = ["ex", "px", "exat", "pxat"]
+            .into_iter()
+            .find(|u| eq_ic(opt, u));
+        if eq_ic(opt, "nx") && !o.xx && is_set {
+            o.nx = true;
+        } else if eq_ic(opt, "xx") && !o.nx && is_set {
+            o.xx = true;
+        } else if eq_ic(opt, "get") && is_set {
+            o.get = true;
+        } else if eq_ic(opt, "keepttl") && !o.persist && o.expire.is_none() && is_set {
+            o.keepttl = true;
+        } else if eq_ic(opt, "persist") && !is_set && o.expire.is_none() && !o.keepttl {
+            o.persist = true;
+        } else if let (Some(u), Some(v)) = (unit, next)
+            && !o.keepttl
+            && !o.persist
+            && o.expire.is_none_or(|(cur, _)| cur == u)
         {
-            match expire_arg(o, next.unwrap(), ex.now, "set") {
-                Ok(at) => ttl = Ttl::At(at),
-                Err(e) => return ex.r.error(&e),
-            }
-            have_exp = true;
-            i += 1;
+            o.expire = Some((u, v));
+            j += 1;
         } else {
-            return ex.r.error(SYNTAX);
+            return None;
         }
-        i += 1;
+        j += 1;
     }
+    Some(o)
+}
+
+fn set(ex: &mut Exec, a: &[Bytes]) {
+    let Some(o) = parse_str_opts(a, 3, true) else {
+        return ex.r.error(SYNTAX);
+    };
+    let ttl = match o.expire {
+        Some((unit, v)) => match expire_arg(unit.as_bytes(), v, ex.now, "set") {
+            Ok(at) => Ttl::At(at),
+            Err(e) => return ex.r.error(&e),
+        },
+        None if o.keepttl => Ttl::Keep,
+        None => Ttl::Clear,
+    };
     let key = &a[1];
     let old = ex.lookup_write(key).map(|e| (e.value.clone(), e.expire_at));
     let old_str = match &old {
         Some((Value::Str(s), _)) => Some(s.clone()),
         None => None,
     };
-    if (nx && old.is_some()) || (xx && old.is_none()) {
-        return if get {
-            ex.r.bulk_opt(old_str.as_deref())
-        } else {
-            ex.r.null()
-        };
+    if o.get {
+        ex.r.bulk_opt(old_str.as_deref());
+    }
+    if (o.nx && old.is_some()) || (o.xx && old.is_none()) {
+        if !o.get {
+            ex.r.null();
+        }
+        return;
     }
     let expire_at = match ttl {
         Ttl::Keep => old.as_ref().map_or(0, |o| o.1),
@@ -149,9 +180,7 @@ fn set(ex: &mut Exec, a: &[Bytes]) {
         Ttl::At(t) => t,
     };
     store(ex, key, a[2].clone(), expire_at);
-    if get {
-        ex.r.bulk_opt(old_str.as_deref())
-    } else {
+    if !o.get {
         ex.r.ok()
     }
 }
@@ -218,30 +247,21 @@ fn getdel(ex: &mut Exec, a: &[Bytes]) {
 }
 
 fn getex(ex: &mut Exec, a: &[Bytes]) {
-    let mut ttl = None;
-    let mut i = 2;
-    while i < a.len() {
-        let o = &a[i];
-        if (eq_ic(o, "ex") || eq_ic(o, "px") || eq_ic(o, "exat") || eq_ic(o, "pxat"))
-            && ttl.is_none()
-            && i + 1 < a.len()
-        {
-            match expire_arg(o, &a[i + 1], ex.now, "getex") {
-                Ok(at) => ttl = Some(Ttl::At(at)),
-                Err(e) => return ex.r.error(&e),
-            }
-            i += 2;
-        } else if eq_ic(o, "persist") && ttl.is_none() {
-            ttl = Some(Ttl::Clear);
-            i += 1;
-        } else {
-            return ex.r.error(SYNTAX);
-        }
-    }
+    let Some(o) = parse_str_opts(a, 2, false) else {
+        return ex.r.error(SYNTAX);
+    };
     let v = match ex.read_str(&a[1]) {
         Ok(Some(v)) => v,
         Ok(None) => return ex.r.null(),
         Err(()) => return ex.r.error(WRONGTYPE),
+    };
+    let ttl = match o.expire {
+        Some((unit, n)) => match expire_arg(unit.as_bytes(), n, ex.now, "getex") {
+            Ok(at) => Some(Ttl::At(at)),
+            Err(e) => return ex.r.error(&e),
+        },
+        None if o.persist => Some(Ttl::Clear),
+        None => None,
     };
     match ttl {
         Some(Ttl::At(at)) if at <= ex.now => {

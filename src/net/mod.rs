@@ -176,7 +176,10 @@ impl ConnTable {
                 c.rbuf.capacity().saturating_sub(c.rbuf.len()),
                 c.rbuf.capacity(),
                 c.rbuf.capacity() + c.wbuf.capacity(),
-                cl.last_cmd,
+                match &cl.last_sub {
+                    Some(sub) => format!("{}|{}", cl.last_cmd, String::from_utf8_lossy(sub)),
+                    None => cl.last_cmd.to_string(),
+                },
                 if cl.proto == crate::resp::Proto::Resp3 {
                     3
                 } else {
@@ -635,7 +638,7 @@ fn run_fast(shard: &Rc<Shard>, conn: &mut Conn) -> Option<Vec<Vec<Bytes>>> {
             }
             Lookup::Found(spec) => spec,
         };
-        conn.client.last_cmd = spec.name;
+        cmd::note_cmd(&mut conn.client, spec, &args);
         match cmd::route(spec, &args, shard.id, n) {
             Route::Shard(s) if s == shard.id && shard.gate_open() => {
                 cmd::exec_local(

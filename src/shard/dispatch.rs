@@ -65,7 +65,7 @@ pub async fn run_batch(
             }
             Lookup::Found(spec) => spec,
         };
-        client.last_cmd = spec.name;
+        cmd::note_cmd(&mut client, spec, &args);
         match cmd::route(spec, &args, shard.id, n) {
             Route::Shard(s) => groups[s].push((
                 i,
@@ -379,6 +379,11 @@ pub fn apply_op(shard: &Shard, op: Op) -> OpReply {
                 id_filter.as_deref(),
                 typ.as_deref(),
             ))
+        }
+        Op::RefreshConfig => {
+            drop(ks);
+            shard.refresh_config();
+            OpReply::Done
         }
         Op::ResetStats => {
             ks.stats = Default::default();

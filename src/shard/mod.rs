@@ -217,6 +217,8 @@ pub enum Op {
     },
     /// CONFIG RESETSTAT: zero this shard's counters.
     ResetStats,
+    /// CONFIG SET happened: reload cached config values now.
+    RefreshConfig,
 }
 
 /// Per-shard figures gathered for INFO.
@@ -307,6 +309,8 @@ pub struct Shard {
     pub wake: Notify,
     pub net: RefCell<crate::net::ConnTable>,
     pub proto_max_bulk: Cell<u64>,
+    /// `databases`, fixed at start-up.
+    pub databases: usize,
 }
 
 impl Shard {
@@ -328,7 +332,14 @@ impl Shard {
             wake: Notify::default(),
             net: RefCell::new(crate::net::ConnTable::default()),
             proto_max_bulk: Cell::new(max_bulk),
+            databases,
         }
+    }
+
+    /// Reloads the config values a shard caches for its hot path.
+    pub fn refresh_config(&self) {
+        self.proto_max_bulk
+            .set(self.shared.config().proto_max_bulk_len());
     }
 
     pub fn nshards(&self) -> usize {
@@ -571,7 +582,8 @@ async fn cron(shard: Rc<Shard>) {
             shard.wake.notify();
             return;
         }
-        shard.proto_max_bulk.set(max_bulk);
+        let _ = max_bulk;
+        shard.refresh_config();
         if shard.gate_open() {
             let deadline = std::time::Instant::now() + period / 4;
             let now = now_ms();
