@@ -65,26 +65,8 @@ pub static COMMANDS: &[CmdSpec] = &[
     keyed!("expiretime", 2, RF, 1, 1, 1, expiretime),
     keyed!("pexpiretime", 2, RF, 1, 1, 1, pexpiretime),
     keyed!("persist", 2, WF, 1, 1, 1, persist),
-    keyed!(
-        "rename",
-        3,
-        &["write"],
-        1,
-        2,
-        1,
-        rename,
-        Multi::Rename { nx: false }
-    ),
-    keyed!(
-        "renamenx",
-        3,
-        WF,
-        1,
-        2,
-        1,
-        renamenx,
-        Multi::Rename { nx: true }
-    ),
+    keyed!("rename", 3, &["write"], 1, 2, 1, rename, Multi::Scratch),
+    keyed!("renamenx", 3, WF, 1, 2, 1, renamenx, Multi::Scratch),
     keyed!(
         "copy",
         -3,
@@ -93,7 +75,7 @@ pub static COMMANDS: &[CmdSpec] = &[
         2,
         1,
         copy,
-        Multi::Copy
+        Multi::Scratch
     ),
     keyed!("move", 3, WF, 1, 1, 1, move_cmd),
     CmdSpec {
@@ -110,6 +92,17 @@ pub static COMMANDS: &[CmdSpec] = &[
 /// DEL / UNLINK / EXISTS / TOUCH on keys of one shard: how many matched.
 pub fn count_keys(ex: &mut Exec, keys: &[Bytes], kind: CountKind) -> i64 {
     let now = ex.now;
+    if kind == CountKind::Del {
+        let mut n = 0;
+        for k in keys {
+            let (db, st) = ex.db();
+            if db.contains(k, now, st) && db.remove(k).is_some() {
+                n += 1;
+                ex.modified(k);
+            }
+        }
+        return n;
+    }
     let (db, st) = ex.db();
     let mut n = 0;
     for k in keys {
@@ -213,6 +206,7 @@ fn expire_generic(ex: &mut Exec, a: &[Bytes], seconds: bool, absolute: bool, cmd
     } else {
         db.set_expire(&a[1], when as u64);
     }
+    ex.modified(&a[1]);
     ex.r.int(1)
 }
 
@@ -264,6 +258,7 @@ fn persist(ex: &mut Exec, a: &[Bytes]) {
     let had = ex.lookup_write(&a[1]).is_some_and(|e| e.expire_at != 0);
     if had {
         ex.db().0.set_expire(&a[1], 0);
+        ex.modified(&a[1]);
     }
     ex.r.int(had as i64)
 }
@@ -282,6 +277,8 @@ fn rename_generic(ex: &mut Exec, a: &[Bytes], nx: bool) {
     let (db, _) = ex.db();
     db.remove(&a[1]);
     db.insert(&a[2], src);
+    ex.modified(&a[1]);
+    ex.modified(&a[2]);
     if nx { ex.r.int(1) } else { ex.r.ok() }
 }
 
@@ -333,6 +330,7 @@ fn copy(ex: &mut Exec, a: &[Bytes]) {
         return ex.r.int(0);
     }
     db.insert(&a[2], src);
+    ex.shard.key_modified(dst_db as usize, &a[2]);
     ex.r.int(1)
 }
 
@@ -356,6 +354,8 @@ fn move_cmd(ex: &mut Exec, a: &[Bytes]) {
     }
     db.insert(&a[1], src);
     ex.db().0.remove(&a[1]);
+    ex.modified(&a[1]);
+    ex.shard.key_modified(dst, &a[1]);
     ex.r.int(1)
 }
 
@@ -403,6 +403,29 @@ fn object(ex: &mut Exec, a: &[Bytes]) {
     }
     let enc = match &e.value {
         Value::Str(s) => str_encoding(s),
+        // Redis 7.0 encodings at its default thresholds (advisory here).
+        Value::List(_) => "quicklist",
+        Value::Hash(h) => {
+            if h.len() <= 512 && h.iter().all(|(k, v)| k.len() <= 64 && v.len() <= 64) {
+                "listpack"
+            } else {
+                "hashtable"
+            }
+        }
+        Value::Set(st) => {
+            if st.len() <= 512 && st.iter().all(|m| m.len() <= 20 && parse_i64(m).is_some()) {
+                "intset"
+            } else {
+                "hashtable"
+            }
+        }
+        Value::ZSet(z) => {
+            if z.len() <= 128 && z.iter().all(|(m, _)| m.len() <= 64) {
+                "listpack"
+            } else {
+                "skiplist"
+            }
+        }
     };
     ex.r.bulk(enc.as_bytes())
 }

@@ -9,9 +9,13 @@
 //! - `Global`: needs every shard (DBSIZE, FLUSHALL, INFO, SCAN, ...); runs
 //!   as an async coordinator in `shard::dispatch`.
 
+pub mod hash;
 pub mod keys;
+pub mod list;
 pub mod server;
+pub mod set;
 pub mod string;
+pub mod zset;
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -35,6 +39,10 @@ pub struct Exec<'a> {
     pub db: usize,
     pub r: Reply<'a>,
     pub now: u64,
+    /// Set by a blocking command (BLPOP, BZPOPMIN, ...) that found nothing
+    /// to pop and wrote no reply: the caller parks the client until one of
+    /// its keys changes or the timeout passes, then runs it again.
+    pub would_block: bool,
 }
 
 impl Exec<'_> {
@@ -53,11 +61,54 @@ impl Exec<'_> {
                 Ok(None)
             }
             Some(e) => {
-                let Value::Str(s) = &e.value;
                 st.hits += 1;
-                Ok(Some(s.clone()))
+                match &e.value {
+                    Value::Str(s) => Ok(Some(s.clone())),
+                    _ => Err(()),
+                }
             }
         }
+    }
+
+    /// Looks up a key for reading, counting a keyspace hit or miss.
+    pub fn lookup_read(&mut self, key: &[u8]) -> Option<&mut Entry> {
+        let now = self.now;
+        let (db, st) = self.ks.db(self.db);
+        match db.get(key, now, st) {
+            None => {
+                st.misses += 1;
+                None
+            }
+            Some(e) => {
+                st.hits += 1;
+                Some(e)
+            }
+        }
+    }
+
+    /// Stores a new value under a key that does not exist yet (no TTL).
+    pub fn insert_new(&mut self, key: &[u8], value: Value) {
+        let (db, _) = self.ks.db(self.db);
+        db.insert(key, Entry::new(value));
+    }
+
+    /// Deletes `key` if it holds an empty collection, as Redis does after
+    /// the last element goes. Returns whether it was deleted.
+    pub fn remove_if_empty(&mut self, key: &[u8]) -> bool {
+        let (db, st) = self.ks.db(self.db);
+        let empty = db
+            .get(key, self.now, st)
+            .is_some_and(|e| e.value.is_empty_collection());
+        if empty {
+            db.remove(key);
+        }
+        empty
+    }
+
+    /// Records that `key` changed (Redis's `signalModifiedKey`): WATCHers of
+    /// the key see their transaction fail.
+    pub fn modified(&mut self, key: &[u8]) {
+        self.shard.key_modified(self.db, key);
     }
 
     /// Looks up a key for writing (no hit/miss accounting).
@@ -112,15 +163,17 @@ pub struct ConnCtx<'a> {
 pub type KeyedFn = fn(&mut Exec, &[Bytes]);
 pub type ConnFn = fn(&mut ConnCtx, &[Bytes]);
 
-/// How a multi-key command is split when its keys live on several shards.
+/// How a multi-key command runs when its keys live on several shards.
+/// MGET, MSET and the DEL family split per shard (the hot cases); every
+/// other multi-key command runs on a scratch copy of its keys under the
+/// transaction lock, and the keys it changed are written back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Multi {
     MGet,
     MSet,
     MSetNx,
     Count(CountKind),
-    Rename { nx: bool },
-    Copy,
+    Scratch,
 }
 
 #[derive(Clone, Copy)]
@@ -207,7 +260,15 @@ fn table() -> &'static HashMap<&'static str, &'static CmdSpec> {
     static T: OnceLock<HashMap<&'static str, &'static CmdSpec>> = OnceLock::new();
     T.get_or_init(|| {
         let mut m = HashMap::new();
-        for group in [string::COMMANDS, keys::COMMANDS, server::COMMANDS] {
+        for group in [
+            string::COMMANDS,
+            keys::COMMANDS,
+            server::COMMANDS,
+            list::COMMANDS,
+            hash::COMMANDS,
+            set::COMMANDS,
+            zset::COMMANDS,
+        ] {
             for spec in group {
                 m.insert(spec.name, spec);
             }
@@ -278,20 +339,37 @@ pub fn exec_local(
     proto: Proto,
     args: &[Bytes],
     out: &mut bytes::BytesMut,
-) {
+) -> bool {
+    let mut ks = shard.ks.borrow_mut();
+    exec_in(shard, &mut ks, spec, db, proto, args, out)
+}
+
+/// Runs a keyed or keyless command against a given keyspace: the shard's
+/// own, or a scratch copy holding the keys of a multi-shard command.
+/// Returns true when a blocking command found nothing and wrote no reply.
+pub fn exec_in(
+    shard: &Shard,
+    ks: &mut Keyspace,
+    spec: &CmdSpec,
+    db: u16,
+    proto: Proto,
+    args: &[Bytes],
+    out: &mut bytes::BytesMut,
+) -> bool {
     let f = match spec.kind {
         Kind::Keyed(f, _) | Kind::Keyless(f) => f,
-        _ => unreachable!("exec_local on a {} command", spec.name),
+        _ => unreachable!("exec_in on a {} command", spec.name),
     };
-    let mut ks = shard.ks.borrow_mut();
     let mut ex = Exec {
         shard,
-        ks: &mut ks,
+        ks,
         db: db as usize,
         r: Reply::new(out, proto),
         now: crate::shard::now_ms(),
+        would_block: false,
     };
     f(&mut ex, args);
+    ex.would_block
 }
 
 /// Unsubcommand error in Redis's words.

@@ -160,10 +160,12 @@ fn set(ex: &mut Exec, a: &[Bytes]) {
         None => Ttl::Clear,
     };
     let key = &a[1];
-    let old = ex.lookup_write(key).map(|e| (e.value.clone(), e.expire_at));
-    let old_str = match &old {
-        Some((Value::Str(s), _)) => Some(s.clone()),
-        None => None,
+    let old = ex.lookup_write(key).map(|e| e.expire_at);
+    let old_str = match cur_str(ex, key) {
+        Ok(v) => v.map(|v| v.0),
+        // SET replaces a key of any type, unless GET must return it.
+        Err(()) if o.get => return ex.r.error(WRONGTYPE),
+        Err(()) => None,
     };
     if o.get {
         ex.r.bulk_opt(old_str.as_deref());
@@ -175,7 +177,7 @@ fn set(ex: &mut Exec, a: &[Bytes]) {
         return;
     }
     let expire_at = match ttl {
-        Ttl::Keep => old.as_ref().map_or(0, |o| o.1),
+        Ttl::Keep => old.unwrap_or(0),
         Ttl::Clear => 0,
         Ttl::At(t) => t,
     };
@@ -195,6 +197,20 @@ pub fn store(ex: &mut Exec, key: &[u8], val: Bytes, expire_at: u64) {
             expire_at,
         },
     );
+    ex.modified(key);
+}
+
+/// The current string value and TTL of a key about to be written;
+/// `Err` when the key holds another type.
+fn cur_str(ex: &mut Exec, key: &[u8]) -> Result<Option<(Bytes, u64)>, ()> {
+    match ex.lookup_write(key) {
+        None => Ok(None),
+        Some(Entry {
+            value: Value::Str(s),
+            expire_at,
+        }) => Ok(Some((s.clone(), *expire_at))),
+        Some(_) => Err(()),
+    }
 }
 
 fn setnx(ex: &mut Exec, a: &[Bytes]) {
@@ -224,12 +240,9 @@ fn psetex(ex: &mut Exec, a: &[Bytes]) {
 }
 
 fn getset(ex: &mut Exec, a: &[Bytes]) {
-    let old = match ex.lookup_write(&a[1]) {
-        Some(Entry {
-            value: Value::Str(s),
-            ..
-        }) => Some(s.clone()),
-        None => None,
+    let old = match cur_str(ex, &a[1]) {
+        Ok(c) => c.map(|c| c.0),
+        Err(()) => return ex.r.error(WRONGTYPE),
     };
     store(ex, &a[1], a[2].clone(), 0);
     ex.r.bulk_opt(old.as_deref())
@@ -239,6 +252,7 @@ fn getdel(ex: &mut Exec, a: &[Bytes]) {
     match ex.read_str(&a[1]) {
         Ok(Some(v)) => {
             ex.db().0.remove(&a[1]);
+            ex.modified(&a[1]);
             ex.r.bulk(&v)
         }
         Ok(None) => ex.r.null(),
@@ -266,12 +280,15 @@ fn getex(ex: &mut Exec, a: &[Bytes]) {
     match ttl {
         Some(Ttl::At(at)) if at <= ex.now => {
             ex.db().0.remove(&a[1]);
+            ex.modified(&a[1]);
         }
         Some(Ttl::At(at)) => {
             ex.db().0.set_expire(&a[1], at);
+            ex.modified(&a[1]);
         }
         Some(Ttl::Clear) => {
             ex.db().0.set_expire(&a[1], 0);
+            ex.modified(&a[1]);
         }
         _ => {}
     }
@@ -327,26 +344,36 @@ fn check_len(ex: &mut Exec, len: u64) -> bool {
 fn append(ex: &mut Exec, a: &[Bytes]) {
     let (key, add) = (&a[1], &a[2]);
     let total;
-    match ex.lookup_write(key) {
+    let cur = match cur_str(ex, key) {
+        Ok(c) => c,
+        Err(()) => return ex.r.error(WRONGTYPE),
+    };
+    match cur {
         None => {
             total = add.len();
             store(ex, key, add.clone(), 0);
         }
-        Some(e) => {
-            let Value::Str(s) = &e.value;
+        Some((s, ttl)) => {
             let newlen = (s.len() + add.len()) as u64;
             if !check_len(ex, newlen) {
                 return;
             }
-            let e = ex.lookup_write(key).expect("just looked up");
-            let Value::Str(s) = &mut e.value;
             let mut buf = BytesMut::with_capacity(s.len() + add.len());
-            buf.extend_from_slice(s);
+            buf.extend_from_slice(&s);
             buf.extend_from_slice(add);
             total = buf.len();
-            *s = buf.freeze();
+            let (db, _) = ex.db();
+            db.insert(
+                key,
+                Entry {
+                    value: Value::Str(buf.freeze()),
+                    expire_at: ttl,
+                },
+            );
+            ex.modified(key);
         }
     }
+    ex.modified(key);
     ex.r.int(total as i64)
 }
 
@@ -395,12 +422,9 @@ fn setrange(ex: &mut Exec, a: &[Bytes]) {
         return ex.r.error("ERR offset is out of range");
     }
     let val = &a[3];
-    let cur = match ex.lookup_write(&a[1]) {
-        Some(Entry {
-            value: Value::Str(s),
-            expire_at,
-        }) => Some((s.clone(), *expire_at)),
-        None => None,
+    let cur = match cur_str(ex, &a[1]) {
+        Ok(c) => c,
+        Err(()) => return ex.r.error(WRONGTYPE),
     };
     let cur_len = cur.as_ref().map_or(0, |c| c.0.len());
     if val.is_empty() {
@@ -424,17 +448,15 @@ fn setrange(ex: &mut Exec, a: &[Bytes]) {
             expire_at: cur.map_or(0, |c| c.1),
         },
     );
+    ex.modified(&a[1]);
     ex.r.int(n as i64)
 }
 
 /// INCR family: the value must be a string holding a strict integer.
 fn incr_generic(ex: &mut Exec, key: &[u8], by: i64) {
-    let cur = match ex.lookup_write(key) {
-        None => None,
-        Some(Entry {
-            value: Value::Str(s),
-            expire_at,
-        }) => Some((s.clone(), *expire_at)),
+    let cur = match cur_str(ex, key) {
+        Ok(c) => c,
+        Err(()) => return ex.r.error(WRONGTYPE),
     };
     let (old, ttl) = match &cur {
         None => (0, 0),
@@ -455,6 +477,7 @@ fn incr_generic(ex: &mut Exec, key: &[u8], by: i64) {
             expire_at: ttl,
         },
     );
+    ex.modified(key);
     ex.r.int(new)
 }
 
@@ -482,12 +505,9 @@ fn decrby(ex: &mut Exec, a: &[Bytes]) {
 }
 
 fn incrbyfloat(ex: &mut Exec, a: &[Bytes]) {
-    let cur = match ex.lookup_write(&a[1]) {
-        None => None,
-        Some(Entry {
-            value: Value::Str(s),
-            expire_at,
-        }) => Some((s.clone(), *expire_at)),
+    let cur = match cur_str(ex, &a[1]) {
+        Ok(c) => c,
+        Err(()) => return ex.r.error(WRONGTYPE),
     };
     let (old, ttl) = match &cur {
         None => (0.0, 0),
@@ -512,6 +532,7 @@ fn incrbyfloat(ex: &mut Exec, a: &[Bytes]) {
             expire_at: ttl,
         },
     );
+    ex.modified(&a[1]);
     ex.r.bulk(&s)
 }
 

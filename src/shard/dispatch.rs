@@ -280,12 +280,12 @@ pub fn apply_op(shard: &Shard, op: Op) -> OpReply {
             let vals = keys
                 .iter()
                 .map(|k| match d.get(k, now, st) {
-                    Some(Entry {
-                        value: Value::Str(s),
-                        ..
-                    }) => {
+                    Some(e) => {
                         st.hits += 1;
-                        Some(s.clone())
+                        match &e.value {
+                            Value::Str(s) => Some(s.clone()),
+                            _ => None,
+                        }
                     }
                     None => {
                         st.misses += 1;
@@ -297,20 +297,30 @@ pub fn apply_op(shard: &Shard, op: Op) -> OpReply {
         }
         Op::MSet { db, pairs } => {
             let (d, _) = ks.db(db as usize);
-            for (k, v) in pairs {
-                d.insert(&k, Entry::new(Value::Str(Bytes::copy_from_slice(&v))));
+            for (k, v) in &pairs {
+                d.insert(k, Entry::new(Value::Str(Bytes::copy_from_slice(v))));
+            }
+            drop(ks);
+            for (k, _) in &pairs {
+                shard.key_modified(db as usize, k);
             }
             OpReply::Done
         }
         Op::Count { db, keys, kind } => {
             let (d, st) = ks.db(db as usize);
             let mut n = 0;
+            let mut gone = Vec::new();
             for k in &keys {
                 let live = d.contains(k, now, st);
                 if live && kind == CountKind::Del {
                     d.remove(k);
+                    gone.push(k);
                 }
                 n += live as i64;
+            }
+            drop(ks);
+            for k in gone {
+                shard.key_modified(db as usize, k);
             }
             OpReply::Int(n)
         }
@@ -319,6 +329,8 @@ pub fn apply_op(shard: &Shard, op: Op) -> OpReply {
             let e = d.get(&key, now, st).cloned();
             if remove && e.is_some() {
                 d.remove(&key);
+                drop(ks);
+                shard.key_modified(db as usize, &key);
             }
             OpReply::Entry(e)
         }
@@ -328,10 +340,13 @@ pub fn apply_op(shard: &Shard, op: Op) -> OpReply {
                 return OpReply::Int(0);
             }
             d.insert(&key, entry);
+            drop(ks);
+            shard.key_modified(db as usize, &key);
             OpReply::Int(1)
         }
         Op::DbSize { db } => OpReply::Int(ks.dbs[db as usize].len() as i64),
         Op::Flush { db } => {
+            shard.db_modified(db);
             match db {
                 Some(db) => ks.dbs[db as usize].clear(),
                 None => ks.dbs.iter_mut().for_each(|d| d.clear()),
@@ -339,6 +354,8 @@ pub fn apply_op(shard: &Shard, op: Op) -> OpReply {
             OpReply::Done
         }
         Op::SwapDb { a, b } => {
+            shard.db_modified(Some(a));
+            shard.db_modified(Some(b));
             ks.dbs.swap(a as usize, b as usize);
             OpReply::Done
         }
@@ -456,14 +473,9 @@ async fn exec_multi(
             spec.name
         ));
     }
-    let (copy_db, replace) = if m == Multi::Copy {
-        match cmd::keys::copy_opts(shard, args, db) {
-            Ok(o) => o,
-            Err(e) => return r.error(e),
-        }
-    } else {
-        (db, false)
-    };
+    if m == Multi::Scratch {
+        return exec_scratch(shard, client, spec, args, r.out).await;
+    }
     let groups = by_shard(spec, args, shard.nshards());
     let shards: Vec<usize> = groups.iter().map(|g| g.0).collect();
     let tx = Tx::lock(shard, &shards).await;
@@ -546,107 +558,100 @@ async fn exec_multi(
             }
             r.int(total)
         }
-        Multi::Rename { nx } => {
-            let (src, dst) = (&args[1], &args[2]);
-            let (ss, ds) = (
-                shard_of(src, shard.nshards()),
-                shard_of(dst, shard.nshards()),
-            );
-            let OpReply::Entry(Some(_)) = tx
-                .op(
-                    shard,
-                    ss,
-                    Op::Take {
-                        db,
-                        key: src.clone(),
-                        remove: false,
-                    },
-                )
-                .await
-            else {
-                tx.unlock(shard).await;
-                return r.error("ERR no such key");
-            };
-            if nx
-                && let OpReply::Int(1) = tx
-                    .op(
-                        shard,
-                        ds,
-                        Op::Count {
-                            db,
-                            keys: vec![dst.clone()],
-                            kind: CountKind::Exists,
-                        },
-                    )
-                    .await
-            {
-                tx.unlock(shard).await;
-                return r.int(0);
-            }
-            let OpReply::Entry(Some(entry)) = tx
-                .op(
-                    shard,
-                    ss,
-                    Op::Take {
-                        db,
-                        key: src.clone(),
-                        remove: true,
-                    },
-                )
-                .await
-            else {
-                unreachable!("source vanished under the transaction lock");
-            };
-            tx.op(
+        Multi::Scratch => unreachable!("handled by exec_scratch"),
+    }
+    tx.unlock(shard).await;
+}
+
+/// Runs a multi-key command whose keys span shards on a scratch keyspace:
+/// lock the owners, copy the keys in, run the ordinary handler, write back
+/// every key whose entry changed (or delete it), unlock. Any command's
+/// single-shard code thus works across shards with the same semantics.
+async fn exec_scratch(
+    shard: &Rc<Shard>,
+    client: &ClientState,
+    spec: &'static cmd::CmdSpec,
+    args: &[Bytes],
+    out: &mut BytesMut,
+) {
+    let n = shard.nshards();
+    let db = client.db;
+    let mut pairs: Vec<(u16, Bytes)> = Vec::new();
+    for i in spec.key_indices(args.len()) {
+        if !pairs.iter().any(|(_, k)| *k == args[i]) {
+            pairs.push((db, args[i].clone()));
+        }
+    }
+    // COPY ... DB n writes its destination in another database.
+    if spec.name == "copy"
+        && let Ok((dst_db, _)) = cmd::keys::copy_opts(shard, args, db)
+        && dst_db != db
+    {
+        pairs.push((dst_db, args[2].clone()));
+    }
+    let mut shards: Vec<usize> = pairs.iter().map(|(_, k)| shard_of(k, n)).collect();
+    shards.sort_unstable();
+    shards.dedup();
+    let tx = Tx::lock(shard, &shards).await;
+    let mut scratch = super::keyspace::Keyspace::new(shard.databases);
+    let mut before = Vec::with_capacity(pairs.len());
+    for (d, k) in pairs {
+        let e = match tx
+            .op(
                 shard,
-                ds,
-                Op::Put {
-                    db,
-                    key: dst.clone(),
-                    entry,
-                    nx: false,
+                shard_of(&k, n),
+                Op::Take {
+                    db: d,
+                    key: k.clone(),
+                    remove: false,
                 },
             )
-            .await;
-            if nx { r.int(1) } else { r.ok() }
+            .await
+        {
+            OpReply::Entry(e) => e,
+            _ => None,
+        };
+        if let Some(e) = &e {
+            scratch.dbs[d as usize].insert(&k, e.clone());
         }
-        Multi::Copy => {
-            let (src, dst) = (&args[1], &args[2]);
-            let (ss, ds) = (
-                shard_of(src, shard.nshards()),
-                shard_of(dst, shard.nshards()),
-            );
-            let reply = match tx
-                .op(
-                    shard,
-                    ss,
-                    Op::Take {
-                        db,
-                        key: src.clone(),
-                        remove: false,
-                    },
-                )
-                .await
-            {
-                OpReply::Entry(Some(entry)) => match tx
-                    .op(
+        before.push((d, k, e));
+    }
+    cmd::exec_in(shard, &mut scratch, spec, db, client.proto, args, out);
+    if spec.is_write() {
+        let now = now_ms();
+        for (d, k, old) in before {
+            let new = scratch.dbs[d as usize].peek(&k, now).cloned();
+            if new == old {
+                continue;
+            }
+            let owner = shard_of(&k, n);
+            match new {
+                Some(entry) => {
+                    tx.op(
                         shard,
-                        ds,
+                        owner,
                         Op::Put {
-                            db: copy_db,
-                            key: dst.clone(),
+                            db: d,
+                            key: k,
                             entry,
-                            nx: !replace,
+                            nx: false,
                         },
                     )
                     .await
-                {
-                    OpReply::Int(n) => n,
-                    _ => 0,
-                },
-                _ => 0,
+                }
+                None => {
+                    tx.op(
+                        shard,
+                        owner,
+                        Op::Count {
+                            db: d,
+                            keys: vec![k],
+                            kind: CountKind::Del,
+                        },
+                    )
+                    .await
+                }
             };
-            r.int(reply)
         }
     }
     tx.unlock(shard).await;

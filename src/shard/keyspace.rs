@@ -8,14 +8,27 @@
 //! (already visited) entry into the hole, so an entry present for the whole
 //! scan is returned at least once, the guarantee Redis gives.
 
+use std::collections::VecDeque;
+
 use bytes::Bytes;
 use foldhash::fast::RandomState;
 use indexmap::{IndexMap, IndexSet};
 
-/// A stored value. Strings only for now; the other Redis types join here.
-#[derive(Clone, Debug)]
+pub use super::zset::ZSet;
+
+/// A hash: field -> value, insertion-ordered for HSCAN and HRANDFIELD.
+pub type HashValue = IndexMap<Bytes, Bytes, RandomState>;
+/// A set, insertion-ordered for SSCAN, SPOP and SRANDMEMBER.
+pub type SetValue = IndexSet<Bytes, RandomState>;
+
+/// A stored value. Collections are boxed so a `Value` stays 32 bytes.
+#[derive(Clone, Debug, PartialEq)]
 pub enum Value {
     Str(Bytes),
+    List(Box<VecDeque<Bytes>>),
+    Hash(Box<HashValue>),
+    Set(Box<SetValue>),
+    ZSet(Box<ZSet>),
 }
 
 impl Value {
@@ -23,6 +36,10 @@ impl Value {
     pub fn type_name(&self) -> &'static str {
         match self {
             Value::Str(_) => "string",
+            Value::List(_) => "list",
+            Value::Hash(_) => "hash",
+            Value::Set(_) => "set",
+            Value::ZSet(_) => "zset",
         }
     }
 
@@ -30,12 +47,27 @@ impl Value {
     pub fn mem_usage(&self) -> usize {
         match self {
             Value::Str(b) => b.len(),
+            Value::List(l) => l.iter().map(|e| e.len() + 32).sum(),
+            Value::Hash(h) => h.iter().map(|(k, v)| k.len() + v.len() + 72).sum(),
+            Value::Set(s) => s.iter().map(|m| m.len() + 40).sum(),
+            Value::ZSet(z) => z.len() * 96 + z.iter().map(|(m, _)| m.len()).sum::<usize>(),
+        }
+    }
+
+    /// Whether a collection has become empty (Redis deletes such keys).
+    pub fn is_empty_collection(&self) -> bool {
+        match self {
+            Value::Str(_) => false,
+            Value::List(l) => l.is_empty(),
+            Value::Hash(h) => h.is_empty(),
+            Value::Set(s) => s.is_empty(),
+            Value::ZSet(z) => z.len() == 0,
         }
     }
 }
 
 /// A key's value and its absolute expiry in Unix milliseconds (0 = none).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Entry {
     pub value: Value,
     pub expire_at: u64,
@@ -93,6 +125,11 @@ impl Db {
             return None;
         }
         Some(&mut self.map[idx])
+    }
+
+    /// The live entry of a key, without side effects (no lazy deletion).
+    pub fn peek(&self, key: &[u8], now: u64) -> Option<&Entry> {
+        self.map.get(key).filter(|e| !e.expired(now))
     }
 
     /// Whether a live key exists (expiring it lazily when due).

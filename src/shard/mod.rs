@@ -10,6 +10,7 @@
 pub mod dispatch;
 pub mod keyspace;
 pub mod sync;
+pub mod zset;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -311,6 +312,10 @@ pub struct Shard {
     pub proto_max_bulk: Cell<u64>,
     /// `databases`, fixed at start-up.
     pub databases: usize,
+    /// WATCHed keys on this shard: (db, key) -> client ids watching it.
+    pub watched: RefCell<HashMap<(u16, Bytes), Vec<u64>>>,
+    /// Clients whose watched keys on this shard changed since they watched.
+    pub watch_dirty: RefCell<std::collections::HashSet<u64>>,
 }
 
 impl Shard {
@@ -333,6 +338,37 @@ impl Shard {
             net: RefCell::new(crate::net::ConnTable::default()),
             proto_max_bulk: Cell::new(max_bulk),
             databases,
+            watched: RefCell::new(HashMap::new()),
+            watch_dirty: RefCell::new(std::collections::HashSet::new()),
+        }
+    }
+
+    /// Called on every key modification (Redis's `signalModifiedKey`).
+    /// Marks transactions WATCHing the key as failed.
+    pub fn key_modified(&self, db: usize, key: &[u8]) {
+        let mut w = self.watched.borrow_mut();
+        if w.is_empty() {
+            return;
+        }
+        if let Some(clients) = w.remove(&(db as u16, Bytes::copy_from_slice(key))) {
+            let mut dirty = self.watch_dirty.borrow_mut();
+            dirty.extend(clients);
+        }
+    }
+
+    /// FLUSHDB / FLUSHALL / SWAPDB: every WATCHer of the database(s) fails.
+    pub fn db_modified(&self, db: Option<u16>) {
+        let mut w = self.watched.borrow_mut();
+        let hit: Vec<(u16, Bytes)> = w
+            .keys()
+            .filter(|(d, _)| db.is_none_or(|x| x == *d))
+            .cloned()
+            .collect();
+        let mut dirty = self.watch_dirty.borrow_mut();
+        for k in hit {
+            if let Some(clients) = w.remove(&k) {
+                dirty.extend(clients);
+            }
         }
     }
 

@@ -1,0 +1,5 @@
+//! Hash commands (being built).
+
+use super::CmdSpec;
+
+pub static COMMANDS: &[CmdSpec] = &[];

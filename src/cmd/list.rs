@@ -1,0 +1,5 @@
+//! List commands (being built).
+
+use super::CmdSpec;
+
+pub static COMMANDS: &[CmdSpec] = &[];

@@ -1,0 +1,5 @@
+//! Set commands (being built).
+
+use super::CmdSpec;
+
+pub static COMMANDS: &[CmdSpec] = &[];

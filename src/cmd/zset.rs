@@ -1,0 +1,5 @@
+//! Zset commands (being built).
+
+use super::CmdSpec;
+
+pub static COMMANDS: &[CmdSpec] = &[];
