@@ -85,6 +85,7 @@ pub static COMMANDS: &[CmdSpec] = &[
         first_key: 2,
         last_key: 2,
         step: 1,
+        numkeys: 0,
         kind: Kind::Keyed(object, None),
     },
 ];

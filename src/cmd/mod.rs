@@ -193,6 +193,11 @@ pub struct CmdSpec {
     pub first_key: i32,
     pub last_key: i32,
     pub step: i32,
+    /// For `numkeys`-style commands (ZUNIONSTORE dest numkeys k...,
+    /// LMPOP numkeys k..., SINTERCARD numkeys k...): the index of the
+    /// numkeys argument; the keys follow it. 0 = not such a command. Keys
+    /// named by first/last/step (ZUNIONSTORE's dest) are added to these.
+    pub numkeys: i32,
     pub kind: Kind,
 }
 
@@ -202,7 +207,8 @@ impl CmdSpec {
     }
 
     /// Indices of the key arguments of this invocation.
-    pub fn key_indices(&self, argc: usize) -> impl Iterator<Item = usize> {
+    pub fn key_indices(&self, args: &[Bytes]) -> impl Iterator<Item = usize> + use<> {
+        let argc = args.len();
         let (first, step) = (self.first_key, self.step.max(1));
         let last = if self.last_key < 0 {
             argc as i32 + self.last_key
@@ -210,7 +216,23 @@ impl CmdSpec {
             self.last_key.min(argc as i32 - 1)
         };
         let range = if first <= 0 { 1..=0 } else { first..=last };
-        range.step_by(step as usize).map(|i| i as usize)
+        range
+            .step_by(step as usize)
+            .map(|i| i as usize)
+            .chain(self.numkeys_range(args))
+    }
+
+    /// The keys a numkeys argument announces; empty when it is missing or
+    /// not a positive integer that fits (the handler reports those errors).
+    fn numkeys_range(&self, args: &[Bytes]) -> std::ops::Range<usize> {
+        let nk = self.numkeys as usize;
+        if self.numkeys <= 0 || nk >= args.len() {
+            return 0..0;
+        }
+        match parse_i64(&args[nk]) {
+            Some(n) if n > 0 && (n as usize) < args.len() - nk => nk + 1..nk + 1 + n as usize,
+            _ => 0..0,
+        }
     }
 }
 
@@ -236,7 +258,7 @@ pub fn route(spec: &CmdSpec, args: &[Bytes], here: usize, nshards: usize) -> Rou
                 return Route::Shard(0);
             }
             let mut owner = None;
-            for i in spec.key_indices(args.len()) {
+            for i in spec.key_indices(args) {
                 let s = shard_of(&args[i], nshards);
                 match owner {
                     None => owner = Some(s),

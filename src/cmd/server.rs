@@ -29,6 +29,7 @@ macro_rules! global {
             first_key: 0,
             last_key: 0,
             step: 0,
+            numkeys: 0,
             kind: Kind::Global,
         }
     };
@@ -42,6 +43,7 @@ pub static COMMANDS: &[CmdSpec] = &[
         first_key: 0,
         last_key: 0,
         step: 0,
+        numkeys: 0,
         kind: Kind::Keyless(ping),
     },
     CmdSpec {
@@ -51,6 +53,7 @@ pub static COMMANDS: &[CmdSpec] = &[
         first_key: 0,
         last_key: 0,
         step: 0,
+        numkeys: 0,
         kind: Kind::Keyless(echo),
     },
     CmdSpec {
@@ -60,6 +63,7 @@ pub static COMMANDS: &[CmdSpec] = &[
         first_key: 0,
         last_key: 0,
         step: 0,
+        numkeys: 0,
         kind: Kind::Keyless(time),
     },
     CmdSpec {
@@ -69,6 +73,7 @@ pub static COMMANDS: &[CmdSpec] = &[
         first_key: 0,
         last_key: 0,
         step: 0,
+        numkeys: 0,
         kind: Kind::Keyless(lastsave),
     },
     CmdSpec {
@@ -78,6 +83,7 @@ pub static COMMANDS: &[CmdSpec] = &[
         first_key: 2,
         last_key: 2,
         step: 1,
+        numkeys: 0,
         kind: Kind::Keyed(memory, None),
     },
     CmdSpec {
@@ -87,6 +93,7 @@ pub static COMMANDS: &[CmdSpec] = &[
         first_key: 0,
         last_key: 0,
         step: 0,
+        numkeys: 0,
         kind: Kind::Conn(select),
     },
     CmdSpec {
@@ -96,6 +103,7 @@ pub static COMMANDS: &[CmdSpec] = &[
         first_key: 0,
         last_key: 0,
         step: 0,
+        numkeys: 0,
         kind: Kind::Conn(quit),
     },
     global!("dbsize", 1, &["readonly", "fast"]),
@@ -737,8 +745,8 @@ fn command_cmd(a: &[Bytes], r: &mut Reply<'_>) {
             }
         }
         b"getkeys" if a.len() >= 3 => match super::find(&a[2]) {
-            Some(s) if s.first_key > 0 => {
-                let keys: Vec<usize> = s.key_indices(a.len() - 2).collect();
+            Some(s) if s.first_key > 0 || s.numkeys > 0 => {
+                let keys: Vec<usize> = s.key_indices(&a[2..]).collect();
                 if keys.is_empty() {
                     return r.error("ERR The command has no key arguments");
                 }

@@ -13,7 +13,23 @@ const W: &[&str] = &["write", "denyoom"];
 const WF: &[&str] = &["write", "denyoom", "fast"];
 const RF: &[&str] = &["readonly", "fast"];
 
+/// A keyed command row: `keyed!(name, arity, flags, first, last, step,
+/// handler [, multi])`; `keyed!(numkeys N; name, arity, flags, first, last,
+/// step, handler, multi)` for commands whose keys follow a numkeys
+/// argument at index N (first/last/step then name any fixed key, or 0).
 macro_rules! keyed {
+    (numkeys $nk:expr; $name:expr, $arity:expr, $flags:expr, $f:expr, $l:expr, $s:expr, $h:expr, $m:expr) => {
+        CmdSpec {
+            name: $name,
+            arity: $arity,
+            flags: $flags,
+            first_key: $f,
+            last_key: $l,
+            step: $s,
+            numkeys: $nk,
+            kind: Kind::Keyed($h, Some($m)),
+        }
+    };
     ($name:expr, $arity:expr, $flags:expr, $f:expr, $l:expr, $s:expr, $h:expr) => {
         CmdSpec {
             name: $name,
@@ -22,6 +38,7 @@ macro_rules! keyed {
             first_key: $f,
             last_key: $l,
             step: $s,
+            numkeys: 0,
             kind: Kind::Keyed($h, None),
         }
     };
@@ -33,6 +50,7 @@ macro_rules! keyed {
             first_key: $f,
             last_key: $l,
             step: $s,
+            numkeys: 0,
             kind: Kind::Keyed($h, Some($m)),
         }
     };

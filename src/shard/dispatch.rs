@@ -443,7 +443,7 @@ fn shard_info(shard: &Shard, now: u64) -> ShardInfo {
 /// Keys of a command grouped by owner shard: (shard, [(arg index, key)]).
 fn by_shard(spec: &cmd::CmdSpec, args: &[Bytes], n: usize) -> Vec<(usize, Vec<usize>)> {
     let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
-    for i in spec.key_indices(args.len()) {
+    for i in spec.key_indices(args) {
         let s = shard_of(&args[i], n);
         match groups.iter_mut().find(|g| g.0 == s) {
             Some(g) => g.1.push(i),
@@ -577,7 +577,7 @@ async fn exec_scratch(
     let n = shard.nshards();
     let db = client.db;
     let mut pairs: Vec<(u16, Bytes)> = Vec::new();
-    for i in spec.key_indices(args.len()) {
+    for i in spec.key_indices(args) {
         if !pairs.iter().any(|(_, k)| *k == args[i]) {
             pairs.push((db, args[i].clone()));
         }

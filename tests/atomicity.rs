@@ -1,0 +1,240 @@
+//! Cross-shard isolation hammer on a 4-shard server: multi-key commands must
+//! be all-or-nothing as seen by every other client. A reader must never see a
+//! half-applied MSET, a RENAME where the key is in both or neither place, or a
+//! multi-key DEL that removed only some keys.
+//!
+//! Stock Redis is single-threaded, so it passes trivially; tether has to
+//! coordinate its shards to do the same.
+mod common;
+
+use common::Server;
+use redis::Connection;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+const RUN_FOR: Duration = Duration::from_secs(5);
+
+/// 8 keys, two on each of the 4 shards (DESIGN.md key ownership).
+fn keys(prefix: &str) -> Vec<String> {
+    common::keys_over_shards(prefix, 4, 2)
+}
+
+/// Two keys on different shards.
+fn pair(prefix: &str) -> (String, String) {
+    let k = common::keys_over_shards(prefix, 4, 1);
+    (k[0].clone(), k[1].clone())
+}
+
+fn query<T: redis::FromRedisValue>(c: &mut Connection, cmd: &redis::Cmd, what: &str) -> T {
+    cmd.query(c)
+        .unwrap_or_else(|e| panic!("{what} failed: {}", common::describe(&e)))
+}
+
+#[test]
+fn mset_mget_never_half_applied() {
+    let s = Server::start(4);
+    let ks = keys("iso:k");
+    {
+        let mut c = s.client();
+        let mut init = redis::cmd("MSET");
+        for k in &ks {
+            init.arg(k).arg("init");
+        }
+        let _: () = query(&mut c, &init, "initial MSET");
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let writes = Arc::new(AtomicU64::new(0));
+    let reads = Arc::new(AtomicU64::new(0));
+    let mut handles = Vec::new();
+
+    for w in 0..4u64 {
+        let (ks, stop, writes) = (ks.clone(), stop.clone(), writes.clone());
+        let mut c = s.client();
+        handles.push(thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let v = format!("w{w}-{n}");
+                let mut cmd = redis::cmd("MSET");
+                // Vary the key order so shards are visited in different orders.
+                let rot = (n as usize) % ks.len();
+                for i in 0..ks.len() {
+                    cmd.arg(&ks[(i + rot) % ks.len()]).arg(&v);
+                }
+                let _: () = query(&mut c, &cmd, "MSET");
+                n += 1;
+            }
+            writes.fetch_add(n, Ordering::Relaxed);
+        }));
+    }
+    for _ in 0..4 {
+        let (ks, stop, reads) = (ks.clone(), stop.clone(), reads.clone());
+        let mut c = s.client();
+        handles.push(thread::spawn(move || {
+            let mut n = 0u64;
+            let mut cmd = redis::cmd("MGET");
+            for k in &ks {
+                cmd.arg(k);
+            }
+            while !stop.load(Ordering::Relaxed) {
+                let vals: Vec<Option<String>> = query(&mut c, &cmd, "MGET");
+                assert_eq!(vals.len(), 8);
+                let first = vals[0].clone();
+                assert!(first.is_some(), "MGET saw a missing key: {vals:?}");
+                assert!(
+                    vals.iter().all(|v| *v == first),
+                    "MGET saw a half-applied MSET (torn read across shards): {vals:?}"
+                );
+                n += 1;
+            }
+            reads.fetch_add(n, Ordering::Relaxed);
+        }));
+    }
+    thread::sleep(RUN_FOR);
+    stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        h.join().expect("worker panicked (see message above)");
+    }
+    let (w, r) = (
+        writes.load(Ordering::Relaxed),
+        reads.load(Ordering::Relaxed),
+    );
+    eprintln!("{}: {w} MSETs, {r} MGETs", s.label());
+    assert!(
+        w > 100 && r > 100,
+        "too little work to mean anything: {w} writes, {r} reads"
+    );
+}
+
+#[test]
+fn rename_and_del_are_atomic_across_shards() {
+    let s = Server::start(4);
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut handles = Vec::new();
+
+    // RENAME ping-pong between two keys on different shards: at every
+    // instant exactly one of them exists, holding the payload.
+    let (left, right) = pair("rn:");
+    {
+        let mut c = s.client();
+        let _: () = query(&mut c, redis::cmd("SET").arg(&left).arg("payload"), "SET");
+    }
+    {
+        let (stop, left, right) = (stop.clone(), left.clone(), right.clone());
+        let mut c = s.client();
+        handles.push(thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let (a, b) = if n % 2 == 0 {
+                    (&left, &right)
+                } else {
+                    (&right, &left)
+                };
+                let _: () = query(&mut c, redis::cmd("RENAME").arg(a).arg(b), "RENAME");
+                n += 1;
+            }
+            n
+        }));
+    }
+    // Multi-key DEL vs MSET of 8 keys: readers see all 8 or none.
+    let dks = keys("del:k");
+    {
+        let (stop, dks) = (stop.clone(), dks.clone());
+        let mut c = s.client();
+        handles.push(thread::spawn(move || {
+            let mut n = 0u64;
+            let mut mset = redis::cmd("MSET");
+            for k in &dks {
+                mset.arg(k).arg("x");
+            }
+            let mut del = redis::cmd("DEL");
+            for k in &dks {
+                del.arg(k);
+            }
+            while !stop.load(Ordering::Relaxed) {
+                let _: () = query(&mut c, &mset, "MSET");
+                let d: i64 = query(&mut c, &del, "DEL");
+                assert_eq!(
+                    d, 8,
+                    "DEL of 8 just-set keys (only this thread writes them)"
+                );
+                n += 1;
+            }
+            n
+        }));
+    }
+    for _ in 0..3 {
+        let (stop, dks) = (stop.clone(), dks.clone());
+        let (left, right) = (left.clone(), right.clone());
+        let mut c = s.client();
+        handles.push(thread::spawn(move || {
+            let mut n = 0u64;
+            let mut exists = redis::cmd("EXISTS");
+            for k in &dks {
+                exists.arg(k);
+            }
+            let mut mget = redis::cmd("MGET");
+            for k in &dks {
+                mget.arg(k);
+            }
+            while !stop.load(Ordering::Relaxed) {
+                let e: i64 = query(
+                    &mut c,
+                    redis::cmd("EXISTS").arg(&left).arg(&right),
+                    "EXISTS",
+                );
+                assert_eq!(e, 1, "RENAME seen half-done: {e} of {left}/{right} exist");
+                let v: Vec<Option<String>> =
+                    query(&mut c, redis::cmd("MGET").arg(&left).arg(&right), "MGET");
+                assert_eq!(
+                    v.iter().flatten().collect::<Vec<_>>(),
+                    ["payload"],
+                    "RENAME seen half-done by MGET: {v:?}"
+                );
+                let e: i64 = query(&mut c, &exists, "EXISTS");
+                assert!(
+                    e == 0 || e == 8,
+                    "multi-key DEL/MSET seen half-done: {e} of 8 exist"
+                );
+                let v: Vec<Option<String>> = query(&mut c, &mget, "MGET");
+                let present = v.iter().filter(|x| x.is_some()).count();
+                assert!(
+                    present == 0 || present == 8,
+                    "MGET saw {present} of 8 keys: {v:?}"
+                );
+                n += 1;
+            }
+            n
+        }));
+    }
+    let start = Instant::now();
+    thread::sleep(RUN_FOR);
+    stop.store(true, Ordering::Relaxed);
+    let counts: Vec<u64> = handles
+        .into_iter()
+        .map(|h| h.join().expect("worker panicked (see above)"))
+        .collect();
+    eprintln!(
+        "{}: ops per thread {counts:?} in {:?}",
+        s.label(),
+        start.elapsed()
+    );
+    assert!(
+        counts.iter().all(|&n| n > 50),
+        "too little work to mean anything: {counts:?}"
+    );
+}
+
+#[test]
+fn key_placement_helper_matches_redis_cluster_slots() {
+    // Known values: the CRC16-XMODEM check value and `CLUSTER KEYSLOT` results.
+    assert_eq!(common::crc16(b"123456789"), 0x31C3);
+    assert_eq!(common::key_slot(b"foo"), 12182);
+    assert_eq!(common::key_slot(b"somekey"), 11058);
+    assert_eq!(common::key_slot(b"{foo}bar"), 12182);
+    assert_eq!(common::key_slot(b"{}foo"), common::crc16(b"{}foo") % 16384);
+    let ks = keys("iso:k");
+    let shards: Vec<usize> = ks.iter().map(|k| common::shard_of(k, 4)).collect();
+    assert_eq!(shards, [0, 1, 2, 3, 0, 1, 2, 3]);
+}
