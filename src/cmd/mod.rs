@@ -387,7 +387,7 @@ pub fn exec_in(
         ks,
         db: db as usize,
         r: Reply::new(out, proto),
-        now: crate::shard::now_ms(),
+        now: shard.now(),
         would_block: false,
     };
     f(&mut ex, args);

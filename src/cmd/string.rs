@@ -82,9 +82,21 @@ pub static COMMANDS: &[CmdSpec] = &[
 ];
 
 fn get(ex: &mut Exec, a: &[Bytes]) {
-    match ex.read_str(&a[1]) {
-        Ok(v) => ex.r.bulk_opt(v.as_deref()),
-        Err(()) => ex.r.error(WRONGTYPE),
+    // Field-level borrows: reply straight from the stored bytes, no clone.
+    let now = ex.now;
+    let (db, st) = ex.ks.db(ex.db);
+    match db.get(&a[1], now, st) {
+        None => {
+            st.misses += 1;
+            ex.r.null()
+        }
+        Some(e) => {
+            st.hits += 1;
+            match &e.value {
+                Value::Str(s) => ex.r.bulk(s),
+                _ => ex.r.error(WRONGTYPE),
+            }
+        }
     }
 }
 
@@ -178,6 +190,12 @@ fn set(ex: &mut Exec, a: &[Bytes]) {
         None => Ttl::Clear,
     };
     let key = &a[1];
+    if !(o.get || o.nx || o.xx || o.keepttl) {
+        // Plain SET: one probe, no look at the old value.
+        let at = if let Ttl::At(t) = ttl { t } else { 0 };
+        store(ex, key, &a[2], at);
+        return ex.r.ok();
+    }
     let old = ex.lookup_write(key).map(|e| e.expire_at);
     let old_str = match cur_str(ex, key) {
         Ok(v) => v.map(|v| v.0),
@@ -199,19 +217,19 @@ fn set(ex: &mut Exec, a: &[Bytes]) {
         Ttl::Clear => 0,
         Ttl::At(t) => t,
     };
-    store(ex, key, a[2].clone(), expire_at);
+    store(ex, key, &a[2], expire_at);
     if !o.get {
         ex.r.ok()
     }
 }
 
 /// Stores a string value (copied out of the request buffer) with a TTL.
-pub fn store(ex: &mut Exec, key: &[u8], val: Bytes, expire_at: u64) {
+pub fn store(ex: &mut Exec, key: &[u8], val: &[u8], expire_at: u64) {
     let (db, _) = ex.db();
     db.insert(
         key,
         Entry {
-            value: Value::Str(Bytes::copy_from_slice(&val)),
+            value: Value::Str(Bytes::copy_from_slice(val)),
             expire_at,
         },
     );
@@ -235,14 +253,14 @@ fn setnx(ex: &mut Exec, a: &[Bytes]) {
     if ex.lookup_write(&a[1]).is_some() {
         return ex.r.int(0);
     }
-    store(ex, &a[1], a[2].clone(), 0);
+    store(ex, &a[1], &a[2], 0);
     ex.r.int(1)
 }
 
 fn setex_generic(ex: &mut Exec, a: &[Bytes], unit: &str, cmd: &str) {
     match expire_arg(unit.as_bytes(), &a[2], ex.now, cmd) {
         Ok(at) => {
-            store(ex, &a[1], a[3].clone(), at);
+            store(ex, &a[1], &a[3], at);
             ex.r.ok()
         }
         Err(e) => ex.r.error(&e),
@@ -262,7 +280,7 @@ fn getset(ex: &mut Exec, a: &[Bytes]) {
         Ok(c) => c.map(|c| c.0),
         Err(()) => return ex.r.error(WRONGTYPE),
     };
-    store(ex, &a[1], a[2].clone(), 0);
+    store(ex, &a[1], &a[2], 0);
     ex.r.bulk_opt(old.as_deref())
 }
 
@@ -328,7 +346,7 @@ fn mset(ex: &mut Exec, a: &[Bytes]) {
             .error("ERR wrong number of arguments for 'mset' command");
     }
     for p in a[1..].chunks(2) {
-        store(ex, &p[0], p[1].clone(), 0);
+        store(ex, &p[0], &p[1], 0);
     }
     ex.r.ok()
 }
@@ -345,7 +363,7 @@ fn msetnx(ex: &mut Exec, a: &[Bytes]) {
         return ex.r.int(0);
     }
     for p in a[1..].chunks(2) {
-        store(ex, &p[0], p[1].clone(), 0);
+        store(ex, &p[0], &p[1], 0);
     }
     ex.r.int(1)
 }
@@ -369,7 +387,7 @@ fn append(ex: &mut Exec, a: &[Bytes]) {
     match cur {
         None => {
             total = add.len();
-            store(ex, key, add.clone(), 0);
+            store(ex, key, add, 0);
         }
         Some((s, ttl)) => {
             let newlen = (s.len() + add.len()) as u64;

@@ -528,6 +528,7 @@ impl Driver {
     /// Parses and runs input, queues output, finishes closes.
     fn process_dirty(&mut self) {
         let dirty = std::mem::take(&mut self.shard.net.borrow_mut().dirty);
+        self.shard.clock.set(crate::shard::now_ms());
         let mut seen = Vec::with_capacity(dirty.len());
         for slot in dirty {
             if seen.contains(&slot) {
@@ -536,6 +537,7 @@ impl Driver {
             seen.push(slot);
             self.process_conn(slot);
         }
+        self.shard.clock.set(0);
         // Spawn slow-path batches only now, with no RefCell borrowed:
         // glommio runs a freshly spawned task right away.
         for (slot, generation, client, cmds) in self.slow.drain(..) {

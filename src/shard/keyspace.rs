@@ -12,8 +12,10 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 use foldhash::fast::RandomState;
+use indexmap::map::raw_entry_v1::{RawEntryApiV1, RawEntryMut};
 use indexmap::{IndexMap, IndexSet};
 
+use super::key::Key;
 pub use super::zset::ZSet;
 
 /// A hash: field -> value, insertion-ordered for HSCAN and HRANDFIELD.
@@ -86,13 +88,13 @@ impl Entry {
     }
 }
 
-type Map = IndexMap<Bytes, Entry, RandomState>;
+type Map = IndexMap<Key, Entry, RandomState>;
 
 /// One logical database's share on this shard.
 #[derive(Default)]
 pub struct Db {
     map: Map,
-    expires: IndexSet<Bytes, RandomState>,
+    expires: IndexSet<Key, RandomState>,
 }
 
 /// Counters the keyspace keeps for INFO stats.
@@ -137,25 +139,27 @@ impl Db {
         self.get(key, now, stats).is_some()
     }
 
-    /// Inserts or replaces a key with the given entry (TTL included).
+    /// Inserts or replaces a key with the given entry (TTL included), with
+    /// one hash probe: the raw entry API finds the slot or the vacancy.
     pub fn insert(&mut self, key: &[u8], entry: Entry) {
         let has_ttl = entry.expire_at != 0;
-        match self.map.get_full_mut(key) {
-            Some((_, k, e)) => {
-                let k = k.clone();
-                *e = entry;
-                if has_ttl {
+        match self.map.raw_entry_mut_v1().from_key(key) {
+            RawEntryMut::Occupied(mut o) => {
+                let had_ttl = o.get().expire_at != 0;
+                *o.get_mut() = entry;
+                if has_ttl && !had_ttl {
+                    let k = o.key().clone();
                     self.expires.insert(k);
-                } else {
+                } else if !has_ttl && had_ttl {
                     self.expires.swap_remove(key);
                 }
             }
-            None => {
-                let k = Bytes::copy_from_slice(key);
+            RawEntryMut::Vacant(v) => {
+                let k = Key::new(key);
                 if has_ttl {
                     self.expires.insert(k.clone());
                 }
-                self.map.insert(k, entry);
+                v.insert(k, entry);
             }
         }
     }
@@ -197,21 +201,23 @@ impl Db {
             let i = fastrand::usize(..self.map.len());
             let (k, e) = self.map.get_index(i)?;
             if !e.expired(now) {
-                return Some(k.clone());
+                return Some(Bytes::copy_from_slice(k.as_bytes()));
             }
             let k = k.clone();
-            self.remove(&k);
+            self.remove(k.as_bytes());
             stats.expired += 1;
         }
-        self.map.get_index(0).map(|(k, _)| k.clone())
+        self.map
+            .get_index(0)
+            .map(|(k, _)| Bytes::copy_from_slice(k.as_bytes()))
     }
 
     /// All live keys matching `filter`.
     pub fn keys(&self, now: u64, mut filter: impl FnMut(&[u8], &Entry) -> bool) -> Vec<Bytes> {
         self.map
             .iter()
-            .filter(|(k, e)| !e.expired(now) && filter(k, e))
-            .map(|(k, _)| k.clone())
+            .filter(|(k, e)| !e.expired(now) && filter(k.as_bytes(), e))
+            .map(|(k, _)| Bytes::copy_from_slice(k.as_bytes()))
             .collect()
     }
 
@@ -232,8 +238,8 @@ impl Db {
             i -= 1;
             visited += 1;
             let (k, e) = self.map.get_index(i).expect("index below len");
-            if !e.expired(now) && filter(k, e) {
-                out.push(k.clone());
+            if !e.expired(now) && filter(k.as_bytes(), e) {
+                out.push(Bytes::copy_from_slice(k.as_bytes()));
             }
         }
         if i == 0 { None } else { Some(i) }
@@ -262,13 +268,13 @@ impl Db {
                 }
                 let i = fastrand::usize(..self.expires.len());
                 let key = self.expires[i].clone();
-                let due = self.map.get(&key).is_none_or(|e| e.expired(now));
+                let due = self.map.get(key.as_bytes()).is_none_or(|e| e.expired(now));
                 if due {
-                    self.remove(&key);
-                    self.expires.swap_remove(&key);
+                    self.remove(key.as_bytes());
+                    self.expires.swap_remove(key.as_bytes());
                     stats.expired += 1;
                     expired += 1;
-                    deleted.push(key);
+                    deleted.push(Bytes::copy_from_slice(key.as_bytes()));
                 }
             }
             if expired * 4 <= sample || std::time::Instant::now() >= deadline {
@@ -286,7 +292,7 @@ impl Db {
         let sample = self.expires.len().min(64);
         let mut sum = 0u64;
         for k in self.expires.iter().take(sample) {
-            if let Some(e) = self.map.get(k) {
+            if let Some(e) = self.map.get(k.as_bytes()) {
                 sum += e.expire_at.saturating_sub(now);
             }
         }

@@ -8,6 +8,7 @@
 //! live together.
 
 pub mod dispatch;
+pub mod key;
 pub mod keyspace;
 pub mod sync;
 pub mod zset;
@@ -312,6 +313,10 @@ pub struct Shard {
     pub proto_max_bulk: Cell<u64>,
     /// `databases`, fixed at start-up.
     pub databases: usize,
+    /// The network driver's time snapshot for the turn it is processing
+    /// (0 outside a turn), like Redis's cached command time: one clock read
+    /// per batch of commands instead of one per command.
+    pub clock: Cell<u64>,
     /// WATCHed keys on this shard: (db, key) -> client ids watching it.
     pub watched: RefCell<HashMap<(u16, Bytes), Vec<u64>>>,
     /// Clients whose watched keys on this shard changed since they watched.
@@ -338,6 +343,7 @@ impl Shard {
             net: RefCell::new(crate::net::ConnTable::default()),
             proto_max_bulk: Cell::new(max_bulk),
             databases,
+            clock: Cell::new(0),
             watched: RefCell::new(HashMap::new()),
             watch_dirty: RefCell::new(std::collections::HashSet::new()),
         }
@@ -369,6 +375,14 @@ impl Shard {
             if let Some(clients) = w.remove(&k) {
                 dirty.extend(clients);
             }
+        }
+    }
+
+    /// Current Unix ms: the driver's snapshot during a turn, else fresh.
+    pub fn now(&self) -> u64 {
+        match self.clock.get() {
+            0 => now_ms(),
+            t => t,
         }
     }
 
