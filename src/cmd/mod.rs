@@ -12,6 +12,7 @@
 pub mod hash;
 pub mod keys;
 pub mod list;
+pub mod multi;
 pub mod server;
 pub mod set;
 pub mod string;
@@ -135,6 +136,12 @@ pub struct ClientState {
     /// subcommand for container commands (`client|list`).
     pub last_cmd: &'static str,
     pub last_sub: Option<Bytes>,
+    /// Commands queued since MULTI (None outside MULTI).
+    pub multi: Option<Vec<Vec<Bytes>>>,
+    /// A queued command was rejected: EXEC answers EXECABORT.
+    pub multi_dirty: bool,
+    /// WATCHed keys: (db, key, state at WATCH time, see `multi::WATCH_*`).
+    pub watching: Vec<(u16, Bytes, u8)>,
 }
 
 impl ClientState {
@@ -149,6 +156,9 @@ impl ClientState {
             lib_ver: None,
             last_cmd: "NULL",
             last_sub: None,
+            multi: None,
+            multi_dirty: false,
+            watching: Vec::new(),
         }
     }
 }
@@ -199,6 +209,12 @@ pub struct CmdSpec {
     /// named by first/last/step (ZUNIONSTORE's dest) are added to these.
     pub numkeys: i32,
     pub kind: Kind,
+}
+
+impl std::fmt::Debug for CmdSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CmdSpec({})", self.name)
+    }
 }
 
 impl CmdSpec {

@@ -15,7 +15,7 @@ use super::{
 };
 use crate::net::KillFilter;
 use crate::resp::{Proto, Reply};
-use crate::shard::dispatch;
+use crate::shard::dispatch::{self, Tx};
 use crate::shard::{Op, OpReply, Shard};
 
 const VERSION: &str = "7.0.15";
@@ -121,6 +121,20 @@ pub static COMMANDS: &[CmdSpec] = &[
     global!("shutdown", -1, &[]),
     global!("hello", -1, &["fast"]),
     global!("reset", 1, &["fast"]),
+    global!("exec", 1, &[]),
+    global!("discard", 1, &["fast"]),
+    global!("watch", -2, &["fast"]),
+    global!("unwatch", 1, &["fast"]),
+    CmdSpec {
+        name: "multi",
+        arity: 1,
+        flags: &["fast"],
+        first_key: 0,
+        last_key: 0,
+        step: 0,
+        numkeys: 0,
+        kind: Kind::Conn(super::multi::multi),
+    },
 ];
 
 fn ping(ex: &mut Exec, a: &[Bytes]) {
@@ -219,18 +233,20 @@ pub fn exec_conn(
 }
 
 /// Runs a global command (every shard, or server-wide state).
+/// `tx` is set inside EXEC, where every shard is already held.
 pub async fn exec_global(
     shard: &Rc<Shard>,
     client: &mut ClientState,
     spec: &CmdSpec,
     a: &[Bytes],
     out: &mut BytesMut,
+    tx: Option<&Tx>,
 ) {
     let mut r = Reply::new(out, client.proto);
     let db = client.db;
     match spec.name {
         "dbsize" => {
-            let n = dispatch::sum_ints(shard, |_| Op::DbSize { db }).await;
+            let n = dispatch::sum_ints(shard, tx, |_| Op::DbSize { db }).await;
             r.int(n)
         }
         "flushdb" | "flushall" => {
@@ -242,7 +258,7 @@ pub async fn exec_global(
             } else {
                 None
             };
-            dispatch::on_all_locked(shard, || Op::Flush { db: which }).await;
+            dispatch::on_all_locked(shard, tx, || Op::Flush { db: which }).await;
             r.ok()
         }
         "swapdb" => {
@@ -257,7 +273,7 @@ pub async fn exec_global(
             if x < 0 || y < 0 || x >= n || y >= n {
                 return r.error(DB_RANGE);
             }
-            dispatch::on_all_locked(shard, || Op::SwapDb {
+            dispatch::on_all_locked(shard, tx, || Op::SwapDb {
                 a: x as u16,
                 b: y as u16,
             })
@@ -267,7 +283,7 @@ pub async fn exec_global(
         "keys" => {
             let pattern = a[1].clone();
             let mut keys = Vec::new();
-            for rep in dispatch::broadcast(shard, |_| Op::Keys {
+            for rep in dispatch::broadcast(shard, tx, |_| Op::Keys {
                 db,
                 pattern: pattern.clone(),
             })
@@ -282,13 +298,13 @@ pub async fn exec_global(
                 r.bulk(&k);
             }
         }
-        "scan" => scan(shard, db, a, &mut r).await,
+        "scan" => scan(shard, tx, db, a, &mut r).await,
         "randomkey" => {
             let n = shard.nshards();
             let start = fastrand::usize(..n);
             for i in 0..n {
                 if let OpReply::Keys(k) =
-                    dispatch::op_on(shard, (start + i) % n, Op::RandomKey { db }).await
+                    dispatch::op_on(shard, tx, (start + i) % n, Op::RandomKey { db }).await
                     && let Some(k) = k.first()
                 {
                     return r.bulk(k);
@@ -297,19 +313,19 @@ pub async fn exec_global(
             r.null()
         }
         "info" => {
-            let text = info(shard, a).await;
+            let text = info(shard, tx, a).await;
             r.text(&text)
         }
-        "client" => client_cmd(shard, client, a, &mut r).await,
+        "client" => client_cmd(shard, tx, client, a, &mut r).await,
         "config" => {
             if a.len() == 2 && eq_ic(&a[1], "resetstat") {
-                dispatch::broadcast(shard, |_| Op::ResetStats).await;
+                dispatch::broadcast(shard, tx, |_| Op::ResetStats).await;
                 return r.ok();
             }
             config_cmd(shard, a, &mut r);
             if eq_ic(&a[1], "set") && r.out.ends_with(b"+OK\r\n") {
                 // Every shard applies the change before the client hears OK.
-                dispatch::broadcast(shard, |_| Op::RefreshConfig).await;
+                dispatch::broadcast(shard, tx, |_| Op::RefreshConfig).await;
             }
         }
         "command" => command_cmd(a, &mut r),
@@ -342,14 +358,24 @@ pub async fn exec_global(
         "hello" => hello(shard, client, a, &mut r),
         "reset" => {
             let id = client.id;
+            let watching = std::mem::take(&mut client.watching);
+            super::multi::unwatch_all(shard, tx, id, watching).await;
             *client = ClientState::new(id);
             r.simple("RESET")
+        }
+        "exec" => Box::pin(super::multi::exec(shard, client, r.out)).await,
+        "discard" => super::multi::discard(shard, client, &mut r).await,
+        "watch" => super::multi::watch(shard, client, a, &mut r).await,
+        "unwatch" => {
+            let watching = std::mem::take(&mut client.watching);
+            super::multi::unwatch_all(shard, tx, client.id, watching).await;
+            r.ok()
         }
         other => r.error(&format!("ERR unknown command '{other}'")),
     }
 }
 
-async fn scan(shard: &Rc<Shard>, db: u16, a: &[Bytes], r: &mut Reply<'_>) {
+async fn scan(shard: &Rc<Shard>, tx: Option<&Tx>, db: u16, a: &[Bytes], r: &mut Reply<'_>) {
     let cursor = match std::str::from_utf8(&a[1])
         .ok()
         .and_then(|s| s.parse::<u64>().ok())
@@ -383,7 +409,7 @@ async fn scan(shard: &Rc<Shard>, db: u16, a: &[Bytes], r: &mut Reply<'_>) {
         }
         i += 2;
     }
-    let (next, keys) = dispatch::scan(shard, db, cursor, count, pattern, typ).await;
+    let (next, keys) = dispatch::scan(shard, tx, db, cursor, count, pattern, typ).await;
     r.array(2);
     r.bulk(next.to_string().as_bytes());
     r.array(keys.len());
@@ -449,7 +475,13 @@ fn hello(shard: &Shard, client: &mut ClientState, a: &[Bytes], r: &mut Reply<'_>
     let _ = shard;
 }
 
-async fn client_cmd(shard: &Rc<Shard>, client: &mut ClientState, a: &[Bytes], r: &mut Reply<'_>) {
+async fn client_cmd(
+    shard: &Rc<Shard>,
+    tx: Option<&Tx>,
+    client: &mut ClientState,
+    a: &[Bytes],
+    r: &mut Reply<'_>,
+) {
     let sub = a[1].to_ascii_lowercase();
     match (sub.as_slice(), a.len()) {
         (b"id", 2) => r.int(client.id as i64),
@@ -513,7 +545,7 @@ async fn client_cmd(shard: &Rc<Shard>, client: &mut ClientState, a: &[Bytes], r:
                 }
             }
             let mut text = String::new();
-            for rep in dispatch::broadcast(shard, |_| Op::ClientList {
+            for rep in dispatch::broadcast(shard, tx, |_| Op::ClientList {
                 id_filter: ids.clone(),
                 typ: typ.clone(),
             })
@@ -571,7 +603,9 @@ async fn client_cmd(shard: &Rc<Shard>, client: &mut ClientState, a: &[Bytes], r:
                 }
             }
             let mut killed = 0;
-            for rep in dispatch::broadcast(shard, |_| Op::ClientKill { filter: f.clone() }).await {
+            for rep in
+                dispatch::broadcast(shard, tx, |_| Op::ClientKill { filter: f.clone() }).await
+            {
                 if let OpReply::Int(k) = rep {
                     killed += k;
                 }
@@ -804,7 +838,7 @@ fn cpu_times() -> (f64, f64) {
 }
 
 /// INFO [section ...]: Redis's field names, summed over shards.
-async fn info(shard: &Rc<Shard>, a: &[Bytes]) -> String {
+async fn info(shard: &Rc<Shard>, tx: Option<&Tx>, a: &[Bytes]) -> String {
     let want: Vec<String> = a[1..]
         .iter()
         .map(|s| String::from_utf8_lossy(s).to_lowercase())
@@ -816,7 +850,7 @@ async fn info(shard: &Rc<Shard>, a: &[Bytes]) -> String {
             || want.iter().any(|w| w == s)
             || (default && s != "commandstats" && s != "latencystats")
     };
-    let infos = dispatch::gather_info(shard).await;
+    let infos = dispatch::gather_info(shard, tx).await;
     let sum = |f: fn(&crate::shard::ShardInfo) -> u64| infos.iter().map(f).sum::<u64>();
     let shared = &shard.shared;
     let cfg = shared.config();

@@ -78,6 +78,8 @@ pub struct ConnTable {
     dirty: Vec<u32>,
     /// Replies of finished slow-path batches: (slot, generation, output, state).
     done: Vec<(u32, u32, BytesMut, ClientState)>,
+    /// WATCHes of closed connections, to drop on their owner shards.
+    unwatch: Vec<(u64, Vec<(u16, Bytes, u8)>)>,
 }
 
 impl ConnTable {
@@ -134,7 +136,11 @@ impl ConnTable {
     fn try_free(&mut self, slot: u32) {
         let done = matches!(&self.slots[slot as usize], Some(c) if c.closing && !c.recv_armed && !c.send_inflight && !c.busy);
         if done {
-            let c = self.slots[slot as usize].take().expect("checked above");
+            let mut c = self.slots[slot as usize].take().expect("checked above");
+            if !c.client.watching.is_empty() {
+                self.unwatch
+                    .push((c.client.id, std::mem::take(&mut c.client.watching)));
+            }
             // SAFETY: no operation refers to the fd any more.
             unsafe { libc::close(c.fd) };
             self.free.push(slot);
@@ -538,6 +544,12 @@ impl Driver {
             self.process_conn(slot);
         }
         self.shard.clock.set(0);
+        let unwatch = std::mem::take(&mut self.shard.net.borrow_mut().unwatch);
+        for (id, keys) in unwatch {
+            let me = self.shard.clone();
+            glommio::spawn_local(async move { cmd::multi::unwatch_all(&me, None, id, keys).await })
+                .detach();
+        }
         // Spawn slow-path batches only now, with no RefCell borrowed:
         // glommio runs a freshly spawned task right away.
         for (slot, generation, client, cmds) in self.slow.drain(..) {
@@ -631,6 +643,10 @@ fn run_fast(shard: &Rc<Shard>, conn: &mut Conn) -> Option<Vec<Vec<Bytes>>> {
             if batch.len() >= MAX_SLOW_BATCH {
                 break;
             }
+            continue;
+        }
+        if conn.client.multi.is_some() && cmd::multi::queue(&mut conn.client, &args, &mut conn.wbuf)
+        {
             continue;
         }
         let spec = match cmd::lookup(&args) {

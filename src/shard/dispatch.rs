@@ -58,6 +58,13 @@ pub async fn run_batch(
         if client.close_after_reply {
             break;
         }
+        if client.multi.is_some() {
+            let mut out = BytesMut::new();
+            if cmd::multi::queue(&mut client, &args, &mut out) {
+                slots[i] = out.freeze();
+                continue;
+            }
+        }
         let spec = match cmd::lookup(&args) {
             Lookup::Error(e) => {
                 slots[i] = error_bytes(&e);
@@ -84,9 +91,10 @@ pub async fn run_batch(
                 flush(&shard, client.proto, &mut groups, &mut slots).await;
                 let mut out = BytesMut::new();
                 if matches!(spec.kind, Kind::Global) {
-                    cmd::server::exec_global(&shard, &mut client, spec, &args, &mut out).await;
+                    cmd::server::exec_global(&shard, &mut client, spec, &args, &mut out, None)
+                        .await;
                 } else {
-                    exec_multi(&shard, &client, spec, &args, &mut out).await;
+                    exec_multi(&shard, &client, spec, &args, &mut out, None).await;
                 }
                 super::Stats::add(&shard.stats.commands_processed, 1);
                 slots[i] = out.freeze();
@@ -227,13 +235,27 @@ impl Tx {
     }
 }
 
-/// Runs an op on every shard (waiting for each one's gate), in shard order.
-pub async fn broadcast(shard: &Rc<Shard>, mut make: impl FnMut(usize) -> Op) -> Vec<OpReply> {
+/// Runs an op on every shard, in shard order: under `tx` when the caller
+/// holds every shard (inside EXEC), else waiting for each shard's gate.
+pub async fn broadcast(
+    shard: &Rc<Shard>,
+    tx: Option<&Tx>,
+    mut make: impl FnMut(usize) -> Op,
+) -> Vec<OpReply> {
+    if let Some(tx) = tx {
+        let mut out = Vec::new();
+        for s in 0..shard.nshards() {
+            out.push(tx.op(shard, s, make(s)).await);
+        }
+        return out;
+    }
     let mut tasks = Vec::new();
     for s in 0..shard.nshards() {
         let op = make(s);
         let me = shard.clone();
-        tasks.push(glommio::spawn_local(async move { op_on(&me, s, op).await }));
+        tasks.push(glommio::spawn_local(async move {
+            op_on(&me, None, s, op).await
+        }));
     }
     let mut out = Vec::new();
     for t in tasks {
@@ -242,8 +264,11 @@ pub async fn broadcast(shard: &Rc<Shard>, mut make: impl FnMut(usize) -> Op) -> 
     out
 }
 
-/// Runs one op on a shard outside any transaction (waits for its gate).
-pub async fn op_on(shard: &Rc<Shard>, to: usize, op: Op) -> OpReply {
+/// Runs one op on a shard: under `tx` if given, else after its gate.
+pub async fn op_on(shard: &Rc<Shard>, tx: Option<&Tx>, to: usize, op: Op) -> OpReply {
+    if let Some(tx) = tx {
+        return tx.op(shard, to, op).await;
+    }
     if to == shard.id {
         shard.wait_gate().await;
         apply_op(shard, op)
@@ -260,14 +285,21 @@ pub async fn op_on(shard: &Rc<Shard>, to: usize, op: Op) -> OpReply {
     }
 }
 
-/// Runs a write on every shard under one transaction (FLUSHALL, SWAPDB).
-pub async fn on_all_locked(shard: &Rc<Shard>, mut make: impl FnMut() -> Op) {
+/// Runs a write on every shard under one transaction (FLUSHALL, SWAPDB):
+/// the caller's `outer` one inside EXEC, else a fresh one.
+pub async fn on_all_locked(shard: &Rc<Shard>, outer: Option<&Tx>, mut make: impl FnMut() -> Op) {
     let all: Vec<usize> = (0..shard.nshards()).collect();
-    let tx = Tx::lock(shard, &all).await;
+    let own = match outer {
+        Some(_) => None,
+        None => Some(Tx::lock(shard, &all).await),
+    };
+    let tx = outer.or(own.as_ref()).expect("a transaction is held");
     for s in all {
         tx.op(shard, s, make()).await;
     }
-    tx.unlock(shard).await;
+    if let Some(t) = own {
+        t.unlock(shard).await;
+    }
 }
 
 /// Executes a typed op against this shard's keyspace.
@@ -397,6 +429,58 @@ pub fn apply_op(shard: &Shard, op: Op) -> OpReply {
                 typ.as_deref(),
             ))
         }
+        Op::Exec {
+            spec,
+            db,
+            proto,
+            args,
+        } => {
+            drop(ks);
+            let mut out = BytesMut::new();
+            let blocked = cmd::exec_local(shard, spec, db, proto, &args, &mut out);
+            super::Stats::add(&shard.stats.commands_processed, 1);
+            OpReply::Exec {
+                out: out.freeze(),
+                blocked,
+            }
+        }
+        Op::Watch { db, key, client } => {
+            let state = match ks.dbs[db as usize].raw_state(&key, now) {
+                None => cmd::multi::WATCH_MISSING,
+                Some((false, false)) => cmd::multi::WATCH_LIVE,
+                Some((false, true)) => cmd::multi::WATCH_LIVE_TTL,
+                Some((true, _)) => cmd::multi::WATCH_EXPIRED,
+            };
+            drop(ks);
+            shard
+                .watched
+                .borrow_mut()
+                .entry((db, key))
+                .or_default()
+                .push(client);
+            OpReply::Int(state as i64)
+        }
+        Op::Unwatch { client, keys } => {
+            drop(ks);
+            let mut w = shard.watched.borrow_mut();
+            for k in keys {
+                if let Some(v) = w.get_mut(&k) {
+                    v.retain(|&c| c != client);
+                    if v.is_empty() {
+                        w.remove(&k);
+                    }
+                }
+            }
+            shard.watch_dirty.borrow_mut().remove(&client);
+            OpReply::Done
+        }
+        Op::CheckWatch { client, keys } => {
+            let expired = keys.iter().any(|(db, k, state)| {
+                *state == cmd::multi::WATCH_LIVE_TTL && ks.dbs[*db as usize].peek(k, now).is_none()
+            });
+            let dirty = expired || shard.watch_dirty.borrow().contains(&client);
+            OpReply::Int(dirty as i64)
+        }
         Op::RefreshConfig => {
             drop(ks);
             shard.refresh_config();
@@ -455,30 +539,38 @@ fn by_shard(spec: &cmd::CmdSpec, args: &[Bytes], n: usize) -> Vec<(usize, Vec<us
 }
 
 /// Runs a multi-key command whose keys live on several shards, atomically.
-async fn exec_multi(
+/// Returns true when a blocking command found nothing to pop (no reply).
+pub async fn exec_multi(
     shard: &Rc<Shard>,
     client: &ClientState,
     spec: &'static cmd::CmdSpec,
     args: &[Bytes],
     out: &mut BytesMut,
-) {
+    outer: Option<&Tx>,
+) -> bool {
     let mut r = Reply::new(out, client.proto);
     let Kind::Keyed(_, Some(m)) = spec.kind else {
-        return r.error("CROSSSLOT Keys in request don't hash to the same slot");
+        r.error("CROSSSLOT Keys in request don't hash to the same slot");
+        return false;
     };
     let db = client.db;
     if matches!(m, Multi::MSet | Multi::MSetNx) && args.len() % 2 == 0 {
-        return r.error(&format!(
+        r.error(&format!(
             "ERR wrong number of arguments for '{}' command",
             spec.name
         ));
+        return false;
     }
     if m == Multi::Scratch {
-        return exec_scratch(shard, client, spec, args, r.out).await;
+        return exec_scratch(shard, client, spec, args, r.out, outer).await;
     }
     let groups = by_shard(spec, args, shard.nshards());
     let shards: Vec<usize> = groups.iter().map(|g| g.0).collect();
-    let tx = Tx::lock(shard, &shards).await;
+    let own = match outer {
+        Some(_) => None,
+        None => Some(Tx::lock(shard, &shards).await),
+    };
+    let tx = outer.or(own.as_ref()).expect("a transaction is held");
     let keys_of = |idx: &[usize]| idx.iter().map(|&i| args[i].clone()).collect::<Vec<_>>();
     match m {
         Multi::MGet => {
@@ -506,8 +598,8 @@ async fn exec_multi(
             }
         }
         Multi::MSet | Multi::MSetNx => {
+            let mut exists = 0;
             if m == Multi::MSetNx {
-                let mut exists = 0;
                 for (s, idx) in &groups {
                     if let OpReply::Int(n) = tx
                         .op(
@@ -524,19 +616,19 @@ async fn exec_multi(
                         exists += n;
                     }
                 }
-                if exists > 0 {
-                    tx.unlock(shard).await;
-                    return r.int(0);
+            }
+            if exists > 0 {
+                r.int(0);
+            } else {
+                for (s, idx) in &groups {
+                    let pairs = idx
+                        .iter()
+                        .map(|&i| (args[i].clone(), args[i + 1].clone()))
+                        .collect();
+                    tx.op(shard, *s, Op::MSet { db, pairs }).await;
                 }
+                if m == Multi::MSet { r.ok() } else { r.int(1) }
             }
-            for (s, idx) in &groups {
-                let pairs = idx
-                    .iter()
-                    .map(|&i| (args[i].clone(), args[i + 1].clone()))
-                    .collect();
-                tx.op(shard, *s, Op::MSet { db, pairs }).await;
-            }
-            if m == Multi::MSet { r.ok() } else { r.int(1) }
         }
         Multi::Count(kind) => {
             let mut total = 0;
@@ -560,7 +652,10 @@ async fn exec_multi(
         }
         Multi::Scratch => unreachable!("handled by exec_scratch"),
     }
-    tx.unlock(shard).await;
+    if let Some(t) = own {
+        t.unlock(shard).await;
+    }
+    false
 }
 
 /// Runs a multi-key command whose keys span shards on a scratch keyspace:
@@ -573,7 +668,8 @@ async fn exec_scratch(
     spec: &'static cmd::CmdSpec,
     args: &[Bytes],
     out: &mut BytesMut,
-) {
+    outer: Option<&Tx>,
+) -> bool {
     let n = shard.nshards();
     let db = client.db;
     let mut pairs: Vec<(u16, Bytes)> = Vec::new();
@@ -592,7 +688,11 @@ async fn exec_scratch(
     let mut shards: Vec<usize> = pairs.iter().map(|(_, k)| shard_of(k, n)).collect();
     shards.sort_unstable();
     shards.dedup();
-    let tx = Tx::lock(shard, &shards).await;
+    let own = match outer {
+        Some(_) => None,
+        None => Some(Tx::lock(shard, &shards).await),
+    };
+    let tx = outer.or(own.as_ref()).expect("a transaction is held");
     let mut scratch = super::keyspace::Keyspace::new(shard.databases);
     let mut before = Vec::with_capacity(pairs.len());
     for (d, k) in pairs {
@@ -616,8 +716,8 @@ async fn exec_scratch(
         }
         before.push((d, k, e));
     }
-    cmd::exec_in(shard, &mut scratch, spec, db, client.proto, args, out);
-    if spec.is_write() {
+    let blocked = cmd::exec_in(shard, &mut scratch, spec, db, client.proto, args, out);
+    if spec.is_write() && !blocked {
         let now = now_ms();
         for (d, k, old) in before {
             let new = scratch.dbs[d as usize].peek(&k, now).cloned();
@@ -654,13 +754,17 @@ async fn exec_scratch(
             };
         }
     }
-    tx.unlock(shard).await;
+    if let Some(t) = own {
+        t.unlock(shard).await;
+    }
+    blocked
 }
 
 /// SCAN over every shard. The cursor packs the shard in its low 10 bits and
 /// the position inside that shard's table above them (0 = from the top).
 pub async fn scan(
     shard: &Rc<Shard>,
+    tx: Option<&Tx>,
     db: u16,
     cursor: u64,
     count: usize,
@@ -682,7 +786,7 @@ pub async fn scan(
             pattern: pattern.clone(),
             typ: typ.clone(),
         };
-        let OpReply::Scan { keys: got, next } = op_on(shard, s as usize, op).await else {
+        let OpReply::Scan { keys: got, next } = op_on(shard, tx, s as usize, op).await else {
             unreachable!("scan op answered otherwise");
         };
         keys.extend(got);
@@ -706,8 +810,8 @@ pub async fn scan(
 }
 
 /// Helper for global commands that only read: the sum of an Int op.
-pub async fn sum_ints(shard: &Rc<Shard>, make: impl FnMut(usize) -> Op) -> i64 {
-    broadcast(shard, make)
+pub async fn sum_ints(shard: &Rc<Shard>, tx: Option<&Tx>, make: impl FnMut(usize) -> Op) -> i64 {
+    broadcast(shard, tx, make)
         .await
         .into_iter()
         .map(|r| if let OpReply::Int(n) = r { n } else { 0 })
@@ -715,8 +819,8 @@ pub async fn sum_ints(shard: &Rc<Shard>, make: impl FnMut(usize) -> Op) -> i64 {
 }
 
 /// Collects per-shard INFO figures.
-pub async fn gather_info(shard: &Rc<Shard>) -> Vec<ShardInfo> {
-    broadcast(shard, |_| Op::Info)
+pub async fn gather_info(shard: &Rc<Shard>, tx: Option<&Tx>) -> Vec<ShardInfo> {
+    broadcast(shard, tx, |_| Op::Info)
         .await
         .into_iter()
         .filter_map(|r| {

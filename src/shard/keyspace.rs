@@ -134,6 +134,14 @@ impl Db {
         self.map.get(key).filter(|e| !e.expired(now))
     }
 
+    /// Raw state of a key without side effects: `None` when absent, else
+    /// (logically expired, has a TTL).
+    pub fn raw_state(&self, key: &[u8], now: u64) -> Option<(bool, bool)> {
+        self.map
+            .get(key)
+            .map(|e| (e.expired(now), e.expire_at != 0))
+    }
+
     /// Whether a live key exists (expiring it lazily when due).
     pub fn contains(&mut self, key: &[u8], now: u64, stats: &mut KeyspaceStats) -> bool {
         self.get(key, now, stats).is_some()

@@ -221,6 +221,28 @@ pub enum Op {
     ResetStats,
     /// CONFIG SET happened: reload cached config values now.
     RefreshConfig,
+    /// Run one command here (inside EXEC, under the transaction lock).
+    Exec {
+        spec: &'static crate::cmd::CmdSpec,
+        db: u16,
+        proto: Proto,
+        args: Vec<Bytes>,
+    },
+    /// WATCH a key for a client; replies its `multi::WATCH_*` state.
+    Watch {
+        db: u16,
+        key: Bytes,
+        client: u64,
+    },
+    Unwatch {
+        client: u64,
+        keys: Vec<(u16, Bytes)>,
+    },
+    /// Whether the client's watched keys here changed; Int(1) if so.
+    CheckWatch {
+        client: u64,
+        keys: Vec<(u16, Bytes, u8)>,
+    },
 }
 
 /// Per-shard figures gathered for INFO.
@@ -258,6 +280,10 @@ pub enum OpReply {
     },
     Info(Box<ShardInfo>),
     Text(String),
+    Exec {
+        out: Bytes,
+        blocked: bool,
+    },
 }
 
 /// Messages over the channel mesh. Requests carry the sender's shard and a
