@@ -61,6 +61,8 @@ pub struct Conn {
     /// Shut down; the slot is freed once no operation is in flight.
     closing: bool,
     pub client: ClientState,
+    /// Set when the connection closes, to release a blocked command.
+    closed: Rc<crate::shard::blocking::CloseFlag>,
     addr: String,
     laddr: String,
     created: Instant,
@@ -127,6 +129,7 @@ impl ConnTable {
             && !c.closing
         {
             c.closing = true;
+            c.closed.set();
             // SAFETY: fd is ours until the slot is freed.
             unsafe { libc::shutdown(c.fd, libc::SHUT_RDWR) };
             self.dirty.push(slot);
@@ -311,7 +314,13 @@ struct Driver {
     listeners: Vec<RawFd>,
     cqes: Vec<Completion>,
     /// Slow-path batches to spawn once no borrow is held.
-    slow: Vec<(u32, u32, ClientState, Vec<Vec<Bytes>>)>,
+    slow: Vec<(
+        u32,
+        u32,
+        ClientState,
+        Vec<Vec<Bytes>>,
+        Rc<crate::shard::blocking::CloseFlag>,
+    )>,
 }
 
 impl Driver {
@@ -448,6 +457,7 @@ impl Driver {
             close_after_flush: false,
             closing: false,
             client: ClientState::new(id),
+            closed: Rc::default(),
             addr,
             laddr,
             created: now,
@@ -552,10 +562,10 @@ impl Driver {
         }
         // Spawn slow-path batches only now, with no RefCell borrowed:
         // glommio runs a freshly spawned task right away.
-        for (slot, generation, client, cmds) in self.slow.drain(..) {
+        for (slot, generation, client, cmds, closed) in self.slow.drain(..) {
             let me = self.shard.clone();
             glommio::spawn_local(async move {
-                let (out, client) = dispatch::run_batch(me.clone(), client, cmds).await;
+                let (out, client) = dispatch::run_batch(me.clone(), client, cmds, closed).await;
                 me.net.borrow_mut().finish(slot, generation, out, client);
                 me.wake.notify();
             })
@@ -572,8 +582,13 @@ impl Driver {
         if !conn.closing && !conn.busy && !conn.close_after_flush && !conn.rbuf.is_empty() {
             if let Some(cmds) = run_fast(&shard, conn) {
                 conn.busy = true;
-                self.slow
-                    .push((slot, conn.generation, conn.client.clone(), cmds));
+                self.slow.push((
+                    slot,
+                    conn.generation,
+                    conn.client.clone(),
+                    cmds,
+                    conn.closed.clone(),
+                ));
             }
         }
         let conn = net.slots[slot as usize].as_mut().expect("present");
@@ -658,6 +673,9 @@ fn run_fast(shard: &Rc<Shard>, conn: &mut Conn) -> Option<Vec<Vec<Bytes>>> {
         };
         cmd::note_cmd(&mut conn.client, spec, &args);
         match cmd::route(spec, &args, shard.id, n) {
+            _ if crate::shard::blocking::timeout_index(spec.name, args.len()).is_some() => {
+                slow = Some(vec![args])
+            }
             Route::Shard(s) if s == shard.id && shard.gate_open() => {
                 cmd::exec_local(
                     shard,

@@ -50,6 +50,7 @@ pub async fn run_batch(
     shard: Rc<Shard>,
     mut client: ClientState,
     cmds: Vec<Vec<Bytes>>,
+    closed: Rc<super::blocking::CloseFlag>,
 ) -> (BytesMut, ClientState) {
     let n = shard.nshards();
     let mut slots: Vec<Bytes> = vec![Bytes::new(); cmds.len()];
@@ -74,6 +75,20 @@ pub async fn run_batch(
         };
         cmd::note_cmd(&mut client, spec, &args);
         match cmd::route(spec, &args, shard.id, n) {
+            // Blocking pops wait in their own barrier step.
+            _ if super::blocking::timeout_index(spec.name, args.len()).is_some()
+                && client.multi.is_none() =>
+            {
+                flush(&shard, client.proto, &mut groups, &mut slots).await;
+                let mut out = BytesMut::new();
+                super::blocking::exec_blocking(&shard, &client, spec, &args, &mut out, &closed)
+                    .await;
+                super::Stats::add(&shard.stats.commands_processed, 1);
+                slots[i] = out.freeze();
+                if closed.is_set() {
+                    break;
+                }
+            }
             Route::Shard(s) => groups[s].push((
                 i,
                 ShardCmd {
@@ -443,6 +458,20 @@ pub fn apply_op(shard: &Shard, op: Op) -> OpReply {
                 out: out.freeze(),
                 blocked,
             }
+        }
+        Op::Block {
+            waiter,
+            keys,
+            cmd,
+            proto,
+        } => {
+            drop(ks);
+            super::blocking::park(shard, waiter, keys, cmd, proto);
+            OpReply::Done
+        }
+        Op::Unblock { waiter } => {
+            drop(ks);
+            OpReply::Int(super::blocking::unpark(shard, waiter) as i64)
         }
         Op::Watch { db, key, client } => {
             let state = match ks.dbs[db as usize].raw_state(&key, now) {

@@ -7,6 +7,7 @@
 //! mod 16384`, `shard = slot mod N`, so `{user1}.a` and `{user1}.b` always
 //! live together.
 
+pub mod blocking;
 pub mod dispatch;
 pub mod key;
 pub mod keyspace;
@@ -141,7 +142,7 @@ impl Stats {
 }
 
 /// A command bound for one shard: its database and arguments.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct ShardCmd {
     pub spec: &'static crate::cmd::CmdSpec,
     pub db: u16,
@@ -237,6 +238,17 @@ pub enum Op {
     Unwatch {
         client: u64,
         keys: Vec<(u16, Bytes)>,
+    },
+    /// Park a blocked client on keys of this shard.
+    Block {
+        waiter: blocking::Waiter,
+        keys: Vec<(u16, Bytes)>,
+        cmd: Option<ShardCmd>,
+        proto: Proto,
+    },
+    /// Unpark it (timeout, close, or served elsewhere); Int(1) if it was parked.
+    Unblock {
+        waiter: blocking::Waiter,
     },
     /// Whether the client's watched keys here changed; Int(1) if so.
     CheckWatch {
@@ -347,6 +359,9 @@ pub struct Shard {
     pub watched: RefCell<HashMap<(u16, Bytes), Vec<u64>>>,
     /// Clients whose watched keys on this shard changed since they watched.
     pub watch_dirty: RefCell<std::collections::HashSet<u64>>,
+    /// Clients blocked on keys of this shard, and the task that serves them.
+    pub blocking: RefCell<blocking::Blocking>,
+    pub blocking_wake: Notify,
 }
 
 impl Shard {
@@ -372,12 +387,17 @@ impl Shard {
             clock: Cell::new(0),
             watched: RefCell::new(HashMap::new()),
             watch_dirty: RefCell::new(std::collections::HashSet::new()),
+            blocking: RefCell::new(blocking::Blocking::default()),
+            blocking_wake: Notify::default(),
         }
     }
 
     /// Called on every key modification (Redis's `signalModifiedKey`).
     /// Marks transactions WATCHing the key as failed.
     pub fn key_modified(&self, db: usize, key: &[u8]) {
+        if self.blocking.borrow_mut().key_ready(db as u16, key) {
+            self.blocking_wake.notify();
+        }
         let mut w = self.watched.borrow_mut();
         if w.is_empty() {
             return;
@@ -457,6 +477,27 @@ impl Shard {
             panic!("shard {to} is gone: channel mesh closed");
         }
         slot.recv().await
+    }
+
+    /// Registers a reply slot for a message that will answer later (a
+    /// blocked client's serve).
+    pub fn new_pending(&self) -> (u64, Oneshot<OpReply>) {
+        let id = self.next_id();
+        let slot = Oneshot::default();
+        self.pending.borrow_mut().insert(id, slot.clone());
+        (id, slot)
+    }
+
+    pub fn forget_pending(&self, id: u64) {
+        self.pending.borrow_mut().remove(&id);
+    }
+
+    /// Completes a local pending slot (a serve from this very shard).
+    pub fn complete(&self, id: u64, reply: OpReply) {
+        let slot = self.pending.borrow_mut().remove(&id);
+        if let Some(slot) = slot {
+            slot.send(reply);
+        }
     }
 
     /// Fire-and-forget send (unlock).
@@ -640,6 +681,7 @@ pub async fn run(
         log::info!("ready to accept connections tcp on {listen:?}");
     }
     glommio::spawn_local(cron(shard.clone())).detach();
+    glommio::spawn_local(blocking::serve_ready(shard.clone())).detach();
     crate::net::serve(shard, fds).await;
 }
 

@@ -79,6 +79,11 @@ impl<T> Oneshot<T> {
         }
     }
 
+    /// Takes the value if one arrived, without waiting.
+    pub fn try_take(&self) -> Option<T> {
+        self.inner.borrow_mut().0.take()
+    }
+
     pub fn recv(&self) -> impl Future<Output = T> + '_ {
         OneshotRecv { slot: self }
     }

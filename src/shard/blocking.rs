@@ -1,0 +1,379 @@
+//! Blocking pops (BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BLMPOP, BZPOPMIN,
+//! BZPOPMAX, BZMPOP).
+//!
+//! A blocking command's handler pops when it can; when every key is empty
+//! it writes nothing and sets `would_block`. The client is then parked on
+//! the shard that owns its keys: each key keeps a FIFO of waiters. When a
+//! key changes (`Shard::key_modified`) it is marked ready and the shard's
+//! ready task, once no transaction holds the shard, re-runs the waiters'
+//! commands in blocking order, exactly as Redis's
+//! `handleClientsBlockedOnKeys`: the first waiter gets the first element,
+//! and a waiter that still finds nothing stays parked.
+//!
+//! A command whose keys span shards cannot be served by one owner: its
+//! owners only notify it, and the coordinator retries through the
+//! multi-shard path. The waiting side races the reply against the timeout
+//! and the connection's close; on either it unregisters, and because a
+//! shard pair's channel is FIFO, a reply sent before the unregistration is
+//! still seen and delivered.
+
+use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
+
+use bytes::{Bytes, BytesMut};
+
+use super::dispatch::{self, exec_multi};
+use super::sync::Notify;
+use super::{Msg, Op, OpReply, Shard, ShardCmd, shard_of};
+use crate::cmd::{self, ClientState, Route};
+use crate::resp::{Proto, Reply};
+
+/// Who is waiting: the coordinator's shard and its pending-reply id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Waiter {
+    pub shard: usize,
+    pub id: u64,
+}
+
+/// A parked command on its owner shard.
+pub struct Parked {
+    keys: Vec<(u16, Bytes)>,
+    /// The command to re-run here; `None` when its keys span shards (the
+    /// owner then only notifies).
+    cmd: Option<ShardCmd>,
+    proto: Proto,
+}
+
+/// Per-shard blocking state.
+#[derive(Default)]
+pub struct Blocking {
+    by_key: HashMap<(u16, Bytes), VecDeque<Waiter>>,
+    parked: HashMap<Waiter, Parked>,
+    ready: Vec<(u16, Bytes)>,
+}
+
+impl Blocking {
+    pub fn is_empty(&self) -> bool {
+        self.parked.is_empty()
+    }
+
+    /// A key changed: if somebody waits on it, queue it for serving.
+    /// Returns true when the ready task must be woken.
+    pub fn key_ready(&mut self, db: u16, key: &[u8]) -> bool {
+        if self.by_key.is_empty() {
+            return false;
+        }
+        if let Some((k, _)) = self
+            .by_key
+            .get_key_value(&(db, Bytes::copy_from_slice(key)))
+        {
+            let k = k.clone();
+            if !self.ready.contains(&k) {
+                self.ready.push(k);
+                return true;
+            }
+        }
+        false
+    }
+
+    fn park(&mut self, w: Waiter, p: Parked) {
+        for k in &p.keys {
+            self.by_key.entry(k.clone()).or_default().push_back(w);
+        }
+        self.parked.insert(w, p);
+    }
+
+    fn unpark(&mut self, w: Waiter) -> bool {
+        let Some(p) = self.parked.remove(&w) else {
+            return false;
+        };
+        for k in p.keys {
+            if let Some(q) = self.by_key.get_mut(&k) {
+                q.retain(|x| *x != w);
+                if q.is_empty() {
+                    self.by_key.remove(&k);
+                }
+            }
+        }
+        true
+    }
+}
+
+/// The blocking commands and where their timeout argument is.
+pub fn timeout_index(name: &str, argc: usize) -> Option<usize> {
+    match name {
+        "blpop" | "brpop" | "brpoplpush" | "blmove" | "bzpopmin" | "bzpopmax" => Some(argc - 1),
+        "blmpop" | "bzmpop" => Some(1),
+        _ => None,
+    }
+}
+
+/// Handles Op::Block on the owner: park the waiter, or serve it at once if
+/// its keys became non-empty since the coordinator looked.
+pub fn park(
+    shard: &Shard,
+    w: Waiter,
+    keys: Vec<(u16, Bytes)>,
+    cmd: Option<ShardCmd>,
+    proto: Proto,
+) {
+    // A push may have landed between the coordinator's try and this
+    // registration. A waiter we can serve here is simply tried once more
+    // (it stays parked if still empty); a notify-only waiter is notified
+    // at once if one of its keys exists now, else it would spin.
+    let now = shard.now();
+    let serve_here = cmd.is_some();
+    let present: Vec<(u16, Bytes)> = {
+        let ks = shard.ks.borrow();
+        keys.iter()
+            .filter(|(db, k)| ks.dbs[*db as usize].peek(k, now).is_some())
+            .cloned()
+            .collect()
+    };
+    let mut b = shard.blocking.borrow_mut();
+    b.park(w, Parked { keys, cmd, proto });
+    let mut wake = false;
+    if serve_here || !present.is_empty() {
+        for (db, k) in present {
+            wake |= b.key_ready(db, &k);
+        }
+    }
+    drop(b);
+    if wake {
+        shard.blocking_wake.notify();
+    }
+}
+
+pub fn unpark(shard: &Shard, w: Waiter) -> bool {
+    shard.blocking.borrow_mut().unpark(w)
+}
+
+/// The shard's ready task: serves waiters of keys that changed.
+pub async fn serve_ready(shard: Rc<Shard>) {
+    loop {
+        shard.blocking_wake.wait().await;
+        loop {
+            let Some(key) = shard.blocking.borrow_mut().ready.pop() else {
+                break;
+            };
+            serve_key(&shard, key).await;
+        }
+    }
+}
+
+async fn serve_key(shard: &Rc<Shard>, key: (u16, Bytes)) {
+    let waiters: Vec<Waiter> = shard
+        .blocking
+        .borrow()
+        .by_key
+        .get(&key)
+        .map(|q| q.iter().copied().collect())
+        .unwrap_or_default();
+    for w in waiters {
+        // Stop once the key is gone (popped empty) or holds nothing left.
+        let cmd = {
+            let b = shard.blocking.borrow();
+            match b.parked.get(&w) {
+                None => continue,
+                Some(p) => (p.cmd.clone(), p.proto),
+            }
+        };
+        match cmd {
+            (Some(c), proto) => {
+                // Never run while a transaction holds this shard.
+                shard.wait_gate().await;
+                if !shard.blocking.borrow().parked.contains_key(&w) {
+                    continue;
+                }
+                let mut out = BytesMut::new();
+                let blocked = cmd::exec_local(shard, c.spec, c.db, proto, &c.args, &mut out);
+                if blocked {
+                    continue;
+                }
+                shard.blocking.borrow_mut().unpark(w);
+                deliver(
+                    shard,
+                    w,
+                    OpReply::Exec {
+                        out: out.freeze(),
+                        blocked: false,
+                    },
+                )
+                .await;
+            }
+            (None, _) => {
+                shard.blocking.borrow_mut().unpark(w);
+                deliver(shard, w, OpReply::Done).await;
+            }
+        }
+    }
+}
+
+async fn deliver(shard: &Rc<Shard>, w: Waiter, reply: OpReply) {
+    if w.shard == shard.id {
+        shard.complete(w.id, reply);
+    } else {
+        shard.send(w.shard, Msg::Reply { id: w.id, reply }).await;
+    }
+}
+
+/// Runs a blocking command for a client: try, park, wait for a serve or a
+/// notification, the timeout or the connection closing.
+pub async fn exec_blocking(
+    shard: &Rc<Shard>,
+    client: &ClientState,
+    spec: &'static cmd::CmdSpec,
+    args: &[Bytes],
+    out: &mut BytesMut,
+    closed: &CloseFlag,
+) {
+    let n = shard.nshards();
+    let timeout = timeout_index(spec.name, args.len())
+        .and_then(|i| args.get(i))
+        .and_then(|t| cmd::parse_f64(t))
+        .filter(|t| *t > 0.0)
+        .map(std::time::Duration::from_secs_f64);
+    let deadline = timeout.map(|t| std::time::Instant::now() + t);
+    loop {
+        // 1. Try.
+        let mut attempt = BytesMut::new();
+        let blocked = match cmd::route(spec, args, shard.id, n) {
+            Route::Shard(s) => {
+                match dispatch::op_on(
+                    shard,
+                    None,
+                    s,
+                    Op::Exec {
+                        spec,
+                        db: client.db,
+                        proto: client.proto,
+                        args: args.to_vec(),
+                    },
+                )
+                .await
+                {
+                    OpReply::Exec { out: o, blocked } => {
+                        attempt.extend_from_slice(&o);
+                        blocked
+                    }
+                    other => unreachable!("exec answered {other:?}"),
+                }
+            }
+            _ => exec_multi(shard, client, spec, args, &mut attempt, None).await,
+        };
+        if !blocked {
+            out.extend_from_slice(&attempt);
+            return;
+        }
+        // 2. Park on every owner.
+        let mut owners: Vec<(usize, Vec<(u16, Bytes)>)> = Vec::new();
+        for i in spec.key_indices(args) {
+            let s = shard_of(&args[i], n);
+            let k = (client.db, args[i].clone());
+            match owners.iter_mut().find(|o| o.0 == s) {
+                Some(o) => o.1.push(k),
+                None => owners.push((s, vec![k])),
+            }
+        }
+        let single = owners.len() == 1;
+        let slot = shard.new_pending();
+        let w = Waiter {
+            shard: shard.id,
+            id: slot.0,
+        };
+        for (s, keys) in &owners {
+            let cmd = single.then(|| ShardCmd {
+                spec,
+                db: client.db,
+                args: args.to_vec(),
+            });
+            dispatch::op_on(
+                shard,
+                None,
+                *s,
+                Op::Block {
+                    waiter: w,
+                    keys: keys.clone(),
+                    cmd,
+                    proto: client.proto,
+                },
+            )
+            .await;
+        }
+        // 3. Wait.
+        let remaining = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
+        let got = wait_any(&slot.1, remaining, &closed).await;
+        // 4. Unpark everywhere; a reply sent before that is still in the slot.
+        for (s, _) in &owners {
+            dispatch::op_on(shard, None, *s, Op::Unblock { waiter: w }).await;
+        }
+        let got = got.or_else(|| slot.1.try_take());
+        shard.forget_pending(slot.0);
+        match got {
+            Some(OpReply::Exec { out: o, .. }) => {
+                out.extend_from_slice(&o);
+                return;
+            }
+            // Notified: retry (the loop's next wait ends at the deadline).
+            Some(_) => continue,
+            None => {
+                if closed.is_set() {
+                    return;
+                }
+                if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                    let mut r = Reply::new(out, client.proto);
+                    if spec.name == "blmove" || spec.name == "brpoplpush" {
+                        r.null()
+                    } else {
+                        r.null_array()
+                    }
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Waits for a reply in `slot`, the timeout, or the close signal.
+async fn wait_any(
+    slot: &super::sync::Oneshot<OpReply>,
+    timeout: Option<std::time::Duration>,
+    closed: &CloseFlag,
+) -> Option<OpReply> {
+    use futures_lite::future::or;
+    let reply = async { Some(slot.recv().await) };
+    let stop = async {
+        match timeout {
+            Some(t) => {
+                or(glommio::timer::sleep(t), closed.wait()).await;
+            }
+            None => closed.wait().await,
+        }
+        None
+    };
+    or(reply, stop).await
+}
+
+/// Set when a connection closes; wakes whatever it is blocked on.
+#[derive(Default)]
+pub struct CloseFlag {
+    set: std::cell::Cell<bool>,
+    wake: Notify,
+}
+
+impl CloseFlag {
+    pub fn set(&self) {
+        self.set.set(true);
+        self.wake.notify();
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.set.get()
+    }
+
+    pub async fn wait(&self) {
+        while !self.set.get() {
+            self.wake.wait().await;
+        }
+    }
+}

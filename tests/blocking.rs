@@ -1,0 +1,160 @@
+//! Blocking pops: waiters on other shards than the pushers are woken, FIFO
+//! among waiters of one key, timeouts honoured, closed clients release
+//! nothing, and under concurrency every pushed element is popped exactly
+//! once (counts balance).
+mod common;
+
+use common::Server;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+#[test]
+fn woken_across_shards_and_fifo() {
+    for shards in [1, 4] {
+        let s = Server::start(shards);
+        let ks = common::keys_over_shards("bq", 4, 1);
+        let (k1, k2) = (ks[0].clone(), ks[1].clone());
+        // Three waiters on k1 (blocked in order), plus one on two keys.
+        let mut hs = Vec::new();
+        for i in 0..3 {
+            let mut c = s.raw();
+            let k = k1.clone();
+            hs.push(thread::spawn(move || (i, c.cmds(&["BLPOP", &k, "5"]))));
+            thread::sleep(Duration::from_millis(150));
+        }
+        let mut multi = s.raw();
+        let (a, b) = (k2.clone(), ks[2].clone());
+        let mh = thread::spawn(move || multi.cmds(&["BRPOP", &a, &b, "5"]));
+        thread::sleep(Duration::from_millis(150));
+        let mut p = s.raw();
+        p.cmds(&["RPUSH", &k1, "x0", "x1", "x2"]);
+        p.cmds(&["LPUSH", &ks[2], "m"]);
+        for h in hs {
+            let (i, r) = h.join().unwrap();
+            let got: Vec<String> = r.array().iter().map(|v| v.as_str()).collect();
+            assert_eq!(
+                got,
+                vec![k1.clone(), format!("x{i}")],
+                "{}: waiter {i} (FIFO)",
+                s.label()
+            );
+        }
+        let got: Vec<String> = mh
+            .join()
+            .unwrap()
+            .array()
+            .iter()
+            .map(|v| v.as_str())
+            .collect();
+        assert_eq!(got, vec![ks[2].clone(), "m".to_string()], "{}", s.label());
+        // BLMOVE between shards.
+        let mut c = s.raw();
+        let (src, dst) = (ks[1].clone(), ks[3].clone());
+        let h = thread::spawn(move || c.cmds(&["BLMOVE", &src, &dst, "LEFT", "RIGHT", "5"]));
+        thread::sleep(Duration::from_millis(150));
+        p.cmds(&["RPUSH", &ks[1], "moved"]);
+        assert_eq!(h.join().unwrap().as_str(), "moved");
+        assert_eq!(p.cmds(&["LRANGE", &ks[3], "0", "-1"]).array().len(), 1);
+        assert_eq!(p.cmds(&["EXISTS", &ks[1]]).as_int(), Some(0));
+    }
+}
+
+#[test]
+fn timeouts_and_errors() {
+    let s = Server::start(4);
+    let mut c = s.raw();
+    let t = Instant::now();
+    let (_, raw) = {
+        c.send_cmd(&[b"BLPOP", b"nothing", b"0.3"]);
+        c.read_raw()
+    };
+    let waited = t.elapsed();
+    assert_eq!(raw, b"*-1\r\n");
+    assert!(
+        waited >= Duration::from_millis(250),
+        "returned after {waited:?}"
+    );
+    assert!(waited < Duration::from_secs(3), "returned after {waited:?}");
+    c.send_cmd(&[b"BLMOVE", b"a", b"b", b"LEFT", b"LEFT", b"0.2"]);
+    assert_eq!(c.read_raw().1, b"$-1\r\n");
+    assert_eq!(
+        common::esc(&c.roundtrip_bytes(b"*3\r\n$5\r\nBLPOP\r\n$1\r\nk\r\n$2\r\n-1\r\n")),
+        "-ERR timeout is negative\\r\\n"
+    );
+    assert_eq!(
+        common::esc(&c.roundtrip_bytes(b"*3\r\n$5\r\nBLPOP\r\n$1\r\nk\r\n$3\r\nabc\r\n")),
+        "-ERR timeout is not a float or out of range\\r\\n"
+    );
+    // Inside MULTI a blocking pop answers at once.
+    c.cmds(&["MULTI"]);
+    c.cmds(&["BLPOP", "empty", "0"]);
+    c.send_cmd(&[b"EXEC"]);
+    assert_eq!(c.read_raw().1, b"*1\r\n*-1\r\n");
+}
+
+#[test]
+fn closed_waiter_takes_nothing() {
+    let s = Server::start(4);
+    {
+        let mut c = s.raw();
+        c.send_cmd(&[b"BLPOP", b"gone", b"0"]);
+        thread::sleep(Duration::from_millis(150));
+        c.shutdown();
+    }
+    thread::sleep(Duration::from_millis(150));
+    let mut p = s.raw();
+    p.cmds(&["RPUSH", "gone", "keep"]);
+    thread::sleep(Duration::from_millis(150));
+    assert_eq!(
+        p.cmds(&["LLEN", "gone"]).as_int(),
+        Some(1),
+        "a closed client popped the element"
+    );
+}
+
+#[test]
+fn no_element_lost_under_concurrency() {
+    let s = Server::start(4);
+    let ks = common::keys_over_shards("cq", 4, 1);
+    let per_pusher = 300;
+    let seen = Arc::new(Mutex::new(HashSet::new()));
+    let mut hs = Vec::new();
+    for w in 0..4 {
+        let (ks, seen) = (ks.clone(), seen.clone());
+        let mut c = s.raw();
+        hs.push(thread::spawn(move || {
+            loop {
+                let r = c.cmds(&["BLPOP", &ks[w % 4], &ks[(w + 1) % 4], "1"]);
+                if r == common::Resp::NilArray {
+                    return; // timed out: everything drained
+                }
+                let v = r.array()[1].as_str();
+                assert!(seen.lock().unwrap().insert(v.clone()), "{v} popped twice");
+            }
+        }));
+    }
+    for p in 0..2 {
+        let ks = ks.clone();
+        let mut c = s.raw();
+        hs.push(thread::spawn(move || {
+            for i in 0..per_pusher {
+                c.cmds(&["RPUSH", &ks[i % 4], &format!("p{p}-{i}")]);
+            }
+        }));
+    }
+    for h in hs {
+        h.join().expect("worker panicked");
+    }
+    let mut c = s.raw();
+    let left: i64 = ks
+        .iter()
+        .map(|k| c.cmds(&["LLEN", k]).as_int().unwrap())
+        .sum();
+    assert_eq!(
+        seen.lock().unwrap().len() as i64 + left,
+        2 * per_pusher as i64,
+        "pushed != popped + left"
+    );
+}
