@@ -1,5 +1,388 @@
-//! Hash commands (being built).
+//! Hash commands (HSET ... HSCAN), each run on the shard owning its key.
+//! Errors are Redis 7.0's word for word; HSCAN's cursor walk and
+//! HRANDFIELD's sampling are shared with the set commands (`super::set`).
 
-use super::CmdSpec;
+use bytes::Bytes;
 
-pub static COMMANDS: &[CmdSpec] = &[];
+use super::set::{ScanOpts, distinct_indices, parse_cursor, rand_count, reply_scan, walk};
+use super::string::{format_human, keyed};
+use super::{
+    CmdSpec, Exec, Kind, NOT_FLOAT, NOT_INT, SYNTAX, WRONGTYPE, eq_ic, parse_f64, parse_i64,
+};
+use crate::resp::Proto;
+use crate::shard::keyspace::{Entry, HashValue, Value};
+
+const WDF: &[&str] = &["write", "denyoom", "fast"];
+const WF: &[&str] = &["write", "fast"];
+const R: &[&str] = &["readonly"];
+const RF: &[&str] = &["readonly", "fast"];
+
+pub static COMMANDS: &[CmdSpec] = &[
+    keyed!("hset", -4, WDF, 1, 1, 1, hset),
+    keyed!("hmset", -4, WDF, 1, 1, 1, hset),
+    keyed!("hsetnx", 4, WDF, 1, 1, 1, hsetnx),
+    keyed!("hget", 3, RF, 1, 1, 1, hget),
+    keyed!("hmget", -3, RF, 1, 1, 1, hmget),
+    keyed!("hdel", -3, WF, 1, 1, 1, hdel),
+    keyed!("hlen", 2, RF, 1, 1, 1, hlen),
+    keyed!("hstrlen", 3, RF, 1, 1, 1, hstrlen),
+    keyed!("hexists", 3, RF, 1, 1, 1, hexists),
+    keyed!("hkeys", 2, R, 1, 1, 1, hkeys),
+    keyed!("hvals", 2, R, 1, 1, 1, hvals),
+    keyed!("hgetall", 2, R, 1, 1, 1, hgetall),
+    keyed!("hincrby", 4, WDF, 1, 1, 1, hincrby),
+    keyed!("hincrbyfloat", 4, WDF, 1, 1, 1, hincrbyfloat),
+    keyed!("hrandfield", -2, R, 1, 1, 1, hrandfield),
+    keyed!("hscan", -3, R, 1, 1, 1, hscan),
+];
+
+/// The hash at `key`: `Ok(None)` when missing, `Err` on WRONGTYPE. `read`
+/// selects Redis's `lookupKeyRead` (counts hits/misses) over `lookupKeyWrite`.
+fn hash_at<'a>(ex: &'a mut Exec, key: &[u8], read: bool) -> Result<Option<&'a mut HashValue>, ()> {
+    let e = if read {
+        ex.lookup_read(key)
+    } else {
+        ex.lookup_write(key)
+    };
+    match e {
+        None => Ok(None),
+        Some(Entry {
+            value: Value::Hash(h),
+            ..
+        }) => Ok(Some(h)),
+        Some(_) => Err(()),
+    }
+}
+
+/// The hash at `key` for writing, created empty when missing. Callers
+/// must store a field afterwards: an empty hash must not stay behind.
+fn hash_or_create<'a>(ex: &'a mut Exec, key: &[u8]) -> Result<&'a mut HashValue, ()> {
+    if ex.lookup_write(key).is_none() {
+        ex.insert_new(key, Value::Hash(Box::default()));
+    }
+    hash_at(ex, key, false).map(|h| h.expect("just created"))
+}
+
+/// ```text
+/// HSET key field value [field value ...]  -> number of new fields
+/// HMSET key field value [field value ...] -> +OK
+/// ```
+fn hset(ex: &mut Exec, a: &[Bytes]) {
+    let hmset = eq_ic(&a[0], "hmset");
+    if a.len() % 2 == 1 {
+        let name = if hmset { "hmset" } else { "hset" };
+        return ex.r.error(&format!(
+            "ERR wrong number of arguments for '{name}' command"
+        ));
+    }
+    let Ok(h) = hash_or_create(ex, &a[1]) else {
+        return ex.r.error(WRONGTYPE);
+    };
+    let mut created = 0;
+    for fv in a[2..].chunks_exact(2) {
+        let v = Bytes::copy_from_slice(&fv[1]);
+        match h.get_mut(&fv[0][..]) {
+            Some(old) => *old = v,
+            None => {
+                h.insert(Bytes::copy_from_slice(&fv[0]), v);
+                created += 1;
+            }
+        }
+    }
+    ex.modified(&a[1]);
+    if hmset { ex.r.ok() } else { ex.r.int(created) }
+}
+
+fn hsetnx(ex: &mut Exec, a: &[Bytes]) {
+    let Ok(h) = hash_or_create(ex, &a[1]) else {
+        return ex.r.error(WRONGTYPE);
+    };
+    if h.contains_key(&a[2][..]) {
+        return ex.r.int(0);
+    }
+    h.insert(Bytes::copy_from_slice(&a[2]), Bytes::copy_from_slice(&a[3]));
+    ex.modified(&a[1]);
+    ex.r.int(1)
+}
+
+fn hget(ex: &mut Exec, a: &[Bytes]) {
+    match hash_at(ex, &a[1], true) {
+        Err(()) => ex.r.error(WRONGTYPE),
+        Ok(h) => {
+            let v = h.and_then(|h| h.get(&a[2][..]).cloned());
+            ex.r.bulk_opt(v.as_deref())
+        }
+    }
+}
+
+fn hmget(ex: &mut Exec, a: &[Bytes]) {
+    let vals: Vec<Option<Bytes>> = match hash_at(ex, &a[1], true) {
+        Err(()) => return ex.r.error(WRONGTYPE),
+        Ok(None) => vec![None; a.len() - 2],
+        Ok(Some(h)) => a[2..].iter().map(|f| h.get(&f[..]).cloned()).collect(),
+    };
+    ex.r.array(vals.len());
+    for v in vals {
+        ex.r.bulk_opt(v.as_deref());
+    }
+}
+
+fn hdel(ex: &mut Exec, a: &[Bytes]) {
+    let removed = match hash_at(ex, &a[1], false) {
+        Err(()) => return ex.r.error(WRONGTYPE),
+        Ok(None) => 0,
+        Ok(Some(h)) => a[2..]
+            .iter()
+            .filter(|f| h.swap_remove(&f[..]).is_some())
+            .count(),
+    };
+    if removed > 0 {
+        ex.remove_if_empty(&a[1]);
+        ex.modified(&a[1]);
+    }
+    ex.r.int(removed as i64)
+}
+
+fn hlen(ex: &mut Exec, a: &[Bytes]) {
+    match hash_at(ex, &a[1], true) {
+        Err(()) => ex.r.error(WRONGTYPE),
+        Ok(h) => {
+            let n = h.map_or(0, |h| h.len());
+            ex.r.int(n as i64)
+        }
+    }
+}
+
+fn hstrlen(ex: &mut Exec, a: &[Bytes]) {
+    match hash_at(ex, &a[1], true) {
+        Err(()) => ex.r.error(WRONGTYPE),
+        Ok(h) => {
+            let n = h.and_then(|h| h.get(&a[2][..])).map_or(0, |v| v.len());
+            ex.r.int(n as i64)
+        }
+    }
+}
+
+fn hexists(ex: &mut Exec, a: &[Bytes]) {
+    match hash_at(ex, &a[1], true) {
+        Err(()) => ex.r.error(WRONGTYPE),
+        Ok(h) => {
+            let found = h.is_some_and(|h| h.contains_key(&a[2][..]));
+            ex.r.int(found as i64)
+        }
+    }
+}
+
+/// Which parts of the hash HKEYS / HVALS / HGETALL return.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Keys,
+    Vals,
+    All,
+}
+
+fn hgetall_generic(ex: &mut Exec, a: &[Bytes], part: Part) {
+    let items: Vec<Bytes> = match hash_at(ex, &a[1], true) {
+        Err(()) => return ex.r.error(WRONGTYPE),
+        Ok(None) => Vec::new(),
+        Ok(Some(h)) => match part {
+            Part::Keys => h.keys().cloned().collect(),
+            Part::Vals => h.values().cloned().collect(),
+            Part::All => h.iter().flat_map(|(f, v)| [f.clone(), v.clone()]).collect(),
+        },
+    };
+    if part == Part::All {
+        ex.r.map(items.len() / 2);
+    } else {
+        ex.r.array(items.len());
+    }
+    for it in &items {
+        ex.r.bulk(it);
+    }
+}
+
+fn hkeys(ex: &mut Exec, a: &[Bytes]) {
+    hgetall_generic(ex, a, Part::Keys)
+}
+
+fn hvals(ex: &mut Exec, a: &[Bytes]) {
+    hgetall_generic(ex, a, Part::Vals)
+}
+
+fn hgetall(ex: &mut Exec, a: &[Bytes]) {
+    hgetall_generic(ex, a, Part::All)
+}
+
+/// ```text
+/// HINCRBY key field increment -> the new value
+/// ```
+/// The increment is checked before the key's type, as in Redis.
+fn hincrby(ex: &mut Exec, a: &[Bytes]) {
+    let Some(by) = parse_i64(&a[3]) else {
+        return ex.r.error(NOT_INT);
+    };
+    let Ok(h) = hash_or_create(ex, &a[1]) else {
+        return ex.r.error(WRONGTYPE);
+    };
+    let old = match h.get(&a[2][..]) {
+        None => 0,
+        Some(v) => match parse_i64(v) {
+            Some(n) => n,
+            None => return ex.r.error("ERR hash value is not an integer"),
+        },
+    };
+    let Some(new) = old.checked_add(by) else {
+        return ex.r.error("ERR increment or decrement would overflow");
+    };
+    let s = Bytes::copy_from_slice(itoa::Buffer::new().format(new).as_bytes());
+    set_field(h, &a[2], s);
+    ex.modified(&a[1]);
+    ex.r.int(new)
+}
+
+/// Stores `field = v`, copying the field name only when it is new.
+fn set_field(h: &mut HashValue, field: &[u8], v: Bytes) {
+    match h.get_mut(field) {
+        Some(old) => *old = v,
+        None => {
+            h.insert(Bytes::copy_from_slice(field), v);
+        }
+    }
+}
+
+/// ```text
+/// HINCRBYFLOAT key field increment -> the new value as a bulk string
+/// ```
+fn hincrbyfloat(ex: &mut Exec, a: &[Bytes]) {
+    let Some(by) = parse_f64(&a[3]) else {
+        return ex.r.error(NOT_FLOAT);
+    };
+    if !by.is_finite() {
+        return ex.r.error("ERR value is NaN or Infinity");
+    }
+    let Ok(h) = hash_or_create(ex, &a[1]) else {
+        return ex.r.error(WRONGTYPE);
+    };
+    let old = match h.get(&a[2][..]) {
+        None => 0.0,
+        Some(v) => match parse_f64(v) {
+            Some(n) => n,
+            None => return ex.r.error("ERR hash value is not a float"),
+        },
+    };
+    let new = old + by;
+    if !new.is_finite() {
+        return ex.r.error("ERR increment would produce NaN or Infinity");
+    }
+    let s = Bytes::from(format_human(new));
+    set_field(h, &a[2], s.clone());
+    ex.modified(&a[1]);
+    ex.r.bulk(&s)
+}
+
+/// ```text
+/// HRANDFIELD key                         -> bulk or null
+/// HRANDFIELD key count [WITHVALUES]      -> array: count >= 0 distinct
+///                                           fields, count < 0 with repeats
+/// ```
+/// WITHVALUES pairs are flat in RESP2 and two-element arrays in RESP3.
+fn hrandfield(ex: &mut Exec, a: &[Bytes]) {
+    let Some(c) = a.get(2) else {
+        return match hash_at(ex, &a[1], true) {
+            Err(()) => ex.r.error(WRONGTYPE),
+            Ok(None) => ex.r.null(),
+            Ok(Some(h)) => {
+                let f = pair(h, fastrand::usize(..h.len())).0;
+                ex.r.bulk(&f)
+            }
+        };
+    };
+    let (count, uniq) = match rand_count(c) {
+        Ok(v) => v,
+        Err(e) => return ex.r.error(e),
+    };
+    if a.len() > 4 || (a.len() == 4 && !eq_ic(&a[3], "withvalues")) {
+        return ex.r.error(SYNTAX);
+    }
+    let withvalues = a.len() == 4;
+    if withvalues && count > (i64::MAX / 2) as usize {
+        return ex.r.error("ERR value is out of range");
+    }
+    match hash_at(ex, &a[1], true) {
+        Err(()) => return ex.r.error(WRONGTYPE),
+        Ok(None) => return ex.r.array(0),
+        Ok(Some(_)) => {}
+    }
+    // Borrow the hash through the keyspace alone so replies can be written
+    // while it is held: picks with repeats are streamed, not collected, as
+    // the count comes from the client and may be huge.
+    let Some(Entry {
+        value: Value::Hash(h),
+        ..
+    }) = ex.ks.dbs[ex.db].peek(&a[1], ex.now)
+    else {
+        unreachable!("looked up above");
+    };
+    let repeats = !uniq || count == 1;
+    let n = if repeats { count } else { count.min(h.len()) };
+    let resp3 = ex.r.proto == Proto::Resp3;
+    ex.r.array(if withvalues && !resp3 { 2 * n } else { n });
+    let r = &mut ex.r;
+    let mut emit = |i: usize| {
+        let (f, v) = h.get_index(i).expect("index below len");
+        if withvalues && resp3 {
+            r.array(2);
+        }
+        r.bulk(f);
+        if withvalues {
+            r.bulk(v);
+        }
+    };
+    if repeats {
+        (0..n).for_each(|_| emit(fastrand::usize(..h.len())));
+    } else if n == h.len() {
+        (0..n).for_each(&mut emit);
+    } else {
+        distinct_indices(h.len(), n).into_iter().for_each(emit);
+    }
+}
+
+fn pair(h: &HashValue, i: usize) -> (Bytes, Bytes) {
+    let (f, v) = h.get_index(i).expect("index below len");
+    (f.clone(), v.clone())
+}
+
+/// Redis 7.0 keeps a hash of at most 128 fields, none of whose fields or
+/// values exceed 64 bytes, as a listpack, which HSCAN returns whole.
+fn is_listpack(h: &HashValue) -> bool {
+    h.len() <= 128 && h.iter().all(|(f, v)| f.len() <= 64 && v.len() <= 64)
+}
+
+/// ```text
+/// HSCAN key cursor [MATCH pattern] [COUNT count] -> [next-cursor, [field value ...]]
+/// ```
+/// The cursor is checked first, then the key, then the options (a missing
+/// key answers an empty scan whatever the options), as in Redis.
+fn hscan(ex: &mut Exec, a: &[Bytes]) {
+    let Some(cursor) = parse_cursor(&a[2]) else {
+        return ex.r.error("ERR invalid cursor");
+    };
+    let h = match hash_at(ex, &a[1], true) {
+        Err(()) => return ex.r.error(WRONGTYPE),
+        Ok(None) => return reply_scan(ex, 0, &[]),
+        Ok(Some(h)) => h,
+    };
+    let o = match ScanOpts::parse(a) {
+        Ok(o) => o,
+        Err(e) => return ex.r.error(e),
+    };
+    let mut items = Vec::new();
+    let next = walk(h.len(), cursor, o.count, is_listpack(h), |i| {
+        let (f, v) = h.get_index(i).expect("index below len");
+        if o.matches(f) {
+            items.push(f.clone());
+            items.push(v.clone());
+        }
+    });
+    reply_scan(ex, next, &items)
+}

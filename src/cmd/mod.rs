@@ -13,6 +13,7 @@ pub mod hash;
 pub mod keys;
 pub mod list;
 pub mod multi;
+pub mod pubsub;
 pub mod server;
 pub mod set;
 pub mod string;
@@ -142,6 +143,9 @@ pub struct ClientState {
     pub multi_dirty: bool,
     /// WATCHed keys: (db, key, state at WATCH time, see `multi::WATCH_*`).
     pub watching: Vec<(u16, Bytes, u8)>,
+    /// Pub/Sub subscriptions of this connection.
+    pub channels: Vec<Bytes>,
+    pub patterns: Vec<Bytes>,
 }
 
 impl ClientState {
@@ -159,6 +163,8 @@ impl ClientState {
             multi: None,
             multi_dirty: false,
             watching: Vec::new(),
+            channels: Vec::new(),
+            patterns: Vec::new(),
         }
     }
 }
@@ -302,6 +308,7 @@ fn table() -> &'static HashMap<&'static str, &'static CmdSpec> {
             string::COMMANDS,
             keys::COMMANDS,
             server::COMMANDS,
+            pubsub::COMMANDS,
             list::COMMANDS,
             hash::COMMANDS,
             set::COMMANDS,

@@ -356,8 +356,22 @@ pub async fn exec_global(
             // Redis closes the connection without a reply on success.
         }
         "hello" => hello(shard, client, a, &mut r),
+        "publish" => {
+            let (channel, message) = (a[1].clone(), a[2].clone());
+            let n = dispatch::sum_ints(shard, tx, |_| Op::Publish {
+                channel: channel.clone(),
+                message: message.clone(),
+            })
+            .await;
+            r.int(n)
+        }
+        "pubsub" => pubsub_cmd(shard, tx, a, &mut r).await,
         "reset" => {
             let id = client.id;
+            shard
+                .pubsub
+                .borrow_mut()
+                .remove_client(id, &client.channels, &client.patterns);
             let watching = std::mem::take(&mut client.watching);
             super::multi::unwatch_all(shard, tx, id, watching).await;
             *client = ClientState::new(id);
@@ -372,6 +386,72 @@ pub async fn exec_global(
             r.ok()
         }
         other => r.error(&format!("ERR unknown command '{other}'")),
+    }
+}
+
+/// PUBSUB CHANNELS [pattern] | NUMSUB [channel ...] | NUMPAT, over all shards.
+async fn pubsub_cmd(shard: &Rc<Shard>, tx: Option<&Tx>, a: &[Bytes], r: &mut Reply<'_>) {
+    let sub = a[1].to_ascii_lowercase();
+    match (sub.as_slice(), a.len()) {
+        (b"channels", 2 | 3) => {
+            let pattern = a.get(2).cloned();
+            let mut names: Vec<Bytes> = Vec::new();
+            for rep in dispatch::broadcast(shard, tx, |_| Op::PubsubChannels {
+                pattern: pattern.clone(),
+            })
+            .await
+            {
+                if let OpReply::Keys(k) = rep {
+                    names.extend(k);
+                }
+            }
+            names.sort();
+            names.dedup();
+            r.array(names.len());
+            for n in names {
+                r.bulk(&n);
+            }
+        }
+        (b"numsub", _) => {
+            r.array(2 * (a.len() - 2));
+            for ch in &a[2..] {
+                let n = dispatch::sum_ints(shard, tx, |_| Op::PubsubNumsub {
+                    channel: ch.clone(),
+                })
+                .await;
+                r.bulk(ch);
+                r.int(n);
+            }
+        }
+        (b"numpat", 2) => {
+            let mut pats: Vec<Bytes> = Vec::new();
+            for rep in dispatch::broadcast(shard, tx, |_| Op::PubsubPatterns).await {
+                if let OpReply::Keys(k) = rep {
+                    pats.extend(k);
+                }
+            }
+            pats.sort();
+            pats.dedup();
+            r.int(pats.len() as i64)
+        }
+        (b"help", 2) => {
+            let lines = [
+                "PUBSUB <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "CHANNELS [<pattern>]",
+                "NUMPAT",
+                "NUMSUB [<channel> ...]",
+                "HELP",
+            ];
+            r.array(lines.len());
+            for l in lines {
+                r.simple(l);
+            }
+        }
+        (b"channels" | b"numpat" | b"help", _) => r.error(&format!(
+            "ERR wrong number of arguments for 'pubsub|{}' command",
+            String::from_utf8_lossy(&sub)
+        )),
+        _ => r.error(&unknown_subcommand(&a[1], "pubsub")),
     }
 }
 
@@ -798,7 +878,11 @@ fn command_cmd(a: &[Bytes], r: &mut Reply<'_>) {
 
 async fn debug_cmd(a: &[Bytes], r: &mut Reply<'_>) {
     if eq_ic(&a[1], "sleep") && a.len() == 3 {
-        let secs = super::parse_f64(&a[2]).unwrap_or(0.0).max(0.0);
+        // Bounded (a year) so `inf` or 1e300 cannot overflow the timer.
+        let secs = super::parse_f64(&a[2])
+            .filter(|v| v.is_finite())
+            .unwrap_or(0.0)
+            .clamp(0.0, 365.0 * 86400.0);
         // Sleeps this connection only: the shard keeps serving others.
         glommio::timer::sleep(std::time::Duration::from_secs_f64(secs)).await;
         return r.ok();

@@ -243,28 +243,39 @@ fn srandmember(ex: &mut Exec, a: &[Bytes]) {
         Ok(v) => v,
         Err(e) => return ex.r.error(e),
     };
-    let s = match set_at(ex, &a[1], true) {
+    match set_at(ex, &a[1], true) {
         Err(()) => return ex.r.error(WRONGTYPE),
         Ok(None) => return ex.r.array(0),
-        Ok(Some(s)) => s,
+        Ok(Some(_)) => {}
+    }
+    // Borrow the set through the keyspace alone so replies can be written
+    // while it is held: picks with repeats are streamed, not collected, as
+    // the count comes from the client and may be huge.
+    let Some(Entry {
+        value: Value::Set(s),
+        ..
+    }) = ex.ks.dbs[ex.db].peek(&a[1], ex.now)
+    else {
+        unreachable!("looked up above");
     };
-    let picked: Vec<Bytes> = if count == 0 {
-        Vec::new()
-    } else if !uniq || count == 1 {
-        (0..count)
-            .map(|_| s[fastrand::usize(..s.len())].clone())
-            .collect()
-    } else if count >= s.len() {
-        s.iter().cloned().collect()
+    if count == 0 {
+        return ex.r.array(0);
+    }
+    if !uniq || count == 1 {
+        ex.r.array(count);
+        for _ in 0..count {
+            ex.r.bulk(&s[fastrand::usize(..s.len())]);
+        }
+        return;
+    }
+    let picked: Vec<usize> = if count >= s.len() {
+        (0..s.len()).collect()
     } else {
         distinct_indices(s.len(), count)
-            .into_iter()
-            .map(|i| s[i].clone())
-            .collect()
     };
     ex.r.array(picked.len());
-    for m in &picked {
-        ex.r.bulk(m);
+    for i in picked {
+        ex.r.bulk(&s[i]);
     }
 }
 
@@ -284,7 +295,10 @@ fn smove(ex: &mut Exec, a: &[Bytes]) {
     if !src_is_set || !dst_ok {
         return ex.r.error(WRONGTYPE);
     }
-    let s = set_at(ex, src, false).ok().flatten().expect("checked above");
+    let s = set_at(ex, src, false)
+        .ok()
+        .flatten()
+        .expect("checked above");
     if src == dst {
         let found = s.contains(&m[..]);
         return ex.r.int(found as i64);
@@ -514,7 +528,9 @@ impl ScanOpts {
     }
 
     pub fn matches(&self, m: &[u8]) -> bool {
-        self.pattern.as_ref().is_none_or(|p| glob_match(p, m, false))
+        self.pattern
+            .as_ref()
+            .is_none_or(|p| glob_match(p, m, false))
     }
 }
 

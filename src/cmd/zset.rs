@@ -139,7 +139,10 @@ pub fn parse_score(b: &[u8]) -> Option<f64> {
     let s = c_str(b);
     let v = parse_f64(s)?;
     let lower = s.to_ascii_lowercase();
-    let body = lower.strip_prefix(['+', '-']).unwrap_or(&lower);
+    let body = lower
+        .strip_prefix(b"+")
+        .or_else(|| lower.strip_prefix(b"-"))
+        .unwrap_or(&lower);
     if v.is_infinite() && !body.starts_with(b"inf") {
         return None;
     }
@@ -200,6 +203,13 @@ fn parse_lex_range(min: &[u8], max: &[u8]) -> Option<LexRange> {
     })
 }
 
+/// The score a member keeps: Redis stores small sets as listpack strings,
+/// where `-0` comes back as `0`, so a stored zero is always positive (a
+/// reply computed on the fly, as ZUNION's, keeps its `-0`).
+fn stored(score: f64) -> f64 {
+    score + 0.0
+}
+
 const BAD_RANGE: &str = "ERR min or max is not a float";
 const BAD_LEX: &str = "ERR min or max not valid string range item";
 const NAN_SCORE: &str = "ERR resulting score is not a number (NaN)";
@@ -250,7 +260,7 @@ pub fn format_score(v: f64) -> String {
 
 /// Writes members (and scores): flat in RESP2, `[member, score]` pairs in
 /// RESP3, as ZRANGE WITHSCORES and ZUNION WITHSCORES do.
-fn reply_members<'z>(r: &mut Reply, items: &[(&'z Bytes, f64)], withscores: bool) {
+fn reply_members(r: &mut Reply, items: &[(&Bytes, f64)], withscores: bool) {
     let pairs = withscores && r.proto == Proto::Resp3;
     r.array(if withscores && !pairs {
         items.len() * 2
@@ -314,7 +324,7 @@ fn zadd_generic(ex: &mut Exec, a: &[Bytes], mut incr: bool) {
             .r
             .error("ERR XX and NX options at the same time are not compatible");
     }
-    if (gt && nx) || (lt && nx) || (gt && lt) {
+    if (nx && (gt || lt)) || (gt && lt) {
         return ex
             .r
             .error("ERR GT, LT, and/or NX options at the same time are not compatible");
@@ -363,12 +373,12 @@ fn zadd_generic(ex: &mut Exec, a: &[Bytes], mut incr: bool) {
                     continue;
                 }
                 if score != cur {
-                    z.insert(member.clone(), score);
+                    z.insert(member.clone(), stored(score));
                     updated += 1;
                 }
             }
             None if !xx => {
-                z.insert(Bytes::copy_from_slice(member), score);
+                z.insert(Bytes::copy_from_slice(member), stored(score));
                 added += 1;
             }
             None => continue,
@@ -627,7 +637,7 @@ fn store_range(ex: &mut Exec, dst: &[u8], z: ZSet) {
 /// negative offset selects nothing, a negative count means no limit.
 fn select<'z>(
     z: &'z ZSet,
-    spec: &RangeSpec,
+    spec: &'z RangeSpec,
     rev: bool,
     offset: i64,
     limit: i64,
@@ -637,10 +647,10 @@ fn select<'z>(
     } else {
         limit as usize
     };
-    if offset < 0 || (offset > 0 && offset as usize >= z.len()) {
-        if !matches!(spec, RangeSpec::Rank(..)) {
-            return Vec::new();
-        }
+    if (offset < 0 || (offset > 0 && offset as usize >= z.len()))
+        && !matches!(spec, RangeSpec::Rank(..))
+    {
+        return Vec::new();
     }
     match spec {
         RangeSpec::Rank(start, end) => {
@@ -805,9 +815,8 @@ fn zpop(ex: &mut Exec, a: &[Bytes], max: bool) {
     let count = match a.get(2) {
         None => None,
         Some(c) => match parse_i64(c) {
-            None => return ex.r.error(NOT_INT),
-            Some(n) if n < 0 => return ex.r.error("ERR value is out of range, must be positive"),
-            Some(n) => Some(n as usize),
+            Some(n) if n >= 0 => Some(n as usize),
+            _ => return ex.r.error("ERR value is out of range, must be positive"),
         },
     };
     let shape = PopShape {
@@ -832,19 +841,19 @@ fn check_timeout(ex: &mut Exec, b: &[u8]) -> bool {
         ex.r.error("ERR timeout is not a float or out of range");
         return false;
     };
-    // C's (long long) cast of an out-of-range value yields LLONG_MIN on x86.
+    // C's (long long) cast of an out-of-range value yields LLONG_MIN on x86;
+    // Redis 7.0 has no upper-bound check after it.
+    // Redis multiplies a long double; integers get that precision via i128.
     let ms = secs * 1000.0;
-    let tval = if ms > -9.223_372_036_854_775e18 && ms < 9.223_372_036_854_775e18 {
-        ms as i64
-    } else {
-        i64::MIN
+    let tval = match parse_i64(b).map(|n| n as i128 * 1000) {
+        Some(v) => i64::try_from(v).unwrap_or(i64::MIN),
+        None if (-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0).contains(&ms) => {
+            ms as i64
+        }
+        None => i64::MIN,
     };
     if tval < 0 {
         ex.r.error("ERR timeout is negative");
-        return false;
-    }
-    if tval > 0 && tval > i64::MAX - ex.now as i64 {
-        ex.r.error("ERR timeout is out of range");
         return false;
     }
     true
@@ -1066,7 +1075,12 @@ fn zscan(ex: &mut Exec, a: &[Bytes]) {
     r.array(out.len() * 2);
     for (m, s) in out {
         r.bulk(m);
-        r.bulk(format_score(s).as_bytes());
+        // The listpack holds `d2string` text: integral scores as integers.
+        if s == s.trunc() && s.abs() < 9.2e18 {
+            r.bulk_int(s as i64);
+        } else {
+            r.bulk(format_score(s).as_bytes());
+        }
     }
 }
 
@@ -1336,7 +1350,7 @@ fn setop(ex: &mut Exec, a: &[Bytes], op: SetOp, dst: bool, card: bool) {
     }
     let mut out = ZSet::default();
     for (m, s) in acc {
-        out.insert(m, s);
+        out.insert(m, if dst { stored(s) } else { s });
     }
     if dst {
         let n = store(ex, &a[1], out);
@@ -1364,7 +1378,7 @@ mod tests {
             (123456789012345678.0, "1.2345678901234568e+17"),
             (1e-5, "1.0000000000000001e-05"),
             (0.0001, "0.0001"),
-            (-2.5e-300, "-2.5000000000000001e-300"),
+            (-2.5e-300, "-2.5e-300"),
             (3.0, "3"),
             (-17.25, "-17.25"),
             (f64::INFINITY, "inf"),

@@ -82,6 +82,10 @@ pub struct ConnTable {
     done: Vec<(u32, u32, BytesMut, ClientState)>,
     /// WATCHes of closed connections, to drop on their owner shards.
     unwatch: Vec<(u64, Vec<(u16, Bytes, u8)>)>,
+    /// Subscriptions of closed connections, to drop from the registry.
+    unsubscribe: Vec<(u64, Vec<Bytes>, Vec<Bytes>)>,
+    /// Client id -> slot, for Pub/Sub delivery.
+    by_id: std::collections::HashMap<u64, u32>,
 }
 
 impl ConnTable {
@@ -106,6 +110,7 @@ impl ConnTable {
         self.gens[slot as usize] = generation;
         let mut c = conn_of(generation);
         c.generation = generation;
+        self.by_id.insert(c.client.id, slot);
         self.slots[slot as usize] = Some(c);
         self.live += 1;
         slot
@@ -140,6 +145,14 @@ impl ConnTable {
         let done = matches!(&self.slots[slot as usize], Some(c) if c.closing && !c.recv_armed && !c.send_inflight && !c.busy);
         if done {
             let mut c = self.slots[slot as usize].take().expect("checked above");
+            self.by_id.remove(&c.client.id);
+            if !c.client.channels.is_empty() || !c.client.patterns.is_empty() {
+                self.unsubscribe.push((
+                    c.client.id,
+                    std::mem::take(&mut c.client.channels),
+                    std::mem::take(&mut c.client.patterns),
+                ));
+            }
             if !c.client.watching.is_empty() {
                 self.unwatch
                     .push((c.client.id, std::mem::take(&mut c.client.watching)));
@@ -148,6 +161,36 @@ impl ConnTable {
             unsafe { libc::close(c.fd) };
             self.free.push(slot);
             self.live -= 1;
+        }
+    }
+
+    /// Appends a published message to each receiver's output.
+    pub fn deliver(&mut self, receivers: &[(u64, Option<Bytes>)], channel: &[u8], message: &[u8]) {
+        for (id, pattern) in receivers {
+            let Some(&slot) = self.by_id.get(id) else {
+                continue;
+            };
+            let Some(c) = self.slots[slot as usize].as_mut() else {
+                continue;
+            };
+            if c.closing {
+                continue;
+            }
+            match pattern {
+                None => cmd::pubsub::encode(
+                    c.client.proto,
+                    &[Some(b"message"), Some(channel), Some(message)],
+                    None,
+                    &mut c.wbuf,
+                ),
+                Some(p) => cmd::pubsub::encode(
+                    c.client.proto,
+                    &[Some(b"pmessage"), Some(p), Some(channel), Some(message)],
+                    None,
+                    &mut c.wbuf,
+                ),
+            }
+            self.dirty.push(slot);
         }
     }
 
@@ -554,6 +597,13 @@ impl Driver {
             self.process_conn(slot);
         }
         self.shard.clock.set(0);
+        let gone = std::mem::take(&mut self.shard.net.borrow_mut().unsubscribe);
+        for (id, chans, pats) in gone {
+            self.shard
+                .pubsub
+                .borrow_mut()
+                .remove_client(id, &chans, &pats);
+        }
         let unwatch = std::mem::take(&mut self.shard.net.borrow_mut().unwatch);
         for (id, keys) in unwatch {
             let me = self.shard.clone();
@@ -672,6 +722,9 @@ fn run_fast(shard: &Rc<Shard>, conn: &mut Conn) -> Option<Vec<Vec<Bytes>>> {
             Lookup::Found(spec) => spec,
         };
         cmd::note_cmd(&mut conn.client, spec, &args);
+        if cmd::pubsub::subscribed_guard(&conn.client, spec, &args, &mut conn.wbuf) {
+            continue;
+        }
         match cmd::route(spec, &args, shard.id, n) {
             _ if crate::shard::blocking::timeout_index(spec.name, args.len()).is_some() => {
                 slow = Some(vec![args])

@@ -157,19 +157,10 @@ impl<'a> Reply<'a> {
     }
 }
 
-/// Formats a double as Redis does for replies: `inf`, `-inf`, `nan`, integers
-/// without a fraction, otherwise the shortest representation that round-trips.
+/// Formats a double as Redis 7.0 does for replies (`%.17g`: `inf`,
+/// `1.1000000000000001`, `1e+17`, `-0`); shared with the zset code.
 pub fn format_double(v: f64) -> String {
-    if v.is_infinite() {
-        return if v > 0.0 { "inf".into() } else { "-inf".into() };
-    }
-    if v.is_nan() {
-        return "nan".into();
-    }
-    if v == v.trunc() && v.abs() < 1e17 {
-        return format!("{}", v as i64);
-    }
-    format!("{v}")
+    crate::cmd::zset::format_score(v)
 }
 
 #[cfg(test)]

@@ -230,9 +230,9 @@ pub async fn exec_blocking(
     let n = shard.nshards();
     let timeout = timeout_index(spec.name, args.len())
         .and_then(|i| args.get(i))
-        .and_then(|t| cmd::parse_f64(t))
-        .filter(|t| *t > 0.0)
-        .map(std::time::Duration::from_secs_f64);
+        .and_then(|t| cmd::list::parse_timeout(t).ok())
+        .filter(|ms| *ms > 0)
+        .map(std::time::Duration::from_millis);
     let deadline = timeout.map(|t| std::time::Instant::now() + t);
     loop {
         // 1. Try.
@@ -321,12 +321,8 @@ pub async fn exec_blocking(
                     return;
                 }
                 if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
-                    let mut r = Reply::new(out, client.proto);
-                    if spec.name == "blmove" || spec.name == "brpoplpush" {
-                        r.null()
-                    } else {
-                        r.null_array()
-                    }
+                    // Redis answers every blocking timeout with a null array.
+                    Reply::new(out, client.proto).null_array();
                     return;
                 }
             }

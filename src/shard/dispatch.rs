@@ -74,6 +74,13 @@ pub async fn run_batch(
             Lookup::Found(spec) => spec,
         };
         cmd::note_cmd(&mut client, spec, &args);
+        {
+            let mut out = BytesMut::new();
+            if cmd::pubsub::subscribed_guard(&client, spec, &args, &mut out) {
+                slots[i] = out.freeze();
+                continue;
+            }
+        }
         match cmd::route(spec, &args, shard.id, n) {
             // Blocking pops wait in their own barrier step.
             _ if super::blocking::timeout_index(spec.name, args.len()).is_some()
@@ -473,6 +480,24 @@ pub fn apply_op(shard: &Shard, op: Op) -> OpReply {
             drop(ks);
             OpReply::Int(super::blocking::unpark(shard, waiter) as i64)
         }
+        Op::Publish { channel, message } => {
+            drop(ks);
+            let receivers = shard.pubsub.borrow().receivers(&channel);
+            let n = receivers.len();
+            if n > 0 {
+                shard
+                    .net
+                    .borrow_mut()
+                    .deliver(&receivers, &channel, &message);
+                shard.wake.notify();
+            }
+            OpReply::Int(n as i64)
+        }
+        Op::PubsubChannels { pattern } => {
+            OpReply::Keys(shard.pubsub.borrow().channel_names(pattern.as_deref()))
+        }
+        Op::PubsubNumsub { channel } => OpReply::Int(shard.pubsub.borrow().numsub(&channel) as i64),
+        Op::PubsubPatterns => OpReply::Keys(shard.pubsub.borrow().pattern_names()),
         Op::Watch { db, key, client } => {
             let state = match ks.dbs[db as usize].raw_state(&key, now) {
                 None => cmd::multi::WATCH_MISSING,

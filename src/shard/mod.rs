@@ -250,6 +250,19 @@ pub enum Op {
     Unblock {
         waiter: blocking::Waiter,
     },
+    /// Deliver a published message to this shard's subscribers; Int(count).
+    Publish {
+        channel: Bytes,
+        message: Bytes,
+    },
+    /// PUBSUB CHANNELS [pattern] (Keys), NUMSUB ch (Int), NUMPAT (Keys).
+    PubsubChannels {
+        pattern: Option<Bytes>,
+    },
+    PubsubNumsub {
+        channel: Bytes,
+    },
+    PubsubPatterns,
     /// Whether the client's watched keys here changed; Int(1) if so.
     CheckWatch {
         client: u64,
@@ -359,6 +372,8 @@ pub struct Shard {
     pub watched: RefCell<HashMap<(u16, Bytes), Vec<u64>>>,
     /// Clients whose watched keys on this shard changed since they watched.
     pub watch_dirty: RefCell<std::collections::HashSet<u64>>,
+    /// Pub/Sub subscriptions of this shard's connections.
+    pub pubsub: RefCell<crate::cmd::pubsub::PubSub>,
     /// Clients blocked on keys of this shard, and the task that serves them.
     pub blocking: RefCell<blocking::Blocking>,
     pub blocking_wake: Notify,
@@ -387,6 +402,7 @@ impl Shard {
             clock: Cell::new(0),
             watched: RefCell::new(HashMap::new()),
             watch_dirty: RefCell::new(std::collections::HashSet::new()),
+            pubsub: RefCell::new(Default::default()),
             blocking: RefCell::new(blocking::Blocking::default()),
             blocking_wake: Notify::default(),
         }

@@ -268,8 +268,8 @@ impl SkipList {
                 span: passed + 1,
             };
         }
-        for i in level..self.level {
-            self.nodes[update[i] as usize].links[i].span += 1;
+        for (i, &u) in update.iter().enumerate().take(self.level).skip(level) {
+            self.nodes[u as usize].links[i].span += 1;
         }
         match self.next(x, 0) {
             NIL => self.tail = x,
