@@ -126,7 +126,7 @@ fn rename_and_del_are_atomic_across_shards() {
         handles.push(thread::spawn(move || {
             let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) {
-                let (a, b) = if n % 2 == 0 {
+                let (a, b) = if n.is_multiple_of(2) {
                     (&left, &right)
                 } else {
                     (&right, &left)

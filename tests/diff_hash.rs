@@ -367,10 +367,8 @@ impl Run<'_> {
     /// hash; distinct for a count >= 0; the whole hash when count >= size.
     fn rand(&mut self, c: &[Vec<u8>], key: &[u8], withvalues: bool, uniq: bool) {
         let (ra, ta) = self.both(c);
-        if ra.0.is_error() || ta.0.is_error() || shape(&ra.0) != shape(&ta.0) {
-            if ra.1 != ta.1 {
-                self.fail(c, "shape", &ra.1, &ta.1);
-            }
+        if (ra.0.is_error() || ta.0.is_error() || shape(&ra.0) != shape(&ta.0)) && ra.1 != ta.1 {
+            self.fail(c, "shape", &ra.1, &ta.1);
         }
         let state = self.r.cmd(&[b"HGETALL", key]);
         let pairs: BTreeSet<(Vec<u8>, Vec<u8>)> = bulks(&state)

@@ -28,8 +28,7 @@ fn replies_match_redis() {
         for s in [&redis, &t] {
             let mut c = s.raw();
             let mut p = s.raw();
-            let mut log = Vec::new();
-            log.push(cmd_n(&mut c, &["SUBSCRIBE", "a", "b", "a"], 3));
+            let mut log = vec![cmd_n(&mut c, &["SUBSCRIBE", "a", "b", "a"], 3)];
             log.push(cmd_n(&mut c, &["PSUBSCRIBE", "a*"], 1));
             log.push(cmd(&mut c, &["GET", "x"]));
             log.push(cmd(&mut c, &["PING"]));
@@ -44,12 +43,12 @@ fn replies_match_redis() {
             log.push(cmd(&mut c, &["GET", "x"]));
             log.push(cmd(&mut p, &["PUBLISH", "a", "m2"]));
             // RESP3: pushes, and no subscribed-mode restriction.
-            log.push(
-                cmd(&mut c, &["HELLO", "3"])
-                    .starts_with(b"%")
-                    .then_some(b"map".to_vec())
-                    .unwrap_or_default(),
-            );
+            let hello_is_map = cmd(&mut c, &["HELLO", "3"]).starts_with(b"%");
+            log.push(if hello_is_map {
+                b"map".to_vec()
+            } else {
+                Vec::new()
+            });
             log.push(cmd(&mut c, &["SUBSCRIBE", "r3"]));
             log.push(cmd(&mut c, &["GET", "x"]));
             log.push(cmd(&mut p, &["PUBLISH", "r3", "m3"]));

@@ -194,3 +194,65 @@ fn redis_benchmark_runs_clean() {
         .unwrap();
     assert_eq!(n, 100000, "INCR ran 100000 times on one key");
 }
+
+/// The whole default suite (no `-t`), as a user's first run would: every
+/// test reports a result and nothing prints an error.
+#[test]
+fn redis_benchmark_default_suite_runs_clean() {
+    let s = Server::start(2);
+    let limit = Duration::from_secs(240);
+    let (status, stdout, stderr) = output_with_deadline(
+        Command::new(stock_tool("redis-benchmark"))
+            .args(["-h", "127.0.0.1", "-p", &s.port.to_string()])
+            .args(["-n", "5000", "-q"]),
+        limit,
+    );
+    let lines = as_displayed(&stdout);
+    let shown = lines.join("\n");
+    let status = status.unwrap_or_else(|| {
+        panic!(
+            "default suite stalled against {}:\n{shown}\n{stderr}",
+            s.label()
+        )
+    });
+    assert!(
+        status.success(),
+        "redis-benchmark failed ({status}):\n{shown}\n{stderr}"
+    );
+    for l in lines.iter().map(|l| l.as_str()).chain(stderr.lines()) {
+        let low = l.to_lowercase();
+        assert!(
+            !low.contains("err") && !low.contains("warning"),
+            "error line {l:?}:\n{shown}\n{stderr}"
+        );
+    }
+    for test in [
+        "PING_INLINE",
+        "PING_MBULK",
+        "SET",
+        "GET",
+        "INCR",
+        "LPUSH",
+        "RPUSH",
+        "LPOP",
+        "RPOP",
+        "SADD",
+        "HSET",
+        "SPOP",
+        "ZADD",
+        "ZPOPMIN",
+        "LPUSH (needed to benchmark LRANGE)",
+        "LRANGE_100 (first 100 elements)",
+        "LRANGE_300 (first 300 elements)",
+        "LRANGE_500 (first 500 elements)",
+        "LRANGE_600 (first 600 elements)",
+        "MSET (10 keys)",
+    ] {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with(&format!("{test}: ")) && l.contains("requests per second")),
+            "no result line for {test}:\n{shown}"
+        );
+    }
+}

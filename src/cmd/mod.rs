@@ -54,6 +54,7 @@ impl Exec<'_> {
 
     /// Reads a string value: `Ok(None)` when missing, `Err` on WRONGTYPE.
     /// Counts a keyspace hit or miss like Redis's `lookupKeyRead`.
+    #[allow(clippy::result_unit_err)] // Err is WRONGTYPE; the caller words it
     pub fn read_str(&mut self, key: &[u8]) -> Result<Option<Bytes>, ()> {
         let now = self.now;
         let (db, st) = self.ks.db(self.db);
@@ -237,7 +238,8 @@ impl CmdSpec {
         } else {
             self.last_key.min(argc as i32 - 1)
         };
-        let range = if first <= 0 { 1..=0 } else { first..=last };
+        // No fixed keys: an empty range.
+        let range = if first <= 0 { 1..1 } else { first..last + 1 };
         range
             .step_by(step as usize)
             .map(|i| i as usize)

@@ -744,7 +744,7 @@ fn config_cmd(shard: &Shard, a: &[Bytes], r: &mut Reply<'_>) {
             }
         }
         b"set" => {
-            if a.len() < 4 || a.len() % 2 != 0 {
+            if a.len() < 4 || !a.len().is_multiple_of(2) {
                 return r.error(&wrong());
             }
             let pairs: Vec<(&[u8], &[u8])> = a[2..]

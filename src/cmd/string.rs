@@ -340,7 +340,7 @@ fn mget(ex: &mut Exec, a: &[Bytes]) {
 }
 
 fn mset(ex: &mut Exec, a: &[Bytes]) {
-    if a.len() % 2 == 0 {
+    if a.len().is_multiple_of(2) {
         return ex
             .r
             .error("ERR wrong number of arguments for 'mset' command");
@@ -352,7 +352,7 @@ fn mset(ex: &mut Exec, a: &[Bytes]) {
 }
 
 fn msetnx(ex: &mut Exec, a: &[Bytes]) {
-    if a.len() % 2 == 0 {
+    if a.len().is_multiple_of(2) {
         return ex
             .r
             .error("ERR wrong number of arguments for 'msetnx' command");

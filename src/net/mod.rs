@@ -44,6 +44,20 @@ pub struct KillFilter {
     pub maxage: Option<u64>,
 }
 
+/// A finished slow-path batch: (slot, generation, replies, client state).
+type Finished = (u32, u32, BytesMut, ClientState);
+/// A client's watched keys: (db, key, state at WATCH).
+type Watching = Vec<(u16, Bytes, u8)>;
+/// A slow-path batch to spawn: (slot, generation, client state, commands,
+/// close signal).
+type SlowBatch = (
+    u32,
+    u32,
+    ClientState,
+    Vec<Vec<Bytes>>,
+    Rc<crate::shard::blocking::CloseFlag>,
+);
+
 /// One client connection.
 pub struct Conn {
     fd: RawFd,
@@ -78,10 +92,10 @@ pub struct ConnTable {
     live: usize,
     /// Connections with input to parse or output to send this turn.
     dirty: Vec<u32>,
-    /// Replies of finished slow-path batches: (slot, generation, output, state).
-    done: Vec<(u32, u32, BytesMut, ClientState)>,
+    /// Replies of finished slow-path batches.
+    done: Vec<Finished>,
     /// WATCHes of closed connections, to drop on their owner shards.
-    unwatch: Vec<(u64, Vec<(u16, Bytes, u8)>)>,
+    unwatch: Vec<(u64, Watching)>,
     /// Subscriptions of closed connections, to drop from the registry.
     unsubscribe: Vec<(u64, Vec<Bytes>, Vec<Bytes>)>,
     /// Client id -> slot, for Pub/Sub delivery.
@@ -162,6 +176,11 @@ impl ConnTable {
             self.free.push(slot);
             self.live -= 1;
         }
+    }
+
+    /// Whether the driver has work queued (checked by the shard's cron).
+    pub fn has_pending(&self) -> bool {
+        !self.done.is_empty() || !self.dirty.is_empty()
     }
 
     /// Appends a published message to each receiver's output.
@@ -357,13 +376,7 @@ struct Driver {
     listeners: Vec<RawFd>,
     cqes: Vec<Completion>,
     /// Slow-path batches to spawn once no borrow is held.
-    slow: Vec<(
-        u32,
-        u32,
-        ClientState,
-        Vec<Vec<Bytes>>,
-        Rc<crate::shard::blocking::CloseFlag>,
-    )>,
+    slow: Vec<SlowBatch>,
 }
 
 impl Driver {
@@ -529,12 +542,8 @@ impl Driver {
             self.ring.recycle(bid);
         }
         let more = c.more();
-        let mut close = false;
-        if c.result == 0 {
-            close = true;
-        } else if c.result < 0 && c.result != -libc::ENOBUFS {
-            close = true;
-        }
+        // EOF, or an error other than "out of provided buffers".
+        let close = c.result == 0 || (c.result < 0 && c.result != -libc::ENOBUFS);
         if !more {
             conn.recv_armed = false;
             if !close && !conn.closing {
@@ -629,17 +638,20 @@ impl Driver {
         let Some(conn) = net.slots.get_mut(slot as usize).and_then(|c| c.as_mut()) else {
             return;
         };
-        if !conn.closing && !conn.busy && !conn.close_after_flush && !conn.rbuf.is_empty() {
-            if let Some(cmds) = run_fast(&shard, conn) {
-                conn.busy = true;
-                self.slow.push((
-                    slot,
-                    conn.generation,
-                    conn.client.clone(),
-                    cmds,
-                    conn.closed.clone(),
-                ));
-            }
+        if !conn.closing
+            && !conn.busy
+            && !conn.close_after_flush
+            && !conn.rbuf.is_empty()
+            && let Some(cmds) = run_fast(&shard, conn)
+        {
+            conn.busy = true;
+            self.slow.push((
+                slot,
+                conn.generation,
+                conn.client.clone(),
+                cmds,
+                conn.closed.clone(),
+            ));
         }
         let conn = net.slots[slot as usize].as_mut().expect("present");
         if !conn.send_inflight && !conn.closing {

@@ -302,7 +302,7 @@ pub async fn exec_blocking(
         }
         // 3. Wait.
         let remaining = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
-        let got = wait_any(&slot.1, remaining, &closed).await;
+        let got = wait_any(&slot.1, remaining, closed).await;
         // 4. Unpark everywhere; a reply sent before that is still in the slot.
         for (s, _) in &owners {
             dispatch::op_on(shard, None, *s, Op::Unblock { waiter: w }).await;

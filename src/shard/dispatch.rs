@@ -608,7 +608,7 @@ pub async fn exec_multi(
         return false;
     };
     let db = client.db;
-    if matches!(m, Multi::MSet | Multi::MSetNx) && args.len() % 2 == 0 {
+    if matches!(m, Multi::MSet | Multi::MSetNx) && args.len().is_multiple_of(2) {
         r.error(&format!(
             "ERR wrong number of arguments for '{}' command",
             spec.name

@@ -592,24 +592,6 @@ impl Shard {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn slots_match_redis_cluster() {
-        // Values from `CLUSTER KEYSLOT` on Redis.
-        assert_eq!(key_slot(b"foo"), 12182);
-        assert_eq!(key_slot(b"bar"), 5061);
-        assert_eq!(key_slot(b"{user1000}.following"), key_slot(b"user1000"));
-        assert_eq!(
-            key_slot(b"foo{}{bar}"),
-            CRC16.checksum(b"foo{}{bar}") % SLOTS
-        );
-        assert_eq!(key_slot(b"foo{{bar}}zap"), CRC16.checksum(b"{bar") % SLOTS);
-    }
-}
-
 /// One shard's ends of the channel mesh: a sender to every other shard and
 /// a receiver from every other shard, made in `main` before the executors
 /// start (glommio's `MeshBuilder::join` was seen to hang when two executors
@@ -727,8 +709,34 @@ async fn cron(shard: Rc<Shard>) {
                 db.active_expire(now, deadline, stats);
             }
         }
-        if shard.net.borrow_mut().reap_idle(timeout) > 0 {
-            shard.wake.notify();
+        shard.net.borrow_mut().reap_idle(timeout);
+        // Safety net: a driver turn every tick, so no missed wake-up can
+        // stall a connection for longer than one period. Log if it found
+        // work waiting, which would point at such a miss.
+        if shard.net.borrow().has_pending() {
+            log::debug!(
+                "shard {}: cron found driver work pending (late wake-up)",
+                shard.id
+            );
         }
+        shard.wake.notify();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_match_redis_cluster() {
+        // Values from `CLUSTER KEYSLOT` on Redis.
+        assert_eq!(key_slot(b"foo"), 12182);
+        assert_eq!(key_slot(b"bar"), 5061);
+        assert_eq!(key_slot(b"{user1000}.following"), key_slot(b"user1000"));
+        assert_eq!(
+            key_slot(b"foo{}{bar}"),
+            CRC16.checksum(b"foo{}{bar}") % SLOTS
+        );
+        assert_eq!(key_slot(b"foo{{bar}}zap"), CRC16.checksum(b"{bar") % SLOTS);
     }
 }
