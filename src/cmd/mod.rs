@@ -302,10 +302,13 @@ pub enum Lookup {
     Error(String),
 }
 
-fn table() -> &'static HashMap<&'static str, &'static CmdSpec> {
-    static T: OnceLock<HashMap<&'static str, &'static CmdSpec>> = OnceLock::new();
+/// Name -> spec, hashed with foldhash: looked up once per request.
+type Table = HashMap<&'static str, &'static CmdSpec, foldhash::fast::FixedState>;
+
+fn table() -> &'static Table {
+    static T: OnceLock<Table> = OnceLock::new();
     T.get_or_init(|| {
-        let mut m = HashMap::new();
+        let mut m = Table::default();
         for group in [
             string::COMMANDS,
             keys::COMMANDS,
