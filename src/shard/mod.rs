@@ -657,8 +657,21 @@ pub async fn run(
     for rx in receivers {
         let shard = shard.clone();
         glommio::spawn_local(async move {
-            while let Some(msg) = rx.recv().await {
-                shard.on_message(msg);
+            // Re-poll the channel at least every 50 ms even without a
+            // wake-up, so a missed cross-core notification delays a message
+            // instead of stalling the client behind it. The timer is only
+            // armed when the channel is empty.
+            loop {
+                let next = futures_lite::future::or(async { Some(rx.recv().await) }, async {
+                    glommio::timer::sleep(std::time::Duration::from_millis(50)).await;
+                    None
+                })
+                .await;
+                match next {
+                    Some(Some(msg)) => shard.on_message(msg),
+                    Some(None) => break, // the peer shard is gone
+                    None => {}
+                }
             }
         })
         .detach();
