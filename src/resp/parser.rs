@@ -165,81 +165,113 @@ fn parse_inline(buf: &[u8]) -> Result<Option<Parsed>, ParseError> {
     Ok(Some((args, nl + 1)))
 }
 
-/// Splits an inline line into arguments like `sdssplitargs`: whitespace
-/// separates, `"..."` understands `\n \r \t \b \a \\ \" \xHH`, `'...'`
-/// only `\'`; a closing quote must be followed by space or the end.
+/// Splits an inline line into arguments exactly like Redis's
+/// `sdssplitargs`: leading `isspace` is skipped; an unquoted word ends at
+/// space, tab, CR, LF or NUL; a `"` or `'` anywhere in a word opens a quoted
+/// part (`a"b c"` is one argument, `ab c`); `"..."` understands `\n \r \t
+/// \b \a \xHH` and `\<c>` = c, `'...'` only `\'`; a closing quote must be
+/// followed by whitespace or the end. Plain words stay ranges of the
+/// buffer; quoted ones are copied.
 fn split_args(line: &[u8]) -> Option<Vec<Arg>> {
+    let is_space = |c: u8| matches!(c, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c);
     let mut args = Vec::new();
-    let mut i = 0;
     let n = line.len();
+    let mut i = 0;
     loop {
-        while i < n && line[i].is_ascii_whitespace() {
+        while i < n && is_space(line[i]) {
             i += 1;
         }
         if i >= n {
             return Some(args);
         }
-        match line[i] {
-            q @ (b'"' | b'\'') => {
-                let start = i + 1;
-                let mut j = start;
-                let mut owned: Option<Vec<u8>> = None;
-                loop {
-                    if j >= n {
-                        return None;
-                    }
-                    let c = line[j];
-                    if c == b'\\' && j + 1 < n {
-                        let (byte, used) = match (q, line[j + 1]) {
-                            (b'"', b'x')
-                                if j + 3 < n
-                                    && line[j + 2].is_ascii_hexdigit()
-                                    && line[j + 3].is_ascii_hexdigit() =>
-                            {
-                                let hex = std::str::from_utf8(&line[j + 2..j + 4]).ok()?;
-                                (u8::from_str_radix(hex, 16).ok()?, 4)
-                            }
-                            (b'"', b'n') => (b'\n', 2),
-                            (b'"', b'r') => (b'\r', 2),
-                            (b'"', b't') => (b'\t', 2),
-                            (b'"', b'b') => (8, 2),
-                            (b'"', b'a') => (7, 2),
-                            (b'"', e) => (e, 2),
-                            (_, b'\'') => (b'\'', 2),
-                            _ => (c, 1),
-                        };
-                        owned
-                            .get_or_insert_with(|| line[start..j].to_vec())
-                            .push(byte);
-                        j += used;
-                        continue;
-                    }
-                    if c == q {
-                        break;
-                    }
-                    if let Some(o) = owned.as_mut() {
-                        o.push(c);
-                    }
-                    j += 1;
-                }
-                // A closing quote must be followed by a space or the end.
-                if j + 1 < n && !line[j + 1].is_ascii_whitespace() {
+        let start = i;
+        let mut owned: Option<Vec<u8>> = None;
+        let (mut inq, mut insq) = (false, false);
+        loop {
+            if inq {
+                if i >= n {
                     return None;
                 }
-                args.push(match owned {
-                    Some(o) => Arg::Owned(o),
-                    None => Arg::Range(start..j),
-                });
-                i = j + 1;
-            }
-            _ => {
-                let start = i;
-                while i < n && !line[i].is_ascii_whitespace() {
+                let c = line[i];
+                if c == b'\\'
+                    && i + 3 < n
+                    && line[i + 1] == b'x'
+                    && line[i + 2].is_ascii_hexdigit()
+                    && line[i + 3].is_ascii_hexdigit()
+                {
+                    let hex = std::str::from_utf8(&line[i + 2..i + 4]).ok()?;
+                    owned
+                        .get_or_insert_with(Vec::new)
+                        .push(u8::from_str_radix(hex, 16).ok()?);
+                    i += 4;
+                } else if c == b'\\' && i + 1 < n {
+                    let e = match line[i + 1] {
+                        b'n' => b'\n',
+                        b'r' => b'\r',
+                        b't' => b'\t',
+                        b'b' => 8,
+                        b'a' => 7,
+                        other => other,
+                    };
+                    owned.get_or_insert_with(Vec::new).push(e);
+                    i += 2;
+                } else if c == b'"' {
+                    if i + 1 < n && !is_space(line[i + 1]) {
+                        return None;
+                    }
+                    i += 1;
+                    break;
+                } else {
+                    owned.get_or_insert_with(Vec::new).push(c);
                     i += 1;
                 }
-                args.push(Arg::Range(start..i));
+            } else if insq {
+                if i >= n {
+                    return None;
+                }
+                let c = line[i];
+                if c == b'\\' && i + 1 < n && line[i + 1] == b'\'' {
+                    owned.get_or_insert_with(Vec::new).push(b'\'');
+                    i += 2;
+                } else if c == b'\'' {
+                    if i + 1 < n && !is_space(line[i + 1]) {
+                        return None;
+                    }
+                    i += 1;
+                    break;
+                } else {
+                    owned.get_or_insert_with(Vec::new).push(c);
+                    i += 1;
+                }
+            } else {
+                if i >= n {
+                    break;
+                }
+                match line[i] {
+                    b' ' | b'\n' | b'\r' | b'\t' | 0 => break,
+                    q @ (b'"' | b'\'') => {
+                        // A quote mid-word: copy what came before it.
+                        owned.get_or_insert_with(|| line[start..i].to_vec());
+                        if q == b'"' {
+                            inq = true
+                        } else {
+                            insq = true
+                        }
+                        i += 1;
+                    }
+                    c => {
+                        if let Some(o) = owned.as_mut() {
+                            o.push(c);
+                        }
+                        i += 1;
+                    }
+                }
             }
         }
+        args.push(match owned {
+            Some(o) => Arg::Owned(o),
+            None => Arg::Range(start..i),
+        });
     }
 }
 
