@@ -98,4 +98,4 @@ export RUST_BACKTRACE=${RUST_BACKTRACE:-1}
 
 run_step build cargo build --release --all-targets
 # shellcheck disable=SC2086
-run_step test cargo test --release ${CARGO_TEST_ARGS:-} -- --test-threads="$TEST_THREADS"
+run_step test cargo test --release --no-fail-fast ${CARGO_TEST_ARGS:-} -- --test-threads="$TEST_THREADS"
