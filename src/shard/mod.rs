@@ -633,7 +633,20 @@ pub async fn run(
     listen: Vec<std::net::SocketAddr>,
 ) {
     // Connecting an end waits for its peer to connect the other end, so
-    // connect them all at once.
+    // connect them all at once. glommio re-checks pending connections only
+    // when its reactor polls, and nothing from the peer wakes a parked
+    // executor, so a ticker keeps it polling until the mesh is complete
+    // (without it a shard could sleep through its peers' connects forever).
+    let connecting = Rc::new(Cell::new(true));
+    {
+        let connecting = connecting.clone();
+        glommio::spawn_local(async move {
+            while connecting.get() {
+                glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+            }
+        })
+        .detach();
+    }
     let sender_tasks: Vec<_> = mesh
         .senders
         .into_iter()
@@ -655,6 +668,7 @@ pub async fn run(
     for t in receiver_tasks {
         receivers.push(t.await);
     }
+    connecting.set(false);
     let shard = Rc::new(Shard::new(id, shared.clone(), senders));
     for rx in receivers {
         let shard = shard.clone();
