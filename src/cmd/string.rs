@@ -369,8 +369,13 @@ fn msetnx(ex: &mut Exec, a: &[Bytes]) {
 }
 
 /// The proto-max-bulk-len check APPEND and SETRANGE make.
+/// Strings built server-side (APPEND, SETRANGE) never exceed 4 GiB, even
+/// if proto-max-bulk-len is raised further: one request must not be able
+/// to make the process allocate (and abort on) an absurd size.
+const MAX_BUILT_STRING: u64 = 4 << 30;
+
 fn check_len(ex: &mut Exec, len: u64) -> bool {
-    if len > ex.shard.proto_max_bulk.get() {
+    if len > ex.shard.proto_max_bulk.get() || len > MAX_BUILT_STRING {
         ex.r.error("ERR string exceeds maximum allowed size (proto-max-bulk-len)");
         return false;
     }

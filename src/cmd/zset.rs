@@ -956,11 +956,15 @@ fn zrandmember(ex: &mut Exec, a: &[Bytes]) {
     let Some(l) = parse_i64(&a[2]) else {
         return ex.r.error(NOT_INT);
     };
+    // getRangeLongFromObjectOrReply(-LONG_MAX, LONG_MAX) as in Redis.
+    if l == i64::MIN {
+        return ex.r.error("ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807");
+    }
     let withscores = a.len() == 4;
     if a.len() > 4 || (withscores && !eq_ic(&a[3], "withscores")) {
         return ex.r.error(SYNTAX);
     }
-    if withscores && !(i64::MIN / 2..=i64::MAX / 2).contains(&l) {
+    if withscores && !(-(i64::MAX / 2)..=i64::MAX / 2).contains(&l) {
         return ex.r.error("ERR value is out of range");
     }
     let (found, r) = look(ex, &a[1], true);

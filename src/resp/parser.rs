@@ -19,8 +19,9 @@ use std::ops::Range;
 /// Longest inline request or multibulk/bulk header line Redis accepts
 /// without a newline (`PROTO_INLINE_MAX_SIZE`).
 const INLINE_MAX: usize = 64 * 1024;
-/// Largest multibulk count Redis accepts (1024*1024 arguments).
-const MAX_MULTIBULK: i64 = 1024 * 1024;
+/// Largest multibulk count Redis accepts (`INT_MAX`; memory for the
+/// arguments is only taken as their bytes arrive).
+const MAX_MULTIBULK: i64 = i32::MAX as i64;
 
 /// Limits a connection enforces while parsing.
 #[derive(Clone, Copy, Debug)]
@@ -83,24 +84,35 @@ fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
     hay.iter().position(|&b| b == needle)
 }
 
-/// Parses a signed decimal the way Redis's `string2ll` does for protocol
-/// headers: optional '-', digits only, no overflow.
+/// Parses a signed decimal exactly as Redis's `string2ll`: optional '-',
+/// no '+', no leading zeros (only "0" itself), no "-0", the full i64 range.
 fn parse_i64(s: &[u8]) -> Option<i64> {
+    if s == b"0" {
+        return Some(0);
+    }
     let (neg, digits) = match s.split_first() {
         Some((b'-', rest)) => (true, rest),
         _ => (false, s),
     };
-    if digits.is_empty() || digits.len() > 19 {
+    if digits.is_empty() || digits.len() > 19 || digits[0] == b'0' {
         return None;
     }
-    let mut v: i64 = 0;
+    let mut v: u64 = 0;
     for &d in digits {
         if !d.is_ascii_digit() {
             return None;
         }
-        v = v.checked_mul(10)?.checked_add((d - b'0') as i64)?;
+        v = v.checked_mul(10)?.checked_add((d - b'0') as u64)?;
     }
-    Some(if neg { -v } else { v })
+    if neg {
+        if v > i64::MAX as u64 + 1 {
+            None
+        } else {
+            Some((v as i64).wrapping_neg())
+        }
+    } else {
+        i64::try_from(v).ok()
+    }
 }
 
 fn parse_multibulk(buf: &[u8], limits: ParseLimits) -> Result<Option<Parsed>, ParseError> {
@@ -339,6 +351,22 @@ mod tests {
         assert_eq!(
             parse_command(b"*1\r\n$-1\r\n", L),
             Err(ParseError::new("invalid bulk length"))
+        );
+    }
+
+    #[test]
+    fn counts_like_string2ll() {
+        assert_eq!(
+            parse_command(b"*01\r\n", L),
+            Err(ParseError::new("invalid multibulk length"))
+        );
+        assert_eq!(
+            parse_command(b"*1\r\n$-0\r\n", L),
+            Err(ParseError::new("invalid bulk length"))
+        );
+        assert_eq!(
+            parse_command(b"*-9223372036854775808\r\n", L),
+            Ok(Some((vec![], 23)))
         );
     }
 

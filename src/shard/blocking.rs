@@ -19,6 +19,8 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::{Bytes, BytesMut};
 
@@ -42,6 +44,9 @@ pub struct Parked {
     /// owner then only notifies).
     cmd: Option<ShardCmd>,
     proto: Proto,
+    /// Set (by the connection's shard) when the client has gone: it must
+    /// not be served, or the popped element would be lost.
+    closed: Arc<AtomicBool>,
 }
 
 /// Per-shard blocking state.
@@ -116,6 +121,7 @@ pub fn park(
     keys: Vec<(u16, Bytes)>,
     cmd: Option<ShardCmd>,
     proto: Proto,
+    closed: Arc<AtomicBool>,
 ) {
     // A push may have landed between the coordinator's try and this
     // registration. A waiter we can serve here is simply tried once more
@@ -131,7 +137,15 @@ pub fn park(
             .collect()
     };
     let mut b = shard.blocking.borrow_mut();
-    b.park(w, Parked { keys, cmd, proto });
+    b.park(
+        w,
+        Parked {
+            keys,
+            cmd,
+            proto,
+            closed,
+        },
+    );
     let mut wake = false;
     if serve_here || !present.is_empty() {
         for (db, k) in present {
@@ -175,6 +189,11 @@ async fn serve_key(shard: &Rc<Shard>, key: (u16, Bytes)) {
             let b = shard.blocking.borrow();
             match b.parked.get(&w) {
                 None => continue,
+                Some(p) if p.closed.load(Ordering::Acquire) => {
+                    drop(b);
+                    shard.blocking.borrow_mut().unpark(w);
+                    continue;
+                }
                 Some(p) => (p.cmd.clone(), p.proto),
             }
         };
@@ -296,6 +315,7 @@ pub async fn exec_blocking(
                     keys: keys.clone(),
                     cmd,
                     proto: client.proto,
+                    closed: closed.shared(),
                 },
             )
             .await;
@@ -355,12 +375,19 @@ async fn wait_any(
 pub struct CloseFlag {
     set: std::cell::Cell<bool>,
     wake: Notify,
+    /// The same fact for owner shards holding this client's parked pops.
+    shared: Arc<AtomicBool>,
 }
 
 impl CloseFlag {
     pub fn set(&self) {
         self.set.set(true);
+        self.shared.store(true, Ordering::Release);
         self.wake.notify();
+    }
+
+    pub fn shared(&self) -> Arc<AtomicBool> {
+        self.shared.clone()
     }
 
     pub fn is_set(&self) -> bool {

@@ -471,9 +471,10 @@ pub fn apply_op(shard: &Shard, op: Op) -> OpReply {
             keys,
             cmd,
             proto,
+            closed,
         } => {
             drop(ks);
-            super::blocking::park(shard, waiter, keys, cmd, proto);
+            super::blocking::park(shard, waiter, keys, cmd, proto, closed);
             OpReply::Done
         }
         Op::Unblock { waiter } => {

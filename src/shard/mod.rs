@@ -247,6 +247,7 @@ pub enum Op {
         keys: Vec<(u16, Bytes)>,
         cmd: Option<ShardCmd>,
         proto: Proto,
+        closed: Arc<AtomicBool>,
     },
     /// Unpark it (timeout, close, or served elsewhere); Int(1) if it was parked.
     Unblock {
