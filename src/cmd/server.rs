@@ -456,10 +456,7 @@ async fn pubsub_cmd(shard: &Rc<Shard>, tx: Option<&Tx>, a: &[Bytes], r: &mut Rep
 }
 
 async fn scan(shard: &Rc<Shard>, tx: Option<&Tx>, db: u16, a: &[Bytes], r: &mut Reply<'_>) {
-    let cursor = match std::str::from_utf8(&a[1])
-        .ok()
-        .and_then(|s| s.parse::<u64>().ok())
-    {
+    let cursor = match super::set::parse_cursor(&a[1]) {
         Some(c) => c,
         None => return r.error("ERR invalid cursor"),
     };

@@ -468,7 +468,7 @@ fn sintercard(ex: &mut Exec, a: &[Bytes]) {
 /// Parses a SCAN cursor as Redis's `strtoul`-based `parseScanCursorOrReply`:
 /// no leading space, optional sign ("-1" wraps), no garbage, no overflow;
 /// the empty string is 0. Parsing stops at a NUL as in C.
-pub(super) fn parse_cursor(b: &[u8]) -> Option<u64> {
+pub(crate) fn parse_cursor(b: &[u8]) -> Option<u64> {
     let b = &b[..b.iter().position(|&c| c == 0).unwrap_or(b.len())];
     let Some(&first) = b.first() else {
         return Some(0);

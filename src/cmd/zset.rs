@@ -14,6 +14,7 @@
 
 use bytes::Bytes;
 
+use super::set::parse_cursor;
 use super::string::keyed;
 use super::{CmdSpec, Exec, Kind, Multi, NOT_INT, SYNTAX, WRONGTYPE, eq_ic, parse_f64, parse_i64};
 use crate::resp::{Proto, Reply};
@@ -1086,28 +1087,6 @@ fn zscan(ex: &mut Exec, a: &[Bytes]) {
             r.bulk(format_score(s).as_bytes());
         }
     }
-}
-
-/// A SCAN cursor as `parseScanCursorOrReply` reads it (strtoul: sign
-/// allowed, negative values wrap, "" is 0).
-fn parse_cursor(b: &[u8]) -> Option<u64> {
-    if b.first().is_some_and(|&c| c_space(c)) {
-        return None;
-    }
-    let s = c_str(b);
-    if s.is_empty() {
-        return Some(0);
-    }
-    let (neg, digits) = match s[0] {
-        b'-' => (true, &s[1..]),
-        b'+' => (false, &s[1..]),
-        _ => (false, s),
-    };
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    let v: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
-    Some(if neg { v.wrapping_neg() } else { v })
 }
 
 // ---------------------------------------------------------------------------
