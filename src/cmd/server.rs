@@ -666,14 +666,11 @@ async fn client_cmd(
                             f.typ = Some(t);
                         }
                         b"user" => f.user = Some(v),
+                        // MAXAGE arrived in Redis 7.4; 7.0 calls it a syntax error.
                         b"skipme" => match v.to_lowercase().as_str() {
                             "yes" => f.skip_id = Some(client.id),
                             "no" => f.skip_id = None,
                             _ => return r.error(SYNTAX),
-                        },
-                        b"maxage" => match parse_i64(&p[1]) {
-                            Some(s) => f.maxage = Some(s.max(0) as u64),
-                            None => return r.error(NOT_INT),
                         },
                         _ => return r.error(SYNTAX),
                     }

@@ -41,7 +41,6 @@ pub struct KillFilter {
     pub typ: Option<String>,
     pub user: Option<String>,
     pub skip_id: Option<u64>,
-    pub maxage: Option<u64>,
 }
 
 /// A finished slow-path batch: (slot, generation, replies, client state).
@@ -281,8 +280,7 @@ impl ConnTable {
                 && f.addr.as_ref().is_none_or(|a| *a == c.addr)
                 && f.laddr.as_ref().is_none_or(|a| *a == c.laddr)
                 && f.typ.as_ref().is_none_or(|t| t == "normal")
-                && f.user.as_ref().is_none_or(|u| u == "default")
-                && f.maxage.is_none_or(|m| c.created.elapsed().as_secs() >= m);
+                && f.user.as_ref().is_none_or(|u| u == "default");
             if ok {
                 victims.push(i as u32);
             }
