@@ -92,6 +92,22 @@ fn main() {
             )),
         }
     }
+    // Start-up watchdog: say so if some shard is not listening after 5 s
+    // (a stuck mesh handshake or bind), instead of a silent partial server.
+    {
+        let shared = shared.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(5));
+            let ready = shared.ready.load(std::sync::atomic::Ordering::SeqCst);
+            if ready < shared.nshards && !shared.shutdown.load(std::sync::atomic::Ordering::SeqCst)
+            {
+                log::error!(
+                    "start-up: only {ready} of {} shards are listening after 5 s (mesh handshake or bind stuck); connections hashed to the others will hang",
+                    shared.nshards
+                );
+            }
+        });
+    }
     for h in handles {
         if h.join().is_err() {
             log::error!("a shard executor panicked");

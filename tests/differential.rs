@@ -14,7 +14,7 @@
 //!   rejected (SET's EX 0 etc.);
 //! * any two TTLs generated in one run differ by >= 1000 s, so `EXPIRE .. GT/LT`
 //!   never compares two deadlines that are a few milliseconds apart;
-//! * TTL/PTTL replies are compared as -2 / -1 / "positive within 2 s";
+//! * TTL/PTTL replies are compared as -2 / -1 / "positive within 10 s";
 //! * KEYS replies are compared after sorting;
 //! * INCRBYFLOAT only ever sees small dyadic numbers (exact in binary), and
 //!   integer overflow is exercised on a dedicated key (`ovf`) that no float
@@ -371,12 +371,15 @@ impl Gen {
             }
             62 => push!("PERSIST", k),
             63..=65 => {
+                // The two servers see each command at slightly different
+                // times; on a loaded 2-core CI box that gap can reach
+                // seconds, so relative TTLs get a 10 s tolerance.
                 cmp = Cmp::Ttl(if self.chance(0.5) {
                     push!("TTL", k);
-                    2
+                    10
                 } else {
                     push!("PTTL", k);
-                    2000
+                    10_000
                 });
             }
             66..=68 => {

@@ -17,7 +17,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// Generous: CI runs two test threads, each starting multi-shard servers,
+/// on a loaded 2-core machine.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
 const IO_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Which program a `Server` runs.
