@@ -385,10 +385,7 @@ fn object(ex: &mut Exec, a: &[Bytes]) {
             "HELP",
             "    Prints this help.",
         ];
-        ex.r.array(lines.len());
-        for l in lines {
-            ex.r.simple(l);
-        }
+        ex.r.lines(&lines);
         return;
     }
     if a.len() != 3 || !(eq_ic(sub, "encoding") || eq_ic(sub, "freq")) {

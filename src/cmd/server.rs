@@ -442,10 +442,7 @@ async fn pubsub_cmd(shard: &Rc<Shard>, tx: Option<&Tx>, a: &[Bytes], r: &mut Rep
                 "NUMSUB [<channel> ...]",
                 "HELP",
             ];
-            r.array(lines.len());
-            for l in lines {
-                r.simple(l);
-            }
+            r.lines(&lines);
         }
         (b"channels" | b"numpat" | b"help", _) => r.error(&format!(
             "ERR wrong number of arguments for 'pubsub|{}' command",
@@ -707,10 +704,7 @@ async fn client_cmd(
                 "SETINFO <option> <value>",
                 "HELP",
             ];
-            r.array(lines.len());
-            for l in lines {
-                r.simple(l);
-            }
+            r.lines(&lines);
         }
         _ => r.error(&unknown_subcommand(&a[1], "client")),
     }
@@ -769,10 +763,7 @@ fn config_cmd(shard: &Shard, a: &[Bytes], r: &mut Reply<'_>) {
                 "REWRITE",
                 "HELP",
             ];
-            r.array(lines.len());
-            for l in lines {
-                r.simple(l);
-            }
+            r.lines(&lines);
         }
         b"resetstat" | b"rewrite" | b"help" => r.error(&wrong()),
         _ => r.error(&unknown_subcommand(&a[1], "config")),

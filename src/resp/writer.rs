@@ -151,6 +151,14 @@ impl<'a> Reply<'a> {
         }
     }
 
+    /// An array of status lines (the HELP replies).
+    pub fn lines(&mut self, lines: &[&str]) {
+        self.array(lines.len());
+        for l in lines {
+            self.simple(l);
+        }
+    }
+
     /// Raw pre-encoded RESP (a reply produced on another shard).
     pub fn raw(&mut self, b: &[u8]) {
         self.out.extend_from_slice(b);

@@ -232,6 +232,19 @@ impl Tx {
         tx
     }
 
+    /// Locks `shards` unless the caller already holds a transaction (inside
+    /// EXEC); the caller unlocks what this returns.
+    pub async fn unless_held(
+        shard: &Rc<Shard>,
+        outer: Option<&Tx>,
+        shards: &[usize],
+    ) -> Option<Tx> {
+        match outer {
+            Some(_) => None,
+            None => Some(Tx::lock(shard, shards).await),
+        }
+    }
+
     /// Runs an op on a shard this transaction holds.
     pub async fn op(&self, shard: &Rc<Shard>, to: usize, op: Op) -> OpReply {
         if to == shard.id {
@@ -311,10 +324,7 @@ pub async fn op_on(shard: &Rc<Shard>, tx: Option<&Tx>, to: usize, op: Op) -> OpR
 /// the caller's `outer` one inside EXEC, else a fresh one.
 pub async fn on_all_locked(shard: &Rc<Shard>, outer: Option<&Tx>, mut make: impl FnMut() -> Op) {
     let all: Vec<usize> = (0..shard.nshards()).collect();
-    let own = match outer {
-        Some(_) => None,
-        None => Some(Tx::lock(shard, &all).await),
-    };
+    let own = Tx::unless_held(shard, outer, &all).await;
     let tx = outer.or(own.as_ref()).expect("a transaction is held");
     for s in all {
         tx.op(shard, s, make()).await;
@@ -621,10 +631,7 @@ pub async fn exec_multi(
     }
     let groups = by_shard(spec, args, shard.nshards());
     let shards: Vec<usize> = groups.iter().map(|g| g.0).collect();
-    let own = match outer {
-        Some(_) => None,
-        None => Some(Tx::lock(shard, &shards).await),
-    };
+    let own = Tx::unless_held(shard, outer, &shards).await;
     let tx = outer.or(own.as_ref()).expect("a transaction is held");
     let keys_of = |idx: &[usize]| idx.iter().map(|&i| args[i].clone()).collect::<Vec<_>>();
     match m {
@@ -743,10 +750,7 @@ async fn exec_scratch(
     let mut shards: Vec<usize> = pairs.iter().map(|(_, k)| shard_of(k, n)).collect();
     shards.sort_unstable();
     shards.dedup();
-    let own = match outer {
-        Some(_) => None,
-        None => Some(Tx::lock(shard, &shards).await),
-    };
+    let own = Tx::unless_held(shard, outer, &shards).await;
     let tx = outer.or(own.as_ref()).expect("a transaction is held");
     let mut scratch = super::keyspace::Keyspace::new(shard.databases);
     let mut before = Vec::with_capacity(pairs.len());
