@@ -963,9 +963,12 @@ async fn info(shard: &Rc<Shard>, tx: Option<&Tx>, a: &[Bytes]) -> String {
     if show("clients") {
         let _ = write!(
             s,
-            "# Clients\r\nconnected_clients:{}\r\ncluster_connections:0\r\nmaxclients:{}\r\nclient_recent_max_input_buffer:0\r\nclient_recent_max_output_buffer:0\r\nblocked_clients:0\r\ntracking_clients:0\r\nclients_in_timeout_table:0\r\n\r\n",
+            "# Clients\r\nconnected_clients:{}\r\ncluster_connections:0\r\nmaxclients:{}\r\nclient_recent_max_input_buffer:0\r\nclient_recent_max_output_buffer:0\r\nblocked_clients:{}\r\ntracking_clients:0\r\nclients_in_timeout_table:0\r\ntether_busy_clients:{}\r\ntether_pending_requests:{}\r\n\r\n",
             infos.iter().map(|i| i.connected_clients).sum::<usize>(),
-            cfg.maxclients()
+            cfg.maxclients(),
+            infos.iter().map(|i| i.blocked_clients).sum::<u64>(),
+            infos.iter().map(|i| i.busy_clients).sum::<usize>(),
+            infos.iter().map(|i| i.pending_requests).sum::<usize>(),
         );
     }
     if show("memory") {

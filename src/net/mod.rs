@@ -177,6 +177,11 @@ impl ConnTable {
         }
     }
 
+    /// Connections with a slow-path batch in flight.
+    pub fn busy(&self) -> usize {
+        self.slots.iter().flatten().filter(|c| c.busy).count()
+    }
+
     /// Whether the driver has work queued (checked by the shard's cron).
     pub fn has_pending(&self) -> bool {
         !self.done.is_empty() || !self.dirty.is_empty()

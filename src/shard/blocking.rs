@@ -253,6 +253,10 @@ pub async fn exec_blocking(
         .filter(|ms| *ms > 0)
         .map(std::time::Duration::from_millis);
     let deadline = timeout.map(|t| std::time::Instant::now() + t);
+    // Counted for INFO's blocked_clients while this call waits.
+    let counter = &shard.stats.blocked_clients;
+    counter.set(counter.get() + 1);
+    let _uncount = Uncount(counter);
     loop {
         // 1. Try.
         let mut attempt = BytesMut::new();
@@ -398,5 +402,14 @@ impl CloseFlag {
         while !self.set.get() {
             self.wake.wait().await;
         }
+    }
+}
+
+/// Decrements the blocked-clients counter however `exec_blocking` returns.
+struct Uncount<'a>(&'a std::cell::Cell<u64>);
+
+impl Drop for Uncount<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
     }
 }

@@ -586,6 +586,9 @@ fn shard_info(shard: &Shard, now: u64) -> ShardInfo {
         net_input_bytes: st.net_input_bytes.get(),
         net_output_bytes: st.net_output_bytes.get(),
         used_memory: 0,
+        blocked_clients: st.blocked_clients.get(),
+        busy_clients: shard.net.borrow().busy(),
+        pending_requests: shard.pending_len(),
     }
 }
 

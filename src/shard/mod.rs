@@ -122,6 +122,8 @@ pub struct Stats {
     pub net_input_bytes: Cell<u64>,
     pub net_output_bytes: Cell<u64>,
     pub remote_batches: Cell<u64>,
+    /// Clients of this shard currently blocked (BLPOP and friends).
+    pub blocked_clients: Cell<u64>,
 }
 
 impl Stats {
@@ -287,6 +289,12 @@ pub struct ShardInfo {
     pub net_input_bytes: u64,
     pub net_output_bytes: u64,
     pub used_memory: u64,
+    /// Clients of this shard waiting in a blocking pop.
+    pub blocked_clients: u64,
+    /// Connections with a slow-path batch in flight, and cross-shard
+    /// requests awaiting a reply (diagnostics for stalls).
+    pub busy_clients: usize,
+    pub pending_requests: usize,
 }
 
 /// A reply to a [`Msg`].
@@ -505,6 +513,11 @@ impl Shard {
         let slot = Oneshot::default();
         self.pending.borrow_mut().insert(id, slot.clone());
         (id, slot)
+    }
+
+    /// Cross-shard requests still awaiting their reply.
+    pub fn pending_len(&self) -> usize {
+        self.pending.borrow().len()
     }
 
     pub fn forget_pending(&self, id: u64) {
