@@ -39,19 +39,10 @@ pub static COMMANDS: &[CmdSpec] = &[
 /// The hash at `key`: `Ok(None)` when missing, `Err` on WRONGTYPE. `read`
 /// selects Redis's `lookupKeyRead` (counts hits/misses) over `lookupKeyWrite`.
 fn hash_at<'a>(ex: &'a mut Exec, key: &[u8], read: bool) -> Result<Option<&'a mut HashValue>, ()> {
-    let e = if read {
-        ex.lookup_read(key)
-    } else {
-        ex.lookup_write(key)
-    };
-    match e {
-        None => Ok(None),
-        Some(Entry {
-            value: Value::Hash(h),
-            ..
-        }) => Ok(Some(h)),
-        Some(_) => Err(()),
-    }
+    ex.typed_at(key, read, |v| match v {
+        Value::Hash(x) => Some(&mut **x),
+        _ => None,
+    })
 }
 
 /// The hash at `key` for writing, created empty when missing. Callers

@@ -89,6 +89,27 @@ impl Exec<'_> {
         }
     }
 
+    /// Looks a key up (for reading with hit/miss accounting, or for
+    /// writing) and narrows it to one type with `pick`: `Ok(None)` when
+    /// missing, `Err(())` (WRONGTYPE) when it holds another type.
+    #[allow(clippy::result_unit_err)] // Err is WRONGTYPE; the caller words it
+    pub fn typed_at<T: ?Sized>(
+        &mut self,
+        key: &[u8],
+        read: bool,
+        pick: fn(&mut Value) -> Option<&mut T>,
+    ) -> Result<Option<&mut T>, ()> {
+        let e = if read {
+            self.lookup_read(key)
+        } else {
+            self.lookup_write(key)
+        };
+        match e {
+            None => Ok(None),
+            Some(e) => pick(&mut e.value).map(Some).ok_or(()),
+        }
+    }
+
     /// Stores a new value under a key that does not exist yet (no TTL).
     pub fn insert_new(&mut self, key: &[u8], value: Value) {
         let (db, _) = self.ks.db(self.db);

@@ -50,19 +50,10 @@ pub(super) const COUNT_RANGE: &str =
 /// The set at `key`: `Ok(None)` when missing, `Err` on WRONGTYPE. `read`
 /// selects Redis's `lookupKeyRead` (counts hits/misses) over `lookupKeyWrite`.
 fn set_at<'a>(ex: &'a mut Exec, key: &[u8], read: bool) -> Result<Option<&'a mut SetValue>, ()> {
-    let e = if read {
-        ex.lookup_read(key)
-    } else {
-        ex.lookup_write(key)
-    };
-    match e {
-        None => Ok(None),
-        Some(Entry {
-            value: Value::Set(s),
-            ..
-        }) => Ok(Some(s)),
-        Some(_) => Err(()),
-    }
+    ex.typed_at(key, read, |v| match v {
+        Value::Set(x) => Some(&mut **x),
+        _ => None,
+    })
 }
 
 /// The set at `key` for adding, created empty when missing.
