@@ -102,7 +102,7 @@ fn main() {
             if ready < shared.nshards && !shared.shutdown.load(std::sync::atomic::Ordering::SeqCst)
             {
                 log::error!(
-                    "start-up: only {ready} of {} shards are listening after 5 s (mesh handshake or bind stuck); connections hashed to the others will hang",
+                    "start-up: only {ready} of {} shards are listening after 5 s (mesh handshake or bind stuck); connections hashed to the others will hang. Run with RUST_LOG=debug to see which shard stopped where.",
                     shared.nshards
                 );
             }

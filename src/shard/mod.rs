@@ -651,6 +651,7 @@ pub async fn run(
     // when its reactor polls, and nothing from the peer wakes a parked
     // executor, so a ticker keeps it polling until the mesh is complete
     // (without it a shard could sleep through its peers' connects forever).
+    log::debug!("shard {id}: executor up, connecting the mesh");
     let connecting = Rc::new(Cell::new(true));
     {
         let connecting = connecting.clone();
@@ -683,6 +684,7 @@ pub async fn run(
         receivers.push(t.await);
     }
     connecting.set(false);
+    log::debug!("shard {id}: mesh connected");
     let shard = Rc::new(Shard::new(id, shared.clone(), senders));
     for rx in receivers {
         let shard = shard.clone();

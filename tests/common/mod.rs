@@ -171,6 +171,12 @@ impl Server {
         args.extend(extra.iter().map(|s| s.to_string()));
         let child = Command::new(&program)
             .args(&args)
+            // Start-up phases per shard land in the log shown on failure
+            // (an intermittent start-up hang is still being chased).
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info,tether::shard=debug".into()),
+            )
             .stdin(Stdio::null())
             .stdout(logf.try_clone().unwrap())
             .stderr(logf)
