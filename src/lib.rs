@@ -7,10 +7,12 @@
 //! - [`cmd`]: the command table and one file per command family.
 //! - [`shard`]: shard state, key ownership, keyspace, cross-shard dispatch.
 //! - [`glob`]: Redis glob matching (KEYS, SCAN MATCH, CONFIG GET).
+//! - [`rdb`]: RDB v10 codec: snapshot writer, resumable loader, DUMP/RESTORE payloads.
 
 pub mod cmd;
 pub mod config;
 pub mod glob;
 pub mod net;
+pub mod rdb;
 pub mod resp;
 pub mod shard;

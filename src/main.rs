@@ -82,7 +82,12 @@ fn main() {
         let builder = LocalExecutorBuilder::new(Placement::Fixed(cpus[i % cpus.len()]))
             .name(&format!("tether-shard-{i}"))
             .io_memory(256 << 10)
-            .preempt_timer(Duration::from_millis(1));
+            // glommio 0.9 parks an executor whose preempt timer fired
+            // before its first task ran, with no timer left to wake it:
+            // with a 1 ms timer a shard descheduled during start-up slept
+            // for seconds (CI's 4-shard hang). 100 ms (glommio's default)
+            // makes that window far wider than any scheduling hiccup.
+            .preempt_timer(Duration::from_millis(100));
         match builder.spawn(move || shard::run(i, shared, ends, addrs)) {
             Ok(h) => handles.push(h),
             Err(e) => fail(&format!(
