@@ -14,5 +14,6 @@ pub mod config;
 pub mod glob;
 pub mod net;
 pub mod rdb;
+pub mod repl;
 pub mod resp;
 pub mod shard;

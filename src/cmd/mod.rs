@@ -14,6 +14,7 @@ pub mod keys;
 pub mod list;
 pub mod multi;
 pub mod pubsub;
+pub mod repl;
 pub mod server;
 pub mod set;
 pub mod string;
@@ -45,6 +46,12 @@ pub struct Exec<'a> {
     /// to pop and wrote no reply: the caller parks the client until one of
     /// its keys changes or the timeout passes, then runs it again.
     pub would_block: bool,
+    /// The command changed the keyspace (set by `modified`): it goes into
+    /// the replication stream.
+    pub dirty: bool,
+    /// What to replicate instead of the command itself, when its effect is
+    /// not deterministic from its arguments (SPOP's random picks).
+    pub alt: Vec<Vec<Bytes>>,
 }
 
 impl Exec<'_> {
@@ -132,7 +139,13 @@ impl Exec<'_> {
     /// Records that `key` changed (Redis's `signalModifiedKey`): WATCHers of
     /// the key see their transaction fail.
     pub fn modified(&mut self, key: &[u8]) {
+        self.dirty = true;
         self.shard.key_modified(self.db, key);
+    }
+
+    /// Replicates `cmd` (in this db) instead of the command as written.
+    pub fn propagate_as(&mut self, cmd: Vec<Bytes>) {
+        self.alt.push(cmd);
     }
 
     /// Looks up a key for writing (no hit/miss accounting).
@@ -168,6 +181,8 @@ pub struct ClientState {
     /// Pub/Sub subscriptions of this connection.
     pub channels: Vec<Bytes>,
     pub patterns: Vec<Bytes>,
+    /// What a replica told us (REPLCONF) and asked for (SYNC/PSYNC).
+    pub repl: repl::ReplClient,
 }
 
 impl ClientState {
@@ -187,6 +202,7 @@ impl ClientState {
             watching: Vec::new(),
             channels: Vec::new(),
             patterns: Vec::new(),
+            repl: Default::default(),
         }
     }
 }
@@ -335,6 +351,7 @@ fn table() -> &'static Table {
             keys::COMMANDS,
             server::COMMANDS,
             pubsub::COMMANDS,
+            repl::COMMANDS,
             list::COMMANDS,
             hash::COMMANDS,
             set::COMMANDS,
@@ -412,12 +429,41 @@ pub fn exec_local(
     out: &mut bytes::BytesMut,
 ) -> bool {
     let mut ks = shard.ks.borrow_mut();
-    exec_in(shard, &mut ks, spec, db, proto, args, out)
+    exec_in(shard, &mut ks, spec, db, proto, args, out, Emit::Direct)
+}
+
+/// [`exec_local`], handing what it replicates to the caller (a command
+/// inside EXEC: the transaction goes out as one MULTI ... EXEC).
+#[allow(clippy::too_many_arguments)]
+pub fn exec_local_into(
+    shard: &Shard,
+    spec: &CmdSpec,
+    db: u16,
+    proto: Proto,
+    args: &[Bytes],
+    out: &mut bytes::BytesMut,
+    sink: &mut Vec<crate::repl::master::PEntry>,
+) -> bool {
+    let mut ks = shard.ks.borrow_mut();
+    exec_in(shard, &mut ks, spec, db, proto, args, out, Emit::Into(sink))
+}
+
+/// Where a command's replication stream entries go.
+pub enum Emit<'a> {
+    /// Sequenced and appended to this shard's backlog at once.
+    Direct,
+    /// Collected for the caller, who emits them under its locks.
+    Into(&'a mut Vec<crate::repl::master::PEntry>),
 }
 
 /// Runs a keyed or keyless command against a given keyspace: the shard's
 /// own, or a scratch copy holding the keys of a multi-shard command.
 /// Returns true when a blocking command found nothing and wrote no reply.
+///
+/// With replication active, a write that changed something is replicated
+/// (after the DELs of keys its lookups expired), rewritten where its
+/// effect depends on time or chance (`repl::master::rewrite`).
+#[allow(clippy::too_many_arguments)]
 pub fn exec_in(
     shard: &Shard,
     ks: &mut Keyspace,
@@ -426,11 +472,17 @@ pub fn exec_in(
     proto: Proto,
     args: &[Bytes],
     out: &mut bytes::BytesMut,
+    emit: Emit,
 ) -> bool {
     let f = match spec.kind {
         Kind::Keyed(f, _) | Kind::Keyless(f) => f,
         _ => unreachable!("exec_in on a {} command", spec.name),
     };
+    let repl = &shard.shared.repl;
+    if spec.is_write() && repl.refuse_writes() {
+        Reply::new(out, proto).error(crate::repl::master::NOREPLICAS);
+        return false;
+    }
     let mut ex = Exec {
         shard,
         ks,
@@ -438,9 +490,15 @@ pub fn exec_in(
         r: Reply::new(out, proto),
         now: shard.now(),
         would_block: false,
+        dirty: false,
+        alt: Vec::new(),
     };
     f(&mut ex, args);
-    ex.would_block
+    let (would_block, dirty, alt) = (ex.would_block, ex.dirty, std::mem::take(&mut ex.alt));
+    if repl.active.load(std::sync::atomic::Ordering::Relaxed) {
+        crate::repl::master::after_command(shard, ks, spec, db, args, dirty, alt, emit);
+    }
+    would_block
 }
 
 /// Unsubcommand error in Redis's words.

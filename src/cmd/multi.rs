@@ -198,7 +198,8 @@ pub async fn exec(shard: &Rc<Shard>, client: &mut ClientState, out: &mut BytesMu
     }
     needed.sort_unstable();
     needed.dedup();
-    let tx = Tx::lock(shard, &needed).await;
+    let mut tx = Tx::lock(shard, &needed).await;
+    tx.collect = true;
 
     // WATCH check, per owner shard, under the lock.
     let mut per: Vec<Vec<(u16, Bytes, u8)>> = (0..n).map(|_| Vec::new()).collect();
@@ -252,18 +253,37 @@ pub async fn exec(shard: &Rc<Shard>, client: &mut ClientState, out: &mut BytesMu
                             db: client.db,
                             proto: client.proto,
                             args: args.clone(),
+                            capture: true,
                         },
                     )
                     .await
                 {
-                    OpReply::Exec { out: o, blocked } => {
+                    OpReply::Exec {
+                        out: o,
+                        blocked,
+                        prop,
+                    } => {
                         out.extend_from_slice(&o);
+                        tx.emit(shard, prop);
                         blocked
                     }
                     other => unreachable!("exec op answered {other:?}"),
                 }
             }
-            Route::Shard(_) => super::exec_local(shard, spec, client.db, client.proto, &args, out),
+            Route::Shard(_) => {
+                let mut prop = Vec::new();
+                let blocked = super::exec_local_into(
+                    shard,
+                    spec,
+                    client.db,
+                    client.proto,
+                    &args,
+                    out,
+                    &mut prop,
+                );
+                tx.emit(shard, prop);
+                blocked
+            }
             Route::Multi => dispatch::exec_multi(shard, client, spec, &args, out, Some(&tx)).await,
             Route::Global => {
                 Box::pin(super::server::exec_global(

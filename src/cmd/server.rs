@@ -258,7 +258,11 @@ pub async fn exec_global(
             } else {
                 None
             };
-            dispatch::on_all_locked(shard, tx, || Op::Flush { db: which }).await;
+            if shard.shared.repl.refuse_writes() {
+                return r.error(crate::repl::master::NOREPLICAS);
+            }
+            let prop = crate::repl::master::PEntry::new(db, a.to_vec());
+            dispatch::on_all_locked_prop(shard, tx, || Op::Flush { db: which }, Some(prop)).await;
             r.ok()
         }
         "swapdb" => {
@@ -273,10 +277,19 @@ pub async fn exec_global(
             if x < 0 || y < 0 || x >= n || y >= n {
                 return r.error(DB_RANGE);
             }
-            dispatch::on_all_locked(shard, tx, || Op::SwapDb {
-                a: x as u16,
-                b: y as u16,
-            })
+            if shard.shared.repl.refuse_writes() {
+                return r.error(crate::repl::master::NOREPLICAS);
+            }
+            let prop = crate::repl::master::PEntry::new(db, a.to_vec());
+            dispatch::on_all_locked_prop(
+                shard,
+                tx,
+                || Op::SwapDb {
+                    a: x as u16,
+                    b: y as u16,
+                },
+                Some(prop),
+            )
             .await;
             r.ok()
         }
@@ -378,6 +391,8 @@ pub async fn exec_global(
             r.simple("RESET")
         }
         "exec" => Box::pin(super::multi::exec(shard, client, r.out)).await,
+        "wait" => super::repl::wait(shard, &mut r, a).await,
+        "role" => super::repl::role(shard, &mut r),
         "discard" => super::multi::discard(shard, client, &mut r).await,
         "watch" => super::multi::watch(shard, client, a, &mut r).await,
         "unwatch" => {
@@ -994,7 +1009,7 @@ async fn info(shard: &Rc<Shard>, tx: Option<&Tx>, a: &[Bytes]) -> String {
     if show("stats") {
         let _ = write!(
             s,
-            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\nevicted_keys:0\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\nsync_full:0\r\nsync_partial_ok:0\r\nsync_partial_err:0\r\n\r\n",
+            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\nevicted_keys:0\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\nsync_full:{}\r\nsync_partial_ok:{}\r\nsync_partial_err:{}\r\n\r\n",
             sum(|i| i.connections_received),
             sum(|i| i.commands_processed),
             sum(|i| i.net_input_bytes),
@@ -1003,16 +1018,13 @@ async fn info(shard: &Rc<Shard>, tx: Option<&Tx>, a: &[Bytes]) -> String {
             sum(|i| i.expired),
             sum(|i| i.hits),
             sum(|i| i.misses),
+            shared.repl.sync_full.load(Ordering::Relaxed),
+            shared.repl.sync_partial_ok.load(Ordering::Relaxed),
+            shared.repl.sync_partial_err.load(Ordering::Relaxed),
         );
     }
     if show("replication") {
-        let _ = write!(
-            s,
-            "# Replication\r\nrole:master\r\nconnected_slaves:0\r\nmaster_failover_state:no-failover\r\nmaster_replid:{}\r\nmaster_replid2:0000000000000000000000000000000000000000\r\nmaster_repl_offset:0\r\nsecond_repl_offset:-1\r\nrepl_backlog_active:0\r\nrepl_backlog_size:{}\r\nrepl_backlog_first_byte_offset:0\r\nrepl_backlog_histlen:0\r\n\r\n",
-            shared.run_id,
-            cfg.get_str("repl-backlog-size")
-                .unwrap_or_else(|| "1048576".into())
-        );
+        s.push_str(&crate::repl::master::info_replication(shared, &cfg));
     }
     if show("cpu") {
         let (sys, user) = cpu_times();

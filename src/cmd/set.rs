@@ -174,6 +174,12 @@ fn spop(ex: &mut Exec, a: &[Bytes]) {
     };
     ex.remove_if_empty(&a[1]);
     ex.modified(&a[1]);
+    // Random picks replicate as the members actually removed.
+    let mut srem = Vec::with_capacity(popped.len() + 2);
+    srem.push(Bytes::from_static(b"SREM"));
+    srem.push(a[1].clone());
+    srem.extend(popped.iter().cloned());
+    ex.propagate_as(srem);
     match count {
         None => ex.r.bulk(&popped[0]),
         Some(_) => reply_set(ex, popped.len(), popped.iter()),

@@ -11,6 +11,7 @@
 //! finds nothing to do the driver sleeps on `Shard::wake`, which the ring's
 //! eventfd watcher and the slow-path tasks trigger.
 
+pub mod replica;
 pub mod ring;
 pub mod sockopt;
 
@@ -80,6 +81,26 @@ pub struct Conn {
     laddr: String,
     created: Instant,
     last_active: Instant,
+    /// Set once the connection is a replica link (after SYNC/PSYNC).
+    repl: Option<Box<replica::Link>>,
+}
+
+impl Conn {
+    /// CLIENT LIST / KILL type: "replica", "pubsub" or "normal".
+    fn kind(&self) -> &'static str {
+        if self.repl.is_some() {
+            "replica"
+        } else if !self.client.channels.is_empty() || !self.client.patterns.is_empty() {
+            "pubsub"
+        } else {
+            "normal"
+        }
+    }
+}
+
+/// CLIENT's type names: `slave` is `replica`.
+fn type_matches(want: &str, kind: &str) -> bool {
+    want == kind || (want == "slave" && kind == "replica")
 }
 
 /// The shard's connections, indexed by slot.
@@ -99,6 +120,10 @@ pub struct ConnTable {
     unsubscribe: Vec<(u64, Vec<Bytes>, Vec<Bytes>)>,
     /// Client id -> slot, for Pub/Sub delivery.
     by_id: std::collections::HashMap<u64, u32>,
+    /// Slots of replica links (pumped every turn).
+    replicas: Vec<u32>,
+    /// Client ids of closed replica links, to drop from the registry.
+    gone_replicas: Vec<u64>,
 }
 
 impl ConnTable {
@@ -170,6 +195,10 @@ impl ConnTable {
                 self.unwatch
                     .push((c.client.id, std::mem::take(&mut c.client.watching)));
             }
+            if c.repl.is_some() {
+                self.gone_replicas.push(c.client.id);
+                self.replicas.retain(|&s| s != slot);
+            }
             // SAFETY: no operation refers to the fd any more.
             unsafe { libc::close(c.fd) };
             self.free.push(slot);
@@ -225,17 +254,17 @@ impl ConnTable {
     /// CLIENT LIST lines for this shard's connections.
     pub fn client_list(&self, shard: &Shard, ids: Option<&[u64]>, typ: Option<&str>) -> String {
         let mut s = String::new();
-        if typ.is_some_and(|t| t != "normal") {
-            return s;
-        }
         for c in self.slots.iter().flatten() {
-            if c.closing || ids.is_some_and(|ids| !ids.contains(&c.client.id)) {
+            if c.closing
+                || ids.is_some_and(|ids| !ids.contains(&c.client.id))
+                || typ.is_some_and(|t| !type_matches(t, c.kind()))
+            {
                 continue;
             }
             let cl = &c.client;
             let _ = writeln!(
                 s,
-                "id={} addr={} laddr={} fd={} name={} age={} idle={} flags=N db={} sub=0 psub=0 ssub=0 multi=-1 qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 rbs={} rbp=0 obl=0 oll=0 omem=0 tot-mem={} events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={} shard={}",
+                "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub=0 psub=0 ssub=0 multi=-1 qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 rbs={} rbp=0 obl=0 oll=0 omem=0 tot-mem={} events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={} shard={}",
                 cl.id,
                 c.addr,
                 c.laddr,
@@ -246,6 +275,11 @@ impl ConnTable {
                     .unwrap_or_default(),
                 c.created.elapsed().as_secs(),
                 c.last_active.elapsed().as_secs(),
+                match c.kind() {
+                    "replica" => "S",
+                    "pubsub" => "P",
+                    _ => "N",
+                },
                 cl.db,
                 c.rbuf.len(),
                 c.rbuf.capacity().saturating_sub(c.rbuf.len()),
@@ -284,7 +318,7 @@ impl ConnTable {
                 && f.id.is_none_or(|id| id == c.client.id)
                 && f.addr.as_ref().is_none_or(|a| *a == c.addr)
                 && f.laddr.as_ref().is_none_or(|a| *a == c.laddr)
-                && f.typ.as_ref().is_none_or(|t| t == "normal")
+                && f.typ.as_ref().is_none_or(|t| type_matches(t, c.kind()))
                 && f.user.as_ref().is_none_or(|u| u == "default");
             if ok {
                 victims.push(i as u32);
@@ -311,7 +345,10 @@ impl ConnTable {
             .filter_map(|(i, c)| {
                 c.as_ref()
                     .filter(|c| {
-                        !c.closing && !c.busy && c.last_active.elapsed().as_secs() >= timeout
+                        !c.closing
+                            && !c.busy
+                            && c.repl.is_none()
+                            && c.last_active.elapsed().as_secs() >= timeout
                     })
                     .map(|_| i as u32)
             })
@@ -346,6 +383,7 @@ pub async fn serve(shard: Rc<Shard>, listeners: Vec<RawFd>) {
         shard.shared.request_shutdown();
         return;
     }
+    shard.shared.repl.wake_fd[shard.id].store(efd, std::sync::atomic::Ordering::SeqCst);
     let watcher = {
         let shard = shard.clone();
         glommio::spawn_local(async move {
@@ -368,6 +406,7 @@ pub async fn serve(shard: Rc<Shard>, listeners: Vec<RawFd>) {
         listeners,
         cqes: Vec::with_capacity(1024),
         slow: Vec::new(),
+        full_syncs: Vec::new(),
     };
     driver.run().await;
     drop(watcher);
@@ -380,6 +419,8 @@ struct Driver {
     cqes: Vec<Completion>,
     /// Slow-path batches to spawn once no borrow is held.
     slow: Vec<SlowBatch>,
+    /// Full syncs to start once no borrow is held.
+    full_syncs: Vec<replica::FullSync>,
 }
 
 impl Driver {
@@ -521,6 +562,7 @@ impl Driver {
             laddr,
             created: now,
             last_active: now,
+            repl: None,
         });
         let generation = self.shard.net.borrow_mut().gens[slot as usize];
         Stats::add(&self.shard.stats.connections_received, 1);
@@ -598,7 +640,13 @@ impl Driver {
 
     /// Parses and runs input, queues output, finishes closes.
     fn process_dirty(&mut self) {
-        let dirty = std::mem::take(&mut self.shard.net.borrow_mut().dirty);
+        let dirty = {
+            let mut net = self.shard.net.borrow_mut();
+            // Replica links are pumped every turn.
+            let reps = net.replicas.clone();
+            net.dirty.extend(reps);
+            std::mem::take(&mut net.dirty)
+        };
         self.shard.clock.set(crate::shard::now_ms());
         let mut seen = Vec::with_capacity(dirty.len());
         for slot in dirty {
@@ -615,6 +663,14 @@ impl Driver {
                 .pubsub
                 .borrow_mut()
                 .remove_client(id, &chans, &pats);
+        }
+        let gone = std::mem::take(&mut self.shard.net.borrow_mut().gone_replicas);
+        for id in gone {
+            crate::repl::lock(&self.shard.shared.repl.replicas).remove(&id);
+        }
+        for (slot, generation, eof) in self.full_syncs.drain(..) {
+            let me = self.shard.clone();
+            glommio::spawn_local(replica::full_sync(me, slot, generation, eof)).detach();
         }
         let unwatch = std::mem::take(&mut self.shard.net.borrow_mut().unwatch);
         for (id, keys) in unwatch {
@@ -655,6 +711,21 @@ impl Driver {
                 cmds,
                 conn.closed.clone(),
             ));
+        }
+        let conn = net.slots[slot as usize].as_mut().expect("present");
+        if !conn.busy {
+            if conn.client.repl.sync.is_some()
+                && let Some(fs) = replica::on_sync(&shard, &mut net, slot)
+            {
+                self.full_syncs.push(fs);
+            }
+            let conn = net.slots[slot as usize].as_mut().expect("present");
+            if let Some(off) = conn.client.repl.ack.take() {
+                replica::on_ack(&shard, conn, off);
+            }
+            if conn.repl.is_some() && !conn.closing && !replica::pump(&shard, conn) {
+                net.begin_close(slot);
+            }
         }
         let conn = net.slots[slot as usize].as_mut().expect("present");
         if !conn.send_inflight && !conn.closing {

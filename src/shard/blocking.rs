@@ -216,6 +216,7 @@ async fn serve_key(shard: &Rc<Shard>, key: (u16, Bytes)) {
                     OpReply::Exec {
                         out: out.freeze(),
                         blocked: false,
+                        prop: Vec::new(),
                     },
                 )
                 .await;
@@ -271,11 +272,14 @@ pub async fn exec_blocking(
                         db: client.db,
                         proto: client.proto,
                         args: args.to_vec(),
+                        capture: false,
                     },
                 )
                 .await
                 {
-                    OpReply::Exec { out: o, blocked } => {
+                    OpReply::Exec {
+                        out: o, blocked, ..
+                    } => {
                         attempt.extend_from_slice(&o);
                         blocked
                     }

@@ -22,6 +22,7 @@ use super::keyspace::{Entry, Value};
 use super::{CountKind, Msg, Op, OpReply, Shard, ShardCmd, ShardInfo, now_ms, shard_of};
 use crate::cmd::{self, ClientState, Kind, Lookup, Multi, Route};
 use crate::glob::glob_match;
+use crate::repl::master::PEntry;
 use crate::resp::{Proto, Reply};
 
 /// Runs single-shard commands on this shard; returns the replies back to
@@ -194,6 +195,10 @@ pub struct Tx {
     pub id: u64,
     local: Option<StaticPermit>,
     remote: Vec<usize>,
+    /// An EXEC's transaction collects what its commands replicate and
+    /// emits it as one MULTI ... EXEC before unlocking.
+    pub collect: bool,
+    pub prop: std::cell::RefCell<Vec<crate::repl::master::PEntry>>,
 }
 
 impl Tx {
@@ -204,6 +209,8 @@ impl Tx {
             id,
             local: None,
             remote: Vec::new(),
+            collect: false,
+            prop: Default::default(),
         };
         for &s in shards {
             if s == shard.id {
@@ -262,7 +269,22 @@ impl Tx {
         }
     }
 
+    /// Replicates `entries` under this transaction's locks: collected for
+    /// the EXEC that owns it, else emitted now (several become one MULTI
+    /// block, so a command split over shards stays atomic on replicas).
+    pub fn emit(&self, shard: &Shard, entries: Vec<crate::repl::master::PEntry>) {
+        if self.collect {
+            self.prop.borrow_mut().extend(entries);
+        } else {
+            crate::repl::master::emit_all(shard, entries, false);
+        }
+    }
+
     pub async fn unlock(self, shard: &Rc<Shard>) {
+        if self.collect {
+            let entries = std::mem::take(&mut *self.prop.borrow_mut());
+            crate::repl::master::emit_all(shard, entries, true);
+        }
         for &s in &self.remote {
             shard.send(s, Msg::Unlock { tx: self.id }).await;
         }
@@ -322,20 +344,47 @@ pub async fn op_on(shard: &Rc<Shard>, tx: Option<&Tx>, to: usize, op: Op) -> OpR
 
 /// Runs a write on every shard under one transaction (FLUSHALL, SWAPDB):
 /// the caller's `outer` one inside EXEC, else a fresh one.
-pub async fn on_all_locked(shard: &Rc<Shard>, outer: Option<&Tx>, mut make: impl FnMut() -> Op) {
+pub async fn on_all_locked(shard: &Rc<Shard>, outer: Option<&Tx>, make: impl FnMut() -> Op) {
+    on_all_locked_prop(shard, outer, make, None).await
+}
+
+/// [`on_all_locked`] for a write that replicates as `prop` (FLUSHALL).
+pub async fn on_all_locked_prop(
+    shard: &Rc<Shard>,
+    outer: Option<&Tx>,
+    mut make: impl FnMut() -> Op,
+    prop: Option<crate::repl::master::PEntry>,
+) {
     let all: Vec<usize> = (0..shard.nshards()).collect();
     let own = Tx::unless_held(shard, outer, &all).await;
     let tx = outer.or(own.as_ref()).expect("a transaction is held");
     for s in all {
         tx.op(shard, s, make()).await;
     }
+    if let Some(p) = prop {
+        tx.emit(shard, vec![p]);
+    }
     if let Some(t) = own {
         t.unlock(shard).await;
     }
 }
 
-/// Executes a typed op against this shard's keyspace.
+/// Executes a typed op against this shard's keyspace, then replicates the
+/// DELs of keys its lookups found expired.
 pub fn apply_op(shard: &Shard, op: Op) -> OpReply {
+    let reply = apply_op_inner(shard, op);
+    if shard
+        .shared
+        .repl
+        .active
+        .load(std::sync::atomic::Ordering::Relaxed)
+    {
+        crate::repl::master::flush_expired(shard, &mut shard.ks.borrow_mut());
+    }
+    reply
+}
+
+fn apply_op_inner(shard: &Shard, op: Op) -> OpReply {
     let now = now_ms();
     let mut ks = shard.ks.borrow_mut();
     match op {
@@ -420,7 +469,15 @@ pub fn apply_op(shard: &Shard, op: Op) -> OpReply {
         Op::SwapDb { a, b } => {
             shard.db_modified(Some(a));
             shard.db_modified(Some(b));
-            ks.dbs.swap(a as usize, b as usize);
+            let (a, b) = (a as usize, b as usize);
+            // A snapshot in progress keeps each index's content as of the
+            // cut: finish both walks, swap, and swap the parts back.
+            ks.dbs[a].snap_finish();
+            ks.dbs[b].snap_finish();
+            ks.dbs.swap(a, b);
+            let (sa, sb) = (ks.dbs[a].snap.take(), ks.dbs[b].snap.take());
+            ks.dbs[a].snap = sb;
+            ks.dbs[b].snap = sa;
             OpReply::Done
         }
         Op::Keys { db, pattern } => {
@@ -466,14 +523,21 @@ pub fn apply_op(shard: &Shard, op: Op) -> OpReply {
             db,
             proto,
             args,
+            capture,
         } => {
             drop(ks);
             let mut out = BytesMut::new();
-            let blocked = cmd::exec_local(shard, spec, db, proto, &args, &mut out);
+            let mut prop = Vec::new();
+            let blocked = if capture {
+                cmd::exec_local_into(shard, spec, db, proto, &args, &mut out, &mut prop)
+            } else {
+                cmd::exec_local(shard, spec, db, proto, &args, &mut out)
+            };
             super::Stats::add(&shard.stats.commands_processed, 1);
             OpReply::Exec {
                 out: out.freeze(),
                 blocked,
+                prop,
             }
         }
         Op::Block {
@@ -549,6 +613,21 @@ pub fn apply_op(shard: &Shard, op: Op) -> OpReply {
         Op::RefreshConfig => {
             drop(ks);
             shard.refresh_config();
+            OpReply::Done
+        }
+        Op::SnapBegin => {
+            drop(ks);
+            crate::repl::snapshot::shard_begin(shard);
+            OpReply::Done
+        }
+        Op::SnapChunk => {
+            drop(ks);
+            let (bytes, done) = crate::repl::snapshot::shard_chunk(shard);
+            OpReply::Chunk { bytes, done }
+        }
+        Op::SnapEnd => {
+            drop(ks);
+            crate::repl::snapshot::shard_end(shard);
             OpReply::Done
         }
         Op::ResetStats => {
@@ -629,6 +708,10 @@ pub async fn exec_multi(
         ));
         return false;
     }
+    if spec.is_write() && shard.shared.repl.refuse_writes() {
+        r.error(crate::repl::master::NOREPLICAS);
+        return false;
+    }
     if m == Multi::Scratch {
         return exec_scratch(shard, client, spec, args, r.out, outer).await;
     }
@@ -692,6 +775,7 @@ pub async fn exec_multi(
                         .collect();
                     tx.op(shard, *s, Op::MSet { db, pairs }).await;
                 }
+                tx.emit(shard, vec![PEntry::new(db, args.to_vec())]);
                 if m == Multi::MSet { r.ok() } else { r.int(1) }
             }
         }
@@ -712,6 +796,9 @@ pub async fn exec_multi(
                 {
                     total += n;
                 }
+            }
+            if kind == CountKind::Del && total > 0 {
+                tx.emit(shard, vec![PEntry::new(db, args.to_vec())]);
             }
             r.int(total)
         }
@@ -778,7 +865,17 @@ async fn exec_scratch(
         }
         before.push((d, k, e));
     }
-    let blocked = cmd::exec_in(shard, &mut scratch, spec, db, client.proto, args, out);
+    let mut prop = Vec::new();
+    let blocked = cmd::exec_in(
+        shard,
+        &mut scratch,
+        spec,
+        db,
+        client.proto,
+        args,
+        out,
+        cmd::Emit::Into(&mut prop),
+    );
     if spec.is_write() && !blocked {
         let now = now_ms();
         for (d, k, old) in before {
@@ -815,6 +912,7 @@ async fn exec_scratch(
                 }
             };
         }
+        tx.emit(shard, prop);
     }
     if let Some(t) = own {
         t.unlock(shard).await;

@@ -88,13 +88,19 @@ impl Entry {
     }
 }
 
-type Map = IndexMap<Key, Entry, RandomState>;
+pub(crate) type Map = IndexMap<Key, Entry, RandomState>;
 
 /// One logical database's share on this shard.
 #[derive(Default)]
 pub struct Db {
     map: Map,
     expires: IndexSet<Key, RandomState>,
+    /// Keys deleted because their TTL passed, kept while replication is
+    /// active so the shard can propagate them as DEL (`None` = off).
+    pub expired_log: Option<Vec<Bytes>>,
+    /// A snapshot in progress over this db (see `repl::snapshot`): every
+    /// key is serialised as it was at the cut before anything touches it.
+    pub snap: Option<Box<crate::repl::snapshot::DbSnap>>,
 }
 
 /// Counters the keyspace keeps for INFO stats.
@@ -121,9 +127,11 @@ impl Db {
     /// Looks a key up, deleting it first if its TTL has passed (lazy expiry).
     pub fn get(&mut self, key: &[u8], now: u64, stats: &mut KeyspaceStats) -> Option<&mut Entry> {
         let idx = self.map.get_index_of(key)?;
+        self.snap_before(key);
         if self.map[idx].expired(now) {
             self.remove(key);
             stats.expired += 1;
+            self.log_expired(key);
             return None;
         }
         Some(&mut self.map[idx])
@@ -150,6 +158,7 @@ impl Db {
     /// Inserts or replaces a key with the given entry (TTL included), with
     /// one hash probe: the raw entry API finds the slot or the vacancy.
     pub fn insert(&mut self, key: &[u8], entry: Entry) {
+        self.snap_before(key);
         let has_ttl = entry.expire_at != 0;
         match self.map.raw_entry_mut_v1().from_key(key) {
             RawEntryMut::Occupied(mut o) => {
@@ -173,6 +182,7 @@ impl Db {
     }
 
     pub fn remove(&mut self, key: &[u8]) -> Option<Entry> {
+        self.snap_before(key);
         let e = self.map.swap_remove(key)?;
         if e.expire_at != 0 {
             self.expires.swap_remove(key);
@@ -182,6 +192,7 @@ impl Db {
 
     /// Sets (at != 0) or clears (at == 0) the TTL of an existing key.
     pub fn set_expire(&mut self, key: &[u8], at: u64) -> bool {
+        self.snap_before(key);
         let Some((_, k, e)) = self.map.get_full_mut(key) else {
             return false;
         };
@@ -196,6 +207,9 @@ impl Db {
     }
 
     pub fn clear(&mut self) {
+        if let Some(s) = self.snap.as_mut() {
+            s.finish(&self.map);
+        }
         self.map = Map::default();
         self.expires = IndexSet::default();
     }
@@ -214,6 +228,7 @@ impl Db {
             let k = k.clone();
             self.remove(k.as_bytes());
             stats.expired += 1;
+            self.log_expired(k.as_bytes());
         }
         self.map
             .get_index(0)
@@ -264,6 +279,10 @@ impl Db {
         stats: &mut KeyspaceStats,
     ) -> Vec<Bytes> {
         let mut deleted = Vec::new();
+        if self.snap.is_some() {
+            // Lazy expiry still works; active expiry waits for the snapshot.
+            return deleted;
+        }
         loop {
             if self.expires.is_empty() {
                 break;
@@ -283,6 +302,7 @@ impl Db {
                     stats.expired += 1;
                     expired += 1;
                     deleted.push(Bytes::copy_from_slice(key.as_bytes()));
+                    self.log_expired(key.as_bytes());
                 }
             }
             if expired * 4 <= sample || std::time::Instant::now() >= deadline {
@@ -290,6 +310,52 @@ impl Db {
             }
         }
         deleted
+    }
+
+    /// Records a key deleted by expiry, for propagation as DEL.
+    fn log_expired(&mut self, key: &[u8]) {
+        if let Some(log) = self.expired_log.as_mut() {
+            log.push(Bytes::copy_from_slice(key));
+        }
+    }
+
+    /// Serialises `key` into the running snapshot, as it is now, unless
+    /// the snapshot already holds it (see `repl::snapshot`).
+    #[inline]
+    fn snap_before(&mut self, key: &[u8]) {
+        if let Some(s) = self.snap.as_mut() {
+            s.before_write(key, &self.map);
+        }
+    }
+
+    /// Takes what the snapshot over this db has serialised, walking on to
+    /// about `budget` bytes; `None` when no snapshot is running here.
+    /// Returns the bytes and whether this db's part is complete.
+    pub fn snap_take(&mut self, budget: usize) -> Option<(Vec<u8>, bool)> {
+        let s = self.snap.as_mut()?;
+        let finished = s.step(&self.map, budget);
+        let bytes = std::mem::take(&mut s.out);
+        if finished {
+            self.snap = None;
+        }
+        Some((bytes, finished))
+    }
+
+    /// Completes this db's snapshot walk at once, keeping the bytes.
+    pub fn snap_finish(&mut self) {
+        if let Some(s) = self.snap.as_mut() {
+            s.finish(&self.map);
+        }
+    }
+
+    /// The entry at `i` of the insertion order (snapshot walks).
+    pub fn index(&self, i: usize) -> Option<(&Key, &Entry)> {
+        self.map.get_index(i)
+    }
+
+    /// The raw entry of a key, expired or not (snapshot hooks).
+    pub fn raw(&self, key: &[u8]) -> Option<&Entry> {
+        self.map.get(key)
     }
 
     /// Sum of TTLs remaining over keys with one (for INFO avg_ttl).

@@ -84,6 +84,8 @@ pub struct Shared {
     /// Wall time (Unix seconds) of the last successful save; start time
     /// until one happens, as in Redis.
     pub lastsave: AtomicU64,
+    /// Replication: sequencer, backlogs, replicas (see `repl`).
+    pub repl: crate::repl::Repl,
 }
 
 impl Shared {
@@ -101,6 +103,7 @@ impl Shared {
             exit_code: AtomicU64::new(0),
             ready: std::sync::atomic::AtomicUsize::new(0),
             lastsave: AtomicU64::new(now_ms() / 1000),
+            repl: crate::repl::Repl::new(nshards),
         }
     }
 
@@ -232,6 +235,9 @@ pub enum Op {
         db: u16,
         proto: Proto,
         args: Vec<Bytes>,
+        /// Inside EXEC: hand the replicated entries back instead of
+        /// emitting them here.
+        capture: bool,
     },
     /// WATCH a key for a client; replies its `multi::WATCH_*` state.
     Watch {
@@ -273,6 +279,12 @@ pub enum Op {
         client: u64,
         keys: Vec<(u16, Bytes, u8)>,
     },
+    /// Arm a snapshot on every db here (under the cut's locks).
+    SnapBegin,
+    /// The next piece of this shard's part of the snapshot (`Chunk`).
+    SnapChunk,
+    /// Drop this shard's snapshot state.
+    SnapEnd,
 }
 
 /// Per-shard figures gathered for INFO.
@@ -319,6 +331,12 @@ pub enum OpReply {
     Exec {
         out: Bytes,
         blocked: bool,
+        /// What the command replicates (inside EXEC).
+        prop: Vec<crate::repl::master::PEntry>,
+    },
+    Chunk {
+        bytes: Vec<u8>,
+        done: bool,
     },
 }
 
@@ -388,6 +406,10 @@ pub struct Shard {
     /// Clients blocked on keys of this shard, and the task that serves them.
     pub blocking: RefCell<blocking::Blocking>,
     pub blocking_wake: Notify,
+    /// This shard's share of `repl-backlog-size`.
+    pub backlog_cap: Cell<u64>,
+    /// Progress through this shard's part of a running snapshot.
+    pub snap_progress: RefCell<Option<crate::repl::snapshot::ShardProgress>>,
 }
 
 impl Shard {
@@ -416,6 +438,8 @@ impl Shard {
             pubsub: RefCell::new(Default::default()),
             blocking: RefCell::new(blocking::Blocking::default()),
             blocking_wake: Notify::default(),
+            backlog_cap: Cell::new(0),
+            snap_progress: RefCell::new(None),
         }
     }
 
@@ -461,8 +485,17 @@ impl Shard {
 
     /// Reloads the config values a shard caches for its hot path.
     pub fn refresh_config(&self) {
-        self.proto_max_bulk
-            .set(self.shared.config().proto_max_bulk_len());
+        let c = self.shared.config();
+        self.proto_max_bulk.set(c.proto_max_bulk_len());
+        let backlog = c
+            .get_int("repl-backlog-size")
+            .unwrap_or(1 << 20)
+            .max(16 << 10) as u64;
+        self.backlog_cap.set(backlog / self.shared.nshards as u64);
+        self.shared.repl.min_to_write.store(
+            c.get_int("min-replicas-to-write").unwrap_or(0) as u64,
+            Ordering::Relaxed,
+        );
     }
 
     pub fn nshards(&self) -> usize {
@@ -753,8 +786,13 @@ async fn cron(shard: Rc<Shard>) {
             for db in dbs.iter_mut() {
                 db.active_expire(now, deadline, stats);
             }
+            crate::repl::master::flush_expired(&shard, &mut ks);
         }
         shard.net.borrow_mut().reap_idle(timeout);
+        crate::net::replica::cron(&shard, &mut shard.net.borrow_mut());
+        if shard.id == 0 {
+            crate::repl::master::cron(&shard);
+        }
         // Safety net: a driver turn every tick, so no missed wake-up can
         // stall a connection for longer than one period. Log if it found
         // work waiting, which would point at such a miss.

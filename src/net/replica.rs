@@ -1,0 +1,433 @@
+//! Replica links on the master: a connection that sent SYNC/PSYNC.
+//!
+//! Each link lives on the shard that accepted it and is served by that
+//! shard's driver and timers:
+//! - **PSYNC** answers `+CONTINUE <replid>` when the id matches (replid, or
+//!   replid2 up to second_repl_offset) and every shard still holds the
+//!   range; else `+FULLRESYNC <replid> <offset>` and a snapshot task
+//!   streams the RDB (`$EOF:<mark>` framing for `capa eof`, else `$<len>`).
+//!   After an EOF-framed snapshot nothing more is sent until the replica's
+//!   first ACK, since it finds the end by looking at the last 40 bytes.
+//! - **Pump** (every driver turn): copies stream entries from the link's
+//!   position on, merged across the shards' backlogs in offset order, into
+//!   the socket's output, at most ~1 MiB beyond what the socket has taken.
+//! - **Cron**: repl-timeout on replica silence, the replica output-buffer
+//!   limits (hard, and soft for N seconds), the position this shard's links
+//!   still need from the backlogs.
+
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use bytes::BytesMut;
+
+use super::{Conn, ConnTable};
+use crate::repl::snapshot::{Purpose, Snapshot};
+use crate::repl::{BEntry, ReplicaView, lock};
+use crate::shard::Shard;
+
+/// Output bytes beyond which the pump waits for the socket.
+const PUMP_AHEAD: usize = 1 << 20;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkState {
+    /// The snapshot is being sent.
+    Bulk,
+    /// EOF-framed snapshot sent: nothing more until the first ACK.
+    WaitAck,
+    Online,
+}
+
+/// A replica link's state on the master.
+#[derive(Debug)]
+pub struct Link {
+    pub state: LinkState,
+    /// Next stream offset to send.
+    pub pos: u64,
+    /// Since when the output has been over the soft limit.
+    soft_since: Option<Instant>,
+}
+
+/// A full sync to start once no borrow is held: (slot, generation, eof).
+pub type FullSync = (u32, u32, bool);
+
+fn view_of(conn: &Conn, state: &'static str) -> ReplicaView {
+    let ip = conn.client.repl.ip_address.clone().unwrap_or_else(|| {
+        conn.addr
+            .rsplit_once(':')
+            .map_or(conn.addr.clone(), |(h, _)| h.to_string())
+    });
+    ReplicaView {
+        ip,
+        port: conn.client.repl.listening_port,
+        state,
+        ack_off: 0,
+        ack_ms: crate::shard::now_ms(),
+        lag_ms: 0,
+    }
+}
+
+/// Handles a SYNC/PSYNC just parsed on `slot`. Returns a full sync to
+/// spawn, or None when the link continues from the backlog.
+pub fn on_sync(shard: &Shard, net: &mut ConnTable, slot: u32) -> Option<FullSync> {
+    let conn = net.slots[slot as usize].as_mut()?;
+    let req = conn.client.repl.sync.take()?;
+    let repl = &shard.shared.repl;
+    conn.client.repl.is_replica = true;
+    let id = conn.client.id;
+    if let Some((rid, off)) = &req {
+        let ids = repl.ids();
+        let master = repl.seq.offset();
+        let id_ok = rid.as_ref() == ids.replid.as_bytes()
+            || (rid.as_ref() == ids.replid2.as_bytes() && *off <= ids.second_offset);
+        let want = (*off - 1).max(0) as u64;
+        if repl.active.load(Ordering::SeqCst)
+            && id_ok
+            && *off >= 1
+            && want >= repl.first_offset()
+            && want <= master
+        {
+            conn.wbuf.extend_from_slice(
+                if conn.client.repl.capa_psync2 {
+                    format!("+CONTINUE {}\r\n", ids.replid)
+                } else {
+                    "+CONTINUE\r\n".to_string()
+                }
+                .as_bytes(),
+            );
+            conn.repl = Some(Box::new(Link {
+                state: LinkState::Online,
+                pos: want,
+                soft_since: None,
+            }));
+            repl.hold[shard.id].fetch_min(want, Ordering::SeqCst);
+            let mut v = view_of(conn, "online");
+            v.ack_off = want;
+            lock(&repl.replicas).insert(id, v);
+            repl.sync_partial_ok.fetch_add(1, Ordering::Relaxed);
+            log::info!(
+                "Partial resynchronization request from {} accepted. Sending {} bytes of backlog starting from offset {}.",
+                conn.addr,
+                master - want,
+                want + 1
+            );
+            net.replicas.push(slot);
+            net.mark(slot);
+            return None;
+        }
+        if rid.as_ref() != b"?" {
+            repl.sync_partial_err.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    repl.sync_full.fetch_add(1, Ordering::Relaxed);
+    log::info!(
+        "Replica {} asks for synchronization; starting a full resync",
+        conn.addr
+    );
+    // Only PSYNC replicas know the EOF framing (SYNC predates it).
+    let eof = req.is_some() && conn.client.repl.capa_eof;
+    conn.repl = Some(Box::new(Link {
+        state: LinkState::Bulk,
+        pos: u64::MAX,
+        soft_since: None,
+    }));
+    lock(&repl.replicas).insert(id, view_of(conn, "wait_bgsave"));
+    net.replicas.push(slot);
+    Some((slot, conn.generation, eof))
+}
+
+/// Output not yet taken by the socket, or None when the link is gone.
+fn pending(shard: &Shard, slot: u32, generation: u32) -> Option<usize> {
+    let mut net = shard.net.borrow_mut();
+    let c = net.get(slot, generation)?;
+    if c.closing {
+        return None;
+    }
+    Some(c.wbuf.len() + c.sending.as_ref().map_or(0, |(b, o)| b.len() - o))
+}
+
+/// Appends to the link's output; false when the link is gone.
+fn push_out(shard: &Shard, slot: u32, generation: u32, bytes: &[u8]) -> bool {
+    let mut net = shard.net.borrow_mut();
+    let Some(c) = net.get(slot, generation) else {
+        return false;
+    };
+    if c.closing {
+        return false;
+    }
+    c.wbuf.extend_from_slice(bytes);
+    net.mark(slot);
+    drop(net);
+    shard.wake.notify();
+    true
+}
+
+fn set_link(shard: &Shard, slot: u32, generation: u32, f: impl FnOnce(&mut Link)) {
+    let mut net = shard.net.borrow_mut();
+    if let Some(c) = net.get(slot, generation)
+        && let Some(l) = c.repl.as_mut()
+    {
+        f(l);
+    }
+}
+
+/// Streams a snapshot to a replica, then hands the link to the pump.
+pub async fn full_sync(shard: Rc<Shard>, slot: u32, generation: u32, eof: bool) {
+    // Hold the backlog from the current offset on (the cut can only be
+    // later), so nothing the link will need is trimmed meanwhile.
+    let now_off = shard.shared.repl.seq.offset();
+    set_link(&shard, slot, generation, |l| l.pos = now_off);
+    shard.shared.repl.hold[shard.id].fetch_min(now_off, Ordering::SeqCst);
+    let snap = Snapshot::begin(&shard, Purpose::Replication).await;
+    let off = snap.offset;
+    set_link(&shard, slot, generation, |l| l.pos = off);
+    let client_id = {
+        let mut net = shard.net.borrow_mut();
+        net.get(slot, generation).map(|c| c.client.id)
+    };
+    if let Some(id) = client_id
+        && let Some(v) = lock(&shard.shared.repl.replicas).get_mut(&id)
+    {
+        v.state = "send_bulk";
+    }
+    let head = format!("+FULLRESYNC {} {}\r\n", snap.replid, off);
+    let started = Instant::now();
+    let ok = if eof {
+        stream_eof(&shard, slot, generation, snap, head).await
+    } else {
+        let (bytes, _) = snap.collect(&shard).await;
+        push_out(&shard, slot, generation, head.as_bytes())
+            && push_out(
+                &shard,
+                slot,
+                generation,
+                format!("${}\r\n", bytes.len()).as_bytes(),
+            )
+            && push_out(&shard, slot, generation, &bytes)
+    };
+    if !ok {
+        log::warn!("Replica link closed during the full sync; snapshot abandoned");
+        return;
+    }
+    log::info!(
+        "Synchronization with replica succeeded (snapshot at offset {off} sent in {} ms)",
+        started.elapsed().as_millis()
+    );
+    set_link(&shard, slot, generation, |l| {
+        l.state = if eof {
+            LinkState::WaitAck
+        } else {
+            LinkState::Online
+        }
+    });
+    if !eof
+        && let Some(id) = client_id
+        && let Some(v) = lock(&shard.shared.repl.replicas).get_mut(&id)
+    {
+        v.state = "online";
+    }
+    shard.wake.notify();
+}
+
+/// The EOF-marker framing: `$EOF:<40 random chars>\r\n`, the RDB, the mark.
+async fn stream_eof(
+    shard: &Rc<Shard>,
+    slot: u32,
+    generation: u32,
+    mut snap: Snapshot,
+    head: String,
+) -> bool {
+    let mark = crate::repl::random_id();
+    let mut ok = push_out(shard, slot, generation, head.as_bytes())
+        && push_out(
+            shard,
+            slot,
+            generation,
+            format!("$EOF:{mark}\r\n").as_bytes(),
+        );
+    while ok {
+        // Backpressure: let the socket take what is queued first.
+        loop {
+            match pending(shard, slot, generation) {
+                None => {
+                    ok = false;
+                    break;
+                }
+                Some(n) if n > 4 * PUMP_AHEAD => {
+                    glommio::timer::sleep(std::time::Duration::from_millis(1)).await
+                }
+                Some(_) => break,
+            }
+        }
+        if !ok {
+            break;
+        }
+        match snap.next(shard).await {
+            Some(b) => ok = push_out(shard, slot, generation, &b),
+            None => break,
+        }
+    }
+    snap.end(shard).await;
+    ok && push_out(shard, slot, generation, mark.as_bytes())
+}
+
+/// A REPLCONF ACK arrived on a link.
+pub fn on_ack(shard: &Shard, conn: &mut Conn, off: u64) {
+    let repl = &shard.shared.repl;
+    let now = crate::shard::now_ms();
+    if let Some(l) = conn.repl.as_mut()
+        && l.state == LinkState::WaitAck
+    {
+        l.state = LinkState::Online;
+    }
+    if let Some(v) = lock(&repl.replicas).get_mut(&conn.client.id) {
+        v.ack_off = off;
+        v.ack_ms = now;
+        v.lag_ms = repl.lag_ms(off, now);
+        if conn
+            .repl
+            .as_ref()
+            .is_some_and(|l| l.state == LinkState::Online)
+        {
+            v.state = "online";
+        }
+    }
+}
+
+/// Copies stream entries into an online link's output (see module doc).
+/// Returns false when the link must close (its range left the backlog).
+pub fn pump(shard: &Shard, conn: &mut Conn) -> bool {
+    let repl = &shard.shared.repl;
+    let Some(l) = conn.repl.as_mut() else {
+        return true;
+    };
+    if l.state != LinkState::Online {
+        return true;
+    }
+    let mut scratch: Vec<BEntry> = Vec::new();
+    loop {
+        let queued = conn.wbuf.len() + conn.sending.as_ref().map_or(0, |(b, o)| b.len() - o);
+        if queued >= PUMP_AHEAD {
+            return true;
+        }
+        let target = repl.seq.offset();
+        if l.pos >= target {
+            // Caught up: ask to be woken, then look once more (an append
+            // between the check and the flag would otherwise be missed).
+            repl.want_wake[shard.id].store(true, Ordering::SeqCst);
+            if repl.seq.offset() <= l.pos {
+                return true;
+            }
+        }
+        if l.pos < repl.first_offset() {
+            log::warn!(
+                "Replica {} fell out of the backlog (needs offset {}, backlog starts at {}); disconnecting it. Raise repl-backlog-size or client-output-buffer-limit replica.",
+                conn.addr,
+                l.pos + 1,
+                repl.first_offset() + 1
+            );
+            return false;
+        }
+        scratch.clear();
+        for b in &repl.backlogs {
+            lock(b).read_from(l.pos, PUMP_AHEAD as u64, &mut scratch);
+        }
+        scratch.sort_unstable_by_key(|e| e.off);
+        let before = l.pos;
+        let mut out = BytesMut::new();
+        for e in &scratch {
+            if e.off != l.pos {
+                break; // a gap: allocated, not yet appended
+            }
+            e.write_to(&mut out);
+            l.pos += e.len();
+            if out.len() >= PUMP_AHEAD {
+                break;
+            }
+        }
+        conn.wbuf.extend_from_slice(&out);
+        if l.pos == before {
+            repl.want_wake[shard.id].store(true, Ordering::SeqCst);
+            return true;
+        }
+    }
+}
+
+/// Per-tick checks of this shard's links; returns the slots to close.
+pub fn cron(shard: &Shard, net: &mut ConnTable) {
+    let repl = &shard.shared.repl;
+    let (timeout, limit) = {
+        let c = shard.shared.config();
+        (
+            c.get_int("repl-timeout").unwrap_or(60).max(1) as u64,
+            c.client_output_buffer_limits()[1],
+        )
+    };
+    let master = repl.seq.offset();
+    let mut keep = u64::MAX;
+    let mut close = Vec::new();
+    net.replicas.retain(|&s| {
+        net.slots[s as usize]
+            .as_ref()
+            .is_some_and(|c| c.repl.is_some() && !c.closing)
+    });
+    for &s in &net.replicas {
+        let Some(c) = net.slots[s as usize].as_mut() else {
+            continue;
+        };
+        let Some(l) = c.repl.as_mut() else { continue };
+        keep = keep.min(l.pos);
+        // As Redis: the ACK timeout applies to online replicas; a transfer
+        // in progress is bounded by the socket (TCP_USER_TIMEOUT, errors).
+        if l.state == LinkState::Online && c.last_active.elapsed().as_secs() >= timeout {
+            log::warn!(
+                "Disconnecting timedout replica {} (no ACK or data for {timeout} s: repl-timeout)",
+                c.addr
+            );
+            close.push(s);
+            continue;
+        }
+        if l.state == LinkState::Bulk {
+            continue;
+        }
+        let queued = c.wbuf.len() as u64
+            + c.sending.as_ref().map_or(0, |(b, o)| (b.len() - o) as u64)
+            + master.saturating_sub(l.pos);
+        let hard = limit.hard_bytes > 0 && queued > limit.hard_bytes;
+        let soft = limit.soft_bytes > 0 && queued > limit.soft_bytes;
+        if soft {
+            l.soft_since.get_or_insert_with(Instant::now);
+        } else {
+            l.soft_since = None;
+        }
+        let soft_expired = l
+            .soft_since
+            .is_some_and(|t| t.elapsed().as_secs() >= limit.soft_seconds);
+        if hard || soft_expired {
+            log::warn!(
+                "Client id={} addr={} (replica) scheduled to be closed ASAP for overcoming of output buffer limits: {} bytes pending, {} limit {} bytes. Tune 'client-output-buffer-limit replica <hard> <soft> <seconds>' (or repl-backlog-size) if this replica is expected to lag this far.",
+                c.client.id,
+                c.addr,
+                queued,
+                if hard { "hard" } else { "soft" },
+                if hard {
+                    limit.hard_bytes
+                } else {
+                    limit.soft_bytes
+                },
+            );
+            close.push(s);
+        }
+    }
+    repl.hold[shard.id].store(keep, Ordering::SeqCst);
+    for s in close {
+        net.begin_close(s);
+    }
+}
+
+/// A link's connection is going away: forget the replica.
+pub fn on_close(shard: &Shard, conn: &Conn) {
+    if conn.repl.is_some() {
+        lock(&shard.shared.repl.replicas).remove(&conn.client.id);
+    }
+}

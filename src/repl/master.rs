@@ -1,0 +1,341 @@
+//! What a master puts into its stream, and how commands become entries.
+//!
+//! A write is replicated when its handler reported a change
+//! (`Exec::modified`), exactly as Redis propagates when `server.dirty`
+//! moved. Writes whose effect depends on the clock or on chance are
+//! rewritten into deterministic ones, as Redis 7.0 does: relative TTLs
+//! become `SET ... PXAT` / `PEXPIREAT`, INCRBYFLOAT a `SET ... KEEPTTL`,
+//! HINCRBYFLOAT an `HSET`, SPOP the `SREM` of what it took, blocking pops
+//! their non-blocking forms, and keys deleted by expiry a `DEL`.
+
+use std::sync::atomic::Ordering;
+
+use bytes::{Bytes, BytesMut};
+
+use super::{BEntry, encode_cmd};
+use crate::cmd::CmdSpec;
+use crate::shard::Shard;
+use crate::shard::keyspace::{Keyspace, Value};
+
+pub const NOREPLICAS: &str = "NOREPLICAS Not enough good replicas to write.";
+
+/// One command for the stream, in database `db`.
+#[derive(Clone, Debug)]
+pub struct PEntry {
+    pub db: u16,
+    pub args: Vec<Bytes>,
+}
+
+impl PEntry {
+    pub fn new(db: u16, args: Vec<Bytes>) -> Self {
+        PEntry { db, args }
+    }
+}
+
+fn b(s: &'static str) -> Bytes {
+    Bytes::from_static(s.as_bytes())
+}
+
+fn num(n: u64) -> Bytes {
+    Bytes::copy_from_slice(itoa::Buffer::new().format(n).as_bytes())
+}
+
+/// Sequences one command in `db` on this shard and appends it to the
+/// shard's backlog. Must run in the same synchronous step as the write.
+pub fn emit(shard: &Shard, db: u16, args: &[Bytes]) {
+    let mut body = BytesMut::new();
+    encode_cmd(&mut body, args);
+    emit_raw(shard, db, body.freeze(), db);
+}
+
+/// Sequences pre-encoded stream bytes that start in `db` and leave the
+/// stream in `end_db` (a MULTI block may SELECT inside).
+pub fn emit_raw(shard: &Shard, db: u16, body: Bytes, end_db: u16) {
+    let repl = &shard.shared.repl;
+    let (off, sel) = repl.seq.alloc(db, body.len() as u64, end_db);
+    repl.push(
+        shard.id,
+        BEntry {
+            off,
+            select: sel.then_some(db),
+            body,
+        },
+        shard.backlog_cap.get(),
+        shard.now(),
+    );
+}
+
+/// Emits a command that belongs to no database (the master's PING and
+/// `REPLCONF GETACK *`): it counts in the offset like any entry.
+fn emit_nodb(shard: &Shard, args: &[&[u8]]) {
+    if !shard.shared.repl.active.load(Ordering::SeqCst) {
+        return;
+    }
+    let mut body = BytesMut::new();
+    encode_cmd(&mut body, args);
+    let body = body.freeze();
+    let repl = &shard.shared.repl;
+    let off = repl.seq.alloc_nodb(body.len() as u64);
+    repl.push(
+        shard.id,
+        BEntry {
+            off,
+            select: None,
+            body,
+        },
+        shard.backlog_cap.get(),
+        shard.now(),
+    );
+}
+
+pub fn emit_ping(shard: &Shard) {
+    emit_nodb(shard, &[b"PING"]);
+}
+
+pub fn emit_getack(shard: &Shard) {
+    emit_nodb(shard, &[b"REPLCONF", b"GETACK", b"*"]);
+}
+
+/// Emits several commands: one alone as itself, several wrapped in
+/// MULTI ... EXEC as one contiguous entry (a transaction, or one command
+/// whose parts ran on several shards).
+pub fn emit_all(shard: &Shard, entries: Vec<PEntry>, wrap: bool) {
+    if entries.is_empty() || !shard.shared.repl.active.load(Ordering::SeqCst) {
+        return;
+    }
+    if entries.len() == 1 && !wrap {
+        let e = &entries[0];
+        return emit(shard, e.db, &e.args);
+    }
+    let first = entries[0].db;
+    let mut body = BytesMut::new();
+    encode_cmd(&mut body, &[b"MULTI"]);
+    let mut cur = first;
+    for e in &entries {
+        if e.db != cur {
+            super::write_select(&mut body, e.db);
+            cur = e.db;
+        }
+        encode_cmd(&mut body, &e.args);
+    }
+    encode_cmd(&mut body, &[b"EXEC"]);
+    emit_raw(shard, first, body.freeze(), cur);
+}
+
+/// Moves the keys expiry deleted into the stream as DELs.
+fn drain_expired(ks: &mut Keyspace, mut out: impl FnMut(u16, Vec<Bytes>)) {
+    for (i, d) in ks.dbs.iter_mut().enumerate() {
+        if let Some(log) = d.expired_log.as_mut()
+            && !log.is_empty()
+        {
+            for k in std::mem::take(log) {
+                out(i as u16, vec![b("DEL"), k]);
+            }
+        }
+    }
+}
+
+/// After a keyspace op outside a command (cron expiry, typed ops from
+/// other shards): propagates what expiry deleted.
+pub fn flush_expired(shard: &Shard, ks: &mut Keyspace) {
+    if shard.shared.repl.active.load(Ordering::Relaxed) {
+        drain_expired(ks, |db, args| emit(shard, db, &args));
+    }
+}
+
+/// Replication of one executed command (replication is active).
+#[allow(clippy::too_many_arguments)]
+pub fn after_command(
+    shard: &Shard,
+    ks: &mut Keyspace,
+    spec: &CmdSpec,
+    db: u16,
+    args: &[Bytes],
+    dirty: bool,
+    alt: Vec<Vec<Bytes>>,
+    emit_to: crate::cmd::Emit,
+) {
+    let mut collected: Vec<PEntry> = Vec::new();
+    drain_expired(ks, |d, a| collected.push(PEntry::new(d, a)));
+    if dirty && spec.is_write() {
+        if alt.is_empty() {
+            let c = rewrite(spec, ks, db, args).unwrap_or_else(|| args.to_vec());
+            collected.push(PEntry::new(db, c));
+        } else {
+            collected.extend(alt.into_iter().map(|c| PEntry::new(db, c)));
+        }
+    }
+    match emit_to {
+        crate::cmd::Emit::Direct => {
+            for e in collected {
+                emit(shard, e.db, &e.args);
+            }
+        }
+        crate::cmd::Emit::Into(v) => v.extend(collected),
+    }
+}
+
+fn has_opt(args: &[Bytes], from: usize, names: &[&str]) -> bool {
+    args.iter()
+        .skip(from)
+        .any(|a| names.iter().any(|n| a.eq_ignore_ascii_case(n.as_bytes())))
+}
+
+/// The deterministic form of a write whose arguments alone do not fix its
+/// effect, read from the key's state after it ran; `None` = as written.
+pub fn rewrite(spec: &CmdSpec, ks: &mut Keyspace, db: u16, args: &[Bytes]) -> Option<Vec<Bytes>> {
+    let name = spec.name;
+    let key = args.get(1)?.clone();
+    let entry = || ks.dbs[db as usize].raw(&key).cloned();
+    let gone = || vec![b("DEL"), key.clone()];
+    match name {
+        "set" | "setex" | "psetex" => {
+            let timed = name != "set" || has_opt(args, 3, &["ex", "px", "exat"]);
+            if !timed {
+                return None;
+            }
+            Some(match entry() {
+                Some(e) => match e.value {
+                    Value::Str(v) if e.expire_at != 0 => {
+                        vec![b("SET"), key.clone(), v, b("PXAT"), num(e.expire_at)]
+                    }
+                    Value::Str(v) => vec![b("SET"), key.clone(), v],
+                    _ => return None,
+                },
+                None => gone(),
+            })
+        }
+        "getex" => Some(match entry() {
+            Some(e) if e.expire_at != 0 => vec![b("PEXPIREAT"), key.clone(), num(e.expire_at)],
+            Some(_) => vec![b("PERSIST"), key.clone()],
+            None => gone(),
+        }),
+        "expire" | "pexpire" | "expireat" => Some(match entry() {
+            Some(e) if e.expire_at != 0 => vec![b("PEXPIREAT"), key.clone(), num(e.expire_at)],
+            Some(_) => return None,
+            None => gone(),
+        }),
+        "pexpireat" => match entry() {
+            None => Some(gone()),
+            Some(_) => None,
+        },
+        "incrbyfloat" => match entry()?.value {
+            Value::Str(v) => Some(vec![b("SET"), key.clone(), v, b("KEEPTTL")]),
+            _ => None,
+        },
+        "hincrbyfloat" => {
+            let field = args.get(2)?;
+            match entry()?.value {
+                Value::Hash(h) => {
+                    let v = h.get(field.as_ref())?.clone();
+                    Some(vec![b("HSET"), key.clone(), field.clone(), v])
+                }
+                _ => None,
+            }
+        }
+        // Blocking pops replicate as the pops they performed.
+        "blpop" | "brpop" | "bzpopmin" | "bzpopmax" => {
+            let keys = &args[1..args.len() - 1];
+            let (cmd, end) = match name {
+                "blpop" => ("LMPOP", "LEFT"),
+                "brpop" => ("LMPOP", "RIGHT"),
+                "bzpopmin" => ("ZMPOP", "MIN"),
+                _ => ("ZMPOP", "MAX"),
+            };
+            let mut v = vec![b(cmd), num(keys.len() as u64)];
+            v.extend(keys.iter().cloned());
+            v.push(b(end));
+            Some(v)
+        }
+        "blmpop" | "bzmpop" => {
+            let mut v = vec![b(if name == "blmpop" { "LMPOP" } else { "ZMPOP" })];
+            v.extend(args[2..].iter().cloned());
+            Some(v)
+        }
+        "blmove" => {
+            let mut v = vec![b("LMOVE")];
+            v.extend(args[1..5].iter().cloned());
+            Some(v)
+        }
+        "brpoplpush" => Some(vec![b("RPOPLPUSH"), args[1].clone(), args[2].clone()]),
+        _ => None,
+    }
+}
+
+/// Shard 0's share of Redis's `replicationCron`: the master's PING every
+/// `repl-ping-replica-period` while replicas are attached (it keeps their
+/// `repl-timeout` from firing on an idle stream), and the count of replicas
+/// that acked within `min-replicas-max-lag` for `min-replicas-to-write`.
+pub fn cron(shard: &Shard) {
+    let repl = &shard.shared.repl;
+    let (period, max_lag) = {
+        let c = shard.shared.config();
+        (
+            c.get_int("repl-ping-replica-period").unwrap_or(10).max(1) as u64,
+            c.get_int("min-replicas-max-lag").unwrap_or(10).max(0) as u64,
+        )
+    };
+    let now = crate::shard::now_ms();
+    let (any, good) = {
+        let r = super::lock(&repl.replicas);
+        let good = r
+            .values()
+            .filter(|v| v.state == "online" && now.saturating_sub(v.ack_ms) <= max_lag * 1000)
+            .count();
+        (!r.is_empty(), good as u64)
+    };
+    repl.good_replicas.store(good, Ordering::Relaxed);
+    if any && now.saturating_sub(repl.last_ping_ms.load(Ordering::Relaxed)) >= period * 1000 {
+        repl.last_ping_ms.store(now, Ordering::Relaxed);
+        emit_ping(shard);
+    }
+}
+
+/// INFO's `# Replication` section of a master, with Redis's fields plus
+/// `lag_ms` per replica (from the stream's offset/time samples).
+pub fn info_replication(shared: &crate::shard::Shared, cfg: &crate::config::Config) -> String {
+    use std::fmt::Write as _;
+    let repl = &shared.repl;
+    let now = crate::shard::now_ms();
+    let master = repl.seq.offset();
+    let mut views: Vec<(u64, super::ReplicaView)> = super::lock(&repl.replicas)
+        .iter()
+        .map(|(k, v)| (*k, v.clone()))
+        .collect();
+    views.sort_by_key(|v| v.0);
+    let mut s = String::from("# Replication\r\nrole:master\r\n");
+    let _ = write!(s, "connected_slaves:{}\r\n", views.len());
+    for (i, (_, v)) in views.iter().enumerate() {
+        let lag_ms = if v.state == "online" {
+            repl.lag_ms(v.ack_off, now)
+        } else {
+            0
+        };
+        let _ = write!(
+            s,
+            "slave{i}:ip={},port={},state={},offset={},lag={},lag_ms={}\r\n",
+            v.ip,
+            v.port,
+            v.state,
+            v.ack_off,
+            now.saturating_sub(v.ack_ms) / 1000,
+            lag_ms
+        );
+    }
+    let ids = repl.ids();
+    let active = repl.active.load(Ordering::SeqCst);
+    let first = repl.first_offset();
+    let _ = write!(
+        s,
+        "master_failover_state:no-failover\r\nmaster_replid:{}\r\nmaster_replid2:{}\r\nmaster_repl_offset:{}\r\nsecond_repl_offset:{}\r\nrepl_backlog_active:{}\r\nrepl_backlog_size:{}\r\nrepl_backlog_first_byte_offset:{}\r\nrepl_backlog_histlen:{}\r\n\r\n",
+        ids.replid,
+        ids.replid2,
+        master,
+        ids.second_offset,
+        active as u8,
+        cfg.get_int("repl-backlog-size").unwrap_or(1 << 20),
+        if active { first + 1 } else { 0 },
+        if active { master - first } else { 0 },
+    );
+    s
+}

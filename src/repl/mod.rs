@@ -1,0 +1,437 @@
+//! Replication, master side: one logical PSYNC stream built from per-shard
+//! backlogs.
+//!
+//! - **Sequencer.** One `AtomicU64` packs the next stream offset (high 48
+//!   bits) and the database of the last entry (low 16 bits, `NO_DB` =
+//!   unknown, which forces a SELECT). A shard that applies a write takes its
+//!   byte range with one compare-and-swap in the same synchronous step, so
+//!   offsets are dense, per-key order in the stream is execution order, and
+//!   a `SELECT db` is counted exactly when the database differs from the
+//!   previous entry's.
+//! - **Backlogs.** Each shard keeps its own entries `(offset, SELECT?, RESP
+//!   bytes)` in a ring, behind a mutex only its replica senders ever contend
+//!   for. The ring's budget is `repl-backlog-size / shards`; a shard never
+//!   trims below the offset a connected replica still needs (Redis 7.0's
+//!   shared replication buffer: the output-buffer limit, not the backlog
+//!   size, bounds a slow replica).
+//! - **Merge.** A replica's sender pulls entries at or after its position
+//!   from every shard and emits them in offset order; an offset that is
+//!   allocated but not yet pushed is a gap, and a gap only means "wait".
+//!   A partial resync from X is possible when no shard has trimmed past X.
+//!
+//! Nothing is propagated, and the offset does not move, until the first
+//! replica attaches (as Redis, which has no backlog before that): the
+//! activation happens at the first full sync's cut, under every shard's
+//! transaction lock.
+
+pub mod master;
+pub mod snapshot;
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// "No database yet": the next entry gets a SELECT whatever its db.
+pub const NO_DB: u16 = 0xFFFF;
+/// Lag samples kept (one per millisecond at most).
+const SAMPLES: usize = 8192;
+
+/// The global offset allocator; see the module doc.
+pub struct Sequencer(AtomicU64);
+
+impl Sequencer {
+    fn new() -> Self {
+        Sequencer(AtomicU64::new(NO_DB as u64))
+    }
+
+    /// The next offset: `master_repl_offset`.
+    pub fn offset(&self) -> u64 {
+        self.0.load(Ordering::SeqCst) >> 16
+    }
+
+    /// Takes `body_len` bytes (plus a SELECT when the previous entry's db
+    /// differs from `db`) for an entry that leaves the stream in `end_db`.
+    /// Returns the entry's offset and whether it starts with a SELECT.
+    pub fn alloc(&self, db: u16, body_len: u64, end_db: u16) -> (u64, bool) {
+        let mut cur = self.0.load(Ordering::Relaxed);
+        loop {
+            let (off, last) = (cur >> 16, (cur & 0xFFFF) as u16);
+            let sel = last != db;
+            let len = body_len + if sel { select_len(db) as u64 } else { 0 };
+            let next = ((off + len) << 16) | end_db as u64;
+            match self
+                .0
+                .compare_exchange_weak(cur, next, Ordering::SeqCst, Ordering::Relaxed)
+            {
+                Ok(_) => return (off, sel),
+                Err(c) => cur = c,
+            }
+        }
+    }
+
+    /// Takes `len` bytes for an entry that needs no database (PING,
+    /// REPLCONF GETACK): no SELECT, the current db stays.
+    pub fn alloc_nodb(&self, len: u64) -> u64 {
+        self.0.fetch_add(len << 16, Ordering::SeqCst) >> 16
+    }
+
+    /// Forgets the current db so the next entry starts with a SELECT (a
+    /// replica that just loaded a snapshot has no selected db yet).
+    pub fn force_select(&self) {
+        let _ = self
+            .0
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| {
+                Some(v | NO_DB as u64)
+            });
+    }
+}
+
+/// One stream entry in a shard's backlog.
+#[derive(Clone, Debug)]
+pub struct BEntry {
+    pub off: u64,
+    /// A `SELECT db` precedes the body in the stream.
+    pub select: Option<u16>,
+    pub body: Bytes,
+}
+
+impl BEntry {
+    pub fn len(&self) -> u64 {
+        self.select.map_or(0, |d| select_len(d) as u64) + self.body.len() as u64
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Appends the entry's bytes as they go on the wire.
+    pub fn write_to(&self, out: &mut BytesMut) {
+        if let Some(db) = self.select {
+            write_select(out, db);
+        }
+        out.extend_from_slice(&self.body);
+    }
+}
+
+/// One shard's ring of entries, in offset order.
+#[derive(Default)]
+pub struct Backlog {
+    pub entries: VecDeque<BEntry>,
+    pub bytes: u64,
+    /// This shard may lack entries below this offset.
+    pub trimmed_to: u64,
+}
+
+impl Backlog {
+    /// Appends `e` and trims the oldest entries beyond `cap` bytes, never
+    /// past `keep` (the lowest offset a connected replica still needs).
+    fn push(&mut self, e: BEntry, cap: u64, keep: u64) {
+        self.bytes += e.len();
+        self.entries.push_back(e);
+        while self.bytes > cap {
+            let Some(f) = self.entries.front() else { break };
+            let end = f.off + f.len();
+            if end > keep {
+                break;
+            }
+            self.bytes -= f.len();
+            self.trimmed_to = end;
+            self.entries.pop_front();
+        }
+    }
+
+    /// Clones the entries at or after `from` (at most `max_bytes` worth,
+    /// at least one) into `out`.
+    pub fn read_from(&self, from: u64, max_bytes: u64, out: &mut Vec<BEntry>) {
+        let start = self.entries.partition_point(|e| e.off < from);
+        let mut taken = 0;
+        for e in self.entries.range(start..) {
+            if taken >= max_bytes {
+                break;
+            }
+            taken += e.len();
+            out.push(e.clone());
+        }
+    }
+}
+
+/// Replication ids (`shiftReplicationId` keeps the old one as replid2).
+#[derive(Clone, Debug)]
+pub struct ReplIds {
+    pub replid: String,
+    pub replid2: String,
+    /// Offset+1 up to which replid2 is valid; -1 when none.
+    pub second_offset: i64,
+}
+
+/// What INFO, ROLE, WAIT and min-replicas see of one replica.
+#[derive(Clone, Debug)]
+pub struct ReplicaView {
+    pub ip: String,
+    pub port: u16,
+    /// "wait_bgsave", "send_bulk" or "online".
+    pub state: &'static str,
+    pub ack_off: u64,
+    /// Unix ms of the last ACK (or `\n` while loading).
+    pub ack_ms: u64,
+    pub lag_ms: u64,
+}
+
+/// Process-wide replication state.
+pub struct Repl {
+    pub seq: Sequencer,
+    /// A backlog exists: shards propagate their writes.
+    pub active: AtomicBool,
+    pub ids: Mutex<ReplIds>,
+    pub backlogs: Vec<Mutex<Backlog>>,
+    /// Per shard: the lowest offset its replicas still need (u64::MAX none).
+    pub hold: Vec<AtomicU64>,
+    /// Per shard: the eventfd that wakes its driver, and whether a sender
+    /// there is waiting for new entries.
+    pub wake_fd: Vec<AtomicI32>,
+    pub want_wake: Vec<AtomicBool>,
+    pub replicas: Mutex<std::collections::HashMap<u64, ReplicaView>>,
+    /// Replicas that acked within min-replicas-max-lag (replicationCron).
+    pub good_replicas: AtomicU64,
+    pub min_to_write: AtomicU64,
+    /// One snapshot (full sync or BGSAVE) at a time.
+    pub snapshot_busy: AtomicBool,
+    pub sync_full: AtomicU64,
+    pub sync_partial_ok: AtomicU64,
+    pub sync_partial_err: AtomicU64,
+    /// (offset, unix ms) samples: when the stream reached each offset.
+    samples: Mutex<VecDeque<(u64, u64)>>,
+    last_sample_ms: AtomicU64,
+    /// Unix ms of the last PING put into the stream.
+    pub last_ping_ms: AtomicU64,
+}
+
+impl Repl {
+    pub fn new(nshards: usize) -> Self {
+        Repl {
+            seq: Sequencer::new(),
+            active: AtomicBool::new(false),
+            ids: Mutex::new(ReplIds {
+                replid: random_id(),
+                replid2: "0".repeat(40),
+                second_offset: -1,
+            }),
+            backlogs: (0..nshards)
+                .map(|_| Mutex::new(Backlog::default()))
+                .collect(),
+            hold: (0..nshards).map(|_| AtomicU64::new(u64::MAX)).collect(),
+            wake_fd: (0..nshards).map(|_| AtomicI32::new(-1)).collect(),
+            want_wake: (0..nshards).map(|_| AtomicBool::new(false)).collect(),
+            replicas: Mutex::new(Default::default()),
+            good_replicas: AtomicU64::new(0),
+            min_to_write: AtomicU64::new(0),
+            snapshot_busy: AtomicBool::new(false),
+            sync_full: AtomicU64::new(0),
+            sync_partial_ok: AtomicU64::new(0),
+            sync_partial_err: AtomicU64::new(0),
+            samples: Mutex::new(VecDeque::with_capacity(SAMPLES)),
+            last_sample_ms: AtomicU64::new(0),
+            last_ping_ms: AtomicU64::new(0),
+        }
+    }
+
+    pub fn ids(&self) -> ReplIds {
+        lock(&self.ids).clone()
+    }
+
+    /// The first offset every shard still holds (`repl_backlog_first_byte_offset` - 1).
+    pub fn first_offset(&self) -> u64 {
+        self.backlogs
+            .iter()
+            .map(|b| lock(b).trimmed_to)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Lowest offset any connected replica still needs.
+    fn keep(&self) -> u64 {
+        self.hold
+            .iter()
+            .map(|h| h.load(Ordering::Relaxed))
+            .min()
+            .unwrap_or(u64::MAX)
+    }
+
+    /// Appends an entry for shard `shard` (already sequenced by the caller
+    /// in the same synchronous step) and wakes waiting senders.
+    pub fn push(&self, shard: usize, e: BEntry, cap: u64, now_ms: u64) {
+        let end = e.off + e.len();
+        lock(&self.backlogs[shard]).push(e, cap, self.keep());
+        if self.last_sample_ms.load(Ordering::Relaxed) < now_ms {
+            self.last_sample_ms.store(now_ms, Ordering::Relaxed);
+            let mut s = lock(&self.samples);
+            if s.len() == SAMPLES {
+                s.pop_front();
+            }
+            // Shards push in parallel: keep the samples sorted by offset.
+            let end = s.back().map_or(end, |&(e, _)| e.max(end));
+            s.push_back((end, now_ms));
+        }
+        self.wake_senders();
+    }
+
+    /// Wakes every shard whose sender asked for it (one eventfd write each).
+    pub fn wake_senders(&self) {
+        for (i, w) in self.want_wake.iter().enumerate() {
+            if w.load(Ordering::SeqCst) && w.swap(false, Ordering::SeqCst) {
+                let fd = self.wake_fd[i].load(Ordering::Relaxed);
+                if fd >= 0 {
+                    let one: u64 = 1;
+                    // SAFETY: writing 8 bytes to the shard's eventfd.
+                    unsafe { libc::write(fd, (&one as *const u64).cast(), 8) };
+                }
+            }
+        }
+    }
+
+    /// Milliseconds since the stream first went past `acked`: how far in
+    /// time a replica that acknowledged `acked` is behind (0 when caught up).
+    pub fn lag_ms(&self, acked: u64, now_ms: u64) -> u64 {
+        if acked >= self.seq.offset() {
+            return 0;
+        }
+        let s = lock(&self.samples);
+        // The first sample whose end lies beyond `acked` marks when the
+        // first unacknowledged byte was written (to sample resolution).
+        let i = s.partition_point(|&(end, _)| end <= acked);
+        match s.get(i).or(s.front()) {
+            Some(&(_, t)) => now_ms.saturating_sub(t),
+            None => 0,
+        }
+    }
+
+    /// Starts the stream at the current offset: every shard's backlog is
+    /// empty and complete from here. Called under every shard's lock.
+    pub fn activate(&self) {
+        let off = self.seq.offset();
+        for b in &self.backlogs {
+            let mut b = lock(b);
+            if !self.active.load(Ordering::SeqCst) {
+                b.entries.clear();
+                b.bytes = 0;
+                b.trimmed_to = off;
+            }
+        }
+        self.active.store(true, Ordering::SeqCst);
+    }
+
+    pub fn replicas_empty(&self) -> bool {
+        lock(&self.replicas).is_empty()
+    }
+
+    /// Whether writes must be refused (min-replicas-to-write).
+    pub fn refuse_writes(&self) -> bool {
+        let min = self.min_to_write.load(Ordering::Relaxed);
+        min > 0 && self.good_replicas.load(Ordering::Relaxed) < min
+    }
+}
+
+/// A poisoned lock only means another shard panicked; the data is still
+/// consistent for our uses (plain counters and rings).
+pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// 40 random hex characters, as Redis's `getRandomHexChars`.
+pub fn random_id() -> String {
+    (0..40)
+        .map(|_| char::from_digit(fastrand::u32(..16), 16).unwrap())
+        .collect()
+}
+
+fn digits(n: u64) -> usize {
+    let mut b = itoa::Buffer::new();
+    b.format(n).len()
+}
+
+/// Bytes of `*2\r\n$6\r\nSELECT\r\n$<n>\r\n<db>\r\n`.
+pub fn select_len(db: u16) -> usize {
+    let d = digits(db as u64);
+    4 + 4 + 8 + 1 + digits(d as u64) + 2 + d + 2
+}
+
+pub fn write_select(out: &mut BytesMut, db: u16) {
+    let mut b = itoa::Buffer::new();
+    let s = b.format(db);
+    out.extend_from_slice(b"*2\r\n$6\r\nSELECT\r\n$");
+    let mut l = itoa::Buffer::new();
+    out.extend_from_slice(l.format(s.len()).as_bytes());
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(s.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends `args` as a RESP multibulk, the form commands take in the stream.
+pub fn encode_cmd<A: AsRef<[u8]>>(out: &mut BytesMut, args: &[A]) {
+    let mut b = itoa::Buffer::new();
+    out.reserve(16 + args.iter().map(|a| a.as_ref().len() + 16).sum::<usize>());
+    out.put_u8(b'*');
+    out.extend_from_slice(b.format(args.len()).as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for a in args {
+        let a = a.as_ref();
+        out.put_u8(b'$');
+        out.extend_from_slice(b.format(a.len()).as_bytes());
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(a);
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn select_len_matches_encoding() {
+        for db in [0u16, 9, 10, 15, 99, 100, 1000, 65534] {
+            let mut b = BytesMut::new();
+            write_select(&mut b, db);
+            assert_eq!(b.len(), select_len(db), "db {db}");
+        }
+    }
+
+    #[test]
+    fn sequencer_counts_selects() {
+        let s = Sequencer::new();
+        let (o, sel) = s.alloc(0, 10, 0);
+        assert_eq!((o, sel), (0, true));
+        let (o, sel) = s.alloc(0, 10, 0);
+        assert_eq!((o, sel), (10 + select_len(0) as u64, false));
+        let (_, sel) = s.alloc(3, 10, 3);
+        assert!(sel);
+        assert_eq!(s.offset(), 30 + 2 * select_len(0) as u64);
+        s.force_select();
+        assert!(s.alloc(3, 1, 3).1);
+    }
+
+    #[test]
+    fn backlog_trims_but_keeps_what_replicas_need() {
+        let mut b = Backlog::default();
+        let e = |off| BEntry {
+            off,
+            select: None,
+            body: Bytes::from_static(b"0123456789"),
+        };
+        for i in 0..10 {
+            b.push(e(i * 10), 35, u64::MAX);
+        }
+        assert_eq!(b.bytes, 30);
+        assert_eq!(b.trimmed_to, 70);
+        let mut b = Backlog::default();
+        for i in 0..10 {
+            b.push(e(i * 10), 35, 20);
+        }
+        assert_eq!(b.trimmed_to, 20);
+        let mut out = Vec::new();
+        b.read_from(45, 1000, &mut out);
+        assert_eq!(out.first().map(|e| e.off), Some(50));
+    }
+}

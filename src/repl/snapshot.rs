@@ -1,0 +1,301 @@
+//! Consistent snapshots without fork: the RDB a full sync (or BGSAVE)
+//! sends, equal to the dataset at one stream offset while writes go on.
+//!
+//! **The cut.** The coordinator takes every shard's transaction lock (no
+//! write runs anywhere), reads the stream offset X and arms a [`DbSnap`] on
+//! every database of every shard, then lets writes go.
+//!
+//! **Serialise before write.** From then on every keyspace access that may
+//! change a key (`Db::get`, `insert`, `remove`, `set_expire`, `clear`) first
+//! serialises that key's current value into the snapshot, unless the
+//! snapshot already holds the key. A key nobody touched since the cut still
+//! has its value at X, so writing it now is exact; a key created after the
+//! cut is recorded as done without being written. Meanwhile the coordinator
+//! walks each db downwards by index and writes every key not yet done. The
+//! downward walk visits every key present for the whole walk at least once
+//! (a removal moves an already-visited entry into the hole), and the done
+//! set turns "at least once" into "exactly once", which Redis's loader
+//! requires (a duplicate key aborts its load).
+//!
+//! The cost is one set of key names for the length of the walk, not a copy
+//! of the values. Active expiry pauses on a db being walked; lazy expiry
+//! still deletes (after serialising), and its DEL follows in the stream.
+
+use std::collections::HashSet;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use foldhash::fast::RandomState;
+
+use crate::rdb;
+use crate::shard::dispatch::Tx;
+use crate::shard::key::Key;
+use crate::shard::keyspace::Map;
+use crate::shard::{Op, OpReply, Shard};
+
+/// Bytes a shard serialises per chunk request.
+const CHUNK: usize = 256 << 10;
+
+/// One database's side of a snapshot in progress.
+#[derive(Debug, Default)]
+pub struct DbSnap {
+    done: HashSet<Key, RandomState>,
+    /// Serialised entries not yet handed to the coordinator.
+    pub out: Vec<u8>,
+    /// The walk visits indices below this one, downwards.
+    cursor: usize,
+    finished: bool,
+}
+
+impl DbSnap {
+    pub fn new(len: usize) -> Self {
+        DbSnap {
+            cursor: len,
+            ..Default::default()
+        }
+    }
+
+    /// Called before `key` may change: writes its current value unless the
+    /// snapshot has it already.
+    pub fn before_write(&mut self, key: &[u8], map: &Map) {
+        if self.finished || self.done.contains(key) {
+            return;
+        }
+        match map.get_key_value(key) {
+            Some((k, e)) => {
+                rdb::write_entry(&mut self.out, key, e);
+                self.done.insert(k.clone());
+            }
+            None => {
+                self.done.insert(Key::new(key));
+            }
+        }
+    }
+
+    /// Walks on until `out` holds `budget` bytes or the db is done.
+    /// Returns whether the walk has finished.
+    pub fn step(&mut self, map: &Map, budget: usize) -> bool {
+        while !self.finished && self.out.len() < budget {
+            self.cursor = self.cursor.min(map.len());
+            if self.cursor == 0 {
+                self.finished = true;
+                self.done = HashSet::default();
+                break;
+            }
+            self.cursor -= 1;
+            let (k, e) = map.get_index(self.cursor).expect("cursor below len");
+            if self.done.insert(k.clone()) {
+                rdb::write_entry(&mut self.out, k.as_bytes(), e);
+            }
+        }
+        self.finished
+    }
+
+    /// Completes the walk at once (FLUSHDB/SWAPDB during a snapshot).
+    pub fn finish(&mut self, map: &Map) {
+        self.step(map, usize::MAX);
+    }
+}
+
+/// A shard's progress through its part.
+#[derive(Debug, Default)]
+pub struct ShardProgress {
+    db: usize,
+    /// The db whose SELECTDB was written last.
+    selected: Option<usize>,
+}
+
+/// Arms the snapshot on this shard (under the cut's locks).
+pub fn shard_begin(shard: &Shard) {
+    let mut ks = shard.ks.borrow_mut();
+    let active = shard.shared.repl.active.load(Ordering::SeqCst);
+    for db in ks.dbs.iter_mut() {
+        db.snap = Some(Box::new(DbSnap::new(db.len())));
+        if active && db.expired_log.is_none() {
+            db.expired_log = Some(Vec::new());
+        }
+    }
+    *shard.snap_progress.borrow_mut() = Some(ShardProgress::default());
+}
+
+/// Serialises up to about [`CHUNK`] bytes of this shard's part. Returns the
+/// bytes and whether the part is complete.
+pub fn shard_chunk(shard: &Shard) -> (Vec<u8>, bool) {
+    let mut ks = shard.ks.borrow_mut();
+    let mut prog = shard.snap_progress.borrow_mut();
+    let Some(p) = prog.as_mut() else {
+        return (Vec::new(), true);
+    };
+    let mut out = Vec::new();
+    while p.db < ks.dbs.len() && out.len() < CHUNK {
+        let d = &mut ks.dbs[p.db];
+        let (len, expires) = (d.len() as u64, d.expires_len() as u64);
+        let Some((bytes, finished)) = d.snap_take(CHUNK - out.len()) else {
+            p.db += 1;
+            continue;
+        };
+        if !bytes.is_empty() {
+            if p.selected != Some(p.db) {
+                rdb::write_select_db(&mut out, p.db as u64, len, expires);
+                p.selected = Some(p.db);
+            }
+            out.extend_from_slice(&bytes);
+        }
+        if finished {
+            p.db += 1;
+        }
+    }
+    let done = p.db >= ks.dbs.len();
+    if done {
+        *prog = None;
+    }
+    (out, done)
+}
+
+/// Drops whatever is left of a snapshot on this shard (finished or not).
+pub fn shard_end(shard: &Shard) {
+    let mut ks = shard.ks.borrow_mut();
+    for db in ks.dbs.iter_mut() {
+        db.snap = None;
+    }
+    *shard.snap_progress.borrow_mut() = None;
+}
+
+/// What a snapshot is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    /// A full sync: the stream starts (if it has not yet) at the cut.
+    Replication,
+    /// SAVE / BGSAVE.
+    Persistence,
+}
+
+enum Stage {
+    Header,
+    Shard(usize),
+    Footer,
+    Done,
+}
+
+/// A snapshot being produced; see the module doc. Pull its bytes with
+/// [`Snapshot::next`] and always finish with [`Snapshot::end`].
+pub struct Snapshot {
+    /// The stream offset the snapshot is equal to.
+    pub offset: u64,
+    pub replid: String,
+    stage: Stage,
+    crc: rdb::Crc64,
+    /// Bytes produced so far.
+    pub produced: u64,
+}
+
+impl Snapshot {
+    /// Takes the cut. Waits while another snapshot is running.
+    pub async fn begin(shard: &Rc<Shard>, purpose: Purpose) -> Snapshot {
+        let repl = &shard.shared.repl;
+        while repl
+            .snapshot_busy
+            .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+            .is_err()
+        {
+            glommio::timer::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        let all: Vec<usize> = (0..shard.nshards()).collect();
+        let tx = Tx::lock(shard, &all).await;
+        if purpose == Purpose::Replication {
+            repl.activate();
+            // The new replica has no selected db yet.
+            repl.seq.force_select();
+        }
+        let offset = repl.seq.offset();
+        let replid = repl.ids().replid;
+        for s in all {
+            tx.op(shard, s, Op::SnapBegin).await;
+        }
+        tx.unlock(shard).await;
+        Snapshot {
+            offset,
+            replid,
+            stage: Stage::Header,
+            crc: rdb::Crc64::new(),
+            produced: 0,
+        }
+    }
+
+    /// The next piece of the RDB file, `None` after the checksum.
+    pub async fn next(&mut self, shard: &Rc<Shard>) -> Option<Bytes> {
+        loop {
+            let bytes = match self.stage {
+                Stage::Header => {
+                    let aux = rdb::default_aux(
+                        crate::shard::now_ms() / 1000,
+                        0,
+                        Some(&rdb::ReplInfo {
+                            stream_db: 0,
+                            repl_id: self.replid.clone(),
+                            offset: self.offset as i64,
+                        }),
+                    );
+                    let mut out = Vec::new();
+                    rdb::write_header(&mut out, &aux);
+                    self.stage = Stage::Shard(0);
+                    out
+                }
+                Stage::Shard(s) => {
+                    let (out, done) =
+                        match crate::shard::dispatch::op_on(shard, None, s, Op::SnapChunk).await {
+                            OpReply::Chunk { bytes, done } => (bytes, done),
+                            other => unreachable!("snapshot chunk answered {other:?}"),
+                        };
+                    if done {
+                        self.stage = if s + 1 < shard.nshards() {
+                            Stage::Shard(s + 1)
+                        } else {
+                            Stage::Footer
+                        };
+                    }
+                    if out.is_empty() {
+                        continue;
+                    }
+                    out
+                }
+                Stage::Footer => {
+                    let mut out = Vec::new();
+                    rdb::write_footer(&mut out);
+                    self.crc.update(&out);
+                    let crc = std::mem::take(&mut self.crc).finish();
+                    out.extend_from_slice(&crc.to_le_bytes());
+                    self.stage = Stage::Done;
+                    self.produced += out.len() as u64;
+                    return Some(Bytes::from(out));
+                }
+                Stage::Done => return None,
+            };
+            self.crc.update(&bytes);
+            self.produced += bytes.len() as u64;
+            return Some(Bytes::from(bytes));
+        }
+    }
+
+    /// Releases the snapshot on every shard (also when abandoned midway).
+    pub async fn end(self, shard: &Rc<Shard>) {
+        crate::shard::dispatch::on_all_locked(shard, None, || Op::SnapEnd).await;
+        shard
+            .shared
+            .repl
+            .snapshot_busy
+            .store(false, Ordering::SeqCst);
+    }
+
+    /// Produces the whole file (SAVE, BGSAVE, `$len` framing).
+    pub async fn collect(mut self, shard: &Rc<Shard>) -> (Vec<u8>, u64) {
+        let mut all = Vec::new();
+        while let Some(b) = self.next(shard).await {
+            all.extend_from_slice(&b);
+        }
+        let off = self.offset;
+        self.end(shard).await;
+        (all, off)
+    }
+}
