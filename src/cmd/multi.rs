@@ -182,6 +182,15 @@ pub async fn exec(shard: &Rc<Shard>, client: &mut ClientState, out: &mut BytesMu
         return Reply::new(out, client.proto)
             .error("EXECABORT Transaction discarded because of previous errors.");
     }
+    let refused = queue.iter().any(|args| {
+        matches!(lookup(args), Lookup::Found(spec) if super::repl::readonly_refused(shard, client, spec))
+    });
+    if refused {
+        unwatch_all(shard, None, client.id, watching).await;
+        return Reply::new(out, client.proto).error(
+            "EXECABORT Transaction discarded because of previous errors: READONLY You can't write against a read only replica.",
+        );
+    }
     let n = shard.nshards();
     let mut needed = Vec::new();
     let mut all = false;

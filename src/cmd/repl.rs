@@ -24,6 +24,9 @@ pub struct ReplClient {
     pub ack: Option<u64>,
     /// This connection is a replica link.
     pub is_replica: bool,
+    /// This pseudo-client applies our master's stream (writes allowed on
+    /// a read-only replica).
+    pub is_master: bool,
 }
 
 macro_rules! row {
@@ -57,7 +60,48 @@ pub static COMMANDS: &[CmdSpec] = &[
         &["noscript", "loading", "stale", "fast"],
         Kind::Global
     ),
+    row!(
+        "replicaof",
+        3,
+        &["admin", "noscript", "stale"],
+        Kind::Global
+    ),
+    row!("slaveof", 3, &["admin", "noscript", "stale"], Kind::Global),
 ];
+
+pub const READONLY: &str = "READONLY You can't write against a read only replica.";
+
+/// Whether a client's write must be refused: we are a read-only replica
+/// and the client is not our master's stream.
+pub fn readonly_refused(shard: &Shard, client: &super::ClientState, spec: &CmdSpec) -> bool {
+    spec.is_write()
+        && !client.repl.is_master
+        && shard.shared.repl.is_replica.load(Ordering::Relaxed)
+        && shard.read_only.get()
+}
+
+/// REPLICAOF host port | NO ONE.
+pub fn replicaof(shard: &std::rc::Rc<Shard>, r: &mut Reply<'_>, a: &[Bytes]) {
+    if eq_ic(&a[1], "no") && eq_ic(&a[2], "one") {
+        crate::repl::replica::promote(shard);
+        return r.ok();
+    }
+    let Some(port) = parse_i64(&a[2]) else {
+        return r.error("ERR value is not an integer or out of range");
+    };
+    if !(0..=65535).contains(&port) {
+        return r.error("ERR Invalid master port");
+    }
+    let host = String::from_utf8_lossy(&a[1]).into_owned();
+    let same = crate::repl::lock(&shard.shared.repl.master)
+        .as_ref()
+        .is_some_and(|m| m.host.eq_ignore_ascii_case(&host) && m.port == port as u16);
+    if same {
+        return r.simple("OK Already connected to specified master");
+    }
+    crate::repl::replica::replicaof(shard, host, port as u16);
+    r.ok()
+}
 
 fn sync(c: &mut ConnCtx, _a: &[Bytes]) {
     if c.client.repl.is_replica {
@@ -155,9 +199,25 @@ pub async fn wait(shard: &std::rc::Rc<Shard>, r: &mut Reply<'_>, a: &[Bytes]) {
     }
 }
 
-/// ROLE on a master: ["master", offset, [[ip, port, acked offset], ...]].
+/// ROLE on a master: ["master", offset, [[ip, port, acked offset], ...]];
+/// on a replica: ["slave", host, port, state, offset].
 pub fn role(shard: &Shard, r: &mut Reply<'_>) {
     let repl = &shard.shared.repl;
+    if let Some(m) = crate::repl::lock(&repl.master).clone() {
+        r.array(5);
+        r.bulk(b"slave");
+        r.bulk(m.host.as_bytes());
+        r.int(m.port as i64);
+        r.bulk(if m.link_up {
+            b"connected".as_slice()
+        } else if m.sync_in_progress {
+            b"sync"
+        } else {
+            b"connecting"
+        });
+        r.int(repl.seq.offset() as i64);
+        return;
+    }
     let views: Vec<_> = crate::repl::lock(&repl.replicas)
         .values()
         .cloned()

@@ -393,6 +393,7 @@ pub async fn exec_global(
         "exec" => Box::pin(super::multi::exec(shard, client, r.out)).await,
         "wait" => super::repl::wait(shard, &mut r, a).await,
         "role" => super::repl::role(shard, &mut r),
+        "replicaof" | "slaveof" => super::repl::replicaof(shard, &mut r, a),
         "discard" => super::multi::discard(shard, client, &mut r).await,
         "watch" => super::multi::watch(shard, client, a, &mut r).await,
         "unwatch" => {

@@ -811,6 +811,10 @@ fn run_fast(shard: &Rc<Shard>, conn: &mut Conn) -> Option<Vec<Vec<Bytes>>> {
         if cmd::pubsub::subscribed_guard(&conn.client, spec, &args, &mut conn.wbuf) {
             continue;
         }
+        if cmd::repl::readonly_refused(shard, &conn.client, spec) {
+            Reply::new(&mut conn.wbuf, conn.client.proto).error(cmd::repl::READONLY);
+            continue;
+        }
         match cmd::route(spec, &args, shard.id, n) {
             _ if crate::shard::blocking::timeout_index(spec.name, args.len()).is_some() => {
                 slow = Some(vec![args])

@@ -81,7 +81,7 @@ pub fn on_sync(shard: &Shard, net: &mut ConnTable, slot: u32) -> Option<FullSync
         let id_ok = rid.as_ref() == ids.replid.as_bytes()
             || (rid.as_ref() == ids.replid2.as_bytes() && *off <= ids.second_offset);
         let want = (*off - 1).max(0) as u64;
-        if repl.active.load(Ordering::SeqCst)
+        if repl.backlog_on.load(Ordering::SeqCst)
             && id_ok
             && *off >= 1
             && want >= repl.first_offset()
@@ -195,8 +195,21 @@ pub async fn full_sync(shard: Rc<Shard>, slot: u32, generation: u32, eof: bool) 
     let ok = if eof {
         stream_eof(&shard, slot, generation, snap, head).await
     } else {
-        let (bytes, _) = snap.collect(&shard).await;
-        push_out(&shard, slot, generation, head.as_bytes())
+        // `$<len>` needs the whole file first; meanwhile a `\n` a second
+        // tells the replica we are alive (it skips them before the `$`).
+        let mut alive = push_out(&shard, slot, generation, head.as_bytes());
+        let mut bytes = Vec::new();
+        let mut tick = Instant::now();
+        let mut snap = snap;
+        while alive && let Some(b) = snap.next(&shard).await {
+            bytes.extend_from_slice(&b);
+            if tick.elapsed().as_secs() >= 1 {
+                tick = Instant::now();
+                alive = push_out(&shard, slot, generation, b"\n");
+            }
+        }
+        snap.end(&shard).await;
+        alive
             && push_out(
                 &shard,
                 slot,

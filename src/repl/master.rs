@@ -303,7 +303,53 @@ pub fn info_replication(shared: &crate::shard::Shared, cfg: &crate::config::Conf
         .map(|(k, v)| (*k, v.clone()))
         .collect();
     views.sort_by_key(|v| v.0);
-    let mut s = String::from("# Replication\r\nrole:master\r\n");
+    let mut s = String::from("# Replication\r\n");
+    match super::lock(&repl.master).clone() {
+        None => s.push_str("role:master\r\n"),
+        Some(m) => {
+            let c = cfg;
+            let _ = write!(
+                s,
+                "role:slave\r\nmaster_host:{}\r\nmaster_port:{}\r\nmaster_link_status:{}\r\nmaster_last_io_seconds_ago:{}\r\nmaster_sync_in_progress:{}\r\nslave_read_repl_offset:{}\r\nslave_repl_offset:{}\r\n",
+                m.host,
+                m.port,
+                if m.link_up { "up" } else { "down" },
+                if m.last_io_ms == 0 {
+                    -1
+                } else {
+                    (now.saturating_sub(m.last_io_ms) / 1000) as i64
+                },
+                m.sync_in_progress as u8,
+                master.max(m.read_offset),
+                master,
+            );
+            if m.sync_in_progress {
+                let _ = write!(
+                    s,
+                    "master_sync_read_bytes:{}\r\ntether_sync_loaded_keys:{}\r\n",
+                    m.sync_bytes, m.sync_keys
+                );
+            }
+            if !m.link_up {
+                let _ = write!(
+                    s,
+                    "master_link_down_since_seconds:{}\r\n",
+                    if m.down_since_ms == 0 {
+                        -1
+                    } else {
+                        (now.saturating_sub(m.down_since_ms) / 1000) as i64
+                    }
+                );
+            }
+            let _ = write!(
+                s,
+                "slave_priority:{}\r\nslave_read_only:{}\r\nreplica_announced:{}\r\n",
+                c.get_int("replica-priority").unwrap_or(100),
+                c.get_bool("replica-read-only").unwrap_or(true) as u8,
+                c.get_bool("replica-announced").unwrap_or(true) as u8,
+            );
+        }
+    }
     let _ = write!(s, "connected_slaves:{}\r\n", views.len());
     for (i, (_, v)) in views.iter().enumerate() {
         let lag_ms = if v.state == "online" {
@@ -323,7 +369,7 @@ pub fn info_replication(shared: &crate::shard::Shared, cfg: &crate::config::Conf
         );
     }
     let ids = repl.ids();
-    let active = repl.active.load(Ordering::SeqCst);
+    let active = repl.backlog_on.load(Ordering::SeqCst);
     let first = repl.first_offset();
     let _ = write!(
         s,

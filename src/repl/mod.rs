@@ -25,6 +25,7 @@
 //! transaction lock.
 
 pub mod master;
+pub mod replica;
 pub mod snapshot;
 
 use std::collections::VecDeque;
@@ -182,8 +183,16 @@ pub struct ReplicaView {
 /// Process-wide replication state.
 pub struct Repl {
     pub seq: Sequencer,
-    /// A backlog exists: shards propagate their writes.
+    /// Shards propagate their own writes (a master with a backlog).
     pub active: AtomicBool,
+    /// A backlog exists (a master's, or a replica's copy of its master's
+    /// stream): PSYNC can continue from it.
+    pub backlog_on: AtomicBool,
+    /// We follow a master (REPLICAOF host port).
+    pub is_replica: AtomicBool,
+    /// Bumped by every REPLICAOF: a link task of an older epoch stops.
+    pub epoch: AtomicU64,
+    pub master: Mutex<Option<replica::MasterInfo>>,
     pub ids: Mutex<ReplIds>,
     pub backlogs: Vec<Mutex<Backlog>>,
     /// Per shard: the lowest offset its replicas still need (u64::MAX none).
@@ -213,6 +222,10 @@ impl Repl {
         Repl {
             seq: Sequencer::new(),
             active: AtomicBool::new(false),
+            backlog_on: AtomicBool::new(false),
+            is_replica: AtomicBool::new(false),
+            epoch: AtomicU64::new(0),
+            master: Mutex::new(None),
             ids: Mutex::new(ReplIds {
                 replid: random_id(),
                 replid2: "0".repeat(40),
@@ -310,16 +323,27 @@ impl Repl {
     /// Starts the stream at the current offset: every shard's backlog is
     /// empty and complete from here. Called under every shard's lock.
     pub fn activate(&self) {
-        let off = self.seq.offset();
+        if !self.backlog_on.load(Ordering::SeqCst) {
+            self.reset_backlog(self.seq.offset());
+        }
+        if !self.is_replica.load(Ordering::SeqCst) {
+            self.active.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// Empties every backlog and restarts the stream at `off` (a replica
+    /// after a full sync takes its master's offset).
+    pub fn reset_backlog(&self, off: u64) {
         for b in &self.backlogs {
             let mut b = lock(b);
-            if !self.active.load(Ordering::SeqCst) {
-                b.entries.clear();
-                b.bytes = 0;
-                b.trimmed_to = off;
-            }
+            b.entries.clear();
+            b.bytes = 0;
+            b.trimmed_to = off;
         }
-        self.active.store(true, Ordering::SeqCst);
+        self.seq
+            .0
+            .store((off << 16) | NO_DB as u64, Ordering::SeqCst);
+        self.backlog_on.store(true, Ordering::SeqCst);
     }
 
     pub fn replicas_empty(&self) -> bool {
@@ -328,6 +352,9 @@ impl Repl {
 
     /// Whether writes must be refused (min-replicas-to-write).
     pub fn refuse_writes(&self) -> bool {
+        if self.is_replica.load(Ordering::Relaxed) {
+            return false;
+        }
         let min = self.min_to_write.load(Ordering::Relaxed);
         min > 0 && self.good_replicas.load(Ordering::Relaxed) < min
     }

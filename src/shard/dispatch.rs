@@ -82,6 +82,10 @@ pub async fn run_batch(
                 continue;
             }
         }
+        if cmd::repl::readonly_refused(&shard, &client, spec) {
+            slots[i] = error_bytes(cmd::repl::READONLY);
+            continue;
+        }
         match cmd::route(spec, &args, shard.id, n) {
             // Blocking pops wait in their own barrier step.
             _ if super::blocking::timeout_index(spec.name, args.len()).is_some()
@@ -628,6 +632,39 @@ fn apply_op_inner(shard: &Shard, op: Op) -> OpReply {
         Op::SnapEnd => {
             drop(ks);
             crate::repl::snapshot::shard_end(shard);
+            OpReply::Done
+        }
+        Op::LoadBegin => {
+            *shard.staging.borrow_mut() = Some(super::keyspace::Keyspace::new(shard.databases));
+            OpReply::Done
+        }
+        Op::Load { entries } => {
+            if let Some(st) = shard.staging.borrow_mut().as_mut() {
+                for (db, k, e) in entries {
+                    st.dbs[db as usize].insert(&k, e);
+                }
+            }
+            OpReply::Done
+        }
+        Op::LoadAbort => {
+            *shard.staging.borrow_mut() = None;
+            OpReply::Done
+        }
+        Op::LoadCommit => {
+            let Some(mut new) = shard.staging.borrow_mut().take() else {
+                return OpReply::Done;
+            };
+            // A snapshot running over the old data (a sub-replica's sync)
+            // completes from the old data first, then stays with its index.
+            for (old, fresh) in ks.dbs.iter_mut().zip(new.dbs.iter_mut()) {
+                old.snap_finish();
+                fresh.snap = old.snap.take();
+                fresh.expired_log = old.expired_log.take();
+            }
+            new.stats = ks.stats;
+            *ks = new;
+            drop(ks);
+            shard.db_modified(None);
             OpReply::Done
         }
         Op::ResetStats => {

@@ -285,6 +285,15 @@ pub enum Op {
     SnapChunk,
     /// Drop this shard's snapshot state.
     SnapEnd,
+    /// A replica starts loading its master's snapshot into staging.
+    LoadBegin,
+    /// Keys of the snapshot owned by this shard: (db, key, entry).
+    Load {
+        entries: Vec<(u16, Bytes, Entry)>,
+    },
+    /// The snapshot is complete: staging replaces the keyspace.
+    LoadCommit,
+    LoadAbort,
 }
 
 /// Per-shard figures gathered for INFO.
@@ -410,6 +419,10 @@ pub struct Shard {
     pub backlog_cap: Cell<u64>,
     /// Progress through this shard's part of a running snapshot.
     pub snap_progress: RefCell<Option<crate::repl::snapshot::ShardProgress>>,
+    /// A replica's snapshot being loaded: swapped in once complete.
+    pub staging: RefCell<Option<Keyspace>>,
+    /// `replica-read-only`.
+    pub read_only: Cell<bool>,
 }
 
 impl Shard {
@@ -440,6 +453,8 @@ impl Shard {
             blocking_wake: Notify::default(),
             backlog_cap: Cell::new(0),
             snap_progress: RefCell::new(None),
+            staging: RefCell::new(None),
+            read_only: Cell::new(true),
         }
     }
 
@@ -492,6 +507,8 @@ impl Shard {
             .unwrap_or(1 << 20)
             .max(16 << 10) as u64;
         self.backlog_cap.set(backlog / self.shared.nshards as u64);
+        self.read_only
+            .set(c.get_bool("replica-read-only").unwrap_or(true));
         self.shared.repl.min_to_write.store(
             c.get_int("min-replicas-to-write").unwrap_or(0) as u64,
             Ordering::Relaxed,
@@ -719,6 +736,7 @@ pub async fn run(
     connecting.set(false);
     log::debug!("shard {id}: mesh connected");
     let shard = Rc::new(Shard::new(id, shared.clone(), senders));
+    shard.refresh_config();
     for rx in receivers {
         let shard = shard.clone();
         glommio::spawn_local(async move {
@@ -758,6 +776,13 @@ pub async fn run(
     }
     glommio::spawn_local(cron(shard.clone())).detach();
     glommio::spawn_local(blocking::serve_ready(shard.clone())).detach();
+    // `replicaof` in the config or on the command line.
+    let follow = shard.shared.config().replicaof();
+    if id == 0
+        && let Some((host, port)) = follow
+    {
+        crate::repl::replica::replicaof(&shard, host, port);
+    }
     crate::net::serve(shard, fds).await;
 }
 
@@ -778,7 +803,8 @@ async fn cron(shard: Rc<Shard>) {
         }
         let _ = max_bulk;
         shard.refresh_config();
-        if shard.gate_open() {
+        // A replica never expires keys itself: its master sends the DELs.
+        if shard.gate_open() && !shard.shared.repl.is_replica.load(Ordering::Relaxed) {
             let deadline = std::time::Instant::now() + period / 4;
             let now = now_ms();
             let mut ks = shard.ks.borrow_mut();

@@ -1,0 +1,634 @@
+//! Replication, replica side: REPLICAOF, the handshake a stock Redis 7.0
+//! replica sends, snapshot load, and the applied stream.
+//!
+//! One link task (on the shard where REPLICAOF ran) owns the socket:
+//! - **Handshake** (`syncWithMaster`): PING, AUTH, REPLCONF listening-port
+//!   [ip-address], REPLCONF capa eof capa psync2, then PSYNC with our
+//!   replication id and offset+1 (a demoted master offers its own history),
+//!   or `PSYNC ? -1` with none. -NOMASTERLINK/-LOADING: retry later; any
+//!   other error: fall back to SYNC.
+//! - **Full sync**: the RDB (`$len` or `$EOF:<mark>` framing) is parsed as it
+//!   arrives by the resumable loader; keys go to their owning shards'
+//!   *staging* keyspaces in batches, so the old dataset keeps serving reads
+//!   until the new one is complete, then every shard swaps under one
+//!   transaction. A bad snapshot (CRC, encoding, a stream/module key)
+//!   aborts the sync with the reason logged and the old data kept.
+//! - **Stream**: commands are run through the ordinary pipeline path
+//!   (`dispatch::run_batch`) by a pseudo-client flagged as the master, so
+//!   they route to their owners with per-shard order kept and MULTI/EXEC
+//!   applied atomically; replies are dropped, except that `REPLCONF GETACK`
+//!   is answered. The processed offset counts every applied byte (SELECT,
+//!   PING, newlines). The bytes are also appended verbatim to the backlog
+//!   at the master's offsets, so sub-replicas see identical offsets and ids
+//!   and a promotion can serve partial resyncs.
+//! - **Liveness**: `REPLCONF ACK <offset>` every second, a `\n` to the
+//!   master at most once a second while loading, repl-timeout on master
+//!   silence, reconnect with backoff.
+
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes, BytesMut};
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+
+use super::{BEntry, lock};
+use crate::cmd::ClientState;
+use crate::rdb::{Event, Loader};
+use crate::resp::{Arg, ParseLimits, parse_command};
+use crate::shard::dispatch::Tx;
+use crate::shard::keyspace::Entry;
+use crate::shard::{Op, Shard, shard_of};
+
+/// Entries per load message to a shard.
+const LOAD_BATCH: usize = 1024;
+
+/// What INFO shows of the link to our master.
+#[derive(Clone, Debug, Default)]
+pub struct MasterInfo {
+    pub host: String,
+    pub port: u16,
+    pub link_up: bool,
+    /// Unix ms of the last byte from the master.
+    pub last_io_ms: u64,
+    pub sync_in_progress: bool,
+    /// Unix ms the link went down (0 = never up yet).
+    pub down_since_ms: u64,
+    pub sync_bytes: u64,
+    pub sync_keys: u64,
+    /// Bytes of the stream read (processed or not).
+    pub read_offset: u64,
+}
+
+fn info_mut(shard: &Shard, f: impl FnOnce(&mut MasterInfo)) {
+    if let Some(m) = lock(&shard.shared.repl.master).as_mut() {
+        f(m);
+    }
+}
+
+/// REPLICAOF host port: follow a master (replacing any previous link).
+pub fn replicaof(shard: &Rc<Shard>, host: String, port: u16) {
+    let repl = &shard.shared.repl;
+    let epoch = repl.epoch.fetch_add(1, Ordering::SeqCst) + 1;
+    repl.is_replica.store(true, Ordering::SeqCst);
+    // Read-only from now on: nothing local to propagate.
+    repl.active.store(false, Ordering::SeqCst);
+    *lock(&repl.master) = Some(MasterInfo {
+        host: host.clone(),
+        port,
+        down_since_ms: crate::shard::now_ms(),
+        ..Default::default()
+    });
+    log::info!("Connecting to MASTER {host}:{port}");
+    disconnect_replicas(shard);
+    let me = shard.clone();
+    glommio::spawn_local(async move { link(me, epoch).await }).detach();
+}
+
+/// REPLICAOF NO ONE: become a master, keeping the history under a new id
+/// (Redis's `shiftReplicationId`): replid2 = the old id, valid up to
+/// offset + 1, so our former siblings resume by PSYNC.
+pub fn promote(shard: &Rc<Shard>) {
+    let repl = &shard.shared.repl;
+    if !repl.is_replica.swap(false, Ordering::SeqCst) {
+        return;
+    }
+    repl.epoch.fetch_add(1, Ordering::SeqCst);
+    *lock(&repl.master) = None;
+    let off = repl.seq.offset();
+    {
+        let mut ids = lock(&repl.ids);
+        ids.replid2 = std::mem::replace(&mut ids.replid, super::random_id());
+        ids.second_offset = off as i64 + 1;
+        log::info!(
+            "Setting secondary replication ID to {}, valid up to offset: {}. New replication ID is {}",
+            ids.replid2,
+            off + 1,
+            ids.replid
+        );
+    }
+    repl.seq.force_select();
+    if repl.backlog_on.load(Ordering::SeqCst) {
+        repl.active.store(true, Ordering::SeqCst);
+    }
+    disconnect_replicas(shard);
+    log::info!("MASTER MODE enabled");
+}
+
+/// Drops our sub-replicas so they resync against our new history.
+fn disconnect_replicas(shard: &Rc<Shard>) {
+    let me = shard.clone();
+    glommio::spawn_local(async move {
+        let filter = crate::net::KillFilter {
+            typ: Some("replica".into()),
+            ..Default::default()
+        };
+        crate::shard::dispatch::broadcast(&me, None, |_| Op::ClientKill {
+            filter: filter.clone(),
+        })
+        .await;
+    })
+    .detach();
+}
+
+/// Reconnects until REPLICAOF changes (the epoch moves on).
+async fn link(shard: Rc<Shard>, epoch: u64) {
+    let repl = &shard.shared.repl;
+    let mut backoff = Duration::from_millis(100);
+    while repl.epoch.load(Ordering::SeqCst) == epoch
+        && !shard.shared.shutdown.load(Ordering::Relaxed)
+    {
+        let started = Instant::now();
+        if let Err(e) = session(&shard, epoch).await
+            && repl.epoch.load(Ordering::SeqCst) == epoch
+        {
+            log::warn!("MASTER <-> REPLICA sync: {e}");
+        }
+        let now = crate::shard::now_ms();
+        info_mut(&shard, |m| {
+            if m.link_up {
+                m.down_since_ms = now;
+            }
+            m.link_up = false;
+            m.sync_in_progress = false;
+        });
+        if started.elapsed() > Duration::from_secs(5) {
+            backoff = Duration::from_millis(100);
+        }
+        glommio::timer::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(1));
+    }
+}
+
+/// The socket to the master with a read buffer.
+struct Wire {
+    s: TcpStream,
+    buf: BytesMut,
+}
+
+impl Wire {
+    async fn fill(&mut self) -> Result<(), String> {
+        match self.try_fill().await? {
+            true => Ok(()),
+            false => Err("timeout reading from master (repl-timeout)".into()),
+        }
+    }
+
+    /// Reads what is available; Ok(false) when the read timeout passed.
+    async fn try_fill(&mut self) -> Result<bool, String> {
+        let mut tmp = vec![0u8; 64 << 10];
+        match self.s.read(&mut tmp).await {
+            Ok(0) => Err("connection closed by master".into()),
+            Ok(n) => {
+                self.buf.extend_from_slice(&tmp[..n]);
+                Ok(true)
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(format!("error reading from master: {e}")),
+        }
+    }
+
+    async fn send(&mut self, args: &[&[u8]]) -> Result<(), String> {
+        let mut b = BytesMut::new();
+        super::encode_cmd(&mut b, args);
+        self.s
+            .write_all(&b)
+            .await
+            .map_err(|e| format!("error writing to master: {e}"))
+    }
+
+    /// One reply line (without CRLF); empty lines are keepalives and are
+    /// skipped.
+    async fn line(&mut self) -> Result<String, String> {
+        loop {
+            if let Some(i) = self.buf.iter().position(|&c| c == b'\n') {
+                let l = self.buf.split_to(i + 1);
+                let l = String::from_utf8_lossy(&l[..i])
+                    .trim_end_matches('\r')
+                    .to_string();
+                if l.is_empty() {
+                    continue;
+                }
+                return Ok(l);
+            }
+            if self.buf.len() > 64 << 10 {
+                return Err("protocol error: reply line too long".into());
+            }
+            self.fill().await?;
+        }
+    }
+}
+
+async fn session(shard: &Rc<Shard>, epoch: u64) -> Result<(), String> {
+    let repl = &shard.shared.repl;
+    let (host, port) = match lock(&repl.master).as_ref() {
+        Some(m) => (m.host.clone(), m.port),
+        None => return Ok(()),
+    };
+    let (timeout, keepalive, auth, user, my_port, announce_ip) = {
+        let c = shard.shared.config();
+        let ann_port = c.get_int("replica-announce-port").unwrap_or(0);
+        (
+            Duration::from_secs(c.get_int("repl-timeout").unwrap_or(60).max(1) as u64),
+            c.tcp_keepalive(),
+            c.get_str("masterauth").filter(|s| !s.is_empty()),
+            c.get_str("masteruser").filter(|s| !s.is_empty()),
+            if ann_port > 0 {
+                ann_port as u16
+            } else {
+                c.port()
+            },
+            c.get_str("replica-announce-ip").filter(|s| !s.is_empty()),
+        )
+    };
+    let addr = format!("{host}:{port}");
+    let s = TcpStream::connect_timeout(addr.as_str(), timeout)
+        .await
+        .map_err(|e| format!("error connecting to master {addr}: {e}"))?;
+    {
+        use std::os::fd::AsRawFd;
+        crate::net::sockopt::tune_client(s.as_raw_fd(), keepalive);
+    }
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut w = Wire {
+        s,
+        buf: BytesMut::new(),
+    };
+    log::info!("MASTER <-> REPLICA sync started");
+    w.send(&[b"PING"]).await?;
+    let pong = w.line().await?;
+    if pong.starts_with('-')
+        && !pong.starts_with("-NOAUTH")
+        && !pong.starts_with("-NOPERM")
+        && !pong.starts_with("-ERR operation not permitted")
+    {
+        return Err(format!("error reply to PING from master: '{pong}'"));
+    }
+    if let Some(pass) = &auth {
+        match &user {
+            Some(u) => w.send(&[b"AUTH", u.as_bytes(), pass.as_bytes()]).await?,
+            None => w.send(&[b"AUTH", pass.as_bytes()]).await?,
+        }
+        let r = w.line().await?;
+        if r.starts_with('-') {
+            return Err(format!("unable to AUTH to MASTER: {r}"));
+        }
+    }
+    let port_s = my_port.to_string();
+    w.send(&[b"REPLCONF", b"listening-port", port_s.as_bytes()])
+        .await?;
+    let _ = w.line().await?;
+    if let Some(ip) = &announce_ip {
+        w.send(&[b"REPLCONF", b"ip-address", ip.as_bytes()]).await?;
+        let _ = w.line().await?;
+    }
+    w.send(&[b"REPLCONF", b"capa", b"eof", b"capa", b"psync2"])
+        .await?;
+    let _ = w.line().await?;
+
+    // PSYNC with our history (a replica's, or a demoted master's own).
+    let (replid, off) = (repl.ids().replid, repl.seq.offset());
+    let history = repl.backlog_on.load(Ordering::SeqCst);
+    let off_s = (off + 1).to_string();
+    if history {
+        log::info!("Trying a partial resynchronization (request {replid}:{off_s}).");
+        w.send(&[b"PSYNC", replid.as_bytes(), off_s.as_bytes()])
+            .await?;
+    } else {
+        log::info!("Partial resynchronization not possible (no cached master)");
+        w.send(&[b"PSYNC", b"?", b"-1"]).await?;
+    }
+    let reply = w.line().await?;
+    let _ = w.s.set_read_timeout(Some(timeout));
+    if let Some(rest) = reply.strip_prefix("+FULLRESYNC") {
+        let mut it = rest.split_whitespace();
+        let id = it.next().unwrap_or("").to_string();
+        let moff: u64 = it.next().and_then(|o| o.parse().ok()).unwrap_or(0);
+        log::info!("Full resync from master: {id}:{moff}");
+        full_load(shard, &mut w, epoch).await?;
+        install_history(shard, &id, moff);
+    } else if let Some(rest) = reply.strip_prefix("+CONTINUE") {
+        let new = rest.trim();
+        if !new.is_empty() && new != replid {
+            let mut ids = lock(&repl.ids);
+            ids.replid2 = std::mem::replace(&mut ids.replid, new.to_string());
+            ids.second_offset = off as i64 + 1;
+            log::info!("Master replication ID changed to {new}");
+        }
+        log::info!("MASTER <-> REPLICA sync: Master accepted a Partial Resynchronization.");
+    } else if reply.starts_with("-NOMASTERLINK") || reply.starts_with("-LOADING") {
+        return Err(format!(
+            "master is currently unable to PSYNC but should be in the future: {reply}"
+        ));
+    } else if reply.starts_with('-') {
+        log::info!("Unexpected reply to PSYNC from master: {reply}; retrying with SYNC");
+        w.send(&[b"SYNC"]).await?;
+        full_load(shard, &mut w, epoch).await?;
+        install_history(shard, &super::random_id(), 0);
+    } else {
+        return Err(format!("unexpected reply to PSYNC: '{reply}'"));
+    }
+    info_mut(shard, |m| {
+        m.link_up = true;
+        m.sync_in_progress = false;
+        m.last_io_ms = crate::shard::now_ms();
+    });
+    log::info!("MASTER <-> REPLICA sync: Finished with success");
+    stream(shard, &mut w, epoch).await
+}
+
+/// After a full sync: our history is the master's from `off` on.
+fn install_history(shard: &Shard, id: &str, off: u64) {
+    let repl = &shard.shared.repl;
+    {
+        let mut ids = lock(&repl.ids);
+        ids.replid = id.to_string();
+        ids.replid2 = "0".repeat(40);
+        ids.second_offset = -1;
+    }
+    repl.reset_backlog(off);
+}
+
+/// Reads the snapshot into staging keyspaces and swaps it in.
+async fn full_load(shard: &Rc<Shard>, w: &mut Wire, epoch: u64) -> Result<(), String> {
+    let repl = &shard.shared.repl;
+    let n = shard.nshards();
+    info_mut(shard, |m| {
+        m.sync_in_progress = true;
+        m.sync_bytes = 0;
+        m.sync_keys = 0;
+    });
+    // `\n` lines are the master's keepalives while it prepares.
+    let head = w.line().await?;
+    let (mark, len) = if let Some(m) = head.strip_prefix("$EOF:") {
+        if m.len() != 40 {
+            return Err(format!("bad EOF mark from master: '{head}'"));
+        }
+        (Some(m.as_bytes().to_vec()), 0u64)
+    } else if let Some(l) = head.strip_prefix('$') {
+        (
+            None,
+            l.parse()
+                .map_err(|_| format!("bad bulk length from master: '{head}'"))?,
+        )
+    } else if head.starts_with('-') {
+        return Err(format!("master aborted the sync: {head}"));
+    } else {
+        return Err(format!(
+            "bad protocol from master (expected the snapshot): '{head}'"
+        ));
+    };
+    log::info!(
+        "MASTER <-> REPLICA sync: receiving {}",
+        if mark.is_some() {
+            "streamed RDB (EOF marker)".to_string()
+        } else {
+            format!("{len} bytes of RDB")
+        }
+    );
+    crate::shard::dispatch::broadcast(shard, None, |_| Op::LoadBegin).await;
+    let res = load_rdb(shard, w, mark, len, n, epoch).await;
+    if let Err(e) = res {
+        crate::shard::dispatch::broadcast(shard, None, |_| Op::LoadAbort).await;
+        return Err(format!("{e}; keeping the previous dataset and retrying"));
+    }
+    // Swap every shard at once, so no reader sees half of each dataset.
+    let all: Vec<usize> = (0..n).collect();
+    let tx = Tx::lock(shard, &all).await;
+    for s in 0..n {
+        tx.op(shard, s, Op::LoadCommit).await;
+    }
+    tx.unlock(shard).await;
+    let keys = lock(&repl.master).as_ref().map_or(0, |m| m.sync_keys);
+    log::info!("MASTER <-> REPLICA sync: Loading DB in memory done: {keys} keys");
+    Ok(())
+}
+
+async fn load_rdb(
+    shard: &Rc<Shard>,
+    w: &mut Wire,
+    mark: Option<Vec<u8>>,
+    len: u64,
+    n: usize,
+    epoch: u64,
+) -> Result<(), String> {
+    let repl = &shard.shared.repl;
+    let mut loader = Loader::new();
+    let mut db = 0u16;
+    let mut batches: Vec<Vec<(u16, Bytes, Entry)>> = (0..n).map(|_| Vec::new()).collect();
+    let mut consumed = 0u64;
+    let mut keys = 0u64;
+    let mut newline_at = Instant::now();
+    loop {
+        if repl.epoch.load(Ordering::SeqCst) != epoch {
+            return Err("REPLICAOF changed during the sync".into());
+        }
+        // With `$len` framing never parse past the payload.
+        let avail = if mark.is_none() {
+            (len - consumed).min(w.buf.len() as u64) as usize
+        } else {
+            w.buf.len()
+        };
+        match loader.next(&w.buf[..avail]) {
+            Err(e) => return Err(format!("bad snapshot from master: {e}")),
+            Ok(Some((ev, used))) => {
+                w.buf.advance(used);
+                consumed += used as u64;
+                match ev {
+                    Event::SelectDb(d) => {
+                        if d as usize >= shard.databases {
+                            return Err(format!(
+                                "snapshot selects db {d}, beyond databases {}",
+                                shard.databases
+                            ));
+                        }
+                        db = d as u16;
+                    }
+                    Event::Entry {
+                        key,
+                        value,
+                        expire_at,
+                    } => {
+                        let s = shard_of(&key, n);
+                        batches[s].push((db, key, Entry { value, expire_at }));
+                        keys += 1;
+                        if batches[s].len() >= LOAD_BATCH {
+                            let entries = std::mem::take(&mut batches[s]);
+                            crate::shard::dispatch::op_on(shard, None, s, Op::Load { entries })
+                                .await;
+                        }
+                    }
+                    Event::End { checksum_ok } => {
+                        if !checksum_ok {
+                            return Err("snapshot CRC64 mismatch".into());
+                        }
+                        break;
+                    }
+                    _ => {}
+                }
+                continue;
+            }
+            Ok(None) => {}
+        }
+        if mark.is_none() && consumed >= len {
+            return Err("snapshot ended before its end marker".into());
+        }
+        info_mut(shard, |m| {
+            m.sync_bytes = consumed;
+            m.sync_keys = keys;
+            m.last_io_ms = crate::shard::now_ms();
+        });
+        // A loading replica tells its master it is alive, once a second.
+        if newline_at.elapsed() >= Duration::from_secs(1) {
+            newline_at = Instant::now();
+            let _ = w.s.write_all(b"\n").await;
+        }
+        w.fill().await?;
+    }
+    for (s, entries) in batches.into_iter().enumerate() {
+        if !entries.is_empty() {
+            crate::shard::dispatch::op_on(shard, None, s, Op::Load { entries }).await;
+        }
+    }
+    match mark {
+        Some(m) => {
+            while w.buf.len() < 40 {
+                w.fill().await?;
+            }
+            if w.buf[..40] != m[..] {
+                return Err("snapshot EOF marker mismatch".into());
+            }
+            w.buf.advance(40);
+        }
+        None => {
+            if consumed != len {
+                return Err(format!(
+                    "snapshot is {len} bytes but the RDB ended at {consumed}"
+                ));
+            }
+        }
+    }
+    info_mut(shard, |m| {
+        m.sync_bytes = consumed;
+        m.sync_keys = keys;
+    });
+    Ok(())
+}
+
+/// Applies the master's stream until the link fails or REPLICAOF changes.
+async fn stream(shard: &Rc<Shard>, w: &mut Wire, epoch: u64) -> Result<(), String> {
+    let repl = &shard.shared.repl;
+    let mut client = ClientState::new(shard.next_id());
+    client.repl.is_master = true;
+    client.name = Some(Bytes::from_static(b"master"));
+    let closed = Rc::new(crate::shard::blocking::CloseFlag::default());
+    let limits = ParseLimits {
+        max_bulk: shard.proto_max_bulk.get(),
+    };
+    let mut ack_at = Instant::now();
+    // Reads wake at least once a second, for the ACK and the timeout.
+    let _ = w.s.set_read_timeout(Some(Duration::from_secs(1)));
+    loop {
+        if repl.epoch.load(Ordering::SeqCst) != epoch {
+            return Ok(());
+        }
+        let mut cmds: Vec<Vec<Bytes>> = Vec::new();
+        let mut getack = false;
+        let mut used_total = 0usize;
+        // Parse what is buffered, up to a GETACK (answered after what
+        // precedes it is applied).
+        loop {
+            match parse_command(&w.buf[used_total..], limits) {
+                Ok(None) => break,
+                Err(e) => return Err(format!("protocol error in the master's stream: {}", e.0)),
+                Ok(Some((ranges, used))) => {
+                    let frame = &w.buf[used_total..used_total + used];
+                    let args: Vec<Bytes> = ranges
+                        .into_iter()
+                        .map(|a| match a {
+                            Arg::Range(r) => Bytes::copy_from_slice(&frame[r]),
+                            Arg::Owned(v) => Bytes::from(v),
+                        })
+                        .collect();
+                    used_total += used;
+                    if args.is_empty() {
+                        continue;
+                    }
+                    if args.len() >= 2
+                        && args[0].eq_ignore_ascii_case(b"replconf")
+                        && args[1].eq_ignore_ascii_case(b"getack")
+                    {
+                        getack = true;
+                        break;
+                    }
+                    cmds.push(args);
+                    if cmds.len() >= 1024 {
+                        break;
+                    }
+                }
+            }
+        }
+        if used_total > 0 {
+            let bytes = w.buf.split_to(used_total).freeze();
+            if !cmds.is_empty() {
+                let (_, c) =
+                    crate::shard::dispatch::run_batch(shard.clone(), client, cmds, closed.clone())
+                        .await;
+                client = c;
+            }
+            // The applied bytes, verbatim, at the master's offsets.
+            let off = repl.seq.alloc_nodb(bytes.len() as u64);
+            repl.push(
+                shard.id,
+                BEntry {
+                    off,
+                    select: None,
+                    body: bytes,
+                },
+                shard.backlog_cap.get(),
+                crate::shard::now_ms(),
+            );
+            info_mut(shard, |m| {
+                m.read_offset = repl.seq.offset();
+                m.last_io_ms = crate::shard::now_ms();
+            });
+            if getack {
+                send_ack(w, repl.seq.offset()).await?;
+            }
+            continue;
+        }
+        if ack_at.elapsed() >= Duration::from_secs(1) {
+            ack_at = Instant::now();
+            send_ack(w, repl.seq.offset()).await?;
+        }
+        if w.try_fill().await? {
+            info_mut(shard, |m| m.last_io_ms = crate::shard::now_ms());
+        } else {
+            let last = lock(&repl.master).as_ref().map_or(0, |m| m.last_io_ms);
+            let timeout = shard
+                .shared
+                .config()
+                .get_int("repl-timeout")
+                .unwrap_or(60)
+                .max(1) as u64;
+            if crate::shard::now_ms().saturating_sub(last) > timeout * 1000 {
+                return Err(format!(
+                    "MASTER timeout: no data nor PING received for {timeout} s (repl-timeout)"
+                ));
+            }
+        }
+    }
+}
+
+async fn send_ack(w: &mut Wire, off: u64) -> Result<(), String> {
+    let o = off.to_string();
+    w.send(&[b"REPLCONF", b"ACK", o.as_bytes()]).await
+}
