@@ -253,8 +253,8 @@ static PARAMS: &[Param] = &[
     p("repl-backlog-size", NONE, mem(1, LONG_MAX), "1mb", MUTABLE),
     p("repl-backlog-ttl", NONE, int(0, LONG_MAX), "3600", MUTABLE),
     // tether extra: TCP_USER_TIMEOUT for replication links, in milliseconds;
-    // 0 = derive it from repl-timeout.
-    p("repl-tcp-user-timeout", NONE, int(0, INT_MAX), "0", MUTABLE),
+    // 0 = derive it from repl-timeout, -1 = off.
+    p("repl-tcp-user-timeout", NONE, int(-1, INT_MAX), "0", MUTABLE),
     p("replica-priority", &["slave-priority"], int(0, INT_MAX), "100", MUTABLE),
     p("replica-announced", NONE, BOOL, "yes", MUTABLE),
     p("replica-announce-ip", &["slave-announce-ip"], NSTR, "", MUTABLE),

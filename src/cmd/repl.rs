@@ -114,8 +114,9 @@ fn psync(c: &mut ConnCtx, a: &[Bytes]) {
     if c.client.repl.is_replica {
         return;
     }
-    // An unparsable offset cannot match: full resync, as Redis.
-    let off = parse_i64(&a[2]).unwrap_or(-1);
+    let Some(off) = parse_i64(&a[2]) else {
+        return c.r.error("ERR value is not an integer or out of range");
+    };
     c.client.repl.sync = Some(Some((a[1].clone(), off)));
 }
 

@@ -48,8 +48,9 @@ pub struct Link {
     soft_since: Option<Instant>,
 }
 
-/// A full sync to start once no borrow is held: (slot, generation, eof).
-pub type FullSync = (u32, u32, bool);
+/// A full sync to start once no borrow is held: (slot, generation, eof,
+/// psync). A SYNC replica gets no `+FULLRESYNC` line.
+pub type FullSync = (u32, u32, bool, bool);
 
 fn view_of(conn: &Conn, state: &'static str) -> ReplicaView {
     let ip = conn.client.repl.ip_address.clone().unwrap_or_else(|| {
@@ -74,6 +75,14 @@ pub fn on_sync(shard: &Shard, net: &mut ConnTable, slot: u32) -> Option<FullSync
     let req = conn.client.repl.sync.take()?;
     let repl = &shard.shared.repl;
     conn.client.repl.is_replica = true;
+    {
+        let c = shard.shared.config();
+        crate::net::sockopt::repl_user_timeout(
+            conn.fd,
+            c.get_int("repl-tcp-user-timeout").unwrap_or(0),
+            c.get_int("repl-timeout").unwrap_or(60).max(1) as u64,
+        );
+    }
     let id = conn.client.id;
     if let Some((rid, off)) = &req {
         let ids = repl.ids();
@@ -133,7 +142,7 @@ pub fn on_sync(shard: &Shard, net: &mut ConnTable, slot: u32) -> Option<FullSync
     }));
     lock(&repl.replicas).insert(id, view_of(conn, "wait_bgsave"));
     net.replicas.push(slot);
-    Some((slot, conn.generation, eof))
+    Some((slot, conn.generation, eof, req.is_some()))
 }
 
 /// Output not yet taken by the socket, or None when the link is gone.
@@ -172,7 +181,7 @@ fn set_link(shard: &Shard, slot: u32, generation: u32, f: impl FnOnce(&mut Link)
 }
 
 /// Streams a snapshot to a replica, then hands the link to the pump.
-pub async fn full_sync(shard: Rc<Shard>, slot: u32, generation: u32, eof: bool) {
+pub async fn full_sync(shard: Rc<Shard>, slot: u32, generation: u32, eof: bool, psync: bool) {
     // Hold the backlog from the current offset on (the cut can only be
     // later), so nothing the link will need is trimmed meanwhile.
     let now_off = shard.shared.repl.seq.offset();
@@ -190,7 +199,11 @@ pub async fn full_sync(shard: Rc<Shard>, slot: u32, generation: u32, eof: bool) 
     {
         v.state = "send_bulk";
     }
-    let head = format!("+FULLRESYNC {} {}\r\n", snap.replid, off);
+    let head = if psync {
+        format!("+FULLRESYNC {} {}\r\n", snap.replid, off)
+    } else {
+        String::new()
+    };
     let started = Instant::now();
     let ok = if eof {
         stream_eof(&shard, slot, generation, snap, head).await

@@ -78,3 +78,19 @@ pub fn addrs(fd: RawFd) -> (String, String) {
     let _ = s.into_raw_fd();
     r
 }
+
+/// TCP_USER_TIMEOUT on a replication link: unacknowledged data older than
+/// this fails the socket, which catches a silent drop while data is in
+/// flight (keepalive only probes an idle connection). `cfg_ms` is
+/// `repl-tcp-user-timeout`: 0 derives it from repl-timeout, -1 is off.
+pub fn repl_user_timeout(fd: RawFd, cfg_ms: i64, repl_timeout_secs: u64) {
+    let ms = match cfg_ms {
+        0 => repl_timeout_secs.saturating_mul(1000),
+        n if n > 0 => n as u64,
+        _ => return,
+    };
+    // SAFETY: borrow the fd for the call, then give it back unclosed.
+    let s = unsafe { Socket::from_raw_fd(fd) };
+    let _ = s.set_tcp_user_timeout(Some(Duration::from_millis(ms)));
+    let _ = s.into_raw_fd();
+}

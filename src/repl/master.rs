@@ -268,23 +268,15 @@ pub fn rewrite(spec: &CmdSpec, ks: &mut Keyspace, db: u16, args: &[Bytes]) -> Op
 /// that acked within `min-replicas-max-lag` for `min-replicas-to-write`.
 pub fn cron(shard: &Shard) {
     let repl = &shard.shared.repl;
-    let (period, max_lag) = {
-        let c = shard.shared.config();
-        (
-            c.get_int("repl-ping-replica-period").unwrap_or(10).max(1) as u64,
-            c.get_int("min-replicas-max-lag").unwrap_or(10).max(0) as u64,
-        )
-    };
+    let period = shard
+        .shared
+        .config()
+        .get_int("repl-ping-replica-period")
+        .unwrap_or(10)
+        .max(1) as u64;
     let now = crate::shard::now_ms();
-    let (any, good) = {
-        let r = super::lock(&repl.replicas);
-        let good = r
-            .values()
-            .filter(|v| v.state == "online" && now.saturating_sub(v.ack_ms) <= max_lag * 1000)
-            .count();
-        (!r.is_empty(), good as u64)
-    };
-    repl.good_replicas.store(good, Ordering::Relaxed);
+    repl.recount_good();
+    let any = !repl.replicas_empty();
     if any && now.saturating_sub(repl.last_ping_ms.load(Ordering::Relaxed)) >= period * 1000 {
         repl.last_ping_ms.store(now, Ordering::Relaxed);
         emit_ping(shard);

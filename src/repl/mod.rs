@@ -205,6 +205,8 @@ pub struct Repl {
     /// Replicas that acked within min-replicas-max-lag (replicationCron).
     pub good_replicas: AtomicU64,
     pub min_to_write: AtomicU64,
+    /// `min-replicas-max-lag`, seconds.
+    pub max_lag: AtomicU64,
     /// One snapshot (full sync or BGSAVE) at a time.
     pub snapshot_busy: AtomicBool,
     pub sync_full: AtomicU64,
@@ -240,6 +242,7 @@ impl Repl {
             replicas: Mutex::new(Default::default()),
             good_replicas: AtomicU64::new(0),
             min_to_write: AtomicU64::new(0),
+            max_lag: AtomicU64::new(10),
             snapshot_busy: AtomicBool::new(false),
             sync_full: AtomicU64::new(0),
             sync_partial_ok: AtomicU64::new(0),
@@ -356,7 +359,22 @@ impl Repl {
             return false;
         }
         let min = self.min_to_write.load(Ordering::Relaxed);
-        min > 0 && self.good_replicas.load(Ordering::Relaxed) < min
+        // The cached count is refreshed by the cron; only a refusal pays
+        // for an exact recount (a replica may have come online since).
+        min > 0 && self.good_replicas.load(Ordering::Relaxed) < min && self.recount_good() < min
+    }
+
+    /// Replicas online whose last ACK is within min-replicas-max-lag
+    /// (Redis's `refreshGoodSlavesCount`).
+    pub fn recount_good(&self) -> u64 {
+        let now = crate::shard::now_ms();
+        let max_lag = self.max_lag.load(Ordering::Relaxed);
+        let good = lock(&self.replicas)
+            .values()
+            .filter(|v| v.state == "online" && now.saturating_sub(v.ack_ms) <= max_lag * 1000)
+            .count() as u64;
+        self.good_replicas.store(good, Ordering::Relaxed);
+        good
     }
 }
 

@@ -233,7 +233,7 @@ async fn session(shard: &Rc<Shard>, epoch: u64) -> Result<(), String> {
         Some(m) => (m.host.clone(), m.port),
         None => return Ok(()),
     };
-    let (timeout, keepalive, auth, user, my_port, announce_ip) = {
+    let (timeout, keepalive, auth, user, my_port, announce_ip, user_timeout) = {
         let c = shard.shared.config();
         let ann_port = c.get_int("replica-announce-port").unwrap_or(0);
         (
@@ -247,6 +247,7 @@ async fn session(shard: &Rc<Shard>, epoch: u64) -> Result<(), String> {
                 c.port()
             },
             c.get_str("replica-announce-ip").filter(|s| !s.is_empty()),
+            c.get_int("repl-tcp-user-timeout").unwrap_or(0),
         )
     };
     let addr = format!("{host}:{port}");
@@ -256,6 +257,7 @@ async fn session(shard: &Rc<Shard>, epoch: u64) -> Result<(), String> {
     {
         use std::os::fd::AsRawFd;
         crate::net::sockopt::tune_client(s.as_raw_fd(), keepalive);
+        crate::net::sockopt::repl_user_timeout(s.as_raw_fd(), user_timeout, timeout.as_secs());
     }
     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
     let mut w = Wire {

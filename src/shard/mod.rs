@@ -513,6 +513,10 @@ impl Shard {
             c.get_int("min-replicas-to-write").unwrap_or(0) as u64,
             Ordering::Relaxed,
         );
+        self.shared.repl.max_lag.store(
+            c.get_int("min-replicas-max-lag").unwrap_or(10).max(0) as u64,
+            Ordering::Relaxed,
+        );
     }
 
     pub fn nshards(&self) -> usize {

@@ -733,3 +733,373 @@ pub fn keys_over_shards(prefix: &str, nshards: usize, per_shard: usize) -> Vec<S
         .flat_map(|i| buckets.iter().map(move |b| b[i].clone()))
         .collect::<Vec<_>>()
 }
+
+// ---------------------------------------------------------------------------
+// Replication helpers: process control (SIGSTOP / SIGCONT), INFO fields, a
+// stock replica guard, and a key-by-key dataset comparison of two servers.
+// ---------------------------------------------------------------------------
+
+impl Server {
+    /// The server's process id (for SIGSTOP / SIGCONT in fault tests).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+/// Send `sig` to `pid`, panicking with errno on failure.
+pub fn send_signal(pid: u32, sig: libc::c_int) {
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    let rc = unsafe { libc::kill(pid as libc::pid_t, sig) };
+    assert_eq!(
+        rc,
+        0,
+        "kill({pid}, {sig}) failed: {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+/// `INFO <section>` over a fresh raw connection, as text.
+pub fn info_section(port: u16, section: &str) -> String {
+    let mut c = RawConn::connect(port);
+    match c.cmds(&["INFO", section]) {
+        Resp::Bulk(b) | Resp::Verbatim(b) => String::from_utf8_lossy(&b).into_owned(),
+        other => panic!("INFO {section} on port {port} answered {other:?}"),
+    }
+}
+
+/// The value of `name:` in INFO text, if present.
+pub fn info_value(info: &str, name: &str) -> Option<String> {
+    info.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+        .map(|v| v.trim().to_string())
+}
+
+/// An integer INFO field, panicking with the whole section if it is missing.
+pub fn info_int(info: &str, name: &str) -> i64 {
+    let v = info_value(info, name).unwrap_or_else(|| panic!("INFO has no `{name}` field:\n{info}"));
+    v.parse()
+        .unwrap_or_else(|_| panic!("INFO `{name}` is not an integer: {v:?}\n{info}"))
+}
+
+/// A stock `redis-server` started as a replica of `127.0.0.1:master_port`.
+/// Drop sends SIGCONT (a stopped process must not outlive the test frozen)
+/// and then kills it like any `Server`.
+pub struct StockReplica {
+    pub server: Server,
+    paused: bool,
+}
+
+impl StockReplica {
+    /// Start it with `--replicaof 127.0.0.1 <master_port>` plus `extra`.
+    pub fn start(master_port: u16, extra: &[&str]) -> StockReplica {
+        let mp = master_port.to_string();
+        let mut args = vec!["--replicaof", "127.0.0.1", mp.as_str()];
+        args.extend_from_slice(extra);
+        StockReplica {
+            server: Server::spawn(Kind::StockRedis, 1, &args),
+            paused: false,
+        }
+    }
+
+    /// Freeze the process (SIGSTOP): its sockets stay open but it neither
+    /// reads nor acks, as a replica stuck in a long GC or swap would.
+    pub fn pause(&mut self) {
+        send_signal(self.server.pid(), libc::SIGSTOP);
+        self.paused = true;
+    }
+
+    /// Thaw it (SIGCONT).
+    pub fn resume(&mut self) {
+        send_signal(self.server.pid(), libc::SIGCONT);
+        self.paused = false;
+    }
+}
+
+impl std::ops::Deref for StockReplica {
+    type Target = Server;
+    fn deref(&self) -> &Server {
+        &self.server
+    }
+}
+
+impl Drop for StockReplica {
+    fn drop(&mut self) {
+        // Always: a pause() whose resume() was skipped by a panic included.
+        // SAFETY: kill(2) has no memory-safety preconditions.
+        unsafe {
+            libc::kill(self.server.pid() as libc::pid_t, libc::SIGCONT);
+        }
+    }
+}
+
+/// How far apart the two sides' PTTLs may be: the two reads are not atomic
+/// and a loaded CI box can stall between them.
+pub const TTL_TOLERANCE_MS: i64 = 2000;
+
+/// One key's value, normalised so that equal data compares equal whatever
+/// the encoding: hashes and sets sorted, zset scores parsed as doubles.
+#[derive(Clone, PartialEq)]
+pub enum KeyData {
+    Str(Vec<u8>),
+    List(Vec<Vec<u8>>),
+    Hash(Vec<(Vec<u8>, Vec<u8>)>),
+    Set(Vec<Vec<u8>>),
+    ZSet(Vec<(Vec<u8>, f64)>),
+    /// Streams and anything else: the debug form of a full read.
+    Other(String),
+}
+
+impl fmt::Debug for KeyData {
+    /// A bounded summary: collections can hold thousands of elements.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fn short(b: &[u8]) -> String {
+            if b.len() > 40 {
+                format!("\"{}\"..({} bytes)", esc(&b[..40]), b.len())
+            } else {
+                format!("\"{}\"", esc(b))
+            }
+        }
+        fn items<T>(v: &[T], show: impl Fn(&T) -> String) -> String {
+            let mut s: Vec<String> = v.iter().take(6).map(show).collect();
+            if v.len() > 6 {
+                s.push(format!("... {} total", v.len()));
+            }
+            format!("[{}]", s.join(", "))
+        }
+        match self {
+            KeyData::Str(b) => write!(f, "string {}", short(b)),
+            KeyData::List(v) => write!(f, "list {}", items(v, |e| short(e))),
+            KeyData::Set(v) => write!(f, "set {}", items(v, |e| short(e))),
+            KeyData::Hash(v) => write!(
+                f,
+                "hash {}",
+                items(v, |(k, x)| format!("{}={}", short(k), short(x)))
+            ),
+            KeyData::ZSet(v) => {
+                write!(f, "zset {}", items(v, |(m, s)| format!("{}:{s}", short(m))))
+            }
+            KeyData::Other(s) => write!(f, "{}", tail(s, 300)),
+        }
+    }
+}
+
+/// Where two collections first differ, for a readable diff message.
+fn first_difference<T: PartialEq>(a: &[T], b: &[T]) -> String {
+    match a.iter().zip(b).position(|(x, y)| x != y) {
+        Some(i) => format!("first difference at element {i}"),
+        None => format!("lengths {} vs {}", a.len(), b.len()),
+    }
+}
+
+fn data_difference(a: &KeyData, b: &KeyData) -> String {
+    match (a, b) {
+        (KeyData::List(x), KeyData::List(y)) | (KeyData::Set(x), KeyData::Set(y)) => {
+            first_difference(x, y)
+        }
+        (KeyData::Hash(x), KeyData::Hash(y)) => first_difference(x, y),
+        (KeyData::ZSet(x), KeyData::ZSet(y)) => first_difference(x, y),
+        _ => String::new(),
+    }
+}
+
+fn db_connection(port: u16, db: u32) -> redis::Connection {
+    let c = redis::Client::open(format!("redis://127.0.0.1:{port}/{db}")).unwrap();
+    let con = c
+        .get_connection_with_timeout(Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("connect to :{port} db {db}: {e}"));
+    con.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    con.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+    con
+}
+
+/// Every key of the connection's database, by SCAN.
+pub fn scan_all_keys(con: &mut redis::Connection) -> std::collections::BTreeSet<Vec<u8>> {
+    let mut keys = std::collections::BTreeSet::new();
+    let mut cursor = "0".to_string();
+    loop {
+        let (next, batch): (String, Vec<Vec<u8>>) = redis::cmd("SCAN")
+            .arg(&cursor)
+            .arg("COUNT")
+            .arg(1000)
+            .query(con)
+            .unwrap_or_else(|e| panic!("SCAN {cursor}: {}", describe(&e)));
+        keys.extend(batch);
+        if next == "0" {
+            return keys;
+        }
+        cursor = next;
+    }
+}
+
+fn pairs(flat: Vec<Vec<u8>>) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut it = flat.into_iter();
+    let mut out = Vec::new();
+    while let (Some(a), Some(b)) = (it.next(), it.next()) {
+        out.push((a, b));
+    }
+    out
+}
+
+fn parse_score(s: &[u8]) -> f64 {
+    let t = String::from_utf8_lossy(s);
+    // Rust's parser already takes "inf" / "-inf"; Redis may also print "+inf".
+    t.trim_start_matches('+')
+        .parse()
+        .unwrap_or_else(|_| panic!("unparsable zset score {t:?}"))
+}
+
+/// TYPE, normalised value and PTTL of each key (None for a key that is gone
+/// by the time it is read). Pipelined in chunks: datasets hold 10k+ keys.
+pub fn read_keys(
+    con: &mut redis::Connection,
+    keys: &[Vec<u8>],
+) -> Vec<Option<(String, KeyData, i64)>> {
+    let mut out = Vec::with_capacity(keys.len());
+    for chunk in keys.chunks(200) {
+        let mut p = redis::pipe();
+        for k in chunk {
+            p.cmd("TYPE").arg(k);
+        }
+        let types: Vec<String> = p
+            .query(con)
+            .unwrap_or_else(|e| panic!("pipelined TYPE: {}", describe(&e)));
+        let mut p = redis::pipe();
+        for (k, t) in chunk.iter().zip(&types) {
+            match t.as_str() {
+                "string" => p.cmd("GET").arg(k),
+                "list" => p.cmd("LRANGE").arg(k).arg(0).arg(-1),
+                "hash" => p.cmd("HGETALL").arg(k),
+                "set" => p.cmd("SMEMBERS").arg(k),
+                "zset" => p.cmd("ZRANGE").arg(k).arg(0).arg(-1).arg("WITHSCORES"),
+                "stream" => p.cmd("XRANGE").arg(k).arg("-").arg("+"),
+                _ => p.cmd("EXISTS").arg(k),
+            };
+            p.cmd("PTTL").arg(k);
+        }
+        let vals: Vec<redis::Value> = p
+            .query(con)
+            .unwrap_or_else(|e| panic!("pipelined value reads: {}", describe(&e)));
+        for (i, t) in types.iter().enumerate() {
+            let (v, ttl) = (vals[2 * i].clone(), &vals[2 * i + 1]);
+            let ttl: i64 = redis::from_redis_value_ref(ttl).expect("PTTL is an integer");
+            let bytes = |v: redis::Value| -> Vec<Vec<u8>> {
+                redis::from_redis_value(v).expect("array of bulk strings")
+            };
+            let data = match t.as_str() {
+                "none" => None,
+                _ if ttl == -2 || v == redis::Value::Nil => None,
+                "string" => Some(KeyData::Str(redis::from_redis_value(v).unwrap())),
+                "list" => Some(KeyData::List(bytes(v))),
+                "hash" => {
+                    let mut h = pairs(bytes(v));
+                    h.sort();
+                    Some(KeyData::Hash(h))
+                }
+                "set" => {
+                    let mut s = bytes(v);
+                    s.sort();
+                    Some(KeyData::Set(s))
+                }
+                "zset" => Some(KeyData::ZSet(
+                    pairs(bytes(v))
+                        .into_iter()
+                        .map(|(m, s)| (m, parse_score(&s)))
+                        .collect(),
+                )),
+                other => Some(KeyData::Other(format!("{other} {v:?}"))),
+            };
+            out.push(data.map(|d| (t.clone(), d, ttl)));
+        }
+    }
+    out
+}
+
+/// Differences between the datasets of two servers in `dbs`, as readable
+/// lines (empty when identical): DBSIZE, key sets, TYPE, value and PTTL
+/// (both -1, or both set and within `TTL_TOLERANCE_MS`). A key present on
+/// one side only is forgiven when it is about to expire there (PTTL within
+/// the tolerance): the SCANs are not atomic with expiry.
+pub fn dataset_diffs(left_port: u16, right_port: u16, dbs: &[u32]) -> Vec<String> {
+    let mut diffs = Vec::new();
+    for &db in dbs {
+        let mut l = db_connection(left_port, db);
+        let mut r = db_connection(right_port, db);
+        let lkeys = scan_all_keys(&mut l);
+        let rkeys = scan_all_keys(&mut r);
+        let lsize: i64 = redis::cmd("DBSIZE").query(&mut l).unwrap();
+        let rsize: i64 = redis::cmd("DBSIZE").query(&mut r).unwrap();
+        if lsize != rsize {
+            diffs.push(format!(
+                "db {db}: DBSIZE {lsize} on :{left_port} vs {rsize} on :{right_port} \
+                 (SCAN saw {} vs {} keys)",
+                lkeys.len(),
+                rkeys.len()
+            ));
+        }
+        let all: Vec<Vec<u8>> = lkeys.union(&rkeys).cloned().collect();
+        let lvals = read_keys(&mut l, &all);
+        let rvals = read_keys(&mut r, &all);
+        for ((k, lv), rv) in all.iter().zip(lvals).zip(rvals) {
+            let key = esc(k);
+            let expiring = |v: &Option<(String, KeyData, i64)>| matches!(v, Some((_, _, t)) if (0..=TTL_TOLERANCE_MS).contains(t));
+            match (&lv, &rv) {
+                (None, None) => {}
+                (Some(_), None) | (None, Some(_)) if expiring(&lv) || expiring(&rv) => {}
+                (Some((t, _, ttl)), None) => diffs.push(format!(
+                    "db {db}: key \"{key}\" ({t}, pttl {ttl}) only on :{left_port}"
+                )),
+                (None, Some((t, _, ttl))) => diffs.push(format!(
+                    "db {db}: key \"{key}\" ({t}, pttl {ttl}) only on :{right_port}"
+                )),
+                (Some((lt, ld, lttl)), Some((rt, rd, rttl))) => {
+                    if lt != rt {
+                        diffs.push(format!("db {db}: key \"{key}\" is a {lt} vs a {rt}"));
+                        continue;
+                    }
+                    if ld != rd {
+                        diffs.push(format!(
+                            "db {db}: key \"{key}\" differs ({}):\n    :{left_port} {ld:?}\n    :{right_port} {rd:?}",
+                            data_difference(ld, rd)
+                        ));
+                    }
+                    let ttl_ok = match (*lttl, *rttl) {
+                        (-1, -1) => true,
+                        (a, b) if a >= 0 && b >= 0 => (a - b).abs() <= TTL_TOLERANCE_MS,
+                        _ => false,
+                    };
+                    if !ttl_ok {
+                        diffs.push(format!(
+                            "db {db}: key \"{key}\" PTTL {lttl} on :{left_port} vs {rttl} on :{right_port}"
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    diffs
+}
+
+/// Assert that two servers hold the same data in `dbs`, key by key (see
+/// `dataset_diffs`). Call it once writes have stopped and the replica has
+/// caught up; it retries for a while so that expiries still travelling as
+/// DELs can land, then fails with the differences it still sees.
+pub fn assert_same_dataset(left_port: u16, right_port: u16, dbs: &[u32]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let diffs = dataset_diffs(left_port, right_port, dbs);
+        if diffs.is_empty() {
+            return;
+        }
+        if Instant::now() > deadline {
+            let n = diffs.len();
+            let shown: Vec<&str> = diffs.iter().take(25).map(|s| s.as_str()).collect();
+            panic!(
+                "datasets of :{left_port} and :{right_port} still differ after 30 s \
+                 ({n} differences, first {}):\n  {}",
+                shown.len(),
+                shown.join("\n  ")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
