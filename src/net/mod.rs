@@ -600,6 +600,13 @@ impl Driver {
         }
         Stats::add(&self.shard.stats.net_input_bytes, data_len as u64);
         if close {
+            if conn.repl.is_some() && !conn.closing {
+                log::warn!(
+                    "Connection with replica {} lost: {}",
+                    conn.addr,
+                    replica::socket_end(c.result)
+                );
+            }
             net.begin_close(slot);
         } else {
             let limit = self.shard.shared.config().client_query_buffer_limit() as usize;
@@ -627,6 +634,13 @@ impl Driver {
             return;
         };
         if c.result < 0 {
+            if conn.repl.is_some() && !conn.closing {
+                log::warn!(
+                    "Connection with replica {} lost: {}",
+                    conn.addr,
+                    replica::socket_end(c.result)
+                );
+            }
             net.begin_close(slot);
         } else {
             let off = off + c.result as usize;

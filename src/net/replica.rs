@@ -457,3 +457,13 @@ pub fn on_close(shard: &Shard, conn: &Conn) {
         lock(&shard.shared.repl.replicas).remove(&conn.client.id);
     }
 }
+
+/// Words for how a replica's socket ended, naming the liveness check that
+/// fired when the kernel reports a timeout.
+pub fn socket_end(result: i32) -> String {
+    match -result {
+        0 => "closed by the replica".into(),
+        libc::ETIMEDOUT => "timed out (TCP keepalive or TCP_USER_TIMEOUT fired)".into(),
+        e => std::io::Error::from_raw_os_error(e).to_string(),
+    }
+}

@@ -43,9 +43,16 @@ fn num(n: u64) -> Bytes {
 /// Sequences one command in `db` on this shard and appends it to the
 /// shard's backlog. Must run in the same synchronous step as the write.
 pub fn emit(shard: &Shard, db: u16, args: &[Bytes]) {
-    let mut body = BytesMut::new();
-    encode_cmd(&mut body, args);
-    emit_raw(shard, db, body.freeze(), db);
+    // Encoded into the shard's arena: one allocation per many entries.
+    let body = {
+        let mut arena = shard.enc_arena.borrow_mut();
+        if arena.capacity() - arena.len() < 4096 {
+            arena.reserve(64 << 10);
+        }
+        encode_cmd(&mut arena, args);
+        arena.split().freeze()
+    };
+    emit_raw(shard, db, body, db);
 }
 
 /// Sequences pre-encoded stream bytes that start in `db` and leave the
@@ -155,23 +162,34 @@ pub fn after_command(
     alt: Vec<Vec<Bytes>>,
     emit_to: crate::cmd::Emit,
 ) {
-    let mut collected: Vec<PEntry> = Vec::new();
-    drain_expired(ks, |d, a| collected.push(PEntry::new(d, a)));
-    if dirty && spec.is_write() {
-        if alt.is_empty() {
-            let c = rewrite(spec, ks, db, args).unwrap_or_else(|| args.to_vec());
-            collected.push(PEntry::new(db, c));
-        } else {
-            collected.extend(alt.into_iter().map(|c| PEntry::new(db, c)));
-        }
-    }
+    // The common case (a plain write, emitted here) allocates nothing
+    // beyond the encoded entry.
     match emit_to {
         crate::cmd::Emit::Direct => {
-            for e in collected {
-                emit(shard, e.db, &e.args);
+            drain_expired(ks, |d, a| emit(shard, d, &a));
+            if dirty && spec.is_write() {
+                if !alt.is_empty() {
+                    for c in alt {
+                        emit(shard, db, &c);
+                    }
+                } else if let Some(c) = rewrite(spec, ks, db, args) {
+                    emit(shard, db, &c);
+                } else {
+                    emit(shard, db, args);
+                }
             }
         }
-        crate::cmd::Emit::Into(v) => v.extend(collected),
+        crate::cmd::Emit::Into(v) => {
+            drain_expired(ks, |d, a| v.push(PEntry::new(d, a)));
+            if dirty && spec.is_write() {
+                if !alt.is_empty() {
+                    v.extend(alt.into_iter().map(|c| PEntry::new(db, c)));
+                } else {
+                    let c = rewrite(spec, ks, db, args).unwrap_or_else(|| args.to_vec());
+                    v.push(PEntry::new(db, c));
+                }
+            }
+        }
     }
 }
 
@@ -344,10 +362,14 @@ pub fn info_replication(shared: &crate::shard::Shared, cfg: &crate::config::Conf
     }
     let _ = write!(s, "connected_slaves:{}\r\n", views.len());
     for (i, (_, v)) in views.iter().enumerate() {
-        let lag_ms = if v.state == "online" {
+        // Measured when the replica acked: how long before its ACK the
+        // first byte it had not yet applied was written.
+        // A replica whose ACKs are overdue is behind by at least the age of
+        // the oldest byte it has not acknowledged.
+        let lag_ms = if now.saturating_sub(v.ack_ms) > 2000 {
             repl.lag_ms(v.ack_off, now)
         } else {
-            0
+            v.lag_ms
         };
         let _ = write!(
             s,

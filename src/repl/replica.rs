@@ -184,6 +184,9 @@ impl Wire {
                 self.buf.extend_from_slice(&tmp[..n]);
                 Ok(true)
             }
+            Err(e) if e.raw_os_error() == Some(libc::ETIMEDOUT) => Err(format!(
+                "connection with master lost: {e} (TCP keepalive or TCP_USER_TIMEOUT fired)"
+            )),
             Err(e)
                 if matches!(
                     e.kind(),

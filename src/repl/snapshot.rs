@@ -51,8 +51,12 @@ pub struct DbSnap {
 impl DbSnap {
     pub fn new(len: usize) -> Self {
         DbSnap {
+            // Sized for every key up front: growing a set of a million keys
+            // rehashes it whole, a pause the shard's clients would feel.
+            done: HashSet::with_capacity_and_hasher(len + len / 8 + 16, RandomState::default()),
+            out: Vec::new(),
             cursor: len,
-            ..Default::default()
+            finished: false,
         }
     }
 
@@ -80,7 +84,7 @@ impl DbSnap {
             self.cursor = self.cursor.min(map.len());
             if self.cursor == 0 {
                 self.finished = true;
-                self.done = HashSet::default();
+                drop_elsewhere(std::mem::take(&mut self.done));
                 break;
             }
             self.cursor -= 1;
@@ -95,6 +99,20 @@ impl DbSnap {
     /// Completes the walk at once (FLUSHDB/SWAPDB during a snapshot).
     pub fn finish(&mut self, map: &Map) {
         self.step(map, usize::MAX);
+    }
+}
+
+impl Drop for DbSnap {
+    fn drop(&mut self) {
+        drop_elsewhere(std::mem::take(&mut self.done));
+    }
+}
+
+/// Frees a big done-set on a short-lived thread: freeing a million keys
+/// takes milliseconds the shard should spend on its clients.
+fn drop_elsewhere(done: HashSet<Key, RandomState>) {
+    if done.capacity() > 16 << 10 {
+        std::thread::spawn(move || drop(done));
     }
 }
 

@@ -20,7 +20,7 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use glommio::channels::shared_channel::{self, ConnectedSender, SharedReceiver, SharedSender};
 use glommio::sync::{Semaphore, StaticPermit};
 
@@ -423,6 +423,8 @@ pub struct Shard {
     pub staging: RefCell<Option<Keyspace>>,
     /// `replica-read-only`.
     pub read_only: Cell<bool>,
+    /// Where this shard encodes its replication stream entries.
+    pub enc_arena: RefCell<BytesMut>,
 }
 
 impl Shard {
@@ -455,6 +457,7 @@ impl Shard {
             snap_progress: RefCell::new(None),
             staging: RefCell::new(None),
             read_only: Cell::new(true),
+            enc_arena: RefCell::new(BytesMut::new()),
         }
     }
 
