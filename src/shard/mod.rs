@@ -84,6 +84,8 @@ pub struct Shared {
     /// Wall time (Unix seconds) of the last successful save; start time
     /// until one happens, as in Redis.
     pub lastsave: AtomicU64,
+    /// RDB persistence: change counters, save state, the start-up load.
+    pub persist: crate::persist::PersistState,
 }
 
 impl Shared {
@@ -101,6 +103,7 @@ impl Shared {
             exit_code: AtomicU64::new(0),
             ready: std::sync::atomic::AtomicUsize::new(0),
             lastsave: AtomicU64::new(now_ms() / 1000),
+            persist: crate::persist::PersistState::new(nshards),
         }
     }
 
@@ -273,6 +276,10 @@ pub enum Op {
         client: u64,
         keys: Vec<(u16, Bytes, u8)>,
     },
+    /// Serialise this shard's keys as RDB sections (answered `Bytes`).
+    RdbPart,
+    /// Replace this shard's keyspace (DEBUG RELOAD).
+    Adopt(crate::persist::Adopt),
 }
 
 /// Per-shard figures gathered for INFO.
@@ -320,6 +327,7 @@ pub enum OpReply {
         out: Bytes,
         blocked: bool,
     },
+    Bytes(Vec<u8>),
 }
 
 /// Messages over the channel mesh. Requests carry the sender's shard and a
@@ -422,6 +430,7 @@ impl Shard {
     /// Called on every key modification (Redis's `signalModifiedKey`).
     /// Marks transactions WATCHing the key as failed.
     pub fn key_modified(&self, db: usize, key: &[u8]) {
+        self.shared.persist.bump(self.id, 1);
         if self.blocking.borrow_mut().key_ready(db as u16, key) {
             self.blocking_wake.notify();
         }
@@ -437,6 +446,7 @@ impl Shard {
 
     /// FLUSHDB / FLUSHALL / SWAPDB: every WATCHer of the database(s) fails.
     pub fn db_modified(&self, db: Option<u16>) {
+        self.shared.persist.bump(self.id, 1);
         let mut w = self.watched.borrow_mut();
         let hit: Vec<(u16, Bytes)> = w
             .keys()
@@ -686,6 +696,7 @@ pub async fn run(
     connecting.set(false);
     log::debug!("shard {id}: mesh connected");
     let shard = Rc::new(Shard::new(id, shared.clone(), senders));
+    crate::persist::on_shard_start(&shard);
     for rx in receivers {
         let shard = shard.clone();
         glommio::spawn_local(async move {
