@@ -191,10 +191,21 @@ fn unix_secs() -> u64 {
 /// one consistent cut; writes wait meanwhile.
 pub async fn snapshot_bytes(shard: &Rc<Shard>) -> Vec<u8> {
     let all: Vec<usize> = (0..shard.nshards()).collect();
+    let t0 = Instant::now();
     let tx = Tx::lock(shard, &all).await;
+    let locked = Instant::now();
     let parts = collect_parts(shard, &tx).await;
     tx.unlock(shard).await;
-    assemble(&shard.shared, parts)
+    let held = locked.elapsed();
+    let out = assemble(&shard.shared, parts);
+    log::debug!(
+        "RDB snapshot: {} bytes; locks taken in {:?}, held {:?}; total {:?}",
+        out.len(),
+        locked - t0,
+        held,
+        t0.elapsed()
+    );
+    out
 }
 
 /// Every shard's serialised part, the remote ones produced in parallel on

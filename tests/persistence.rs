@@ -1018,6 +1018,12 @@ fn restore_errors_match_redis() {
         &["RESTORE", "new", "0", "$good", "REPLACE"],
         &["RESTORE", "new", "0", "$good"],
         &["TYPE", "new"],
+        // TTLs at the edge of the 64-bit range.
+        &["RESTORE", "huge", "9223372036854775807", "$good"],
+        &["EXISTS", "huge"],
+        &["RESTORE", "huge2", "9223372036854775000", "$good", "ABSTTL"],
+        &["PEXPIRETIME", "huge2"],
+        &["RESTORE", "huge3", "9223372036854775808", "$good"],
     ];
     let script: Vec<Vec<&[u8]>> = script
         .iter()

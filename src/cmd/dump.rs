@@ -95,12 +95,15 @@ fn restore(ex: &mut Exec, a: &[Bytes]) {
     };
     let now = ex.now;
     let deleted = replace && exists && ex.db().0.remove(key).is_some();
-    let expire_at = match (ttl, absttl) {
+    // Redis adds in 64-bit signed arithmetic: a relative TTL that overflows
+    // wraps negative and counts as already expired.
+    let when = match (ttl, absttl) {
         (0, _) => 0,
-        (t, true) => t as u64,
-        (t, false) => now.saturating_add(t as u64),
+        (t, true) => t,
+        (t, false) => (now as i64).wrapping_add(t),
     };
-    if expire_at != 0 && expire_at <= now {
+    let expire_at = when.max(0) as u64;
+    if when != 0 && when <= now as i64 {
         // Already expired: nothing is stored (Redis propagates a DEL).
         if deleted {
             ex.modified(key);
