@@ -8,11 +8,13 @@
 //! - [`shard`]: shard state, key ownership, keyspace, cross-shard dispatch.
 //! - [`glob`]: Redis glob matching (KEYS, SCAN MATCH, CONFIG GET).
 //! - [`rdb`]: RDB v10 codec: snapshot writer, resumable loader, DUMP/RESTORE payloads.
+//! - [`persist`]: RDB files on disk: SAVE, BGSAVE, the save schedule, SHUTDOWN's save, start-up load.
 
 pub mod cmd;
 pub mod config;
 pub mod glob;
 pub mod net;
+pub mod persist;
 pub mod rdb;
 pub mod repl;
 pub mod resp;

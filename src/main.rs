@@ -1,6 +1,6 @@
 //! Start-up: read the config (file + `--name value` overrides), check that
-//! io_uring works, bind-check the port, start one glommio executor pinned
-//! per CPU of the affinity mask (or `cpus`), join them, exit.
+//! io_uring works, bind-check the port, load the RDB file, start one glommio
+//! executor pinned per CPU of the affinity mask (or `cpus`), join them, exit.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -75,6 +75,11 @@ fn main() {
             .collect::<Vec<_>>(),
         shared.run_id
     );
+    // Before any other thread starts, so they all inherit the signal mask.
+    tether::persist::install_signal_thread(shared.clone());
+    if let Err(e) = tether::persist::load_at_startup(&shared) {
+        fail(&e);
+    }
     let mesh = shard::make_mesh(nshards, 1024);
     let mut handles = Vec::new();
     for (i, ends) in mesh.into_iter().enumerate() {
@@ -119,6 +124,7 @@ fn main() {
             std::process::exit(1);
         }
     }
+    tether::persist::remove_temp_file(&shared);
     log::warn!("tether is now ready to exit, bye bye...");
     std::process::exit(shared.exit_code.load(std::sync::atomic::Ordering::SeqCst) as i32);
 }

@@ -9,6 +9,7 @@
 //! - `Global`: needs every shard (DBSIZE, FLUSHALL, INFO, SCAN, ...); runs
 //!   as an async coordinator in `shard::dispatch`.
 
+pub mod dump;
 pub mod hash;
 pub mod keys;
 pub mod list;
@@ -356,6 +357,7 @@ fn table() -> &'static Table {
             hash::COMMANDS,
             set::COMMANDS,
             zset::COMMANDS,
+            dump::COMMANDS,
         ] {
             for spec in group {
                 m.insert(spec.name, spec);

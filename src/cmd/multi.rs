@@ -49,6 +49,10 @@ pub fn queue(client: &mut ClientState, args: &[Bytes], out: &mut BytesMut) -> bo
             r.error(&e);
         }
         Lookup::Found(spec) if exempt(spec.name) => return false,
+        Lookup::Found(spec) if spec.flags.contains(&"no_multi") => {
+            client.multi_dirty = true;
+            r.error("ERR Command not allowed inside a transaction");
+        }
         Lookup::Found(_) => {
             q.push(args.to_vec());
             r.simple("QUEUED");

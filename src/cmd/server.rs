@@ -69,7 +69,7 @@ pub static COMMANDS: &[CmdSpec] = &[
     CmdSpec {
         name: "lastsave",
         arity: 1,
-        flags: &["fast"],
+        flags: &["loading", "stale", "fast"],
         first_key: 0,
         last_key: 0,
         step: 0,
@@ -118,7 +118,24 @@ pub static COMMANDS: &[CmdSpec] = &[
     global!("config", -2, &[]),
     global!("command", -1, &[]),
     global!("debug", -2, &[]),
-    global!("shutdown", -1, &[]),
+    global!(
+        "shutdown",
+        -1,
+        &[
+            "admin",
+            "noscript",
+            "loading",
+            "stale",
+            "no_multi",
+            "allow_busy"
+        ]
+    ),
+    global!(
+        "save",
+        1,
+        &["admin", "noscript", "no_async_loading", "no_multi"]
+    ),
+    global!("bgsave", -1, &["admin", "noscript", "no_async_loading"]),
     global!("hello", -1, &["fast"]),
     global!("reset", 1, &["fast"]),
     global!("exec", 1, &[]),
@@ -263,6 +280,9 @@ pub async fn exec_global(
             }
             let prop = crate::repl::master::PEntry::new(db, a.to_vec());
             dispatch::on_all_locked_prop(shard, tx, || Op::Flush { db: which }, Some(prop)).await;
+            if which.is_none() {
+                crate::persist::save_after_flushall(shard).await;
+            }
             r.ok()
         }
         "swapdb" => {
@@ -342,32 +362,13 @@ pub async fn exec_global(
             }
         }
         "command" => command_cmd(a, &mut r),
-        "debug" => debug_cmd(a, &mut r).await,
-        "shutdown" => {
-            for o in &a[1..] {
-                if !(eq_ic(o, "nosave")
-                    || eq_ic(o, "save")
-                    || eq_ic(o, "now")
-                    || eq_ic(o, "force")
-                    || eq_ic(o, "abort"))
-                {
-                    return r.error(SYNTAX);
-                }
-            }
-            if a.iter().skip(1).any(|o| eq_ic(o, "abort")) {
-                return r.error("ERR No shutdown in progress.");
-            }
-            if a.iter().skip(1).any(|o| eq_ic(o, "save")) {
-                return r.error("ERR Errors trying to SHUTDOWN. Check logs.");
-            }
-            log::warn!(
-                "shutdown: requested by client id={}; exiting without saving (persistence is not built yet)",
-                client.id
-            );
-            shard.shared.request_shutdown();
-            client.close_after_reply = true;
-            // Redis closes the connection without a reply on success.
+        "debug" if eq_ic(&a[1], "reload") => {
+            crate::persist::debug_reload(shard, a, tx.is_some(), &mut r).await
         }
+        "debug" => debug_cmd(a, &mut r).await,
+        "save" => crate::persist::save_cmd(shard, tx.is_some(), &mut r).await,
+        "bgsave" => crate::persist::bgsave_cmd(shard, a, tx.is_some(), &mut r),
+        "shutdown" => crate::persist::shutdown_cmd(shard, client, a, tx.is_some(), &mut r).await,
         "hello" => hello(shard, client, a, &mut r),
         "publish" => {
             let (channel, message) = (a[1].clone(), a[2].clone());
@@ -1001,11 +1002,7 @@ async fn info(shard: &Rc<Shard>, tx: Option<&Tx>, a: &[Bytes]) -> String {
         );
     }
     if show("persistence") {
-        let _ = write!(
-            s,
-            "# Persistence\r\nloading:0\r\nasync_loading:0\r\nrdb_bgsave_in_progress:0\r\nrdb_last_save_time:{}\r\naof_enabled:0\r\naof_rewrite_in_progress:0\r\n\r\n",
-            shared.lastsave.load(Ordering::Relaxed)
-        );
+        s.push_str(&crate::persist::info_section(shared));
     }
     if show("stats") {
         let _ = write!(

@@ -977,6 +977,22 @@ pub fn load_file(bytes: &[u8]) -> Result<Vec<LoadedKey>, RdbError> {
 /// or checksum are wrong`); anything else wrong is `Bad data format`,
 /// including an empty collection and bytes left over after the value.
 pub fn restore_payload(payload: &[u8]) -> Result<Value, RdbError> {
+    decode_payload(payload, true)
+}
+
+/// [`restore_payload`] with Redis 7.0's reading of the value, for RESTORE:
+/// `restoreCommand` parses the value from the *whole* payload, footer
+/// included, and ignores what is left after it. So a value may read into
+/// the 10-byte footer, and trailing bytes pass; both give the same replies
+/// as Redis. Every value is still validated strictly (Redis checks nested
+/// blobs deeply only with `sanitize-dump-payload yes`).
+pub fn restore_payload_lenient(payload: &[u8]) -> Result<Value, RdbError> {
+    decode_payload(payload, false)
+}
+
+/// The footer check and value decoding of [`restore_payload`]; `exact`
+/// confines the value to the body and requires it to fill the body.
+fn decode_payload(payload: &[u8], exact: bool) -> Result<Value, RdbError> {
     let footer = |s| RdbError::new(RdbErrorKind::PayloadFooter(s), 0);
     if payload.len() < 10 {
         return Err(footer("payload shorter than its footer"));
@@ -991,8 +1007,8 @@ pub fn restore_payload(payload: &[u8]) -> Result<Value, RdbError> {
     if Crc64::checksum(&payload[..payload.len() - 8]) != u64::from_le_bytes(stored) {
         return Err(footer("CRC mismatch"));
     }
-    let body = &payload[..body_len];
-    let truncated = |_| RdbError::new(RdbErrorKind::Truncated, body_len as u64);
+    let body = if exact { &payload[..body_len] } else { payload };
+    let truncated = |_| RdbError::new(RdbErrorKind::Truncated, body.len() as u64);
     let mut cur = Cur {
         buf: body,
         pos: 0,
@@ -1017,7 +1033,7 @@ pub fn restore_payload(payload: &[u8]) -> Result<Value, RdbError> {
             cur.pos as u64,
         ));
     };
-    if cur.pos != body.len() {
+    if exact && cur.pos != body.len() {
         return Err(RdbError::new(
             RdbErrorKind::Corrupt(format!("{} bytes after the value", body.len() - cur.pos)),
             cur.pos as u64,

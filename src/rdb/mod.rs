@@ -91,7 +91,9 @@ use std::fmt;
 use bytes::Bytes;
 use crc::{CRC_64_REDIS, Crc, Digest, Table};
 
-pub use load::{Event, LoadedKey, Loader, load_events, load_file, restore_payload};
+pub use load::{
+    Event, LoadedKey, Loader, load_events, load_file, restore_payload, restore_payload_lenient,
+};
 pub use write::{
     ReplInfo, WriteOptions, default_aux, dump_payload, write_entry, write_entry_with, write_footer,
     write_header, write_select_db, write_snapshot,

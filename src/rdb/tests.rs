@@ -857,3 +857,31 @@ fn error_display_is_informative() {
         "corrupt RDB data: duplicate hash field at offset 1234 (key \"user:1\")"
     );
 }
+
+#[test]
+fn lenient_restore_reads_like_redis() {
+    // Trailing bytes after the value pass.
+    let mut body = vec![rdb_type::STRING, 5];
+    body.extend_from_slice(b"helloXX");
+    assert_eq!(
+        restore_payload_lenient(&payload(&body)).unwrap(),
+        Value::Str(b(b"hello"))
+    );
+    assert!(restore_payload(&payload(&body)).is_err());
+    // A value may read into the footer (length 7 = "hello" + the version).
+    let p = payload(&[rdb_type::STRING, 7, b'h', b'e', b'l', b'l', b'o']);
+    assert_eq!(
+        restore_payload_lenient(&p).unwrap(),
+        Value::Str(b(b"hello\x0a\x00"))
+    );
+    // But not beyond the payload, and the footer is still checked.
+    let p = payload(&[rdb_type::STRING, 40, b'h']);
+    assert!(!restore_payload_lenient(&p).unwrap_err().is_payload_footer());
+    let mut bad = payload(&[rdb_type::STRING, 1, b'h']);
+    *bad.last_mut().unwrap() ^= 1;
+    assert!(
+        restore_payload_lenient(&bad)
+            .unwrap_err()
+            .is_payload_footer()
+    );
+}

@@ -237,6 +237,24 @@ pub fn rewrite(spec: &CmdSpec, ks: &mut Keyspace, db: u16, args: &[Bytes]) -> Op
             None => Some(gone()),
             Some(_) => None,
         },
+        // A relative TTL travels as an absolute one.
+        "restore" => match entry() {
+            None => Some(gone()),
+            Some(e) if e.expire_at != 0 && !has_opt(args, 4, &["absttl"]) => {
+                let mut v = vec![
+                    b("RESTORE"),
+                    key.clone(),
+                    num(e.expire_at),
+                    args.get(3)?.clone(),
+                    b("ABSTTL"),
+                ];
+                if has_opt(args, 4, &["replace"]) {
+                    v.push(b("REPLACE"));
+                }
+                Some(v)
+            }
+            Some(_) => None,
+        },
         "incrbyfloat" => match entry()?.value {
             Value::Str(v) => Some(vec![b("SET"), key.clone(), v, b("KEEPTTL")]),
             _ => None,

@@ -672,6 +672,15 @@ fn apply_op_inner(shard: &Shard, op: Op) -> OpReply {
             shard.stats.reset();
             OpReply::Done
         }
+        Op::RdbPart => {
+            drop(ks);
+            OpReply::Bytes(crate::persist::serialize_part(shard))
+        }
+        Op::Adopt(keyspace) => {
+            drop(ks);
+            crate::persist::adopt(shard, keyspace);
+            OpReply::Done
+        }
         Op::ClientKill { filter } => {
             drop(ks);
             let n = shard.net.borrow_mut().kill(&filter);

@@ -235,6 +235,11 @@ impl Db {
             .map(|(k, _)| Bytes::copy_from_slice(k.as_bytes()))
     }
 
+    /// Every entry, expired or not, in table order (snapshots).
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &Entry)> {
+        self.map.iter().map(|(k, e)| (k.as_bytes(), e))
+    }
+
     /// All live keys matching `filter`.
     pub fn keys(&self, now: u64, mut filter: impl FnMut(&[u8], &Entry) -> bool) -> Vec<Bytes> {
         self.map

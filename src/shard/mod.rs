@@ -86,6 +86,8 @@ pub struct Shared {
     pub lastsave: AtomicU64,
     /// Replication: sequencer, backlogs, replicas (see `repl`).
     pub repl: crate::repl::Repl,
+    /// RDB persistence: change counters, save state, the start-up load.
+    pub persist: crate::persist::PersistState,
 }
 
 impl Shared {
@@ -104,6 +106,7 @@ impl Shared {
             ready: std::sync::atomic::AtomicUsize::new(0),
             lastsave: AtomicU64::new(now_ms() / 1000),
             repl: crate::repl::Repl::new(nshards),
+            persist: crate::persist::PersistState::new(nshards),
         }
     }
 
@@ -294,6 +297,10 @@ pub enum Op {
     /// The snapshot is complete: staging replaces the keyspace.
     LoadCommit,
     LoadAbort,
+    /// Serialise this shard's keys as RDB sections (answered `Bytes`).
+    RdbPart,
+    /// Replace this shard's keyspace (DEBUG RELOAD).
+    Adopt(crate::persist::Adopt),
 }
 
 /// Per-shard figures gathered for INFO.
@@ -347,6 +354,7 @@ pub enum OpReply {
         bytes: Vec<u8>,
         done: bool,
     },
+    Bytes(Vec<u8>),
 }
 
 /// Messages over the channel mesh. Requests carry the sender's shard and a
@@ -464,6 +472,7 @@ impl Shard {
     /// Called on every key modification (Redis's `signalModifiedKey`).
     /// Marks transactions WATCHing the key as failed.
     pub fn key_modified(&self, db: usize, key: &[u8]) {
+        self.shared.persist.bump(self.id, 1);
         if self.blocking.borrow_mut().key_ready(db as u16, key) {
             self.blocking_wake.notify();
         }
@@ -479,6 +488,7 @@ impl Shard {
 
     /// FLUSHDB / FLUSHALL / SWAPDB: every WATCHer of the database(s) fails.
     pub fn db_modified(&self, db: Option<u16>) {
+        self.shared.persist.bump(self.id, 1);
         let mut w = self.watched.borrow_mut();
         let hit: Vec<(u16, Bytes)> = w
             .keys()
@@ -744,6 +754,7 @@ pub async fn run(
     log::debug!("shard {id}: mesh connected");
     let shard = Rc::new(Shard::new(id, shared.clone(), senders));
     shard.refresh_config();
+    crate::persist::on_shard_start(&shard);
     for rx in receivers {
         let shard = shard.clone();
         glommio::spawn_local(async move {
