@@ -60,7 +60,7 @@ pub fn emit(shard: &Shard, db: u16, args: &[Bytes]) {
 pub fn emit_raw(shard: &Shard, db: u16, body: Bytes, end_db: u16) {
     let repl = &shard.shared.repl;
     let (off, sel) = repl.seq.alloc(db, body.len() as u64, end_db);
-    repl.push(
+    if repl.push(
         shard.id,
         BEntry {
             off,
@@ -69,7 +69,9 @@ pub fn emit_raw(shard: &Shard, db: u16, body: Bytes, end_db: u16) {
         },
         shard.backlog_cap.get(),
         shard.now(),
-    );
+    ) {
+        shard.wake.notify();
+    }
 }
 
 /// Emits a command that belongs to no database (the master's PING and
@@ -83,7 +85,7 @@ fn emit_nodb(shard: &Shard, args: &[&[u8]]) {
     let body = body.freeze();
     let repl = &shard.shared.repl;
     let off = repl.seq.alloc_nodb(body.len() as u64);
-    repl.push(
+    if repl.push(
         shard.id,
         BEntry {
             off,
@@ -92,7 +94,9 @@ fn emit_nodb(shard: &Shard, args: &[&[u8]]) {
         },
         shard.backlog_cap.get(),
         shard.now(),
-    );
+    ) {
+        shard.wake.notify();
+    }
 }
 
 pub fn emit_ping(shard: &Shard) {

@@ -276,8 +276,10 @@ impl Repl {
     }
 
     /// Appends an entry for shard `shard` (already sequenced by the caller
-    /// in the same synchronous step) and wakes waiting senders.
-    pub fn push(&self, shard: usize, e: BEntry, cap: u64, now_ms: u64) {
+    /// in the same synchronous step) and wakes waiting senders on other
+    /// shards. Returns whether a sender on `shard` itself waits: the caller
+    /// wakes its own driver without a syscall.
+    pub fn push(&self, shard: usize, e: BEntry, cap: u64, now_ms: u64) -> bool {
         let end = e.off + e.len();
         lock(&self.backlogs[shard]).push(e, cap, self.keep());
         if self.last_sample_ms.load(Ordering::Relaxed) < now_ms {
@@ -290,13 +292,19 @@ impl Repl {
             let end = s.back().map_or(end, |&(e, _)| e.max(end));
             s.push_back((end, now_ms));
         }
-        self.wake_senders();
+        self.wake_senders(shard)
     }
 
-    /// Wakes every shard whose sender asked for it (one eventfd write each).
-    pub fn wake_senders(&self) {
+    /// Wakes every other shard whose sender asked for it (one eventfd write
+    /// each); returns whether `me`'s own sender asked.
+    pub fn wake_senders(&self, me: usize) -> bool {
+        let mut mine = false;
         for (i, w) in self.want_wake.iter().enumerate() {
             if w.load(Ordering::SeqCst) && w.swap(false, Ordering::SeqCst) {
+                if i == me {
+                    mine = true;
+                    continue;
+                }
                 let fd = self.wake_fd[i].load(Ordering::Relaxed);
                 if fd >= 0 {
                     let one: u64 = 1;
@@ -305,6 +313,7 @@ impl Repl {
                 }
             }
         }
+        mine
     }
 
     /// Milliseconds since the stream first went past `acked`: how far in

@@ -591,7 +591,7 @@ async fn stream(shard: &Rc<Shard>, w: &mut Wire, epoch: u64) -> Result<(), Strin
             }
             // The applied bytes, verbatim, at the master's offsets.
             let off = repl.seq.alloc_nodb(bytes.len() as u64);
-            repl.push(
+            if repl.push(
                 shard.id,
                 BEntry {
                     off,
@@ -600,7 +600,9 @@ async fn stream(shard: &Rc<Shard>, w: &mut Wire, epoch: u64) -> Result<(), Strin
                 },
                 shard.backlog_cap.get(),
                 crate::shard::now_ms(),
-            );
+            ) {
+                shard.wake.notify();
+            }
             info_mut(shard, |m| {
                 m.read_offset = repl.seq.offset();
                 m.last_io_ms = crate::shard::now_ms();
