@@ -574,6 +574,12 @@ async fn stream(shard: &Rc<Shard>, w: &mut Wire, epoch: u64) -> Result<(), Strin
                         getack = true;
                         break;
                     }
+                    if let crate::cmd::Lookup::Error(e) = crate::cmd::lookup(&args) {
+                        // The data would silently diverge: say so loudly.
+                        log::error!(
+                            "The master sent a command this replica cannot apply ({e}); the dataset will differ from the master's"
+                        );
+                    }
                     cmds.push(args);
                     if cmds.len() >= 1024 {
                         break;
