@@ -81,6 +81,7 @@ pub fn on_sync(shard: &Shard, net: &mut ConnTable, slot: u32) -> Option<FullSync
             conn.fd,
             c.get_int("repl-tcp-user-timeout").unwrap_or(0),
             c.get_int("repl-timeout").unwrap_or(60).max(1) as u64,
+            c.tcp_keepalive(),
         );
     }
     let id = conn.client.id;

@@ -81,11 +81,22 @@ pub fn addrs(fd: RawFd) -> (String, String) {
 
 /// TCP_USER_TIMEOUT on a replication link: unacknowledged data older than
 /// this fails the socket, which catches a silent drop while data is in
-/// flight (keepalive only probes an idle connection). `cfg_ms` is
-/// `repl-tcp-user-timeout`: 0 derives it from repl-timeout, -1 is off.
-pub fn repl_user_timeout(fd: RawFd, cfg_ms: i64, repl_timeout_secs: u64) {
+/// flight. Keepalive cannot: Linux only probes a connection with nothing
+/// unacknowledged, and a replication link almost always has something in
+/// flight (the replica's ACK each second, the master's stream and PINGs).
+/// `cfg_ms` is `repl-tcp-user-timeout`: -1 is off, > 0 is used as is, 0
+/// derives it from repl-timeout and, when `tcp-keepalive N` is on, caps it
+/// at the time keepalive would take on an idle link (N + 3 probes of N/3),
+/// so keepalive's promise holds on a busy link too.
+pub fn repl_user_timeout(fd: RawFd, cfg_ms: i64, repl_timeout_secs: u64, keepalive_secs: u64) {
     let ms = match cfg_ms {
-        0 => repl_timeout_secs.saturating_mul(1000),
+        0 => {
+            let mut secs = repl_timeout_secs;
+            if keepalive_secs > 0 {
+                secs = secs.min(keepalive_secs + 3 * (keepalive_secs / 3).max(1));
+            }
+            secs.saturating_mul(1000)
+        }
         n if n > 0 => n as u64,
         _ => return,
     };

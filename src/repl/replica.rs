@@ -260,7 +260,12 @@ async fn session(shard: &Rc<Shard>, epoch: u64) -> Result<(), String> {
     {
         use std::os::fd::AsRawFd;
         crate::net::sockopt::tune_client(s.as_raw_fd(), keepalive);
-        crate::net::sockopt::repl_user_timeout(s.as_raw_fd(), user_timeout, timeout.as_secs());
+        crate::net::sockopt::repl_user_timeout(
+            s.as_raw_fd(),
+            user_timeout,
+            timeout.as_secs(),
+            keepalive,
+        );
     }
     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
     let mut w = Wire {
@@ -539,8 +544,6 @@ async fn stream(shard: &Rc<Shard>, w: &mut Wire, epoch: u64) -> Result<(), Strin
         max_bulk: shard.proto_max_bulk.get(),
     };
     let mut ack_at = Instant::now();
-    // Reads wake at least once a second, for the ACK and the timeout.
-    let _ = w.s.set_read_timeout(Some(Duration::from_secs(1)));
     loop {
         if repl.epoch.load(Ordering::SeqCst) != epoch {
             return Ok(());
@@ -622,17 +625,21 @@ async fn stream(shard: &Rc<Shard>, w: &mut Wire, epoch: u64) -> Result<(), Strin
             ack_at = Instant::now();
             send_ack(w, repl.seq.offset()).await?;
         }
+        let last = lock(&repl.master).as_ref().map_or(0, |m| m.last_io_ms);
+        let timeout = shard
+            .shared
+            .config()
+            .get_int("repl-timeout")
+            .unwrap_or(60)
+            .max(1) as u64;
+        // Wake for the next ACK or exactly when repl-timeout would expire.
+        let left = (timeout * 1000).saturating_sub(crate::shard::now_ms().saturating_sub(last));
+        let _ =
+            w.s.set_read_timeout(Some(Duration::from_millis(left.clamp(5, 1000))));
         if w.try_fill().await? {
             info_mut(shard, |m| m.last_io_ms = crate::shard::now_ms());
         } else {
-            let last = lock(&repl.master).as_ref().map_or(0, |m| m.last_io_ms);
-            let timeout = shard
-                .shared
-                .config()
-                .get_int("repl-timeout")
-                .unwrap_or(60)
-                .max(1) as u64;
-            if crate::shard::now_ms().saturating_sub(last) > timeout * 1000 {
+            if crate::shard::now_ms().saturating_sub(last) >= timeout * 1000 {
                 return Err(format!(
                     "MASTER timeout: no data nor PING received for {timeout} s (repl-timeout)"
                 ));
