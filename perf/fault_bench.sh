@@ -34,8 +34,7 @@
 #
 # Usage:  bash perf/fault_bench.sh          (~4 min with the defaults; root)
 # Env (defaults in brackets):
-#   TETHER_BIN   [/work/target-fault/release/tether if present, else
-#                target/release/tether; built if missing]
+#   TETHER_BIN   [target/release/tether; built if missing]
 #   REDIS_BIN    [redis-server]
 #   SHARDS       tether --shards [2]
 #   REPEATS      runs per scenario and pair [3]
@@ -51,7 +50,6 @@ export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 
 if [[ -z ${TETHER_BIN:-} ]]; then
     TETHER_BIN=$ROOT/target/release/tether
-    [[ -x /work/target-fault/release/tether ]] && TETHER_BIN=/work/target-fault/release/tether
 fi
 REDIS_BIN=${REDIS_BIN:-redis-server}
 SHARDS=${SHARDS:-2}
