@@ -193,7 +193,9 @@ fn split_args(line: &[u8]) -> Option<Vec<Arg>> {
         while i < n && is_space(line[i]) {
             i += 1;
         }
-        if i >= n {
+        // A NUL ends the line, as it ends the C string sdssplitargs walks
+        // (a word stops at NUL too; skipping nothing here looped forever).
+        if i >= n || line[i] == 0 {
             return Some(args);
         }
         let start = i;
@@ -294,6 +296,12 @@ mod tests {
     const L: ParseLimits = ParseLimits {
         max_bulk: 512 << 20,
     };
+
+    #[test]
+    fn inline_nul_ends_the_line() {
+        assert_eq!(args(b"a\0b\r\n"), vec![b"a".to_vec()]);
+        assert_eq!(args(b"set k\0 v\r\n"), vec![b"set".to_vec(), b"k".to_vec()]);
+    }
 
     fn args(buf: &[u8]) -> Vec<Vec<u8>> {
         let (r, _) = parse_command(buf, L).unwrap().unwrap();
