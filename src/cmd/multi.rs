@@ -38,10 +38,10 @@ fn exempt(name: &str) -> bool {
 
 /// Queues `args` if the client is in MULTI. Returns false when the command
 /// must run now (not in MULTI, or an exempt command).
-pub fn queue(client: &mut ClientState, args: &[Bytes], out: &mut BytesMut) -> bool {
-    let Some(q) = client.multi.as_mut() else {
+pub fn queue(shard: &Shard, client: &mut ClientState, args: &[Bytes], out: &mut BytesMut) -> bool {
+    if client.multi.is_none() {
         return false;
-    };
+    }
     let mut r = Reply::new(out, client.proto);
     match lookup(args) {
         Lookup::Error(e) => {
@@ -49,12 +49,19 @@ pub fn queue(client: &mut ClientState, args: &[Bytes], out: &mut BytesMut) -> bo
             r.error(&e);
         }
         Lookup::Found(spec) if exempt(spec.name) => return false,
+        // Refused when queued, as Redis: the EXEC then aborts.
+        Lookup::Found(spec) if super::repl::readonly_refused(shard, client, spec) => {
+            client.multi_dirty = true;
+            r.error(super::repl::READONLY);
+        }
         Lookup::Found(spec) if spec.flags.contains(&"no_multi") => {
             client.multi_dirty = true;
             r.error("ERR Command not allowed inside a transaction");
         }
         Lookup::Found(_) => {
-            q.push(args.to_vec());
+            if let Some(q) = client.multi.as_mut() {
+                q.push(args.to_vec());
+            }
             r.simple("QUEUED");
         }
     }

@@ -698,6 +698,16 @@ async fn client_cmd(
                     killed += k;
                 }
             }
+            // Our link to our master is not a connection of the table.
+            let repl = &shard.shared.repl;
+            if f.typ.as_deref() == Some("master")
+                && crate::repl::lock(&repl.master)
+                    .as_ref()
+                    .is_some_and(|m| m.link_up)
+            {
+                repl.kill_master.store(true, Ordering::SeqCst);
+                killed += 1;
+            }
             if old_style {
                 if killed == 0 {
                     r.error("ERR No such client")

@@ -810,7 +810,8 @@ fn run_fast(shard: &Rc<Shard>, conn: &mut Conn) -> Option<Vec<Vec<Bytes>>> {
             }
             continue;
         }
-        if conn.client.multi.is_some() && cmd::multi::queue(&mut conn.client, &args, &mut conn.wbuf)
+        if conn.client.multi.is_some()
+            && cmd::multi::queue(shard, &mut conn.client, &args, &mut conn.wbuf)
         {
             continue;
         }

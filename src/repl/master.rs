@@ -366,7 +366,7 @@ pub fn info_replication(shared: &crate::shard::Shared, cfg: &crate::config::Conf
                 let _ = write!(
                     s,
                     "master_link_down_since_seconds:{}\r\n",
-                    if m.down_since_ms == 0 {
+                    if !m.ever_up {
                         -1
                     } else {
                         (now.saturating_sub(m.down_since_ms) / 1000) as i64

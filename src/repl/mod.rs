@@ -193,6 +193,15 @@ pub struct Repl {
     /// Bumped by every REPLICAOF: a link task of an older epoch stops.
     pub epoch: AtomicU64,
     pub master: Mutex<Option<replica::MasterInfo>>,
+    /// A snapshot wants its cut: the replica's stream pauses between
+    /// batches (`applying` says one is half applied).
+    pub cut_pending: AtomicBool,
+    pub applying: AtomicBool,
+    /// The db our applied master stream is in (a replica's snapshots tell
+    /// their own replicas through the RDB's `repl-stream-db`).
+    pub stream_db: std::sync::atomic::AtomicI64,
+    /// CLIENT KILL TYPE master: the link drops and reconnects.
+    pub kill_master: AtomicBool,
     pub ids: Mutex<ReplIds>,
     pub backlogs: Vec<Mutex<Backlog>>,
     /// Per shard: the lowest offset its replicas still need (u64::MAX none).
@@ -228,6 +237,10 @@ impl Repl {
             is_replica: AtomicBool::new(false),
             epoch: AtomicU64::new(0),
             master: Mutex::new(None),
+            cut_pending: AtomicBool::new(false),
+            applying: AtomicBool::new(false),
+            stream_db: std::sync::atomic::AtomicI64::new(0),
+            kill_master: AtomicBool::new(false),
             ids: Mutex::new(ReplIds {
                 replid: random_id(),
                 replid2: "0".repeat(40),

@@ -59,6 +59,8 @@ pub struct MasterInfo {
     pub sync_keys: u64,
     /// Bytes of the stream read (processed or not).
     pub read_offset: u64,
+    /// The link has been up at least once since REPLICAOF.
+    pub ever_up: bool,
 }
 
 fn info_mut(shard: &Shard, f: impl FnOnce(&mut MasterInfo)) {
@@ -111,6 +113,12 @@ pub fn promote(shard: &Rc<Shard>) {
     repl.seq.force_select();
     if repl.backlog_on.load(Ordering::SeqCst) {
         repl.active.store(true, Ordering::SeqCst);
+        // A master propagates expiries as DELs: track them from now on.
+        let me = shard.clone();
+        glommio::spawn_local(async move {
+            crate::shard::dispatch::broadcast(&me, None, |_| Op::TrackExpired).await;
+        })
+        .detach();
     }
     disconnect_replicas(shard);
     log::info!("MASTER MODE enabled");
@@ -144,6 +152,10 @@ async fn link(shard: Rc<Shard>, epoch: u64) {
             && repl.epoch.load(Ordering::SeqCst) == epoch
         {
             log::warn!("MASTER <-> REPLICA sync: {e}");
+        }
+        if repl.epoch.load(Ordering::SeqCst) != epoch {
+            // REPLICAOF moved on: the INFO state belongs to the new link.
+            return;
         }
         let now = crate::shard::now_ms();
         info_mut(&shard, |m| {
@@ -332,6 +344,9 @@ async fn session(shard: &Rc<Shard>, epoch: u64) -> Result<(), String> {
             ids.replid2 = std::mem::replace(&mut ids.replid, new.to_string());
             ids.second_offset = off as i64 + 1;
             log::info!("Master replication ID changed to {new}");
+            drop(ids);
+            // Our replicas must learn the new id too (Redis drops them).
+            disconnect_replicas(shard);
         }
         log::info!("MASTER <-> REPLICA sync: Master accepted a Partial Resynchronization.");
     } else if reply.starts_with("-NOMASTERLINK") || reply.starts_with("-LOADING") {
@@ -348,10 +363,13 @@ async fn session(shard: &Rc<Shard>, epoch: u64) -> Result<(), String> {
     }
     info_mut(shard, |m| {
         m.link_up = true;
+        m.ever_up = true;
         m.sync_in_progress = false;
         m.last_io_ms = crate::shard::now_ms();
     });
     log::info!("MASTER <-> REPLICA sync: Finished with success");
+    // A master that sent an EOF-framed snapshot waits for this first ACK.
+    send_ack(&mut w, repl.seq.offset()).await?;
     stream(shard, &mut w, epoch).await
 }
 
@@ -476,6 +494,13 @@ async fn load_rdb(
                                 .await;
                         }
                     }
+                    Event::Aux(k, v) if k.as_ref() == b"repl-stream-db" => {
+                        let db = std::str::from_utf8(&v)
+                            .ok()
+                            .and_then(|v| v.parse::<i64>().ok())
+                            .unwrap_or(0);
+                        repl.stream_db.store(db, Ordering::SeqCst);
+                    }
                     Event::End { checksum_ok } => {
                         if !checksum_ok {
                             return Err("snapshot CRC64 mismatch".into());
@@ -488,7 +513,9 @@ async fn load_rdb(
             }
             Ok(None) => {}
         }
-        if mark.is_none() && consumed >= len {
+        // Everything the `$len` promised is here and the RDB is still not
+        // complete: it was cut short.
+        if mark.is_none() && (w.buf.len() as u64 >= len - consumed || consumed >= len) {
             return Err("snapshot ended before its end marker".into());
         }
         info_mut(shard, |m| {
@@ -538,6 +565,10 @@ async fn stream(shard: &Rc<Shard>, w: &mut Wire, epoch: u64) -> Result<(), Strin
     let repl = &shard.shared.repl;
     let mut client = ClientState::new(shard.next_id());
     client.repl.is_master = true;
+    let db = repl.stream_db.load(Ordering::SeqCst);
+    if db >= 0 && (db as usize) < shard.databases {
+        client.db = db as u16;
+    }
     client.name = Some(Bytes::from_static(b"master"));
     let closed = Rc::new(crate::shard::blocking::CloseFlag::default());
     let limits = ParseLimits {
@@ -548,8 +579,12 @@ async fn stream(shard: &Rc<Shard>, w: &mut Wire, epoch: u64) -> Result<(), Strin
         if repl.epoch.load(Ordering::SeqCst) != epoch {
             return Ok(());
         }
+        if repl.kill_master.swap(false, Ordering::SeqCst) {
+            return Err("link to master killed by CLIENT KILL".into());
+        }
         let mut cmds: Vec<Vec<Bytes>> = Vec::new();
-        let mut getack = false;
+        // The GETACK's length when one ends this batch.
+        let mut getack: Option<usize> = None;
         let mut used_total = 0usize;
         // Parse what is buffered, up to a GETACK (answered after what
         // precedes it is applied).
@@ -559,6 +594,10 @@ async fn stream(shard: &Rc<Shard>, w: &mut Wire, epoch: u64) -> Result<(), Strin
                 Err(e) => return Err(format!("protocol error in the master's stream: {}", e.0)),
                 Ok(Some((ranges, used))) => {
                     let frame = &w.buf[used_total..used_total + used];
+                    if frame[0] != b'*' && !ranges.is_empty() {
+                        // Redis refuses inline commands from its master.
+                        return Err("protocol error: inline command in the master's stream".into());
+                    }
                     let args: Vec<Bytes> = ranges
                         .into_iter()
                         .map(|a| match a {
@@ -574,7 +613,7 @@ async fn stream(shard: &Rc<Shard>, w: &mut Wire, epoch: u64) -> Result<(), Strin
                         && args[0].eq_ignore_ascii_case(b"replconf")
                         && args[1].eq_ignore_ascii_case(b"getack")
                     {
-                        getack = true;
+                        getack = Some(used);
                         break;
                     }
                     if let crate::cmd::Lookup::Error(e) = crate::cmd::lookup(&args) {
@@ -591,34 +630,42 @@ async fn stream(shard: &Rc<Shard>, w: &mut Wire, epoch: u64) -> Result<(), Strin
             }
         }
         if used_total > 0 {
+            // A snapshot cut must not fall between applying a batch and
+            // counting its bytes (a sub-replica would get both the effect
+            // and the commands): wait while one is being taken.
+            while repl.cut_pending.load(Ordering::SeqCst) {
+                glommio::timer::sleep(Duration::from_millis(1)).await;
+            }
+            repl.applying.store(true, Ordering::SeqCst);
+            if repl.cut_pending.load(Ordering::SeqCst) {
+                repl.applying.store(false, Ordering::SeqCst);
+                continue;
+            }
+            let applied = used_total - getack.unwrap_or(0);
             let bytes = w.buf.split_to(used_total).freeze();
+            if repl.epoch.load(Ordering::SeqCst) != epoch {
+                repl.applying.store(false, Ordering::SeqCst);
+                return Ok(());
+            }
             if !cmds.is_empty() {
                 let (_, c) =
                     crate::shard::dispatch::run_batch(shard.clone(), client, cmds, closed.clone())
                         .await;
                 client = c;
             }
-            // The applied bytes, verbatim, at the master's offsets.
-            let off = repl.seq.alloc_nodb(bytes.len() as u64);
-            if repl.push(
-                shard.id,
-                BEntry {
-                    off,
-                    select: None,
-                    body: bytes,
-                },
-                shard.backlog_cap.get(),
-                crate::shard::now_ms(),
-            ) {
-                shard.wake.notify();
+            repl.stream_db.store(client.db as i64, Ordering::SeqCst);
+            // The applied bytes, verbatim, at the master's offsets; a GETACK
+            // is answered with the offset before it, as Redis does.
+            append_stream(shard, bytes.slice(..applied));
+            if getack.is_some() {
+                send_ack(w, repl.seq.offset()).await?;
+                append_stream(shard, bytes.slice(applied..));
             }
+            repl.applying.store(false, Ordering::SeqCst);
             info_mut(shard, |m| {
                 m.read_offset = repl.seq.offset();
                 m.last_io_ms = crate::shard::now_ms();
             });
-            if getack {
-                send_ack(w, repl.seq.offset()).await?;
-            }
             continue;
         }
         if ack_at.elapsed() >= Duration::from_secs(1) {
@@ -645,6 +692,27 @@ async fn stream(shard: &Rc<Shard>, w: &mut Wire, epoch: u64) -> Result<(), Strin
                 ));
             }
         }
+    }
+}
+
+/// Appends applied stream bytes to the backlog at the next offsets.
+fn append_stream(shard: &Shard, bytes: Bytes) {
+    if bytes.is_empty() {
+        return;
+    }
+    let repl = &shard.shared.repl;
+    let off = repl.seq.alloc_nodb(bytes.len() as u64);
+    if repl.push(
+        shard.id,
+        BEntry {
+            off,
+            select: None,
+            body: bytes,
+        },
+        shard.backlog_cap.get(),
+        crate::shard::now_ms(),
+    ) {
+        shard.wake.notify();
     }
 }
 

@@ -202,6 +202,7 @@ pub struct Snapshot {
     /// The stream offset the snapshot is equal to.
     pub offset: u64,
     pub replid: String,
+    stream_db: i64,
     stage: Stage,
     crc: rdb::Crc64,
     /// Bytes produced so far.
@@ -220,7 +221,13 @@ impl Snapshot {
             glommio::timer::sleep(std::time::Duration::from_millis(5)).await;
         }
         let all: Vec<usize> = (0..shard.nshards()).collect();
+        // On a replica, cut between two applied batches of the stream.
+        repl.cut_pending.store(true, Ordering::SeqCst);
+        while repl.applying.load(Ordering::SeqCst) {
+            glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+        }
         let tx = Tx::lock(shard, &all).await;
+        repl.cut_pending.store(false, Ordering::SeqCst);
         if purpose == Purpose::Replication {
             repl.activate();
             // The new replica has no selected db yet.
@@ -228,6 +235,13 @@ impl Snapshot {
         }
         let offset = repl.seq.offset();
         let replid = repl.ids().replid;
+        // A master forces a SELECT after the cut; a replica's stream goes
+        // on verbatim in whatever db its master had selected.
+        let stream_db = if repl.is_replica.load(Ordering::SeqCst) {
+            repl.stream_db.load(Ordering::SeqCst)
+        } else {
+            0
+        };
         for s in all {
             tx.op(shard, s, Op::SnapBegin).await;
         }
@@ -235,6 +249,7 @@ impl Snapshot {
         Snapshot {
             offset,
             replid,
+            stream_db,
             stage: Stage::Header,
             crc: rdb::Crc64::new(),
             produced: 0,
@@ -250,7 +265,7 @@ impl Snapshot {
                         crate::shard::now_ms() / 1000,
                         0,
                         Some(&rdb::ReplInfo {
-                            stream_db: 0,
+                            stream_db: self.stream_db,
                             repl_id: self.replid.clone(),
                             offset: self.offset as i64,
                         }),

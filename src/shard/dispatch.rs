@@ -62,7 +62,7 @@ pub async fn run_batch(
         }
         if client.multi.is_some() {
             let mut out = BytesMut::new();
-            if cmd::multi::queue(&mut client, &args, &mut out) {
+            if cmd::multi::queue(&shard, &mut client, &args, &mut out) {
                 slots[i] = out.freeze();
                 continue;
             }
@@ -643,6 +643,12 @@ fn apply_op_inner(shard: &Shard, op: Op) -> OpReply {
                 for (db, k, e) in entries {
                     st.dbs[db as usize].insert(&k, e);
                 }
+            }
+            OpReply::Done
+        }
+        Op::TrackExpired => {
+            for d in ks.dbs.iter_mut() {
+                d.expired_log.get_or_insert_with(Vec::new);
             }
             OpReply::Done
         }

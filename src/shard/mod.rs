@@ -296,6 +296,8 @@ pub enum Op {
     },
     /// The snapshot is complete: staging replaces the keyspace.
     LoadCommit,
+    /// Start logging expired keys for propagation (a promoted replica).
+    TrackExpired,
     LoadAbort,
     /// Serialise this shard's keys as RDB sections (answered `Bytes`).
     RdbPart,
