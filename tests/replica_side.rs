@@ -16,13 +16,13 @@
 mod common;
 
 use common::{
-    KeyData, Kind, RawConn, Resp, Server, StockReplica, assert_same_dataset, describe, esc,
-    info_int, info_section, info_value, read_keys, read_reply, scan_all_keys, stock_tool,
+    Background, KeyData, Kind, RawConn, Resp, Server, StockReplica, assert_same_dataset, describe,
+    esc, info_int, info_section, info_value, read_keys, read_reply, scan_all_keys, stock_tool,
     target_is_redis,
 };
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
@@ -608,88 +608,6 @@ fn check_encodings(port: u16, db: u32, pins: &[(String, &'static str)]) {
 // ---------------------------------------------------------------------------
 // Background writers
 // ---------------------------------------------------------------------------
-
-/// A background process (redis-benchmark) whose output is collected by
-/// reader threads; killed on drop if still running.
-struct Background {
-    child: Child,
-    name: String,
-    readers: Vec<JoinHandle<Vec<u8>>>,
-}
-
-impl Background {
-    fn spawn(cmd: &mut Command, name: &str) -> Background {
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
-        let mut so = child.stdout.take().unwrap();
-        let mut se = child.stderr.take().unwrap();
-        let readers = vec![
-            thread::spawn(move || {
-                let mut v = Vec::new();
-                let _ = so.read_to_end(&mut v);
-                v
-            }),
-            thread::spawn(move || {
-                let mut v = Vec::new();
-                let _ = se.read_to_end(&mut v);
-                v
-            }),
-        ];
-        Background {
-            child,
-            name: name.to_string(),
-            readers,
-        }
-    }
-
-    fn is_running(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-
-    /// Wait for a clean exit within `limit`; returns stdout as a terminal
-    /// shows it (redis-benchmark redraws its progress with `\r`).
-    fn finish(mut self, limit: Duration) -> String {
-        let deadline = Instant::now() + limit;
-        let status = loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                break Some(st);
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                break None;
-            }
-            thread::sleep(Duration::from_millis(100));
-        };
-        let out: Vec<String> = self
-            .readers
-            .drain(..)
-            .map(|h| String::from_utf8_lossy(&h.join().unwrap()).into_owned())
-            .collect();
-        let shown: Vec<&str> = out[0]
-            .lines()
-            .filter_map(|l| l.rsplit('\r').find(|seg| !seg.trim().is_empty()))
-            .collect();
-        let shown = shown.join("\n");
-        let all = format!("{shown}\n--- stderr ---\n{}", out[1]);
-        match status {
-            None => panic!("{} did not finish within {limit:?}:\n{all}", self.name),
-            Some(st) if !st.success() => panic!("{} failed ({st}):\n{all}", self.name),
-            Some(_) => shown,
-        }
-    }
-}
-
-impl Drop for Background {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn benchmark(port: u16, tests: &str, n: u32) -> Background {
     Background::spawn(

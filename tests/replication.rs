@@ -9,11 +9,11 @@
 mod common;
 
 use common::{
-    RawConn, Resp, Server, StockReplica, assert_same_dataset, dataset_diffs, esc, info_int,
-    info_section, info_value, read_reply, stock_tool,
+    Background, RawConn, Resp, Server, StockReplica, assert_same_dataset, dataset_diffs, esc,
+    info_int, info_section, info_value, read_reply, stock_tool,
 };
 use std::io::{BufRead, Read, Write};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
@@ -316,88 +316,6 @@ fn populate(port: u16, db: u32) {
     let () = pipe
         .query(&mut con)
         .unwrap_or_else(|e| panic!("populating db {db}: {}", common::describe(&e)));
-}
-
-/// A background process (redis-benchmark) whose output is collected by
-/// reader threads; killed on drop if still running.
-struct Background {
-    child: Child,
-    name: String,
-    readers: Vec<JoinHandle<Vec<u8>>>,
-}
-
-impl Background {
-    fn spawn(cmd: &mut Command, name: &str) -> Background {
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
-        let mut so = child.stdout.take().unwrap();
-        let mut se = child.stderr.take().unwrap();
-        let readers = vec![
-            thread::spawn(move || {
-                let mut v = Vec::new();
-                let _ = so.read_to_end(&mut v);
-                v
-            }),
-            thread::spawn(move || {
-                let mut v = Vec::new();
-                let _ = se.read_to_end(&mut v);
-                v
-            }),
-        ];
-        Background {
-            child,
-            name: name.to_string(),
-            readers,
-        }
-    }
-
-    fn is_running(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-
-    /// Wait for a clean exit within `limit`; returns stdout as a terminal
-    /// shows it (redis-benchmark redraws its progress with `\r`).
-    fn finish(mut self, limit: Duration) -> String {
-        let deadline = Instant::now() + limit;
-        let status = loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                break Some(st);
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                break None;
-            }
-            thread::sleep(Duration::from_millis(100));
-        };
-        let out: Vec<String> = self
-            .readers
-            .drain(..)
-            .map(|h| String::from_utf8_lossy(&h.join().unwrap()).into_owned())
-            .collect();
-        let shown: Vec<&str> = out[0]
-            .lines()
-            .filter_map(|l| l.rsplit('\r').find(|seg| !seg.trim().is_empty()))
-            .collect();
-        let shown = shown.join("\n");
-        let all = format!("{shown}\n--- stderr ---\n{}", out[1]);
-        match status {
-            None => panic!("{} did not finish within {limit:?}:\n{all}", self.name),
-            Some(st) if !st.success() => panic!("{} failed ({st}):\n{all}", self.name),
-            Some(_) => shown,
-        }
-    }
-}
-
-impl Drop for Background {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// A thread writing to `db` 0 and 5 of `port` until stopped: an ever

@@ -82,7 +82,15 @@ fn emit_nodb(shard: &Shard, args: &[&[u8]]) {
     }
     let mut body = BytesMut::new();
     encode_cmd(&mut body, args);
-    let body = body.freeze();
+    append_nodb(shard, body.freeze());
+}
+
+/// Sequences bytes that need no SELECT (no-db entries, and a replica's
+/// copy of its master's stream) and appends them to this shard's backlog.
+pub fn append_nodb(shard: &Shard, body: Bytes) {
+    if body.is_empty() {
+        return;
+    }
     let repl = &shard.shared.repl;
     let off = repl.seq.alloc_nodb(body.len() as u64);
     if repl.push(

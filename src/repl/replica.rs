@@ -33,7 +33,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 
-use super::{BEntry, lock};
+use super::lock;
 use crate::cmd::ClientState;
 use crate::rdb::{Event, Loader};
 use crate::resp::{Arg, ParseLimits, parse_command};
@@ -656,10 +656,10 @@ async fn stream(shard: &Rc<Shard>, w: &mut Wire, epoch: u64) -> Result<(), Strin
             repl.stream_db.store(client.db as i64, Ordering::SeqCst);
             // The applied bytes, verbatim, at the master's offsets; a GETACK
             // is answered with the offset before it, as Redis does.
-            append_stream(shard, bytes.slice(..applied));
+            super::master::append_nodb(shard, bytes.slice(..applied));
             if getack.is_some() {
                 send_ack(w, repl.seq.offset()).await?;
-                append_stream(shard, bytes.slice(applied..));
+                super::master::append_nodb(shard, bytes.slice(applied..));
             }
             repl.applying.store(false, Ordering::SeqCst);
             info_mut(shard, |m| {
@@ -692,27 +692,6 @@ async fn stream(shard: &Rc<Shard>, w: &mut Wire, epoch: u64) -> Result<(), Strin
                 ));
             }
         }
-    }
-}
-
-/// Appends applied stream bytes to the backlog at the next offsets.
-fn append_stream(shard: &Shard, bytes: Bytes) {
-    if bytes.is_empty() {
-        return;
-    }
-    let repl = &shard.shared.repl;
-    let off = repl.seq.alloc_nodb(bytes.len() as u64);
-    if repl.push(
-        shard.id,
-        BEntry {
-            off,
-            select: None,
-            body: bytes,
-        },
-        shard.backlog_cap.get(),
-        crate::shard::now_ms(),
-    ) {
-        shard.wake.notify();
     }
 }
 

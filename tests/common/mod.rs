@@ -1103,3 +1103,85 @@ pub fn assert_same_dataset(left_port: u16, right_port: u16, dbs: &[u32]) {
         std::thread::sleep(Duration::from_millis(500));
     }
 }
+
+/// A background process (redis-benchmark) whose output is collected by
+/// reader threads; killed on drop if still running.
+pub struct Background {
+    child: std::process::Child,
+    name: String,
+    readers: Vec<std::thread::JoinHandle<Vec<u8>>>,
+}
+
+impl Background {
+    pub fn spawn(cmd: &mut std::process::Command, name: &str) -> Background {
+        let mut child = cmd
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+        let mut so = child.stdout.take().unwrap();
+        let mut se = child.stderr.take().unwrap();
+        let readers = vec![
+            std::thread::spawn(move || {
+                let mut v = Vec::new();
+                let _ = std::io::Read::read_to_end(&mut so, &mut v);
+                v
+            }),
+            std::thread::spawn(move || {
+                let mut v = Vec::new();
+                let _ = std::io::Read::read_to_end(&mut se, &mut v);
+                v
+            }),
+        ];
+        Background {
+            child,
+            name: name.to_string(),
+            readers,
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Wait for a clean exit within `limit`; returns stdout as a terminal
+    /// shows it (redis-benchmark redraws its progress with `\r`).
+    pub fn finish(mut self, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                break Some(st);
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let out: Vec<String> = self
+            .readers
+            .drain(..)
+            .map(|h| String::from_utf8_lossy(&h.join().unwrap()).into_owned())
+            .collect();
+        let shown: Vec<&str> = out[0]
+            .lines()
+            .filter_map(|l| l.rsplit('\r').find(|seg| !seg.trim().is_empty()))
+            .collect();
+        let shown = shown.join("\n");
+        let all = format!("{shown}\n--- stderr ---\n{}", out[1]);
+        match status {
+            None => panic!("{} did not finish within {limit:?}:\n{all}", self.name),
+            Some(st) if !st.success() => panic!("{} failed ({st}):\n{all}", self.name),
+            Some(_) => shown,
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
