@@ -209,18 +209,25 @@ pub fn role(shard: &Shard, r: &mut Reply<'_>) {
         r.bulk(b"slave");
         r.bulk(m.host.as_bytes());
         r.int(m.port as i64);
+        // Redis's state names; the offset is -1 until the link is up.
         r.bulk(if m.link_up {
             b"connected".as_slice()
         } else if m.sync_in_progress {
             b"sync"
         } else {
-            b"connecting"
+            b"connect"
         });
-        r.int(repl.seq.offset() as i64);
+        r.int(if m.link_up {
+            repl.seq.offset() as i64
+        } else {
+            -1
+        });
         return;
     }
+    // As Redis, only replicas past their full sync are listed.
     let views: Vec<_> = crate::repl::lock(&repl.replicas)
         .values()
+        .filter(|v| v.state == "online")
         .cloned()
         .collect();
     r.array(3);

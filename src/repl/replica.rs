@@ -279,7 +279,8 @@ async fn session(shard: &Rc<Shard>, epoch: u64) -> Result<(), String> {
             keepalive,
         );
     }
-    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    // Handshake replies are bounded by repl-timeout, as in Redis.
+    let _ = s.set_read_timeout(Some(timeout));
     let mut w = Wire {
         s,
         buf: BytesMut::new(),
