@@ -1220,3 +1220,27 @@ fn psync_wire_level() {
     drop((ack_a, ack_d));
     drop((a, b, d, e));
 }
+
+/// PUBLISH on the master reaches subscribers of its replica: Redis puts
+/// PUBLISH into the replication stream, and so must tether.
+#[test]
+fn publish_reaches_replica_subscribers() {
+    let master = Server::start(4);
+    let replica = attach_replica(&master);
+    let mut sub = std::net::TcpStream::connect(("127.0.0.1", replica.port)).unwrap();
+    sub.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    sub.write_all(b"*2\r\n$9\r\nSUBSCRIBE\r\n$4\r\nnews\r\n")
+        .unwrap();
+    let mut r = std::io::BufReader::new(sub.try_clone().unwrap());
+    let (first, _) = common::read_reply(&mut r).expect("SUBSCRIBE reply");
+    assert!(format!("{first:?}").contains("subscribe"), "{first:?}");
+    let c = redis::Client::open(format!("redis://127.0.0.1:{}/", master.port)).unwrap();
+    let mut con = c.get_connection().unwrap();
+    let _: i64 = query(&mut con, redis::cmd("PUBLISH").arg("news").arg("hello"));
+    let (msg, _) = common::read_reply(&mut r).expect("message on the replica");
+    let shown = format!("{msg:?}");
+    assert!(
+        shown.contains("message") && shown.contains("hello"),
+        "the replica's subscriber got {shown}"
+    );
+}

@@ -377,6 +377,12 @@ pub async fn exec_global(
                 message: message.clone(),
             })
             .await;
+            // Replicas deliver it to their own subscribers, as in Redis.
+            let prop = vec![crate::repl::master::PEntry::new(db, a.to_vec())];
+            match tx {
+                Some(t) => t.emit(shard, prop),
+                None => crate::repl::master::emit_all(shard, prop, false),
+            }
             r.int(n)
         }
         "pubsub" => pubsub_cmd(shard, tx, a, &mut r).await,
