@@ -42,6 +42,7 @@ mod common;
 
 use common::{
     Kind, RawConn, Resp, assert_same_dataset, info_int, info_section, info_value, stock_tool,
+    wait_for,
 };
 use std::fs::{self, File};
 use std::io::{Read, Write};
@@ -767,21 +768,6 @@ fn online_replicas(master: &Node) -> usize {
         .lines()
         .filter(|l| l.starts_with("slave") && l.contains("state=online"))
         .count()
-}
-
-/// Poll `check` every 50 ms until Ok or `timeout`; then panic with `what`
-/// and the last reason.
-fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> Result<(), String>) {
-    let start = Instant::now();
-    let mut last = String::from("never checked");
-    while start.elapsed() < timeout {
-        match check() {
-            Ok(()) => return,
-            Err(why) => last = why,
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out after {timeout:?} waiting for {what}; last state: {last}");
 }
 
 /// Replica link up and master reporting it online.

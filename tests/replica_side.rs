@@ -18,7 +18,7 @@ mod common;
 use common::{
     Background, KeyData, Kind, RawConn, Resp, Server, StockReplica, assert_same_dataset, describe,
     esc, info_int, info_section, info_value, read_keys, read_reply, scan_all_keys, stock_tool,
-    target_is_redis,
+    target_is_redis, wait_for,
 };
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -36,21 +36,6 @@ const RECONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 // ---------------------------------------------------------------------------
 // Helpers: waiting, INFO, configuration
 // ---------------------------------------------------------------------------
-
-/// Poll `check` until it returns Ok or `timeout` passes; then panic with
-/// `what` and the last reason `check` gave.
-fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> Result<(), String>) {
-    let start = Instant::now();
-    let mut last = String::from("never checked");
-    while start.elapsed() < timeout {
-        match check() {
-            Ok(()) => return,
-            Err(why) => last = why,
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out after {timeout:?} waiting for {what}; last state: {last}");
-}
 
 fn repl_info(port: u16) -> String {
     info_section(port, "replication")

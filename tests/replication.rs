@@ -10,7 +10,7 @@ mod common;
 
 use common::{
     Background, RawConn, Resp, Server, StockReplica, assert_same_dataset, dataset_diffs, esc,
-    info_int, info_section, info_value, read_reply, stock_tool,
+    info_int, info_section, info_value, read_reply, stock_tool, wait_for,
 };
 use std::io::{BufRead, Read, Write};
 use std::process::Command;
@@ -27,21 +27,6 @@ const RECONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 // ---------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------
-
-/// Poll `check` until it returns Ok or `timeout` passes; then panic with
-/// `what` and the last reason `check` gave.
-fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> Result<(), String>) {
-    let start = Instant::now();
-    let mut last = String::from("never checked");
-    while start.elapsed() < timeout {
-        match check() {
-            Ok(()) => return,
-            Err(why) => last = why,
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out after {timeout:?} waiting for {what}; last state: {last}");
-}
 
 fn repl_info(s: &Server) -> String {
     info_section(s.port, "replication")

@@ -564,6 +564,35 @@ impl std::ops::Deref for Blob<'_> {
     }
 }
 
+/// Decodes a ziplist or listpack of (field, value) or (member, score)
+/// pairs, rejecting an odd entry count; returns the entries and the blob's
+/// name for later messages.
+fn paired_blob<'b>(
+    blob: &'b [u8],
+    ziplist: bool,
+    what: &str,
+    at: u64,
+) -> Result<(Vec<Elem<'b>>, &'static str), Halt> {
+    let (elems, name) = if ziplist {
+        (
+            ziplist::decode(blob).map_err(blob_err("ziplist", at))?,
+            "ziplist",
+        )
+    } else {
+        (
+            listpack::decode(blob).map_err(blob_err("listpack", at))?,
+            "listpack",
+        )
+    };
+    if elems.len() % 2 != 0 {
+        return Err(Halt::Bad(RdbError::new(
+            RdbErrorKind::Corrupt(format!("{what} {name} with an odd number of entries")),
+            at,
+        )));
+    }
+    Ok((elems, name))
+}
+
 fn blob_err(blob: &'static str, at: u64) -> impl FnOnce(BlobError) -> Halt {
     move |error| Halt::Bad(RdbError::new(RdbErrorKind::BadBlob { blob, error }, at))
 }
@@ -728,22 +757,7 @@ fn decode_blob_value(ty: u8, blob: &[u8], at: u64) -> Result<Option<Value>, Halt
             Value::Hash(Box::new(map))
         }
         t::HASH_ZIPLIST | t::HASH_LISTPACK => {
-            let (elems, name) = if ty == t::HASH_ZIPLIST {
-                (
-                    ziplist::decode(blob).map_err(blob_err("ziplist", at))?,
-                    "ziplist",
-                )
-            } else {
-                (
-                    listpack::decode(blob).map_err(blob_err("listpack", at))?,
-                    "listpack",
-                )
-            };
-            if elems.len() % 2 != 0 {
-                return Err(corrupt(&format!(
-                    "hash {name} with an odd number of entries"
-                )));
-            }
+            let (elems, name) = paired_blob(blob, ty == t::HASH_ZIPLIST, "hash", at)?;
             let mut map =
                 HashValue::with_capacity_and_hasher(elems.len() / 2, RandomState::default());
             for pair in elems.chunks_exact(2) {
@@ -754,22 +768,7 @@ fn decode_blob_value(ty: u8, blob: &[u8], at: u64) -> Result<Option<Value>, Halt
             Value::Hash(Box::new(map))
         }
         t::ZSET_ZIPLIST | t::ZSET_LISTPACK => {
-            let (elems, name) = if ty == t::ZSET_ZIPLIST {
-                (
-                    ziplist::decode(blob).map_err(blob_err("ziplist", at))?,
-                    "ziplist",
-                )
-            } else {
-                (
-                    listpack::decode(blob).map_err(blob_err("listpack", at))?,
-                    "listpack",
-                )
-            };
-            if elems.len() % 2 != 0 {
-                return Err(corrupt(&format!(
-                    "zset {name} with an odd number of entries"
-                )));
-            }
+            let (elems, name) = paired_blob(blob, ty == t::ZSET_ZIPLIST, "zset", at)?;
             let mut z = ZSet::default();
             for pair in elems.chunks_exact(2) {
                 let Some(score) = pair[1].to_score() else {

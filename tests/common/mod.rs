@@ -1185,3 +1185,18 @@ impl Drop for Background {
         let _ = self.child.wait();
     }
 }
+
+/// Polls `check` every 50 ms until it succeeds, or panics after `timeout`
+/// with `what` and the last reason `check` gave.
+pub fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> Result<(), String>) {
+    let start = std::time::Instant::now();
+    let mut last = String::from("never checked");
+    while start.elapsed() < timeout {
+        match check() {
+            Ok(()) => return,
+            Err(why) => last = why,
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out after {timeout:?} waiting for {what}; last state: {last}");
+}
