@@ -587,6 +587,11 @@ async fn stream(shard: &Rc<Shard>, w: &mut Wire, epoch: u64) -> Result<(), Strin
         // The GETACK's length when one ends this batch.
         let mut getack: Option<usize> = None;
         let mut used_total = 0usize;
+        // A batch never ends inside a MULTI block: a transaction's bytes
+        // are consumed and counted only with its EXEC (as Redis advances a
+        // replica's offset only outside MULTI), so a link lost mid-block
+        // resumes from the MULTI instead of losing the queued commands.
+        let (mut in_multi, mut safe_used, mut safe_cmds) = (false, 0usize, 0usize);
         // Parse what is buffered, up to a GETACK (answered after what
         // precedes it is applied).
         loop {
@@ -607,29 +612,45 @@ async fn stream(shard: &Rc<Shard>, w: &mut Wire, epoch: u64) -> Result<(), Strin
                         })
                         .collect();
                     used_total += used;
-                    if args.is_empty() {
-                        continue;
+                    if !args.is_empty() {
+                        let name = &args[0];
+                        if !in_multi
+                            && args.len() >= 2
+                            && name.eq_ignore_ascii_case(b"replconf")
+                            && args[1].eq_ignore_ascii_case(b"getack")
+                        {
+                            getack = Some(used);
+                            safe_used = used_total;
+                            safe_cmds = cmds.len();
+                            break;
+                        }
+                        if name.eq_ignore_ascii_case(b"multi") {
+                            in_multi = true;
+                        } else if name.eq_ignore_ascii_case(b"exec")
+                            || name.eq_ignore_ascii_case(b"discard")
+                        {
+                            in_multi = false;
+                        }
+                        if let crate::cmd::Lookup::Error(e) = crate::cmd::lookup(&args) {
+                            // The data would silently diverge: say so loudly.
+                            log::error!(
+                                "The master sent a command this replica cannot apply ({e}); the dataset will differ from the master's"
+                            );
+                        }
+                        cmds.push(args);
                     }
-                    if args.len() >= 2
-                        && args[0].eq_ignore_ascii_case(b"replconf")
-                        && args[1].eq_ignore_ascii_case(b"getack")
-                    {
-                        getack = Some(used);
-                        break;
-                    }
-                    if let crate::cmd::Lookup::Error(e) = crate::cmd::lookup(&args) {
-                        // The data would silently diverge: say so loudly.
-                        log::error!(
-                            "The master sent a command this replica cannot apply ({e}); the dataset will differ from the master's"
-                        );
-                    }
-                    cmds.push(args);
-                    if cmds.len() >= 1024 {
-                        break;
+                    if !in_multi {
+                        safe_used = used_total;
+                        safe_cmds = cmds.len();
+                        if cmds.len() >= 1024 {
+                            break;
+                        }
                     }
                 }
             }
         }
+        cmds.truncate(safe_cmds);
+        let used_total = safe_used;
         if used_total > 0 {
             // A snapshot cut must not fall between applying a batch and
             // counting its bytes (a sub-replica would get both the effect
