@@ -29,6 +29,17 @@ use ring::{Completion, OpKind, Ring};
 
 /// Most commands a slow-path batch takes at once; the rest waits a turn.
 const MAX_SLOW_BATCH: usize = 1024;
+/// Input a connection may run on the fast path per driver turn before the
+/// others get theirs (Redis reads 16 KiB per client per event loop turn):
+/// one client's deep pipeline, `redis-cli --pipe` say, must not hold the
+/// shard for milliseconds while every other client waits.
+const FAST_TURN_BYTES: usize = 16 * 1024;
+/// Unprocessed input past which a backlogged connection stops receiving
+/// (see `Conn::recv_paused`), and below which it receives again. Without
+/// it, a client writing faster than its per-turn budget would pile its
+/// whole pipeline up in memory.
+const RECV_PAUSE: usize = 1 << 20;
+const RECV_RESUME: usize = 128 * 1024;
 /// Provided buffers per shard and their size.
 const NBUFS: u16 = 256;
 const BUF_SIZE: usize = 16 * 1024;
@@ -68,6 +79,13 @@ pub struct Conn {
     sending: Option<(Bytes, usize)>,
     send_inflight: bool,
     recv_armed: bool,
+    /// The multishot recv was cancelled because `rbuf` holds more than
+    /// [`RECV_PAUSE`] of input the fast path has not reached yet: the
+    /// kernel's socket buffer, then TCP flow control, hold the rest back.
+    recv_paused: bool,
+    /// The last fast-path run stopped at its per-turn budget with complete
+    /// requests left in `rbuf`.
+    backlogged: bool,
     /// A slow-path batch of this connection is running.
     busy: bool,
     /// Close once the output is flushed (QUIT, protocol error).
@@ -449,6 +467,8 @@ impl Driver {
             }
             self.cqes = cqes;
             self.process_dirty();
+            // Connections left with input past their turn's budget.
+            progress |= !self.shard.net.borrow().dirty.is_empty();
             if let Err(e) = self.ring.submit() {
                 log::error!("shard {}: io_uring submit failed: {e}", self.shard.id);
             }
@@ -553,6 +573,8 @@ impl Driver {
             sending: None,
             send_inflight: false,
             recv_armed: true,
+            recv_paused: false,
+            backlogged: false,
             busy: false,
             close_after_flush: false,
             closing: false,
@@ -587,11 +609,17 @@ impl Driver {
             self.ring.recycle(bid);
         }
         let more = c.more();
-        // EOF, or an error other than "out of provided buffers".
-        let close = c.result == 0 || (c.result < 0 && c.result != -libc::ENOBUFS);
+        // EOF, or an error other than "out of provided buffers" or our own
+        // cancel (a pause).
+        let close = c.result == 0
+            || (c.result < 0 && c.result != -libc::ENOBUFS && c.result != -libc::ECANCELED);
+        if more && conn.backlogged && !conn.recv_paused && conn.rbuf.len() > RECV_PAUSE {
+            conn.recv_paused = true;
+            self.ring.cancel_recv(generation, slot);
+        }
         if !more {
             conn.recv_armed = false;
-            if !close && !conn.closing {
+            if !close && !conn.closing && !conn.recv_paused {
                 // Re-arm (ENOBUFS or the kernel ended the multishot).
                 conn.recv_armed = true;
                 let fd = conn.fd;
@@ -707,7 +735,8 @@ impl Driver {
 
     fn process_conn(&mut self, slot: u32) {
         let shard = self.shard.clone();
-        let mut net = shard.net.borrow_mut();
+        let mut net_ref = shard.net.borrow_mut();
+        let net = &mut *net_ref;
         let Some(conn) = net.slots.get_mut(slot as usize).and_then(|c| c.as_mut()) else {
             return;
         };
@@ -715,7 +744,7 @@ impl Driver {
             && !conn.busy
             && !conn.close_after_flush
             && !conn.rbuf.is_empty()
-            && let Some(cmds) = run_fast(&shard, conn)
+            && let Some(cmds) = run_fast(&shard, conn, &mut net.dirty, slot)
         {
             conn.busy = true;
             self.slow.push((
@@ -727,9 +756,18 @@ impl Driver {
             ));
         }
         let conn = net.slots[slot as usize].as_mut().expect("present");
+        if conn.recv_paused
+            && !conn.recv_armed
+            && !conn.closing
+            && (!conn.backlogged || conn.rbuf.len() < RECV_RESUME)
+        {
+            conn.recv_paused = false;
+            conn.recv_armed = true;
+            self.ring.recv_multi(conn.fd, conn.generation, slot);
+        }
         if !conn.busy {
             if conn.client.repl.sync.is_some()
-                && let Some(fs) = replica::on_sync(&shard, &mut net, slot)
+                && let Some(fs) = replica::on_sync(&shard, net, slot)
             {
                 self.full_syncs.push(fs);
             }
@@ -769,15 +807,28 @@ impl Driver {
 /// Runs the connection's complete requests synchronously while they can
 /// (keys on this shard, connection commands). Returns the remainder of the
 /// pipeline, from the first request that needs another shard, for the slow
-/// path.
-fn run_fast(shard: &Rc<Shard>, conn: &mut Conn) -> Option<Vec<Vec<Bytes>>> {
+/// path. Stops after [`FAST_TURN_BYTES`] of input, marking the connection
+/// in `dirty` to go on next turn.
+fn run_fast(
+    shard: &Rc<Shard>,
+    conn: &mut Conn,
+    dirty: &mut Vec<u32>,
+    slot: u32,
+) -> Option<Vec<Vec<Bytes>>> {
     let limits = ParseLimits {
         max_bulk: shard.proto_max_bulk.get(),
     };
     let n = shard.nshards();
     let mut executed = 0u64;
+    let mut consumed = 0usize;
     let mut slow: Option<Vec<Vec<Bytes>>> = None;
+    conn.backlogged = false;
     loop {
+        if consumed >= FAST_TURN_BYTES && slow.is_none() {
+            conn.backlogged = true;
+            dirty.push(slot);
+            break;
+        }
         let args = match parse_command(&conn.rbuf, limits) {
             Ok(None) => break,
             Err(e) => {
@@ -790,6 +841,7 @@ fn run_fast(shard: &Rc<Shard>, conn: &mut Conn) -> Option<Vec<Vec<Bytes>>> {
                 break;
             }
             Ok(Some((ranges, used))) => {
+                consumed += used;
                 let frame = conn.rbuf.split_to(used).freeze();
                 if ranges.is_empty() {
                     continue;

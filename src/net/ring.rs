@@ -190,6 +190,16 @@ impl Ring {
         self.push(e);
     }
 
+    /// Cancels a connection's multishot recv (it then completes with
+    /// `-ECANCELED`). The cancel's own completion carries no op and is
+    /// ignored.
+    pub fn cancel_recv(&mut self, generation: u32, slot: u32) {
+        let e = opcode::AsyncCancel::new(pack(OpKind::Recv, generation, slot))
+            .build()
+            .user_data(0);
+        self.push(e);
+    }
+
     /// Queues a send of `len` bytes at `ptr`; the caller keeps the memory
     /// alive until the completion arrives.
     pub fn send(&mut self, fd: RawFd, ptr: *const u8, len: usize, generation: u32, slot: u32) {
