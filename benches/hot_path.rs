@@ -19,7 +19,7 @@ use std::hash::{BuildHasher, RandomState as SipState};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use criterion::measurement::WallTime;
 use criterion::{
     BenchmarkGroup, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
@@ -27,7 +27,7 @@ use criterion::{
 use foldhash::fast::{FixedState, RandomState as FoldState};
 use tether::resp::{ParseLimits, Proto, Reply, parse_command};
 use tether::shard::key_slot;
-use tether::shard::keyspace::{Db, Entry, KeyspaceStats, Value};
+use tether::shard::keyspace::{Db, Entry, KeyspaceStats, Str, Value};
 
 const LIMITS: ParseLimits = ParseLimits {
     max_bulk: 512 << 20,
@@ -294,7 +294,7 @@ fn keyspace(c: &mut Criterion) {
     bench_timed(&mut g, &t, "tether/Db", |iters| {
         fill::<Db>(iters, |db| {
             for k in &keys {
-                db.insert(k, Entry::new(Value::Str(Bytes::copy_from_slice(val))));
+                db.insert(k, Entry::new(Value::Str(Str::from(val))));
             }
         })
     });
@@ -323,7 +323,7 @@ fn keyspace(c: &mut Criterion) {
     let mut sip: HashMap<Vec<u8>, Vec<u8>, SipState> = HashMap::default();
     let mut fold: HashMap<Vec<u8>, Vec<u8>, FoldState> = HashMap::default();
     for k in &keys {
-        db.insert(k, Entry::new(Value::Str(Bytes::copy_from_slice(val))));
+        db.insert(k, Entry::new(Value::Str(Str::from(val))));
         sip.insert(k.clone(), val.to_vec());
         fold.insert(k.clone(), val.to_vec());
     }

@@ -31,7 +31,7 @@ use tether::rdb::{
     self, Crc64, Event, LoadedKey, Loader, WriteOptions, dump_payload, intset, listpack, load_file,
     restore_payload, write_snapshot, ziplist,
 };
-use tether::shard::keyspace::{Entry, HashValue, SetValue, Value, ZSet};
+use tether::shard::keyspace::{Entry, HashValue, SetValue, Str, Value, ZSet};
 
 // ---------------------------------------------------------------------------
 // Stock Redis process guard
@@ -253,17 +253,27 @@ fn model() -> Model {
     let binary: Vec<u8> = (0..3000).map(|_| rng.u8(..)).collect();
     let text: String = (0..100_000).map(|_| rng.alphanumeric()).collect();
 
-    put(0, "s:empty", Value::Str(bs("")), false);
-    put(0, "s:small", Value::Str(bs("hello")), false);
-    put(0, "s:int", Value::Str(bs("12345")), true);
-    put(0, "s:neg", Value::Str(bs("-7")), false);
-    put(0, "s:i64", Value::Str(bs("9223372036854775807")), false);
-    put(0, "s:float", Value::Str(bs("3.14")), false);
-    put(0, "s:zeros", Value::Str(bs("007")), false);
-    put(0, "s:lzf", Value::Str(bs([b'a'; 1000])), true);
-    put(0, "s:binary", Value::Str(bs(&binary)), false);
-    put(0, "s:big", Value::Str(bs(&text)), false);
-    put(0, &"k".repeat(300), Value::Str(bs("long key")), false);
+    put(0, "s:empty", Value::Str(Str::from(bs(""))), false);
+    put(0, "s:small", Value::Str(Str::from(bs("hello"))), false);
+    put(0, "s:int", Value::Str(Str::from(bs("12345"))), true);
+    put(0, "s:neg", Value::Str(Str::from(bs("-7"))), false);
+    put(
+        0,
+        "s:i64",
+        Value::Str(Str::from(bs("9223372036854775807"))),
+        false,
+    );
+    put(0, "s:float", Value::Str(Str::from(bs("3.14"))), false);
+    put(0, "s:zeros", Value::Str(Str::from(bs("007"))), false);
+    put(0, "s:lzf", Value::Str(Str::from(bs([b'a'; 1000]))), true);
+    put(0, "s:binary", Value::Str(Str::from(bs(&binary))), false);
+    put(0, "s:big", Value::Str(Str::from(bs(&text))), false);
+    put(
+        0,
+        &"k".repeat(300),
+        Value::Str(Str::from(bs("long key"))),
+        false,
+    );
 
     put(
         0,
@@ -373,7 +383,7 @@ fn model() -> Model {
         false,
     );
 
-    put(1, "db1:str", Value::Str(bs("one")), true);
+    put(1, "db1:str", Value::Str(Str::from(bs("one"))), true);
     put(1, "db1:list", list([bs("x"), bs("y")]), false);
     put(9, "db9:hash", hash([(bs("k"), bs("v"))]), false);
     put(9, "db9:set", set(["only"].map(bs)), true);
@@ -445,7 +455,7 @@ fn populate(con: &mut redis::Connection, m: &Model) {
 fn fetch(con: &mut redis::Connection, key: &[u8]) -> Entry {
     let ty: String = q(con, cmd("TYPE").arg(key));
     let value = match ty.as_str() {
-        "string" => Value::Str(bs(q::<Vec<u8>>(con, cmd("GET").arg(key)))),
+        "string" => Value::Str(Str::from(bs(q::<Vec<u8>>(con, cmd("GET").arg(key))))),
         "list" => list(
             q::<Vec<Vec<u8>>>(con, cmd("LRANGE").arg(key).arg(0).arg(-1))
                 .into_iter()
@@ -913,7 +923,7 @@ fn stock_redis_loads_our_snapshot_and_payloads() {
         assert_eq!(got.expire_at, 0);
     }
     // A wrong CRC gets Redis's footer error; tether flags the same case.
-    let mut p = dump_payload(&Value::Str(bs("x")));
+    let mut p = dump_payload(&Value::Str(Str::from(bs("x"))));
     *p.last_mut().unwrap() ^= 0xFF;
     let r: redis::RedisResult<()> = cmd("RESTORE").arg("crc").arg(0).arg(&p).query(&mut con);
     let e = r.unwrap_err().to_string();

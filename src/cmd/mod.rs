@@ -74,7 +74,7 @@ impl Exec<'_> {
             Some(e) => {
                 st.hits += 1;
                 match &e.value {
-                    Value::Str(s) => Ok(Some(s.clone())),
+                    Value::Str(s) => Ok(Some(s.to_bytes())),
                     _ => Err(()),
                 }
             }

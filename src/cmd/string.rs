@@ -7,7 +7,7 @@ use bytes::{Bytes, BytesMut};
 use super::{
     CmdSpec, Exec, Kind, Multi, NOT_FLOAT, NOT_INT, SYNTAX, WRONGTYPE, eq_ic, parse_f64, parse_i64,
 };
-use crate::shard::keyspace::{Entry, Value};
+use crate::shard::keyspace::{Entry, Str, Value};
 
 const W: &[&str] = &["write", "denyoom"];
 const WF: &[&str] = &["write", "denyoom", "fast"];
@@ -229,7 +229,7 @@ pub fn store(ex: &mut Exec, key: &[u8], val: &[u8], expire_at: u64) {
     db.insert(
         key,
         Entry {
-            value: Value::Str(Bytes::copy_from_slice(val)),
+            value: Value::Str(Str::from(val)),
             expire_at,
         },
     );
@@ -238,7 +238,7 @@ pub fn store(ex: &mut Exec, key: &[u8], val: &[u8], expire_at: u64) {
 
 /// The current string value and TTL of a key about to be written;
 /// `Err` when the key holds another type.
-fn cur_str(ex: &mut Exec, key: &[u8]) -> Result<Option<(Bytes, u64)>, ()> {
+fn cur_str(ex: &mut Exec, key: &[u8]) -> Result<Option<(Str, u64)>, ()> {
     match ex.lookup_write(key) {
         None => Ok(None),
         Some(Entry {
@@ -407,7 +407,7 @@ fn append(ex: &mut Exec, a: &[Bytes]) {
             db.insert(
                 key,
                 Entry {
-                    value: Value::Str(buf.freeze()),
+                    value: Value::Str(Str::from(buf.freeze())),
                     expire_at: ttl,
                 },
             );
@@ -485,7 +485,7 @@ fn setrange(ex: &mut Exec, a: &[Bytes]) {
     db.insert(
         &a[1],
         Entry {
-            value: Value::Str(buf.freeze()),
+            value: Value::Str(Str::from(buf.freeze())),
             expire_at: cur.map_or(0, |c| c.1),
         },
     );
@@ -514,7 +514,7 @@ fn incr_generic(ex: &mut Exec, key: &[u8], by: i64) {
     db.insert(
         key,
         Entry {
-            value: Value::Str(Bytes::from(s)),
+            value: Value::Str(Str::from(s)),
             expire_at: ttl,
         },
     );
@@ -569,7 +569,7 @@ fn incrbyfloat(ex: &mut Exec, a: &[Bytes]) {
     db.insert(
         &a[1],
         Entry {
-            value: Value::Str(s.clone()),
+            value: Value::Str(Str::from(&s)),
             expire_at: ttl,
         },
     );

@@ -45,7 +45,7 @@ use super::{
     BlobError, Crc64, DEFAULT_MAX_STRING, Elem, RDB_VERSION, RdbError, RdbErrorKind, enc, intset,
     listpack, lzf, opcode, parse_score, rdb_type, ziplist,
 };
-use crate::shard::keyspace::{Entry, HashValue, SetValue, Value, ZSet};
+use crate::shard::keyspace::{Entry, HashValue, SetValue, Str, Value, ZSet};
 
 /// What the loader found, in stream order.
 #[derive(Debug, PartialEq)]
@@ -654,7 +654,7 @@ fn begin_value(ty: u8, cur: &mut Cur) -> Result<Begun, Halt> {
     use rdb_type as t;
     let at = cur.pos;
     let partial = match ty {
-        t::STRING => return Ok(Begun::Done(Some(Value::Str(cur.string()?)))),
+        t::STRING => return Ok(Begun::Done(Some(Value::Str(Str::from(cur.string()?))))),
         t::LIST => {
             let left = cur.length()?;
             Partial::List {

@@ -11,7 +11,7 @@ use foldhash::fast::RandomState;
 use super::load::Event;
 use super::write::{write_len, write_string};
 use super::*;
-use crate::shard::keyspace::{Entry, HashValue, SetValue, Value, ZSet};
+use crate::shard::keyspace::{Entry, HashValue, SetValue, Str, Value, ZSet};
 
 fn b(s: &[u8]) -> Bytes {
     Bytes::copy_from_slice(s)
@@ -70,16 +70,16 @@ fn sample_values() -> Vec<(&'static str, Value)> {
         big_z.insert(b(format!("z{i}").as_bytes()), (i as f64) * 0.37 - 50.0);
     }
     vec![
-        ("str:empty", Value::Str(b(b""))),
-        ("str:small", Value::Str(b(b"hello"))),
-        ("str:int8", Value::Str(b(b"-7"))),
-        ("str:int16", Value::Str(b(b"12345"))),
-        ("str:int32", Value::Str(b(b"-2147483648"))),
-        ("str:int64", Value::Str(b(b"2147483648"))),
-        ("str:leading-zero", Value::Str(b(b"007"))),
-        ("str:plus", Value::Str(b(b"+5"))),
-        ("str:lzf", Value::Str(b(&[b'a'; 1000]))),
-        ("str:binary", Value::Str(Bytes::from(binary))),
+        ("str:empty", Value::Str(Str::from(b(b"")))),
+        ("str:small", Value::Str(Str::from(b(b"hello")))),
+        ("str:int8", Value::Str(Str::from(b(b"-7")))),
+        ("str:int16", Value::Str(Str::from(b(b"12345")))),
+        ("str:int32", Value::Str(Str::from(b(b"-2147483648")))),
+        ("str:int64", Value::Str(Str::from(b(b"2147483648")))),
+        ("str:leading-zero", Value::Str(Str::from(b(b"007")))),
+        ("str:plus", Value::Str(Str::from(b(b"+5")))),
+        ("str:lzf", Value::Str(Str::from(b(&[b'a'; 1000])))),
+        ("str:binary", Value::Str(Str::from(Bytes::from(binary)))),
         ("list:small", list(&[b"a", b"1", b"", b"-99999999999"])),
         ("list:big", Value::List(Box::new(big_list))),
         ("list:huge-elem", list(&[&[b'q'; 20000], b"tail"])),
@@ -129,7 +129,7 @@ fn sample_file() -> Vec<u8> {
     let db3: Vec<(Bytes, Entry)> = vec![(
         b(b"only-in-3"),
         Entry {
-            value: Value::Str(b(b"three")),
+            value: Value::Str(Str::from(b(b"three"))),
             expire_at: 1,
         },
     )];
@@ -212,7 +212,7 @@ fn snapshot_round_trip() {
         db: 3,
         key: b(b"only-in-3"),
         entry: Entry {
-            value: Value::Str(b(b"three")),
+            value: Value::Str(Str::from(b(b"three"))),
             expire_at: 1,
         },
     });
@@ -246,7 +246,7 @@ fn dump_restore_round_trip() {
 
 #[test]
 fn restore_rejects_bad_payloads() {
-    let p = dump_payload(&Value::Str(b(b"hello")));
+    let p = dump_payload(&Value::Str(Str::from(b(b"hello"))));
     // Wrong CRC.
     let mut bad = p.clone();
     *bad.last_mut().unwrap() ^= 1;
@@ -262,7 +262,10 @@ fn restore_rejects_bad_payloads() {
     v9.put_u16_le(9);
     let crc = Crc64::checksum(&v9);
     v9.put_u64_le(crc);
-    assert_eq!(restore_payload(&v9).unwrap(), Value::Str(b(b"hello")));
+    assert_eq!(
+        restore_payload(&v9).unwrap(),
+        Value::Str(Str::from(b(b"hello")))
+    );
     // Trailing junk inside the checksummed body: bad data, not the footer.
     let mut junk = p[..p.len() - 10].to_vec();
     junk.push(0);
@@ -522,7 +525,7 @@ fn legacy_file() -> (Vec<u8>, Vec<(&'static str, Value)>) {
         o.put_u8(5);
         key(o, rdb_type::STRING, "secs");
         write_string(o, b"v", opts);
-        want.push(("secs", Value::Str(b(b"v"))));
+        want.push(("secs", Value::Str(Str::from(b(b"v")))));
     });
     (file, want)
 }
@@ -566,7 +569,7 @@ fn old_versions_and_checksums() {
     let mut v4 = b"REDIS0004".to_vec();
     v4.extend_from_slice(&[opcode::SELECTDB, 0, 0, 1, b'k', 1, b'v', opcode::EOF]);
     let keys = load_file(&v4).unwrap();
-    assert_eq!(keys[0].entry.value, Value::Str(b(b"v")));
+    assert_eq!(keys[0].entry.value, Value::Str(Str::from(b(b"v"))));
     // Stored CRC 0: not checked.
     let mut f = sample_file();
     let n = f.len();
@@ -865,14 +868,14 @@ fn lenient_restore_reads_like_redis() {
     body.extend_from_slice(b"helloXX");
     assert_eq!(
         restore_payload_lenient(&payload(&body)).unwrap(),
-        Value::Str(b(b"hello"))
+        Value::Str(Str::from(b(b"hello")))
     );
     assert!(restore_payload(&payload(&body)).is_err());
     // A value may read into the footer (length 7 = "hello" + the version).
     let p = payload(&[rdb_type::STRING, 7, b'h', b'e', b'l', b'l', b'o']);
     assert_eq!(
         restore_payload_lenient(&p).unwrap(),
-        Value::Str(b(b"hello\x0a\x00"))
+        Value::Str(Str::from(b(b"hello\x0a\x00")))
     );
     // But not beyond the payload, and the footer is still checked.
     let p = payload(&[rdb_type::STRING, 40, b'h']);

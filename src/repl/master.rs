@@ -227,9 +227,15 @@ pub fn rewrite(spec: &CmdSpec, ks: &mut Keyspace, db: u16, args: &[Bytes]) -> Op
             Some(match entry() {
                 Some(e) => match e.value {
                     Value::Str(v) if e.expire_at != 0 => {
-                        vec![b("SET"), key.clone(), v, b("PXAT"), num(e.expire_at)]
+                        vec![
+                            b("SET"),
+                            key.clone(),
+                            v.to_bytes(),
+                            b("PXAT"),
+                            num(e.expire_at),
+                        ]
                     }
-                    Value::Str(v) => vec![b("SET"), key.clone(), v],
+                    Value::Str(v) => vec![b("SET"), key.clone(), v.to_bytes()],
                     _ => return None,
                 },
                 None => gone(),
@@ -268,7 +274,7 @@ pub fn rewrite(spec: &CmdSpec, ks: &mut Keyspace, db: u16, args: &[Bytes]) -> Op
             Some(_) => None,
         },
         "incrbyfloat" => match entry()?.value {
-            Value::Str(v) => Some(vec![b("SET"), key.clone(), v, b("KEEPTTL")]),
+            Value::Str(v) => Some(vec![b("SET"), key.clone(), v.to_bytes(), b("KEEPTTL")]),
             _ => None,
         },
         "hincrbyfloat" => {

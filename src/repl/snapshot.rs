@@ -32,6 +32,7 @@ use crate::rdb;
 use crate::shard::dispatch::Tx;
 use crate::shard::key::Key;
 use crate::shard::keyspace::Map;
+use crate::shard::table::{Pos, WALK_START};
 use crate::shard::{Op, OpReply, Shard};
 
 /// Bytes a shard serialises per chunk request.
@@ -43,8 +44,8 @@ pub struct DbSnap {
     done: HashSet<Key, RandomState>,
     /// Serialised entries not yet handed to the coordinator.
     pub out: Vec<u8>,
-    /// The walk visits indices below this one, downwards.
-    cursor: usize,
+    /// Where the walk goes on (see `shard::table` for the order).
+    cursor: Pos,
     finished: bool,
 }
 
@@ -55,7 +56,7 @@ impl DbSnap {
             // rehashes it whole, a pause the shard's clients would feel.
             done: HashSet::with_capacity_and_hasher(len + len / 8 + 16, RandomState::default()),
             out: Vec::new(),
-            cursor: len,
+            cursor: WALK_START,
             finished: false,
         }
     }
@@ -81,14 +82,12 @@ impl DbSnap {
     /// Returns whether the walk has finished.
     pub fn step(&mut self, map: &Map, budget: usize) -> bool {
         while !self.finished && self.out.len() < budget {
-            self.cursor = self.cursor.min(map.len());
-            if self.cursor == 0 {
+            let Some((next, k, e)) = map.walk(self.cursor) else {
                 self.finished = true;
                 drop_elsewhere(std::mem::take(&mut self.done));
                 break;
-            }
-            self.cursor -= 1;
-            let (k, e) = map.get_index(self.cursor).expect("cursor below len");
+            };
+            self.cursor = next;
             if self.done.insert(k.clone()) {
                 rdb::write_entry(&mut self.out, k.as_bytes(), e);
             }

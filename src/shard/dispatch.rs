@@ -18,7 +18,7 @@ use std::rc::Rc;
 use bytes::{Bytes, BytesMut};
 use glommio::sync::StaticPermit;
 
-use super::keyspace::{Entry, Value};
+use super::keyspace::{Entry, Str, Value};
 use super::{CountKind, Msg, Op, OpReply, Shard, ShardCmd, ShardInfo, now_ms, shard_of};
 use crate::cmd::{self, ClientState, Kind, Lookup, Multi, Route};
 use crate::glob::glob_match;
@@ -400,7 +400,7 @@ fn apply_op_inner(shard: &Shard, op: Op) -> OpReply {
                     Some(e) => {
                         st.hits += 1;
                         match &e.value {
-                            Value::Str(s) => Some(s.clone()),
+                            Value::Str(s) => Some(s.to_bytes()),
                             _ => None,
                         }
                     }
@@ -415,7 +415,7 @@ fn apply_op_inner(shard: &Shard, op: Op) -> OpReply {
         Op::MSet { db, pairs } => {
             let (d, _) = ks.db(db as usize);
             for (k, v) in &pairs {
-                d.insert(k, Entry::new(Value::Str(Bytes::copy_from_slice(v))));
+                d.insert(k, Entry::new(Value::Str(Str::from(&v[..]))));
             }
             drop(ks);
             for (k, _) in &pairs {

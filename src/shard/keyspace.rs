@@ -2,20 +2,21 @@
 //! typed values, each with an index of keys that carry a TTL. Owned and
 //! touched only by its shard's executor; no locks.
 //!
-//! Both maps are insertion-ordered `IndexMap`s with O(1) `swap_remove`, which
-//! gives O(1) random sampling (RANDOMKEY, the active expiry cycle) and a
-//! SCAN cursor that walks indices *downwards*: a removal moves the last
-//! (already visited) entry into the hole, so an entry present for the whole
-//! scan is returned at least once, the guarantee Redis gives.
+//! The main dictionary is a segmented [`Table`] that grows one small
+//! segment at a time (no whole-table rehash pause) and whose walk order
+//! gives SCAN Redis's guarantee; see `table`. The TTL index is an
+//! insertion-ordered `IndexSet` with O(1) `swap_remove` and random
+//! sampling, for the active expiry cycle.
 
 use std::collections::VecDeque;
 
 use bytes::Bytes;
 use foldhash::fast::RandomState;
-use indexmap::map::raw_entry_v1::{RawEntryApiV1, RawEntryMut};
 use indexmap::{IndexMap, IndexSet};
 
 use super::key::Key;
+pub use super::sval::Str;
+use super::table::{Pos, Table, WALK_START};
 pub use super::zset::ZSet;
 
 /// A hash: field -> value, insertion-ordered for HSCAN and HRANDFIELD.
@@ -26,7 +27,7 @@ pub type SetValue = IndexSet<Bytes, RandomState>;
 /// A stored value. Collections are boxed so a `Value` stays 32 bytes.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {
-    Str(Bytes),
+    Str(Str),
     List(Box<VecDeque<Bytes>>),
     Hash(Box<HashValue>),
     Set(Box<SetValue>),
@@ -88,7 +89,7 @@ impl Entry {
     }
 }
 
-pub(crate) type Map = IndexMap<Key, Entry, RandomState>;
+pub(crate) type Map = Table;
 
 /// One logical database's share on this shard.
 #[derive(Default)]
@@ -126,15 +127,15 @@ impl Db {
 
     /// Looks a key up, deleting it first if its TTL has passed (lazy expiry).
     pub fn get(&mut self, key: &[u8], now: u64, stats: &mut KeyspaceStats) -> Option<&mut Entry> {
-        let idx = self.map.get_index_of(key)?;
+        let loc = self.map.locate(key)?;
         self.snap_before(key);
-        if self.map[idx].expired(now) {
+        if self.map.at(loc).expired(now) {
             self.remove(key);
             stats.expired += 1;
             self.log_expired(key);
             return None;
         }
-        Some(&mut self.map[idx])
+        Some(self.map.at_mut(loc))
     }
 
     /// The live entry of a key, without side effects (no lazy deletion).
@@ -156,34 +157,24 @@ impl Db {
     }
 
     /// Inserts or replaces a key with the given entry (TTL included), with
-    /// one hash probe: the raw entry API finds the slot or the vacancy.
+    /// one hash probe.
     pub fn insert(&mut self, key: &[u8], entry: Entry) {
         self.snap_before(key);
         let has_ttl = entry.expire_at != 0;
-        match self.map.raw_entry_mut_v1().from_key(key) {
-            RawEntryMut::Occupied(mut o) => {
-                let had_ttl = o.get().expire_at != 0;
-                *o.get_mut() = entry;
-                if has_ttl && !had_ttl {
-                    let k = o.key().clone();
-                    self.expires.insert(k);
-                } else if !has_ttl && had_ttl {
-                    self.expires.swap_remove(key);
-                }
-            }
-            RawEntryMut::Vacant(v) => {
-                let k = Key::new(key);
-                if has_ttl {
-                    self.expires.insert(k.clone());
-                }
-                v.insert(k, entry);
-            }
+        let had_ttl = self
+            .map
+            .insert(key, entry)
+            .is_some_and(|old| old.expire_at != 0);
+        if has_ttl && !had_ttl {
+            self.expires.insert(Key::new(key));
+        } else if !has_ttl && had_ttl {
+            self.expires.swap_remove(key);
         }
     }
 
     pub fn remove(&mut self, key: &[u8]) -> Option<Entry> {
         self.snap_before(key);
-        let e = self.map.swap_remove(key)?;
+        let e = self.map.remove(key)?;
         if e.expire_at != 0 {
             self.expires.swap_remove(key);
         }
@@ -193,13 +184,12 @@ impl Db {
     /// Sets (at != 0) or clears (at == 0) the TTL of an existing key.
     pub fn set_expire(&mut self, key: &[u8], at: u64) -> bool {
         self.snap_before(key);
-        let Some((_, k, e)) = self.map.get_full_mut(key) else {
+        let Some(e) = self.map.get_mut(key) else {
             return false;
         };
         e.expire_at = at;
         if at != 0 {
-            let k = k.clone();
-            self.expires.insert(k);
+            self.expires.insert(Key::new(key));
         } else {
             self.expires.swap_remove(key);
         }
@@ -220,8 +210,7 @@ impl Db {
             if self.map.is_empty() {
                 return None;
             }
-            let i = fastrand::usize(..self.map.len());
-            let (k, e) = self.map.get_index(i)?;
+            let (k, e) = self.map.random()?;
             if !e.expired(now) {
                 return Some(Bytes::copy_from_slice(k.as_bytes()));
             }
@@ -231,7 +220,7 @@ impl Db {
             self.log_expired(k.as_bytes());
         }
         self.map
-            .get_index(0)
+            .random()
             .map(|(k, _)| Bytes::copy_from_slice(k.as_bytes()))
     }
 
@@ -249,9 +238,10 @@ impl Db {
             .collect()
     }
 
-    /// One SCAN step over this db, walking indices downwards from `pos`
-    /// (exclusive; `None` = from the top). Returns the next position, or
-    /// `None` when the walk is done. Visits about `count` slots.
+    /// One SCAN step over this db, walking on from `pos` (`None` = from
+    /// the start; see `table` for the order). Returns the next position
+    /// (never 0), or `None` when the walk is done. Visits about `count`
+    /// entries.
     pub fn scan(
         &self,
         pos: Option<usize>,
@@ -260,17 +250,21 @@ impl Db {
         out: &mut Vec<Bytes>,
         mut filter: impl FnMut(&[u8], &Entry) -> bool,
     ) -> Option<usize> {
-        let mut i = pos.unwrap_or(self.map.len()).min(self.map.len());
+        let mut p: Pos = pos.map_or(WALK_START, |p| p as Pos);
         let mut visited = 0;
-        while i > 0 && visited < count {
-            i -= 1;
+        while visited < count {
+            let (next, k, e) = self.map.walk(p)?;
+            p = next;
             visited += 1;
-            let (k, e) = self.map.get_index(i).expect("index below len");
             if !e.expired(now) && filter(k.as_bytes(), e) {
                 out.push(Bytes::copy_from_slice(k.as_bytes()));
             }
         }
-        if i == 0 { None } else { Some(i) }
+        if self.map.walk_done(p) {
+            None
+        } else {
+            Some(p as usize)
+        }
     }
 
     /// One round of active expiry, as Redis's `activeExpireCycle`: sample up
@@ -353,11 +347,6 @@ impl Db {
         }
     }
 
-    /// The entry at `i` of the insertion order (snapshot walks).
-    pub fn index(&self, i: usize) -> Option<(&Key, &Entry)> {
-        self.map.get_index(i)
-    }
-
     /// The raw entry of a key, expired or not (snapshot hooks).
     pub fn raw(&self, key: &[u8]) -> Option<&Entry> {
         self.map.get(key)
@@ -410,11 +399,11 @@ mod tests {
         db.insert(
             b"a",
             Entry {
-                value: Value::Str(Bytes::from_static(b"1")),
+                value: Value::Str(Str::from(b"1")),
                 expire_at: 100,
             },
         );
-        db.insert(b"b", Entry::new(Value::Str(Bytes::from_static(b"2"))));
+        db.insert(b"b", Entry::new(Value::Str(Str::from(b"2"))));
         assert_eq!(db.expires_len(), 1);
         assert!(db.get(b"a", 50, st).is_some());
         assert!(db.get(b"a", 100, st).is_none());
@@ -427,7 +416,7 @@ mod tests {
         for i in 0..1000 {
             db.insert(
                 format!("k{i}").as_bytes(),
-                Entry::new(Value::Str(Bytes::new())),
+                Entry::new(Value::Str(Str::from(&b""[..]))),
             );
         }
         let mut seen = std::collections::HashSet::new();
@@ -457,7 +446,7 @@ mod tests {
             db.insert(
                 format!("k{i}").as_bytes(),
                 Entry {
-                    value: Value::Str(Bytes::new()),
+                    value: Value::Str(Str::from(&b""[..])),
                     expire_at: 10,
                 },
             );

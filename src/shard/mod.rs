@@ -11,7 +11,9 @@ pub mod blocking;
 pub mod dispatch;
 pub mod key;
 pub mod keyspace;
+pub mod sval;
 pub mod sync;
+pub mod table;
 pub mod zset;
 
 use std::cell::{Cell, RefCell};

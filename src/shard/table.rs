@@ -1,0 +1,409 @@
+//! The keyspace's dictionary: linear hashing over small segments, so that
+//! growing it never rehashes the whole table at once.
+//!
+//! A single hash table doubles when full and rehashes every entry in one
+//! step: at 4M keys that is tens of milliseconds during which the shard
+//! serves nobody. Redis avoids that with incremental rehashing across two
+//! tables. Here the table is a list of *segments*, each a small
+//! insertion-ordered map (dense `entries` plus a `u32` index table). When
+//! the average segment passes [`SEG_LOAD`] entries, one segment is split in
+//! two (Litwin's linear hashing): segment `split` gives the entries whose
+//! next hash bit is set to a new segment at the end. Each growth step costs
+//! one segment's worth of work, a fraction of a millisecond, whatever the
+//! table's size.
+//!
+//! Addressing: with `2^level + split` segments, a key with hash bits `b`
+//! (bits 32.. of its 64-bit hash, clear of the bits the segment's own index
+//! table uses) lives in `b mod 2^level`, or in `b mod 2^(level+1)` when that
+//! is below `split` (already split this round).
+//!
+//! Walk order (SCAN, snapshots): segments upwards, entries inside one
+//! segment downwards. A removal moves a segment's last (already visited)
+//! entry into the hole, and a split keeps the staying entries in order,
+//! only moving them down, and sends the rest to a segment above every
+//! cursor; so an entry present for a whole walk is visited at least once,
+//! the guarantee Redis's SCAN gives. Segments are never merged (merging
+//! would move unvisited entries behind a cursor); a segment that empties
+//! shrinks its own storage.
+//!
+//! Memory per entry: the key and entry themselves, plus 4-9 bytes of index
+//! (no stored hash: a split or a segment's own growth recomputes hashes,
+//! which for short keys costs less than storing them).
+
+use std::hash::BuildHasher;
+
+use foldhash::fast::RandomState;
+use hashbrown::HashTable;
+
+use super::key::Key;
+use super::keyspace::Entry;
+
+/// Average entries per segment before the next split: a split rehashes
+/// about twice this many entries, ~0.2 ms here.
+const SEG_LOAD: usize = 4096;
+
+/// A walk position: segment in the high 32 bits, and in the low 32 bits
+/// how many entries of that segment are still to visit (`u32::MAX` = all).
+pub type Pos = u64;
+
+/// Where a walk starts.
+pub const WALK_START: Pos = REST;
+const REST: u64 = u32::MAX as u64;
+
+#[derive(Default)]
+struct Seg {
+    entries: Vec<(Key, Entry)>,
+    index: HashTable<u32>,
+}
+
+impl Seg {
+    fn find(&self, h: u64, key: &[u8]) -> Option<usize> {
+        let e = &self.entries;
+        self.index
+            .find(h, |&i| e[i as usize].0.as_bytes() == key)
+            .map(|&i| i as usize)
+    }
+
+    /// Appends an entry known to be absent; returns its index.
+    fn push(&mut self, h: u64, key: Key, entry: Entry, st: &RandomState) -> usize {
+        let i = self.entries.len();
+        if i == self.entries.capacity() {
+            // Grow by a quarter, not double: a segment is small, so the
+            // copy is cheap, and the slack stays under 25 %.
+            self.entries.reserve_exact((i / 4).max(8));
+        }
+        self.entries.push((key, entry));
+        let e = &self.entries;
+        self.index
+            .insert_unique(h, i as u32, |&j| st.hash_one(e[j as usize].0.as_bytes()));
+        i
+    }
+
+    /// Removes entry `i` (hash `h`), moving the last entry into its place.
+    fn swap_remove(&mut self, h: u64, i: usize, st: &RandomState) -> (Key, Entry) {
+        if let Ok(o) = self.index.find_entry(h, |&j| j as usize == i) {
+            o.remove();
+        }
+        let last = self.entries.len() - 1;
+        if i != last {
+            let lh = st.hash_one(self.entries[last].0.as_bytes());
+            if let Some(slot) = self.index.find_mut(lh, |&j| j as usize == last) {
+                *slot = i as u32;
+            }
+        }
+        let out = self.entries.swap_remove(i);
+        let (len, cap) = (self.entries.len(), self.entries.capacity());
+        if cap > 64 && len < cap / 4 {
+            self.entries.shrink_to(len * 2);
+            let e = &self.entries;
+            self.index
+                .shrink_to(len * 2, |&j| st.hash_one(e[j as usize].0.as_bytes()));
+        }
+        out
+    }
+
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+}
+
+/// The dictionary of one database on one shard.
+pub struct Table {
+    segs: Vec<Seg>,
+    level: u32,
+    split: usize,
+    len: usize,
+    st: RandomState,
+}
+
+impl Default for Table {
+    fn default() -> Self {
+        Table {
+            segs: vec![Seg::default()],
+            level: 0,
+            split: 0,
+            len: 0,
+            st: RandomState::default(),
+        }
+    }
+}
+
+impl Table {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    #[inline]
+    pub fn hash(&self, key: &[u8]) -> u64 {
+        self.st.hash_one(key)
+    }
+
+    #[inline]
+    fn seg_of(&self, h: u64) -> usize {
+        let b = (h >> 32) as usize;
+        let s = b & ((1usize << self.level) - 1);
+        if s < self.split {
+            b & ((1usize << (self.level + 1)) - 1)
+        } else {
+            s
+        }
+    }
+
+    /// The location (segment, index) of a key, valid until the next change.
+    #[inline]
+    pub fn locate(&self, key: &[u8]) -> Option<(usize, usize)> {
+        let h = self.hash(key);
+        let s = self.seg_of(h);
+        self.segs[s].find(h, key).map(|i| (s, i))
+    }
+
+    #[inline]
+    pub fn at(&self, loc: (usize, usize)) -> &Entry {
+        &self.segs[loc.0].entries[loc.1].1
+    }
+
+    #[inline]
+    pub fn at_mut(&mut self, loc: (usize, usize)) -> &mut Entry {
+        &mut self.segs[loc.0].entries[loc.1].1
+    }
+
+    pub fn get(&self, key: &[u8]) -> Option<&Entry> {
+        self.locate(key).map(|l| self.at(l))
+    }
+
+    pub fn get_mut(&mut self, key: &[u8]) -> Option<&mut Entry> {
+        self.locate(key).map(|l| self.at_mut(l))
+    }
+
+    pub fn get_key_value(&self, key: &[u8]) -> Option<(&Key, &Entry)> {
+        self.locate(key).map(|(s, i)| {
+            let (k, e) = &self.segs[s].entries[i];
+            (k, e)
+        })
+    }
+
+    /// Inserts or replaces; returns the previous entry.
+    pub fn insert(&mut self, key: &[u8], entry: Entry) -> Option<Entry> {
+        let h = self.hash(key);
+        let s = self.seg_of(h);
+        if let Some(i) = self.segs[s].find(h, key) {
+            return Some(std::mem::replace(&mut self.segs[s].entries[i].1, entry));
+        }
+        self.segs[s].push(h, Key::new(key), entry, &self.st);
+        self.len += 1;
+        if self.len > SEG_LOAD * self.segs.len() {
+            self.split_one();
+        }
+        None
+    }
+
+    pub fn remove(&mut self, key: &[u8]) -> Option<Entry> {
+        let h = self.hash(key);
+        let s = self.seg_of(h);
+        let i = self.segs[s].find(h, key)?;
+        self.len -= 1;
+        Some(self.segs[s].swap_remove(h, i, &self.st).1)
+    }
+
+    /// Splits segment `split` into itself and a new last segment.
+    fn split_one(&mut self) {
+        let bit = self.level;
+        let old = std::mem::take(&mut self.segs[self.split]);
+        let half = old.len() / 2 + 8;
+        let mut keep = Seg {
+            entries: Vec::with_capacity(half),
+            index: HashTable::with_capacity(half),
+        };
+        let mut moved = Seg {
+            entries: Vec::with_capacity(half),
+            index: HashTable::with_capacity(half),
+        };
+        for (k, e) in old.entries {
+            let h = self.st.hash_one(k.as_bytes());
+            if (h >> 32 >> bit) & 1 == 1 {
+                moved.push(h, k, e, &self.st);
+            } else {
+                keep.push(h, k, e, &self.st);
+            }
+        }
+        self.segs[self.split] = keep;
+        self.segs.push(moved);
+        self.split += 1;
+        if self.split == 1 << self.level {
+            self.level += 1;
+            self.split = 0;
+        }
+    }
+
+    /// The entry at a uniformly random position (rejection sampling over
+    /// segments, whose sizes stay within a small factor of each other).
+    pub fn random(&self) -> Option<(&Key, &Entry)> {
+        if self.len == 0 {
+            return None;
+        }
+        let n = self.segs.len();
+        let bound = 3 * self.len / n + 16;
+        for _ in 0..64 {
+            let seg = &self.segs[fastrand::usize(..n)];
+            let i = fastrand::usize(..bound);
+            if let Some((k, e)) = seg.entries.get(i) {
+                return Some((k, e));
+            }
+        }
+        let mut g = fastrand::usize(..self.len);
+        for seg in &self.segs {
+            if g < seg.len() {
+                let (k, e) = &seg.entries[g];
+                return Some((k, e));
+            }
+            g -= seg.len();
+        }
+        None
+    }
+
+    /// Every entry, segment by segment.
+    pub fn iter(&self) -> impl Iterator<Item = (&Key, &Entry)> {
+        self.segs
+            .iter()
+            .flat_map(|s| s.entries.iter().map(|(k, e)| (k, e)))
+    }
+
+    /// The next entry of a walk from `pos` (see the module doc for the
+    /// order), and the position after it; `None` when the walk is over.
+    pub fn walk(&self, pos: Pos) -> Option<(Pos, &Key, &Entry)> {
+        let (mut s, mut r) = ((pos >> 32) as usize, pos & REST);
+        while s < self.segs.len() {
+            let seg = &self.segs[s];
+            r = r.min(seg.len() as u64);
+            if r > 0 {
+                r -= 1;
+                let (k, e) = &seg.entries[r as usize];
+                let next = if r == 0 {
+                    ((s as u64 + 1) << 32) | REST
+                } else {
+                    ((s as u64) << 32) | r
+                };
+                return Some((next, k, e));
+            }
+            s += 1;
+            r = REST;
+        }
+        None
+    }
+
+    /// Whether a walk at `pos` has nothing left to visit.
+    pub fn walk_done(&self, pos: Pos) -> bool {
+        let s = (pos >> 32) as usize;
+        s >= self.segs.len()
+            || (s + 1 == self.segs.len() && (pos & REST).min(self.segs[s].len() as u64) == 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shard::keyspace::Value;
+    use std::collections::HashSet;
+
+    fn ent(i: usize) -> Entry {
+        Entry {
+            value: Value::Str(crate::shard::sval::Str::from(format!("{i}").as_bytes())),
+            expire_at: i as u64,
+        }
+    }
+
+    #[test]
+    fn grows_by_segments_and_finds_everything() {
+        let mut t = Table::default();
+        let n = SEG_LOAD * 9 + 123;
+        for i in 0..n {
+            assert!(t.insert(format!("k{i}").as_bytes(), ent(i)).is_none());
+        }
+        assert_eq!(t.len(), n);
+        assert!(t.segs.len() >= 9, "split {} times", t.segs.len());
+        for i in 0..n {
+            assert_eq!(
+                t.get(format!("k{i}").as_bytes()).unwrap().expire_at,
+                i as u64
+            );
+        }
+        assert!(t.insert(b"k7", ent(70)).is_some());
+        assert_eq!(t.len(), n);
+        for i in (0..n).step_by(2) {
+            assert!(t.remove(format!("k{i}").as_bytes()).is_some());
+        }
+        assert!(t.remove(b"k0").is_none());
+        assert_eq!(t.len(), n / 2);
+        for i in 0..n {
+            assert_eq!(
+                t.get(format!("k{i}").as_bytes()).is_some(),
+                i % 2 == 1,
+                "k{i}"
+            );
+        }
+        assert_eq!(t.iter().count(), n / 2);
+    }
+
+    #[test]
+    fn walk_visits_survivors_across_removals_and_splits() {
+        let mut t = Table::default();
+        for i in 0..SEG_LOAD * 3 {
+            t.insert(format!("k{i}").as_bytes(), ent(i));
+        }
+        let mut seen = HashSet::new();
+        let mut pos = WALK_START;
+        let mut next_new = SEG_LOAD * 3;
+        let mut step = 0;
+        while let Some((p, k, _)) = t.walk(pos) {
+            seen.insert(k.as_bytes().to_vec());
+            pos = p;
+            step += 1;
+            if step % 3 == 0 && step < SEG_LOAD * 3 {
+                // Remove odd keys (may be missed) and insert new ones,
+                // forcing splits while the walk is under way.
+                t.remove(format!("k{}", (step * 37 % (SEG_LOAD * 3 / 2)) * 2 + 1).as_bytes());
+                for _ in 0..4 {
+                    t.insert(format!("k{next_new}").as_bytes(), ent(next_new));
+                    next_new += 1;
+                }
+            }
+        }
+        assert!(t.segs.len() > 3, "the walk saw splits");
+        for i in (0..SEG_LOAD * 3).step_by(2) {
+            assert!(seen.contains(format!("k{i}").as_bytes()), "k{i} missed");
+        }
+    }
+
+    #[test]
+    fn random_covers_segments() {
+        let mut t = Table::default();
+        assert!(t.random().is_none());
+        for i in 0..SEG_LOAD * 4 {
+            t.insert(format!("k{i}").as_bytes(), ent(i));
+        }
+        let mut seen = HashSet::new();
+        for _ in 0..20_000 {
+            seen.insert(t.random().unwrap().0.as_bytes().to_vec());
+        }
+        // 20k draws over 16k keys: about 1 - e^-1.22 = 70 % distinct.
+        assert!(seen.len() > SEG_LOAD * 4 * 6 / 10, "{}", seen.len());
+    }
+
+    #[test]
+    fn emptied_segments_shrink() {
+        let mut t = Table::default();
+        for i in 0..SEG_LOAD * 2 {
+            t.insert(format!("k{i}").as_bytes(), ent(i));
+        }
+        for i in 0..SEG_LOAD * 2 {
+            t.remove(format!("k{i}").as_bytes());
+        }
+        assert!(t.is_empty());
+        assert!(t.segs.iter().all(|s| s.entries.capacity() <= 64 * 2));
+        assert!(t.walk(WALK_START).is_none());
+    }
+}
