@@ -823,6 +823,14 @@ fn run_fast(
     let mut consumed = 0usize;
     let mut slow: Option<Vec<Vec<Bytes>>> = None;
     conn.backlogged = false;
+    let batching = shard
+        .shared
+        .repl
+        .active
+        .load(std::sync::atomic::Ordering::Relaxed);
+    if batching {
+        crate::repl::master::batch_begin(shard);
+    }
     loop {
         if consumed >= FAST_TURN_BYTES && slow.is_none() {
             conn.backlogged = true;
@@ -908,6 +916,9 @@ fn run_fast(
             }
             _ => slow = Some(vec![args]),
         }
+    }
+    if batching {
+        crate::repl::master::batch_end(shard);
     }
     Stats::add(&shard.stats.commands_processed, executed);
     slow

@@ -363,11 +363,18 @@ pub fn pump(shard: &Shard, conn: &mut Conn) -> bool {
         let before = l.pos;
         let mut out = BytesMut::new();
         for e in &scratch {
-            if e.off != l.pos {
+            if e.off > l.pos {
                 break; // a gap: allocated, not yet appended
             }
-            e.write_to(&mut out);
-            l.pos += e.len();
+            if e.off < l.pos {
+                // Resuming inside an entry (see `Backlog::read_from`).
+                let mut whole = BytesMut::new();
+                e.write_to(&mut whole);
+                out.extend_from_slice(&whole[(l.pos - e.off) as usize..]);
+            } else {
+                e.write_to(&mut out);
+            }
+            l.pos = e.off + e.len();
             if out.len() >= PUMP_AHEAD {
                 break;
             }

@@ -41,8 +41,17 @@ fn num(n: u64) -> Bytes {
 }
 
 /// Sequences one command in `db` on this shard and appends it to the
-/// shard's backlog. Must run in the same synchronous step as the write.
+/// shard's backlog. Must run in the same synchronous step as the write,
+/// or inside a batch (see [`batch_begin`]).
 pub fn emit(shard: &Shard, db: u16, args: &[Bytes]) {
+    let batching = shard.repl_batching.get();
+    if shard
+        .repl_pending_db
+        .get()
+        .is_some_and(|d| !batching || d != db)
+    {
+        flush_batch(shard);
+    }
     // Encoded into the shard's arena: one allocation per many entries.
     let body = {
         let mut arena = shard.enc_arena.borrow_mut();
@@ -50,14 +59,50 @@ pub fn emit(shard: &Shard, db: u16, args: &[Bytes]) {
             arena.reserve(64 << 10);
         }
         encode_cmd(&mut arena, args);
+        if batching {
+            shard.repl_pending_db.set(Some(db));
+            return;
+        }
         arena.split().freeze()
     };
-    emit_raw(shard, db, body, db);
+    sequence(shard, db, body, db);
+}
+
+/// Starts a batch: until [`batch_end`], consecutive writes in one db are
+/// encoded back to back and sequenced as one backlog entry, with one
+/// offset allocation and one backlog append, instead of one per write.
+///
+/// Used by the network fast path around one connection's run of local
+/// commands. That is safe because nothing can observe those writes before
+/// the batch ends: the run is synchronous, other shards only see this
+/// shard's data through messages it handles afterwards, and the replies
+/// are sent after it. Anything that sequences otherwise (a MULTI block,
+/// a no-db entry) flushes the batch first, so stream order is kept.
+pub fn batch_begin(shard: &Shard) {
+    shard.repl_batching.set(true);
+}
+
+/// Ends a batch, sequencing what it holds.
+pub fn batch_end(shard: &Shard) {
+    shard.repl_batching.set(false);
+    flush_batch(shard);
+}
+
+fn flush_batch(shard: &Shard) {
+    if let Some(db) = shard.repl_pending_db.take() {
+        let body = shard.enc_arena.borrow_mut().split().freeze();
+        sequence(shard, db, body, db);
+    }
 }
 
 /// Sequences pre-encoded stream bytes that start in `db` and leave the
 /// stream in `end_db` (a MULTI block may SELECT inside).
 pub fn emit_raw(shard: &Shard, db: u16, body: Bytes, end_db: u16) {
+    flush_batch(shard);
+    sequence(shard, db, body, end_db);
+}
+
+fn sequence(shard: &Shard, db: u16, body: Bytes, end_db: u16) {
     let repl = &shard.shared.repl;
     let (off, sel) = repl.seq.alloc(db, body.len() as u64, end_db);
     if repl.push(
@@ -91,6 +136,7 @@ pub fn append_nodb(shard: &Shard, body: Bytes) {
     if body.is_empty() {
         return;
     }
+    flush_batch(shard);
     let repl = &shard.shared.repl;
     let off = repl.seq.alloc_nodb(body.len() as u64);
     if repl.push(

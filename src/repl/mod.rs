@@ -143,10 +143,12 @@ impl Backlog {
         }
     }
 
-    /// Clones the entries at or after `from` (at most `max_bytes` worth,
-    /// at least one) into `out`.
+    /// Clones the entries that end after `from` (at most `max_bytes`
+    /// worth, at least one) into `out`. The first may start before `from`:
+    /// a replica's offset can fall inside an entry (a batch of writes, or
+    /// a chunk of a master's stream a replica copied verbatim).
     pub fn read_from(&self, from: u64, max_bytes: u64, out: &mut Vec<BEntry>) {
-        let start = self.entries.partition_point(|e| e.off < from);
+        let start = self.entries.partition_point(|e| e.off + e.len() <= from);
         let mut taken = 0;
         for e in self.entries.range(start..) {
             if taken >= max_bytes {
@@ -498,7 +500,11 @@ mod tests {
         }
         assert_eq!(b.trimmed_to, 20);
         let mut out = Vec::new();
+        // Offset 45 lies inside the entry at 40: reading starts there.
         b.read_from(45, 1000, &mut out);
+        assert_eq!(out.first().map(|e| e.off), Some(40));
+        out.clear();
+        b.read_from(50, 1000, &mut out);
         assert_eq!(out.first().map(|e| e.off), Some(50));
     }
 }

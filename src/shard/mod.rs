@@ -437,6 +437,10 @@ pub struct Shard {
     pub read_only: Cell<bool>,
     /// Where this shard encodes its replication stream entries.
     pub enc_arena: RefCell<BytesMut>,
+    /// A replication batch is open (`repl::master::batch_begin`).
+    pub repl_batching: Cell<bool>,
+    /// The db of the encoded, not yet sequenced writes in `enc_arena`.
+    pub repl_pending_db: Cell<Option<u16>>,
 }
 
 impl Shard {
@@ -470,6 +474,8 @@ impl Shard {
             staging: RefCell::new(None),
             read_only: Cell::new(true),
             enc_arena: RefCell::new(BytesMut::new()),
+            repl_batching: Cell::new(false),
+            repl_pending_db: Cell::new(None),
         }
     }
 
