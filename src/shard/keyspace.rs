@@ -125,6 +125,13 @@ impl Db {
         self.expires.len()
     }
 
+    /// Looks a key up and discards the result: brings its lines into cache
+    /// (see `net::warm_up`).
+    #[inline]
+    pub fn warm(&self, key: &[u8]) {
+        std::hint::black_box(self.map.locate(key));
+    }
+
     /// Looks a key up, deleting it first if its TTL has passed (lazy expiry).
     pub fn get(&mut self, key: &[u8], now: u64, stats: &mut KeyspaceStats) -> Option<&mut Entry> {
         let loc = self.map.locate(key)?;
