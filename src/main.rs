@@ -11,7 +11,6 @@ use tether::net::{ring::Ring, sockopt};
 use tether::shard::{self, Shared};
 
 fn main() {
-    pin_mmap_threshold();
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().is_some_and(|a| a == "--version" || a == "-v") {
         println!(
@@ -162,19 +161,4 @@ fn init_logging(config: &Config) {
         }
     }
     b.init();
-}
-
-/// Fixes glibc's mmap threshold at 128 KiB. By default glibc raises it each
-/// time an mmap'd block is freed (up to 32 MiB), after which the keyspace's
-/// segment arrays (a few hundred KiB each, reallocated as they grow and
-/// split) come from the brk heap and leave holes there: 1M small keys took
-/// ~21 MB (25 %) more RSS that way. A fixed threshold keeps every block
-/// that size in its own mapping, returned whole when freed. Respects a
-/// `MALLOC_MMAP_THRESHOLD_` the operator set.
-fn pin_mmap_threshold() {
-    if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_none() {
-        // SAFETY: mallopt only changes allocator tuning; called before any
-        // thread starts.
-        unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024) };
-    }
 }

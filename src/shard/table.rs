@@ -5,7 +5,8 @@
 //! step: at 4M keys that is tens of milliseconds during which the shard
 //! serves nobody. Redis avoids that with incremental rehashing across two
 //! tables. Here the table is a list of *segments*, each a small
-//! insertion-ordered map (dense `entries` plus a `u32` index table). When
+//! insertion-ordered map (dense `entries` in 16 KiB chunks plus a `u32`
+//! index table). When
 //! the average segment passes [`SEG_LOAD`] entries, one segment is split in
 //! two (Litwin's linear hashing): segment `split` gives the entries whose
 //! next hash bit is set to a new segment at the end. Each growth step costs
@@ -28,7 +29,11 @@
 //!
 //! Memory per entry: the key and entry themselves, plus 4-9 bytes of index
 //! (no stored hash: a split or a segment's own growth recomputes hashes,
-//! which for short keys costs less than storing them).
+//! which for short keys costs less than storing them). Entries live in
+//! fixed 16 KiB chunks rather than one array per segment: arrays of a few
+//! hundred KiB, reallocated as segments grow and split, left ~25 % of the
+//! RSS as holes in glibc's heap; same-size chunks are reused exactly, and
+//! growing a segment copies nothing.
 
 use std::hash::BuildHasher;
 
@@ -50,9 +55,81 @@ pub type Pos = u64;
 pub const WALK_START: Pos = REST;
 const REST: u64 = u32::MAX as u64;
 
+/// Entries per chunk: 256 x 64 bytes.
+const CHUNK: usize = 256;
+
+/// A segment's entries, densely numbered, stored in chunks of [`CHUNK`].
+/// Only the last chunk is partly filled; the first grows like a `Vec` up
+/// to a full chunk so that a small database stays small.
+#[derive(Default)]
+struct Entries {
+    chunks: Vec<Vec<(Key, Entry)>>,
+    len: usize,
+}
+
+impl Entries {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn get(&self, i: usize) -> Option<&(Key, Entry)> {
+        (i < self.len).then(|| &self.chunks[i / CHUNK][i % CHUNK])
+    }
+
+    fn push(&mut self, x: (Key, Entry)) {
+        if self.len.is_multiple_of(CHUNK) && self.len > 0 {
+            self.chunks.push(Vec::with_capacity(CHUNK));
+        } else if self.chunks.is_empty() {
+            self.chunks.push(Vec::new());
+        }
+        self.chunks.last_mut().expect("a chunk").push(x);
+        self.len += 1;
+    }
+
+    /// Removes entry `i`, moving the last one into its place.
+    fn swap_remove(&mut self, i: usize) -> (Key, Entry) {
+        let last_chunk = self.chunks.last_mut().expect("not empty");
+        let last = last_chunk.pop().expect("chunks are never empty");
+        if last_chunk.is_empty() {
+            self.chunks.pop();
+        }
+        self.len -= 1;
+        if i == self.len {
+            last
+        } else {
+            std::mem::replace(&mut self[i], last)
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &(Key, Entry)> {
+        self.chunks.iter().flatten()
+    }
+}
+
+impl std::ops::Index<usize> for Entries {
+    type Output = (Key, Entry);
+    fn index(&self, i: usize) -> &(Key, Entry) {
+        &self.chunks[i / CHUNK][i % CHUNK]
+    }
+}
+
+impl std::ops::IndexMut<usize> for Entries {
+    fn index_mut(&mut self, i: usize) -> &mut (Key, Entry) {
+        &mut self.chunks[i / CHUNK][i % CHUNK]
+    }
+}
+
+impl IntoIterator for Entries {
+    type Item = (Key, Entry);
+    type IntoIter = std::iter::Flatten<std::vec::IntoIter<Vec<(Key, Entry)>>>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.chunks.into_iter().flatten()
+    }
+}
+
 #[derive(Default)]
 struct Seg {
-    entries: Vec<(Key, Entry)>,
+    entries: Entries,
     index: HashTable<u32>,
 }
 
@@ -67,11 +144,6 @@ impl Seg {
     /// Appends an entry known to be absent; returns its index.
     fn push(&mut self, h: u64, key: Key, entry: Entry, st: &RandomState) -> usize {
         let i = self.entries.len();
-        if i == self.entries.capacity() {
-            // Grow by a quarter, not double: a segment is small, so the
-            // copy is cheap, and the slack stays under 25 %.
-            self.entries.reserve_exact((i / 4).max(8));
-        }
         self.entries.push((key, entry));
         let e = &self.entries;
         self.index
@@ -92,9 +164,8 @@ impl Seg {
             }
         }
         let out = self.entries.swap_remove(i);
-        let (len, cap) = (self.entries.len(), self.entries.capacity());
+        let (len, cap) = (self.entries.len(), self.index.capacity());
         if cap > 64 && len < cap / 4 {
-            self.entries.shrink_to(len * 2);
             let e = &self.entries;
             self.index
                 .shrink_to(len * 2, |&j| st.hash_one(e[j as usize].0.as_bytes()));
@@ -215,11 +286,11 @@ impl Table {
         let old = std::mem::take(&mut self.segs[self.split]);
         let half = old.len() / 2 + 8;
         let mut keep = Seg {
-            entries: Vec::with_capacity(half),
+            entries: Entries::default(),
             index: HashTable::with_capacity(half),
         };
         let mut moved = Seg {
-            entries: Vec::with_capacity(half),
+            entries: Entries::default(),
             index: HashTable::with_capacity(half),
         };
         for (k, e) in old.entries {
@@ -403,7 +474,8 @@ mod tests {
             t.remove(format!("k{i}").as_bytes());
         }
         assert!(t.is_empty());
-        assert!(t.segs.iter().all(|s| s.entries.capacity() <= 64 * 2));
+        assert!(t.segs.iter().all(|s| s.entries.chunks.is_empty()));
+        assert!(t.segs.iter().all(|s| s.index.capacity() <= 64 * 2));
         assert!(t.walk(WALK_START).is_none());
     }
 }
