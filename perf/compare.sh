@@ -65,6 +65,8 @@ declare -A PID PORT            # server name -> pid / port
 
 log() { printf '[compare] %s\n' "$*" >&2; }
 die() { printf '[compare] ERROR: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=perf/lib.sh
+source "$ROOT/perf/lib.sh"
 
 cleanup() {
     local s
@@ -79,7 +81,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-need() { command -v "$1" >/dev/null 2>&1 || die "'$1' not found (Debian: apt-get install ${2:-$1})"; }
 
 check_tools() {
     need "$REDIS_BIN" redis-server
@@ -96,22 +97,8 @@ check_tools() {
 }
 
 # A port is taken if anything listens on it (any address) or answers on it.
-port_in_use() {
-    if command -v ss >/dev/null 2>&1; then
-        [[ -n $(ss -Htan "sport = :$1" 2>/dev/null) ]] && return 0
-    fi
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
 
 # below Linux's ephemeral range (32768-60999), so outgoing sockets don't collide
-free_port() {
-    local p i
-    for i in $(seq 1 200); do
-        p=$((10000 + RANDOM % 22000))
-        port_in_use "$p" || { echo "$p"; return; }
-    done
-    die "no free port found"
-}
 
 # cpu_ticks PID -> utime+stime (fields 14, 15 of /proc/PID/stat, all threads)
 cpu_ticks() {
@@ -284,12 +271,6 @@ report() {
     }' "$RECORDS"
 }
 
-git_rev() {
-    local rev
-    rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null) || { echo "unknown (no commit)"; return; }
-    [[ -n $(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null) ]] && rev+="-dirty"
-    echo "$rev"
-}
 
 header() {
     echo "tether vs redis-server — perf/compare.sh — $(date -u '+%Y-%m-%d %H:%M:%S UTC')"

@@ -83,6 +83,8 @@ LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
 log() { printf '[mem] %s\n' "$*" >&2; }
 die() { printf '[mem] ERROR: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=perf/lib.sh
+source "$ROOT/perf/lib.sh"
 
 cleanup() {
     local s
@@ -93,7 +95,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-need() { command -v "$1" >/dev/null 2>&1 || die "'$1' not found (Debian: apt-get install ${2:-$1})"; }
 
 check_tools() {
     need "$REDIS_BIN" redis-server
@@ -109,24 +110,9 @@ check_tools() {
 # ---------------------------------------------------------------------------
 # processes (as perf/repl_bench.sh)
 
-port_in_use() {
-    if command -v ss >/dev/null 2>&1; then
-        [[ -n $(ss -Htan "sport = :$1" 2>/dev/null) ]] && return 0
-    fi
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
 
 # below Linux's ephemeral range (32768-60999), so outgoing sockets don't collide
-free_port() {
-    local p i
-    for i in $(seq 1 200); do
-        p=$((10000 + RANDOM % 22000))
-        port_in_use "$p" || { echo "$p"; return; }
-    done
-    die "no free port found"
-}
 
-alive() { [[ -n ${PID[$1]:-} ]] && kill -0 "${PID[$1]}" 2>/dev/null; }
 
 # server_cmd KIND DIR: the server's command line (no --port) into CMD.
 # EXTRA_*_ARGS are word-split on purpose (several options in one variable).
@@ -341,12 +327,6 @@ part_growth() {
 # ---------------------------------------------------------------------------
 # report
 
-git_rev() {
-    local rev
-    rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null) || { echo "unknown (no commit)"; return; }
-    [[ -n $(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null) ]] && rev+="-dirty"
-    echo "$rev"
-}
 
 header() {
     echo "memory and growth stalls: tether vs redis-server — perf/mem_bench.sh — $(date -u '+%Y-%m-%d %H:%M:%S UTC')"

@@ -104,6 +104,8 @@ T_START=$(date +%s)
 
 log() { printf '[repl] %s\n' "$*" >&2; }
 die() { printf '[repl] ERROR: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=perf/lib.sh
+source "$ROOT/perf/lib.sh"
 
 cleanup() {
     local s
@@ -114,7 +116,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-need() { command -v "$1" >/dev/null 2>&1 || die "'$1' not found (Debian: apt-get install ${2:-$1})"; }
 
 check_tools() {
     need "$REDIS_BIN" redis-server
@@ -134,22 +135,8 @@ check_tools() {
 # ---------------------------------------------------------------------------
 # processes
 
-port_in_use() {
-    if command -v ss >/dev/null 2>&1; then
-        [[ -n $(ss -Htan "sport = :$1" 2>/dev/null) ]] && return 0
-    fi
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
 
 # below Linux's ephemeral range (32768-60999), so outgoing sockets don't collide
-free_port() {
-    local p i
-    for i in $(seq 1 200); do
-        p=$((10000 + RANDOM % 22000))
-        port_in_use "$p" || { echo "$p"; return; }
-    done
-    die "no free port found"
-}
 
 cpu_ticks() {
     local stat
@@ -159,7 +146,6 @@ cpu_ticks() {
     awk '{ print $12 + $13 }' <<<"$stat"
 }
 
-alive() { [[ -n ${PID[$1]:-} ]] && kill -0 "${PID[$1]}" 2>/dev/null; }
 
 # master_cmd KIND DIR: the master's command line (no --port) into CMD.
 # EXTRA_*_ARGS are word-split on purpose (several options in one variable).
@@ -498,12 +484,6 @@ print("[repl] 3 %-8s rep %d  %s in %s s (link up %s, loading seen %s)  GET p99/m
 # ---------------------------------------------------------------------------
 # report
 
-git_rev() {
-    local rev
-    rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null) || { echo "unknown (no commit)"; return; }
-    [[ -n $(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null) ]] && rev+="-dirty"
-    echo "$rev"
-}
 
 header() {
     echo "replication: stock redis-server master vs tether master, stock replica — perf/repl_bench.sh — $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
