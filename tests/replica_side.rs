@@ -29,7 +29,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 /// Link up, snapshot transferred and loaded: generous for a loaded 2-core box.
-const SYNC_TIMEOUT: Duration = Duration::from_secs(60);
+const SYNC_TIMEOUT: Duration = Duration::from_secs(120);
 /// A replica reconnecting after a dropped link.
 const RECONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 

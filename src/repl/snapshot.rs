@@ -7,19 +7,26 @@
 //!
 //! **Serialise before write.** From then on every keyspace access that may
 //! change a key (`Db::get`, `insert`, `remove`, `set_expire`, `clear`) first
-//! serialises that key's current value into the snapshot, unless the
-//! snapshot already holds the key. A key nobody touched since the cut still
-//! has its value at X, so writing it now is exact; a key created after the
-//! cut is recorded as done without being written. Meanwhile the coordinator
-//! walks each db downwards by index and writes every key not yet done. The
-//! downward walk visits every key present for the whole walk at least once
-//! (a removal moves an already-visited entry into the hole), and the done
-//! set turns "at least once" into "exactly once", which Redis's loader
-//! requires (a duplicate key aborts its load).
+//! serialises that key's current value into the snapshot, unless the walk
+//! below has passed it or it is in the db's *skip set*. A key nobody
+//! touched since the cut still has its value at X, so writing it now is
+//! exact; it then goes into the skip set, and so does a key created after
+//! the cut, without being written.
 //!
-//! The cost is one set of key names for the length of the walk, not a copy
-//! of the values. Active expiry pauses on a db being walked; lazy expiry
-//! still deletes (after serialising), and its DEL follows in the stream.
+//! **The walk.** The coordinator walks each db in the table's walk order
+//! (`shard::table`) and writes every entry not in the skip set. Whether
+//! the walk has passed a key follows from where the key sits, because
+//! entries only move in two ways while a snapshot runs (the table does not
+//! split then): a removal moves a segment's last entry into the hole, and
+//! when that carries a passed entry to a position the walk has yet to
+//! reach, the moved key joins the skip set. Every key present at the cut
+//! is so written exactly once, which Redis's loader requires (a duplicate
+//! key aborts its load).
+//!
+//! The skip set holds only keys written or created during the snapshot,
+//! not every key: a walk of a million untouched keys costs no set at all.
+//! Active expiry pauses on a db being walked; lazy expiry still deletes
+//! (after serialising), and its DEL follows in the stream.
 
 use std::collections::HashSet;
 use std::rc::Rc;
@@ -39,8 +46,10 @@ use crate::shard::{Op, OpReply, Shard};
 const CHUNK: usize = 256 << 10;
 
 /// One database's side of a snapshot in progress.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct DbSnap {
+    /// Keys the walk must not write: written ahead of it, created after
+    /// the cut, or moved behind it by a removal.
     done: HashSet<Key, RandomState>,
     /// Serialised entries not yet handed to the coordinator.
     pub out: Vec<u8>,
@@ -49,12 +58,16 @@ pub struct DbSnap {
     finished: bool,
 }
 
+impl Default for DbSnap {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl DbSnap {
-    pub fn new(len: usize) -> Self {
+    pub fn new() -> Self {
         DbSnap {
-            // Sized for every key up front: growing a set of a million keys
-            // rehashes it whole, a pause the shard's clients would feel.
-            done: HashSet::with_capacity_and_hasher(len + len / 8 + 16, RandomState::default()),
+            done: HashSet::default(),
             out: Vec::new(),
             cursor: WALK_START,
             finished: false,
@@ -62,19 +75,35 @@ impl DbSnap {
     }
 
     /// Called before `key` may change: writes its current value unless the
-    /// snapshot has it already.
+    /// walk has passed it or it is in the skip set.
     pub fn before_write(&mut self, key: &[u8], map: &Map) {
         if self.finished || self.done.contains(key) {
             return;
         }
-        match map.get_key_value(key) {
-            Some((k, e)) => {
-                rdb::write_entry(&mut self.out, key, e);
-                self.done.insert(k.clone());
+        match map.locate(key) {
+            Some(loc) if map.walked(self.cursor, loc) => {}
+            Some(loc) => {
+                rdb::write_entry(&mut self.out, key, map.at(loc));
+                self.done.insert(Key::new(key));
             }
             None => {
                 self.done.insert(Key::new(key));
             }
+        }
+    }
+
+    /// Called after the entry at `loc` was removed: the segment's last
+    /// entry now fills `loc`; if the walk had passed it but not `loc`, the
+    /// walk would meet it again, so it joins the skip set.
+    pub fn after_remove(&mut self, map: &Map, loc: (usize, usize)) {
+        if self.finished || map.walked(self.cursor, loc) {
+            return;
+        }
+        let Some(moved) = map.key_at(loc) else {
+            return; // the removed entry was the last one
+        };
+        if map.walked_old_last(self.cursor, loc.0) {
+            self.done.insert(moved.clone());
         }
     }
 
@@ -88,7 +117,7 @@ impl DbSnap {
                 break;
             };
             self.cursor = next;
-            if self.done.insert(k.clone()) {
+            if self.done.is_empty() || !self.done.contains(k.as_bytes()) {
                 rdb::write_entry(&mut self.out, k.as_bytes(), e);
             }
         }
@@ -128,7 +157,7 @@ pub fn shard_begin(shard: &Shard) {
     let mut ks = shard.ks.borrow_mut();
     let active = shard.shared.repl.active.load(Ordering::SeqCst);
     for db in ks.dbs.iter_mut() {
-        db.snap = Some(Box::new(DbSnap::new(db.len())));
+        db.snap = Some(Box::new(DbSnap::new()));
         if active && db.expired_log.is_none() {
             db.expired_log = Some(Vec::new());
         }

@@ -257,8 +257,11 @@ impl Table {
         })
     }
 
-    /// Inserts or replaces; returns the previous entry.
-    pub fn insert(&mut self, key: &[u8], entry: Entry) -> Option<Entry> {
+    /// Inserts or replaces; returns the previous entry. `may_split` is
+    /// false while a snapshot walks the table: a split moves entries the
+    /// walk has passed to a segment it has not reached. Splits due meanwhile
+    /// happen afterwards, one per insert.
+    pub fn insert(&mut self, key: &[u8], entry: Entry, may_split: bool) -> Option<Entry> {
         let h = self.hash(key);
         let s = self.seg_of(h);
         if let Some(i) = self.segs[s].find(h, key) {
@@ -266,7 +269,7 @@ impl Table {
         }
         self.segs[s].push(h, Key::new(key), entry, &self.st);
         self.len += 1;
-        if self.len > SEG_LOAD * self.segs.len() {
+        if may_split && self.len > SEG_LOAD * self.segs.len() {
             self.split_one();
         }
         None
@@ -366,6 +369,32 @@ impl Table {
         None
     }
 
+    /// Whether a walk now at `pos` has passed location `loc` (see the module
+    /// doc: segments below the walk's are done, and in its own the entries
+    /// from the remaining count up).
+    pub fn walked(&self, pos: Pos, loc: (usize, usize)) -> bool {
+        let (s, r) = ((pos >> 32) as usize, pos & REST);
+        match loc.0.cmp(&s) {
+            std::cmp::Ordering::Less => true,
+            std::cmp::Ordering::Greater => false,
+            std::cmp::Ordering::Equal => loc.1 as u64 >= r.min(self.segs[s].len() as u64),
+        }
+    }
+
+    /// Whether the walk at `pos` had passed the last entry of segment `seg`
+    /// before a removal shrank the segment by one (that entry now fills
+    /// the removal's hole).
+    pub fn walked_old_last(&self, pos: Pos, seg: usize) -> bool {
+        let (s, r) = ((pos >> 32) as usize, pos & REST);
+        let old_len = self.segs.get(seg).map_or(0, |g| g.len()) as u64 + 1;
+        seg < s || (seg == s && r < old_len)
+    }
+
+    /// The key stored at a location, if any.
+    pub fn key_at(&self, loc: (usize, usize)) -> Option<&Key> {
+        self.segs.get(loc.0)?.entries.get(loc.1).map(|(k, _)| k)
+    }
+
     /// Whether a walk at `pos` has nothing left to visit.
     pub fn walk_done(&self, pos: Pos) -> bool {
         let s = (pos >> 32) as usize;
@@ -392,7 +421,7 @@ mod tests {
         let mut t = Table::default();
         let n = SEG_LOAD * 9 + 123;
         for i in 0..n {
-            assert!(t.insert(format!("k{i}").as_bytes(), ent(i)).is_none());
+            assert!(t.insert(format!("k{i}").as_bytes(), ent(i), true).is_none());
         }
         assert_eq!(t.len(), n);
         assert!(t.segs.len() >= 9, "split {} times", t.segs.len());
@@ -402,7 +431,7 @@ mod tests {
                 i as u64
             );
         }
-        assert!(t.insert(b"k7", ent(70)).is_some());
+        assert!(t.insert(b"k7", ent(70), true).is_some());
         assert_eq!(t.len(), n);
         for i in (0..n).step_by(2) {
             assert!(t.remove(format!("k{i}").as_bytes()).is_some());
@@ -423,7 +452,7 @@ mod tests {
     fn walk_visits_survivors_across_removals_and_splits() {
         let mut t = Table::default();
         for i in 0..SEG_LOAD * 3 {
-            t.insert(format!("k{i}").as_bytes(), ent(i));
+            t.insert(format!("k{i}").as_bytes(), ent(i), true);
         }
         let mut seen = HashSet::new();
         let mut pos = WALK_START;
@@ -438,7 +467,7 @@ mod tests {
                 // forcing splits while the walk is under way.
                 t.remove(format!("k{}", (step * 37 % (SEG_LOAD * 3 / 2)) * 2 + 1).as_bytes());
                 for _ in 0..4 {
-                    t.insert(format!("k{next_new}").as_bytes(), ent(next_new));
+                    t.insert(format!("k{next_new}").as_bytes(), ent(next_new), true);
                     next_new += 1;
                 }
             }
@@ -454,7 +483,7 @@ mod tests {
         let mut t = Table::default();
         assert!(t.random().is_none());
         for i in 0..SEG_LOAD * 4 {
-            t.insert(format!("k{i}").as_bytes(), ent(i));
+            t.insert(format!("k{i}").as_bytes(), ent(i), true);
         }
         let mut seen = HashSet::new();
         for _ in 0..20_000 {
@@ -468,7 +497,7 @@ mod tests {
     fn emptied_segments_shrink() {
         let mut t = Table::default();
         for i in 0..SEG_LOAD * 2 {
-            t.insert(format!("k{i}").as_bytes(), ent(i));
+            t.insert(format!("k{i}").as_bytes(), ent(i), true);
         }
         for i in 0..SEG_LOAD * 2 {
             t.remove(format!("k{i}").as_bytes());
