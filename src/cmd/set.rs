@@ -454,7 +454,7 @@ fn sintercard(ex: &mut Exec, a: &[Bytes]) {
 
 // ---------------------------------------------------------------------------
 // HSCAN / SSCAN. The cursor is a position in the collection's IndexMap, and
-// the walk goes *downwards* like `Db::scan`: `swap_remove` only ever moves
+// the walk goes *downwards* (as `Db::scan` does inside a segment): `swap_remove` only ever moves
 // the last (already visited) element into a hole, so an element present for
 // the whole scan is returned at least once. Cursor 0 starts at the top and
 // a returned 0 ends the walk. Collections Redis would keep in a compact
