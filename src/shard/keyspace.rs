@@ -181,9 +181,8 @@ impl Db {
 
     pub fn remove(&mut self, key: &[u8]) -> Option<Entry> {
         self.snap_before(key);
-        let loc = self.snap.as_ref().and_then(|_| self.map.locate(key));
-        let e = self.map.remove(key)?;
-        if let (Some(s), Some(loc)) = (self.snap.as_mut(), loc) {
+        let (loc, e) = self.map.remove(key)?;
+        if let Some(s) = self.snap.as_mut() {
             s.after_remove(&self.map, loc);
         }
         if e.expire_at != 0 {

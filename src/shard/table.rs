@@ -51,6 +51,12 @@ const SEG_LOAD: usize = 4096;
 /// how many entries of that segment are still to visit (`u32::MAX` = all).
 pub type Pos = u64;
 
+/// A walk position's segment and remaining count.
+#[inline]
+fn unpack(pos: Pos) -> (usize, u64) {
+    ((pos >> 32) as usize, pos & REST)
+}
+
 /// Where a walk starts.
 pub const WALK_START: Pos = REST;
 const REST: u64 = u32::MAX as u64;
@@ -275,12 +281,14 @@ impl Table {
         None
     }
 
-    pub fn remove(&mut self, key: &[u8]) -> Option<Entry> {
+    /// Removes a key; returns its entry and where it was (the segment's
+    /// last entry now fills that place).
+    pub fn remove(&mut self, key: &[u8]) -> Option<((usize, usize), Entry)> {
         let h = self.hash(key);
         let s = self.seg_of(h);
         let i = self.segs[s].find(h, key)?;
         self.len -= 1;
-        Some(self.segs[s].swap_remove(h, i, &self.st).1)
+        Some(((s, i), self.segs[s].swap_remove(h, i, &self.st).1))
     }
 
     /// Splits segment `split` into itself and a new last segment.
@@ -349,7 +357,7 @@ impl Table {
     /// The next entry of a walk from `pos` (see the module doc for the
     /// order), and the position after it; `None` when the walk is over.
     pub fn walk(&self, pos: Pos) -> Option<(Pos, &Key, &Entry)> {
-        let (mut s, mut r) = ((pos >> 32) as usize, pos & REST);
+        let (mut s, mut r) = unpack(pos);
         while s < self.segs.len() {
             let seg = &self.segs[s];
             r = r.min(seg.len() as u64);
@@ -373,7 +381,7 @@ impl Table {
     /// doc: segments below the walk's are done, and in its own the entries
     /// from the remaining count up).
     pub fn walked(&self, pos: Pos, loc: (usize, usize)) -> bool {
-        let (s, r) = ((pos >> 32) as usize, pos & REST);
+        let (s, r) = unpack(pos);
         match loc.0.cmp(&s) {
             std::cmp::Ordering::Less => true,
             std::cmp::Ordering::Greater => false,
@@ -385,7 +393,7 @@ impl Table {
     /// before a removal shrank the segment by one (that entry now fills
     /// the removal's hole).
     pub fn walked_old_last(&self, pos: Pos, seg: usize) -> bool {
-        let (s, r) = ((pos >> 32) as usize, pos & REST);
+        let (s, r) = unpack(pos);
         let old_len = self.segs.get(seg).map_or(0, |g| g.len()) as u64 + 1;
         seg < s || (seg == s && r < old_len)
     }
@@ -397,9 +405,8 @@ impl Table {
 
     /// Whether a walk at `pos` has nothing left to visit.
     pub fn walk_done(&self, pos: Pos) -> bool {
-        let s = (pos >> 32) as usize;
-        s >= self.segs.len()
-            || (s + 1 == self.segs.len() && (pos & REST).min(self.segs[s].len() as u64) == 0)
+        let (s, r) = unpack(pos);
+        s >= self.segs.len() || (s + 1 == self.segs.len() && r.min(self.segs[s].len() as u64) == 0)
     }
 }
 
