@@ -1,5 +1,5 @@
 //! Micro-benchmarks of the per-request hot path: RESP parsing, reply
-//! writing, hash slots, and the keyspace dictionary. Runs on one thread; no
+//! writing, hash slots, the keyspace dictionary and sorted-set updates. Runs on one thread; no
 //! executor, no sockets.
 //!
 //! Every group measures tether beside a baseline doing the same work the
@@ -374,6 +374,54 @@ fn keyspace(c: &mut Criterion) {
     );
 }
 
+/// ZADD's hot case, as `redis-benchmark -t zadd` drives it: a random member
+/// of a 100k-member sorted set gets a new random score, which moves it in
+/// the skiplist (one descent to unlink, one to relink). Baseline: the same
+/// on a `BTreeSet<(score, member)>` beside a `HashMap` of scores.
+fn zset(c: &mut Criterion) {
+    use std::collections::BTreeSet;
+    use tether::shard::zset::ZSet;
+    const UPDATES: usize = 1024;
+    let members: Vec<bytes::Bytes> = (0..KEYS)
+        .map(|i| bytes::Bytes::from(format!("element:{i:06}")))
+        .collect();
+    let mut rng = fastrand::Rng::with_seed(11);
+    let mut z = ZSet::default();
+    let mut scores: HashMap<bytes::Bytes, u64, FoldState> = HashMap::default();
+    let mut tree = BTreeSet::new();
+    for m in &members {
+        let s = rng.u64(0..KEYS as u64);
+        z.insert(m.clone(), s as f64);
+        scores.insert(m.clone(), s);
+        tree.insert((s, m.clone()));
+    }
+    let mut g = c.benchmark_group("zset_update");
+    g.throughput(Throughput::Elements(UPDATES as u64));
+    let t = Tally::default();
+    bench(&mut g, &t, "tether/ZSet", || {
+        for _ in 0..UPDATES {
+            let m = &members[rng.usize(0..KEYS)];
+            z.insert(m.clone(), rng.u64(0..KEYS as u64) as f64);
+        }
+        z.len()
+    });
+    bench(&mut g, &t, "baseline/BTreeSet", || {
+        for _ in 0..UPDATES {
+            let m = &members[rng.usize(0..KEYS)];
+            let s = rng.u64(0..KEYS as u64);
+            let old = scores.insert(m.clone(), s).expect("present");
+            tree.remove(&(old, m.clone()));
+            tree.insert((s, m.clone()));
+        }
+        tree.len()
+    });
+    g.finish();
+    t.report(
+        &format!("zset_update ({UPDATES} score changes per iter, {KEYS} members)"),
+        "baseline/BTreeSet",
+    );
+}
+
 fn config() -> Criterion {
     // Short defaults so a full run stays near a minute; CLI flags
     // (`--quick`, `--measurement-time`, ...) still override these.
@@ -386,6 +434,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = hot_path;
     config = config();
-    targets = resp_parse, reply, slots, keyspace
+    targets = resp_parse, reply, slots, keyspace, zset
 }
 criterion_main!(hot_path);

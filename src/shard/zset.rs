@@ -2,10 +2,10 @@
 //! a skiplist with spans (Pugh's skiplist as Redis extends it) ordered by
 //! (score, member).
 //!
-//! The skiplist lives in an arena (`Vec<Node>` with `u32` links and a free
-//! list) so it needs no `unsafe` and clones with one `Vec` clone. Every link
-//! carries a *span*, the number of level-0 steps it jumps, which turns the
-//! list into an order-statistic structure:
+//! The skiplist lives in an arena (parallel `Vec`s of node halves with
+//! `u32` links and a free list) so it needs no `unsafe` and clones with a
+//! few `Vec` clones. Every link carries a *span*, the number of level-0
+//! steps it jumps, which turns the list into an order-statistic structure:
 //!
 //! ```text
 //! level 2  HEAD --------------3--------------> c -----2-----> NIL
@@ -128,95 +128,52 @@ impl LexRange {
     }
 }
 
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 struct Link {
     next: u32,
-    /// Level-0 steps from this node to `next` (to the end when `next` is NIL).
-    span: usize,
+    /// Level-0 steps from this node to `next` (to the end when `next` is
+    /// NIL). 32 bits: a sorted set of 2^32 members would need hundreds of
+    /// GiB, far past any host this runs on.
+    span: u32,
 }
 
-#[derive(Clone, Debug)]
-struct Node {
-    member: Bytes,
-    score: f64,
-    /// Previous node on level 0; NIL for the first node.
-    back: u32,
-    links: Links,
-}
+/// A link that leads nowhere, as every level of an empty list's header.
+const NO_LINK: Link = Link { next: NIL, span: 0 };
 
-/// Links kept inline in the node: with Redis's level distribution (p =
-/// 1/4) 94 % of nodes have at most two levels, so a descent step reads the
-/// next node's score and links from one place instead of chasing a
-/// separate allocation per node. Higher levels spill into `more`.
+/// Levels kept in the node itself: with Redis's level distribution (p =
+/// 1/4) 94 % of nodes have at most two. Higher levels spill into
+/// `SkipList::spill`.
 const INLINE_LINKS: usize = 2;
 
+/// What a descent reads of a node: its score and lowest links. Exactly 32
+/// bytes and 32-aligned, so a descent step costs one cache line per node
+/// (a node with member and back link inline took two, and the skiplist
+/// walk of ZADD is bound by those misses). The member, compared only on a
+/// score tie, and the back link live in the node's [`Cold`] half.
+#[derive(Clone, Copy, Debug)]
+#[repr(C, align(32))]
+struct Hot {
+    score: f64,
+    links: [Link; INLINE_LINKS],
+    /// Index in `SkipList::spill` of levels `INLINE_LINKS..`, or NIL.
+    spill: u32,
+    /// Number of levels; 0 for a free slot.
+    level: u8,
+}
+
 #[derive(Clone, Debug, Default)]
-struct Links {
-    len: u8,
-    inline: [Link; INLINE_LINKS],
-    more: Vec<Link>,
+struct Cold {
+    member: Bytes,
+    /// Previous node on level 0; NIL for the first node.
+    back: u32,
 }
 
-impl Links {
-    fn with_capacity(n: usize) -> Links {
-        Links {
-            more: Vec::with_capacity(n.saturating_sub(INLINE_LINKS)),
-            ..Links::default()
-        }
-    }
-
-    fn filled(n: usize, l: Link) -> Links {
-        let mut out = Links::with_capacity(n);
-        for _ in 0..n {
-            out.push(l);
-        }
-        out
-    }
-
-    fn push(&mut self, l: Link) {
-        let i = self.len as usize;
-        if i < INLINE_LINKS {
-            self.inline[i] = l;
-        } else {
-            self.more.push(l);
-        }
-        self.len += 1;
-    }
-
-    fn get(&self, i: usize) -> Option<&Link> {
-        if i >= self.len as usize {
-            None
-        } else if i < INLINE_LINKS {
-            Some(&self.inline[i])
-        } else {
-            self.more.get(i - INLINE_LINKS)
-        }
-    }
-}
-
-impl std::ops::Index<usize> for Links {
-    type Output = Link;
-    #[inline]
-    fn index(&self, i: usize) -> &Link {
-        assert!(i < self.len as usize, "link level {i} of {}", self.len);
-        if i < INLINE_LINKS {
-            &self.inline[i]
-        } else {
-            &self.more[i - INLINE_LINKS]
-        }
-    }
-}
-
-impl std::ops::IndexMut<usize> for Links {
-    #[inline]
-    fn index_mut(&mut self, i: usize) -> &mut Link {
-        assert!(i < self.len as usize, "link level {i} of {}", self.len);
-        if i < INLINE_LINKS {
-            &mut self.inline[i]
-        } else {
-            &mut self.more[i - INLINE_LINKS]
-        }
-    }
+/// A node as range predicates see it. Taking `member` costs nothing until
+/// it is read.
+#[derive(Clone, Copy)]
+struct View<'a> {
+    score: f64,
+    member: &'a Bytes,
 }
 
 /// `(score, member) < (s, m)` in Redis's order.
@@ -224,9 +181,15 @@ fn before(score: f64, member: &[u8], s: f64, m: &[u8]) -> bool {
     score < s || (score == s && member < m)
 }
 
+/// The skiplist arena: node `x` is `hot[x]` plus `cold[x]`; freed slots
+/// (level 0) are reused through `free`, freed spill vectors through
+/// `spill_free`.
 #[derive(Clone, Debug)]
 struct SkipList {
-    nodes: Vec<Node>,
+    hot: Vec<Hot>,
+    cold: Vec<Cold>,
+    spill: Vec<Vec<Link>>,
+    spill_free: Vec<u32>,
     free: Vec<u32>,
     level: usize,
     len: usize,
@@ -235,14 +198,20 @@ struct SkipList {
 
 impl Default for SkipList {
     fn default() -> Self {
-        let head = Node {
-            member: Bytes::new(),
+        let head = Hot {
             score: 0.0,
-            back: NIL,
-            links: Links::filled(MAX_LEVEL, Link { next: NIL, span: 0 }),
+            links: [NO_LINK; INLINE_LINKS],
+            spill: 0,
+            level: MAX_LEVEL as u8,
         };
         SkipList {
-            nodes: vec![head],
+            hot: vec![head],
+            cold: vec![Cold {
+                member: Bytes::new(),
+                back: NIL,
+            }],
+            spill: vec![vec![NO_LINK; MAX_LEVEL - INLINE_LINKS]],
+            spill_free: Vec::new(),
             free: Vec::new(),
             level: 1,
             len: 0,
@@ -261,12 +230,35 @@ fn random_level() -> usize {
 }
 
 impl SkipList {
-    fn next(&self, x: u32, i: usize) -> u32 {
-        self.nodes[x as usize].links[i].next
+    fn link(&self, x: u32, i: usize) -> Link {
+        let h = &self.hot[x as usize];
+        debug_assert!(i < h.level as usize, "link level {i} of {}", h.level);
+        if i < INLINE_LINKS {
+            h.links[i]
+        } else {
+            self.spill[h.spill as usize][i - INLINE_LINKS]
+        }
     }
 
-    fn node(&self, x: u32) -> &Node {
-        &self.nodes[x as usize]
+    fn link_mut(&mut self, x: u32, i: usize) -> &mut Link {
+        let h = &mut self.hot[x as usize];
+        debug_assert!(i < h.level as usize, "link level {i} of {}", h.level);
+        if i < INLINE_LINKS {
+            &mut h.links[i]
+        } else {
+            &mut self.spill[h.spill as usize][i - INLINE_LINKS]
+        }
+    }
+
+    fn next(&self, x: u32, i: usize) -> u32 {
+        self.link(x, i).next
+    }
+
+    fn view(&self, x: u32) -> View<'_> {
+        View {
+            score: self.hot[x as usize].score,
+            member: &self.cold[x as usize].member,
+        }
     }
 
     fn first(&self) -> u32 {
@@ -278,7 +270,7 @@ impl SkipList {
     /// none), the update vector and the rank of that node.
     fn descend(
         &self,
-        mut go: impl FnMut(&Node) -> bool,
+        mut go: impl FnMut(View<'_>) -> bool,
     ) -> (u32, [u32; MAX_LEVEL], [usize; MAX_LEVEL]) {
         let mut update = [HEAD; MAX_LEVEL];
         let mut rank = [0usize; MAX_LEVEL];
@@ -286,9 +278,9 @@ impl SkipList {
         for i in (0..self.level).rev() {
             rank[i] = if i == self.level - 1 { 0 } else { rank[i + 1] };
             loop {
-                let l = self.node(x).links[i];
-                if l.next != NIL && go(self.node(l.next)) {
-                    rank[i] += l.span;
+                let l = self.link(x, i);
+                if l.next != NIL && go(self.view(l.next)) {
+                    rank[i] += l.span as usize;
                     x = l.next;
                 } else {
                     break;
@@ -299,56 +291,78 @@ impl SkipList {
         (x, update, rank)
     }
 
-    fn alloc(&mut self, node: Node) -> u32 {
+    /// A node with `level` levels whose links the caller sets.
+    fn alloc(&mut self, score: f64, member: Bytes, back: u32, level: usize) -> u32 {
+        let spill = if level > INLINE_LINKS {
+            let n = level - INLINE_LINKS;
+            match self.spill_free.pop() {
+                Some(s) => {
+                    let v = &mut self.spill[s as usize];
+                    v.clear();
+                    v.resize(n, NO_LINK);
+                    s
+                }
+                None => {
+                    self.spill.push(vec![NO_LINK; n]);
+                    (self.spill.len() - 1) as u32
+                }
+            }
+        } else {
+            NIL
+        };
+        let hot = Hot {
+            score,
+            links: [NO_LINK; INLINE_LINKS],
+            spill,
+            level: level as u8,
+        };
+        let cold = Cold { member, back };
         match self.free.pop() {
             Some(i) => {
-                self.nodes[i as usize] = node;
+                self.hot[i as usize] = hot;
+                self.cold[i as usize] = cold;
                 i
             }
             None => {
-                self.nodes.push(node);
-                (self.nodes.len() - 1) as u32
+                self.hot.push(hot);
+                self.cold.push(cold);
+                (self.hot.len() - 1) as u32
             }
         }
     }
 
     /// Inserts a member that is not present.
     fn insert(&mut self, score: f64, member: Bytes) {
-        let (_, mut update, mut rank) =
-            self.descend(|n| before(n.score, &n.member, score, &member));
+        let (_, mut update, mut rank) = self.descend(|n| before(n.score, n.member, score, &member));
         let level = random_level();
         if level > self.level {
             for i in self.level..level {
                 rank[i] = 0;
                 update[i] = HEAD;
-                self.nodes[HEAD as usize].links[i].span = self.len;
+                self.link_mut(HEAD, i).span = self.len as u32;
             }
             self.level = level;
         }
-        let x = self.alloc(Node {
-            member,
-            score,
-            back: if update[0] == HEAD { NIL } else { update[0] },
-            links: Links::with_capacity(level),
-        });
-        for i in 0..level {
-            let u = self.nodes[update[i] as usize].links[i];
-            let passed = rank[0] - rank[i];
-            self.nodes[x as usize].links.push(Link {
-                next: u.next,
-                span: u.span - passed,
-            });
-            self.nodes[update[i] as usize].links[i] = Link {
+        let back = if update[0] == HEAD { NIL } else { update[0] };
+        let x = self.alloc(score, member, back, level);
+        for (i, &u) in update.iter().enumerate().take(level) {
+            let ul = self.link(u, i);
+            let passed = (rank[0] - rank[i]) as u32;
+            *self.link_mut(x, i) = Link {
+                next: ul.next,
+                span: ul.span - passed,
+            };
+            *self.link_mut(u, i) = Link {
                 next: x,
                 span: passed + 1,
             };
         }
         for (i, &u) in update.iter().enumerate().take(self.level).skip(level) {
-            self.nodes[u as usize].links[i].span += 1;
+            self.link_mut(u, i).span += 1;
         }
         match self.next(x, 0) {
             NIL => self.tail = x,
-            n => self.nodes[n as usize].back = x,
+            n => self.cold[n as usize].back = x,
         }
         self.len += 1;
     }
@@ -356,9 +370,10 @@ impl SkipList {
     /// Unlinks `x` given its update vector and frees its slot; returns the
     /// member.
     fn unlink(&mut self, x: u32, update: &[u32; MAX_LEVEL]) -> Bytes {
+        let xlevel = self.hot[x as usize].level as usize;
         for (i, &u) in update.iter().enumerate().take(self.level) {
-            let xl = self.nodes[x as usize].links.get(i).copied();
-            let ul = &mut self.nodes[u as usize].links[i];
+            let xl = (i < xlevel).then(|| self.link(x, i));
+            let ul = self.link_mut(u, i);
             match xl {
                 Some(xl) if ul.next == x => {
                     ul.span = ul.span + xl.span - 1;
@@ -367,26 +382,33 @@ impl SkipList {
                 _ => ul.span -= 1,
             }
         }
-        let back = self.node(x).back;
+        let back = self.cold[x as usize].back;
         match self.next(x, 0) {
             NIL => self.tail = back,
-            n => self.nodes[n as usize].back = back,
+            n => self.cold[n as usize].back = back,
         }
         while self.level > 1 && self.next(HEAD, self.level - 1) == NIL {
             self.level -= 1;
         }
         self.len -= 1;
         self.free.push(x);
-        let n = &mut self.nodes[x as usize];
-        n.links = Links::default();
-        std::mem::take(&mut n.member)
+        let h = &mut self.hot[x as usize];
+        if h.spill != NIL {
+            self.spill_free.push(h.spill);
+            h.spill = NIL;
+        }
+        h.level = 0;
+        std::mem::take(&mut self.cold[x as usize].member)
     }
 
     /// Removes a present member; returns its stored key bytes.
     fn delete(&mut self, score: f64, member: &[u8]) -> Option<Bytes> {
-        let (_, update, _) = self.descend(|n| before(n.score, &n.member, score, member));
+        let (_, update, _) = self.descend(|n| before(n.score, n.member, score, member));
         let x = self.next(update[0], 0);
-        if x != NIL && self.node(x).score == score && &self.node(x).member[..] == member {
+        if x != NIL
+            && self.hot[x as usize].score == score
+            && self.cold[x as usize].member[..] == *member
+        {
             Some(self.unlink(x, &update))
         } else {
             None
@@ -395,8 +417,8 @@ impl SkipList {
 
     /// 1-based rank of a present member.
     fn rank(&self, score: f64, member: &[u8]) -> usize {
-        let (x, _, rank) = self.descend(|n| !before(score, member, n.score, &n.member));
-        debug_assert!(x != HEAD && &self.node(x).member[..] == member);
+        let (x, _, rank) = self.descend(|n| !before(score, member, n.score, n.member));
+        debug_assert!(x != HEAD && self.cold[x as usize].member[..] == *member);
         rank[0]
     }
 
@@ -406,9 +428,9 @@ impl SkipList {
         let mut x = HEAD;
         for i in (0..self.level).rev() {
             loop {
-                let l = self.node(x).links[i];
-                if l.next != NIL && traversed + l.span <= rank {
-                    traversed += l.span;
+                let l = self.link(x, i);
+                if l.next != NIL && traversed + l.span as usize <= rank {
+                    traversed += l.span as usize;
                     x = l.next;
                 } else {
                     break;
@@ -425,12 +447,12 @@ impl SkipList {
     /// for it too.
     fn first_in(
         &self,
-        below_min: impl Fn(&Node) -> bool,
-        above_max: impl Fn(&Node) -> bool,
+        below_min: impl Fn(View<'_>) -> bool,
+        above_max: impl Fn(View<'_>) -> bool,
     ) -> u32 {
         let (x, _, _) = self.descend(below_min);
         let x = self.next(x, 0);
-        if x == NIL || above_max(self.node(x)) {
+        if x == NIL || above_max(self.view(x)) {
             NIL
         } else {
             x
@@ -439,9 +461,13 @@ impl SkipList {
 
     /// Last node for which `above_max` is false, if `below_min` is false for
     /// it too.
-    fn last_in(&self, below_min: impl Fn(&Node) -> bool, above_max: impl Fn(&Node) -> bool) -> u32 {
+    fn last_in(
+        &self,
+        below_min: impl Fn(View<'_>) -> bool,
+        above_max: impl Fn(View<'_>) -> bool,
+    ) -> u32 {
         let (x, _, _) = self.descend(|n| !above_max(n));
-        if x == HEAD || below_min(self.node(x)) {
+        if x == HEAD || below_min(self.view(x)) {
             NIL
         } else {
             x
@@ -454,12 +480,12 @@ impl SkipList {
     fn remove_run(
         &mut self,
         update: &[u32; MAX_LEVEL],
-        mut keep_going: impl FnMut(&Node, usize) -> bool,
+        mut keep_going: impl FnMut(View<'_>, usize) -> bool,
         mut gone: impl FnMut(Bytes),
     ) -> usize {
         let mut x = self.next(update[0], 0);
         let mut removed = 0;
-        while x != NIL && keep_going(self.node(x), removed) {
+        while x != NIL && keep_going(self.view(x), removed) {
             let next = self.next(x, 0);
             gone(self.unlink(x, update));
             removed += 1;
@@ -484,10 +510,13 @@ impl<'a> Iterator for Iter<'a> {
         if self.cur == NIL || self.left == 0 {
             return None;
         }
-        let n = self.sl.node(self.cur);
-        self.cur = if self.rev { n.back } else { n.links[0].next };
+        let (h, c) = (
+            &self.sl.hot[self.cur as usize],
+            &self.sl.cold[self.cur as usize],
+        );
+        self.cur = if self.rev { c.back } else { h.links[0].next };
         self.left -= 1;
-        Some((&n.member, n.score))
+        Some((&c.member, h.score))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -611,7 +640,7 @@ impl ZSet {
             return NIL;
         }
         self.sl
-            .first_in(|n| !r.gte_min(&n.member), |n| !r.lte_max(&n.member))
+            .first_in(|n| !r.gte_min(n.member), |n| !r.lte_max(n.member))
     }
 
     fn last_in_lex(&self, r: &LexRange) -> u32 {
@@ -619,7 +648,7 @@ impl ZSet {
             return NIL;
         }
         self.sl
-            .last_in(|n| !r.gte_min(&n.member), |n| !r.lte_max(&n.member))
+            .last_in(|n| !r.gte_min(n.member), |n| !r.lte_max(n.member))
     }
 
     /// Members with a score in `r`, ascending, or descending when `rev`.
@@ -657,9 +686,9 @@ impl ZSet {
         if first == NIL || last == NIL {
             return 0;
         }
-        let (f, l) = (self.sl.node(first), self.sl.node(last));
-        let rf = self.sl.rank(f.score, &f.member);
-        let rl = self.sl.rank(l.score, &l.member);
+        let (f, l) = (self.sl.view(first), self.sl.view(last));
+        let rf = self.sl.rank(f.score, f.member);
+        let rl = self.sl.rank(l.score, l.member);
         (rl + 1).saturating_sub(rf)
     }
 
@@ -682,11 +711,11 @@ impl ZSet {
         let (mut x, mut seen) = (HEAD, 0);
         for i in (0..sl.level).rev() {
             loop {
-                let l = sl.node(x).links[i];
-                if l.next == NIL || seen + l.span > start {
+                let l = sl.link(x, i);
+                if l.next == NIL || seen + l.span as usize > start {
                     break;
                 }
-                seen += l.span;
+                seen += l.span as usize;
                 x = l.next;
             }
             update[i] = x;
@@ -720,11 +749,11 @@ impl ZSet {
         if r.is_empty() {
             return 0;
         }
-        let (_, update, _) = self.sl.descend(|n| !r.gte_min(&n.member));
+        let (_, update, _) = self.sl.descend(|n| !r.gte_min(n.member));
         let dict = &mut self.dict;
         self.sl.remove_run(
             &update,
-            |n, _| r.lte_max(&n.member),
+            |n, _| r.lte_max(n.member),
             |m| {
                 dict.swap_remove(&m);
             },
@@ -737,7 +766,7 @@ impl ZSet {
         if x == NIL {
             return None;
         }
-        let n = self.sl.node(x);
+        let n = self.sl.view(x);
         let (m, s) = (n.member.clone(), n.score);
         self.remove(&m);
         Some((m, s))
