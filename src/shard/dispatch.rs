@@ -25,17 +25,45 @@ use crate::glob::glob_match;
 use crate::repl::master::PEntry;
 use crate::resp::{Proto, Reply};
 
-/// Runs single-shard commands on this shard; returns the replies back to
-/// back and the end offset of each. The caller has waited for the gate.
-pub fn exec_group(shard: &Shard, proto: Proto, cmds: &[ShardCmd]) -> (BytesMut, Vec<u32>) {
-    let mut out = BytesMut::with_capacity(64 * cmds.len());
-    let mut ends = Vec::with_capacity(cmds.len());
-    for c in cmds {
-        cmd::exec_local(shard, c.spec, c.db, proto, &c.args, &mut out);
-        ends.push(out.len() as u32);
+/// Commands of a batch whose keys are looked up ahead (see [`exec_group`]).
+const WARM_AHEAD: usize = 16;
+
+/// Runs single-shard commands on this shard, appending their replies back
+/// to back to `out` and the end offset of each to `ends`. The caller has
+/// waited for the gate. For a batch from another shard the buffers were
+/// allocated there and go back with the reply, so every allocation of a
+/// cross-shard round trip is freed by the thread that made it (glibc
+/// frees a foreign chunk into its owner's arena under that arena's lock).
+///
+/// Each run of [`WARM_AHEAD`] commands first looks up every first key, as
+/// the fast path's parse-ahead does (`net::warm_up`): a batch from another
+/// shard arrives cold, and its lookups are independent, so their cache
+/// misses overlap instead of queueing one behind another. The batch runs
+/// under one clock reading, as a driver turn does.
+pub fn exec_group(
+    shard: &Shard,
+    proto: Proto,
+    cmds: &[ShardCmd],
+    out: &mut BytesMut,
+    ends: &mut Vec<u32>,
+) {
+    let clock = shard.clock.replace(now_ms());
+    for run in cmds.chunks(WARM_AHEAD) {
+        if run.len() > 1 {
+            let ks = shard.ks.borrow();
+            for c in run {
+                if let (Some(db), Some(key)) = (ks.dbs.get(c.db as usize), c.args.get(1)) {
+                    db.warm(key);
+                }
+            }
+        }
+        for c in run {
+            cmd::exec_local(shard, c.spec, c.db, proto, &c.args, out);
+            ends.push(out.len() as u32);
+        }
     }
+    shard.clock.set(clock);
     Stats::bump(shard, cmds.len());
-    (out, ends)
 }
 
 struct Stats;
@@ -161,11 +189,15 @@ async fn flush(
         super::Stats::add(&shard.stats.remote_batches, 1);
         let task = glommio::spawn_local(async move {
             let from = me.id;
+            let out = BytesMut::with_capacity(64 * cmds.len());
+            let ends = Vec::with_capacity(cmds.len());
             me.request(s, |id| Msg::Batch {
                 from,
                 id,
                 proto,
                 cmds,
+                out,
+                ends,
             })
             .await
         });
@@ -175,12 +207,18 @@ async fn flush(
     if !local.is_empty() {
         shard.wait_gate().await;
         let (idx, cmds): (Vec<usize>, Vec<ShardCmd>) = local.into_iter().unzip();
-        let (out, ends) = exec_group(shard, proto, &cmds);
+        let mut out = BytesMut::with_capacity(64 * cmds.len());
+        let mut ends = Vec::with_capacity(cmds.len());
+        exec_group(shard, proto, &cmds, &mut out, &mut ends);
         file_replies(out.freeze(), &ends, &idx, slots);
     }
     for (idx, task) in remote {
         match task.await {
-            OpReply::Batch { out, ends } => file_replies(out, &ends, &idx, slots),
+            // `cmds` comes back only to be dropped here, where it was made.
+            OpReply::Batch { out, ends, cmds } => {
+                file_replies(out.freeze(), &ends, &idx, slots);
+                drop(cmds);
+            }
             other => unreachable!("batch answered with {other:?}"),
         }
     }

@@ -332,9 +332,12 @@ pub struct ShardInfo {
 /// A reply to a [`Msg`].
 #[derive(Debug)]
 pub enum OpReply {
+    /// Replies of a [`Msg::Batch`], in the buffers the request brought,
+    /// and its commands, handed back to be freed where they were made.
     Batch {
-        out: Bytes,
+        out: BytesMut,
         ends: Vec<u32>,
+        cmds: Vec<ShardCmd>,
     },
     Locked,
     Done,
@@ -371,6 +374,9 @@ pub enum Msg {
         id: u64,
         proto: Proto,
         cmds: Vec<ShardCmd>,
+        /// Empty buffers for the replies, allocated by the sender.
+        out: BytesMut,
+        ends: Vec<u32>,
     },
     /// A typed op; `tx` set means the sender holds this shard's lock.
     Op {
@@ -664,17 +670,18 @@ impl Shard {
                 id,
                 proto,
                 cmds,
+                mut out,
+                mut ends,
             } => {
                 let me = self.clone();
                 glommio::spawn_local(async move {
                     me.wait_gate().await;
-                    let (out, ends) = dispatch::exec_group(&me, proto, &cmds);
-                    let out = out.freeze();
+                    dispatch::exec_group(&me, proto, &cmds, &mut out, &mut ends);
                     me.send(
                         from,
                         Msg::Reply {
                             id,
-                            reply: OpReply::Batch { out, ends },
+                            reply: OpReply::Batch { out, ends, cmds },
                         },
                     )
                     .await;
