@@ -238,3 +238,57 @@ fn key_placement_helper_matches_redis_cluster_slots() {
     let shards: Vec<usize> = ks.iter().map(|k| common::shard_of(k, 4)).collect();
     assert_eq!(shards, [0, 1, 2, 3, 0, 1, 2, 3]);
 }
+
+/// Many connections pipelining to keys on the other shard at once must
+/// each get exactly their own replies, in order, through the cross-shard
+/// batch path (`shard::dispatch::run_batch`).
+#[test]
+fn concurrent_remote_batches_get_their_own_replies() {
+    let s = Server::start(2);
+    const CONNS: usize = 12;
+    const ROUNDS: i64 = 300;
+    let threads: Vec<_> = (0..CONNS)
+        .map(|t| {
+            let mut c = s.raw();
+            thread::spawn(move || {
+                c.send_cmd(&[b"CLIENT", b"INFO"]);
+                let info = c.read().as_str();
+                let home: usize = info
+                    .split_whitespace()
+                    .find_map(|f| f.strip_prefix("shard="))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or_else(|| panic!("no shard= in {info}"));
+                // Counters owned by the other shard, distinct per connection.
+                let keys: Vec<String> = (0..)
+                    .map(|i| format!("remote:{t}:{i}"))
+                    .filter(|k| common::shard_of(k, 2) != home)
+                    .take(4)
+                    .collect();
+                let step = t as i64 + 1;
+                let step_arg = step.to_string();
+                for round in 1..=ROUNDS {
+                    // Depth 1 and depth 4 pipelines alternate.
+                    let depth = if round % 2 == 0 { 4 } else { 1 };
+                    let mut req = Vec::new();
+                    for k in &keys[..depth] {
+                        req.extend(common::encode(&[
+                            b"INCRBY",
+                            k.as_bytes(),
+                            step_arg.as_bytes(),
+                        ]));
+                    }
+                    c.send(&req);
+                    for (i, k) in keys[..depth].iter().enumerate() {
+                        // keys[0] is bumped every round, the others on even ones.
+                        let want = step * if i == 0 { round } else { round / 2 };
+                        let got = c.read().as_int();
+                        assert_eq!(got, Some(want), "conn {t} round {round} key {k}");
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("client thread panicked");
+    }
+}
