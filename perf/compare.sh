@@ -81,7 +81,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-
 check_tools() {
     need "$REDIS_BIN" redis-server
     need redis-benchmark redis-tools
@@ -95,10 +94,6 @@ check_tools() {
         [[ -x "$TETHER_BIN" ]] || die "build did not produce $TETHER_BIN"
     fi
 }
-
-# A port is taken if anything listens on it (any address) or answers on it.
-
-# below Linux's ephemeral range (32768-60999), so outgoing sockets don't collide
 
 # cpu_ticks PID -> utime+stime (fields 14, 15 of /proc/PID/stat, all threads)
 cpu_ticks() {
@@ -270,7 +265,6 @@ report() {
         if (plus) print "test+ = run included redis-benchmark'"'"'s LPUSH fill: its ops and CPU are in ops/CPU-s."
     }' "$RECORDS"
 }
-
 
 header() {
     echo "tether vs redis-server — perf/compare.sh — $(date -u '+%Y-%m-%d %H:%M:%S UTC')"

@@ -4,6 +4,7 @@
 
 need() { command -v "$1" >/dev/null 2>&1 || die "'$1' not found (Debian: apt-get install ${2:-$1})"; }
 
+# A port is taken if anything listens on it (any address) or answers on it.
 port_in_use() {
     if command -v ss >/dev/null 2>&1; then
         [[ -n $(ss -Htan "sport = :$1" 2>/dev/null) ]] && return 0
@@ -11,6 +12,8 @@ port_in_use() {
     (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
+# A free port below Linux's ephemeral range (32768-60999), so outgoing
+# sockets don't collide with it.
 free_port() {
     local p i
     for i in $(seq 1 200); do

@@ -95,7 +95,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-
 check_tools() {
     need "$REDIS_BIN" redis-server
     need redis-cli redis-tools
@@ -109,10 +108,6 @@ check_tools() {
 
 # ---------------------------------------------------------------------------
 # processes (as perf/repl_bench.sh)
-
-
-# below Linux's ephemeral range (32768-60999), so outgoing sockets don't collide
-
 
 # server_cmd KIND DIR: the server's command line (no --port) into CMD.
 # EXTRA_*_ARGS are word-split on purpose (several options in one variable).
@@ -326,7 +321,6 @@ part_growth() {
 
 # ---------------------------------------------------------------------------
 # report
-
 
 header() {
     echo "memory and growth stalls: tether vs redis-server — perf/mem_bench.sh — $(date -u '+%Y-%m-%d %H:%M:%S UTC')"

@@ -116,7 +116,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-
 check_tools() {
     need "$REDIS_BIN" redis-server
     need redis-benchmark redis-tools
@@ -135,9 +134,6 @@ check_tools() {
 # ---------------------------------------------------------------------------
 # processes
 
-
-# below Linux's ephemeral range (32768-60999), so outgoing sockets don't collide
-
 cpu_ticks() {
     local stat
     [[ -r /proc/$1/stat ]] || { echo 0; return; }   # gone: the caller notes it
@@ -145,7 +141,6 @@ cpu_ticks() {
     stat=${stat##*) }
     awk '{ print $12 + $13 }' <<<"$stat"
 }
-
 
 # master_cmd KIND DIR: the master's command line (no --port) into CMD.
 # EXTRA_*_ARGS are word-split on purpose (several options in one variable).
@@ -483,7 +478,6 @@ print("[repl] 3 %-8s rep %d  %s in %s s (link up %s, loading seen %s)  GET p99/m
 
 # ---------------------------------------------------------------------------
 # report
-
 
 header() {
     echo "replication: stock redis-server master vs tether master, stock replica — perf/repl_bench.sh — $(date -u '+%Y-%m-%d %H:%M:%S UTC')"

@@ -454,12 +454,12 @@ fn sintercard(ex: &mut Exec, a: &[Bytes]) {
 
 // ---------------------------------------------------------------------------
 // HSCAN / SSCAN. The cursor is a position in the collection's IndexMap, and
-// the walk goes *downwards* (as `Db::scan` does inside a segment): `swap_remove` only ever moves
-// the last (already visited) element into a hole, so an element present for
-// the whole scan is returned at least once. Cursor 0 starts at the top and
-// a returned 0 ends the walk. Collections Redis would keep in a compact
-// encoding (listpack, intset) are returned whole with cursor 0, as Redis
-// does.
+// the walk goes *downwards* (as `Db::scan` does inside a segment):
+// `swap_remove` only ever moves the last (already visited) element into a
+// hole, so an element present for the whole scan is returned at least
+// once. Cursor 0 starts at the top and a returned 0 ends the walk.
+// Collections Redis would keep in a compact encoding (listpack, intset) are
+// returned whole with cursor 0, as Redis does.
 // ---------------------------------------------------------------------------
 
 /// Parses a SCAN cursor as Redis's `strtoul`-based `parseScanCursorOrReply`:
