@@ -805,8 +805,9 @@ impl Driver {
     }
 }
 
-/// Requests parsed ahead of execution on the fast path (see [`warm_up`]).
-const PARSE_AHEAD: usize = 16;
+/// Requests parsed ahead of execution on the fast path, so that their keys
+/// are looked up together first (`Keyspace::warm`).
+const PARSE_AHEAD: usize = crate::shard::keyspace::WARM_AHEAD;
 
 /// Parses the next request off `rbuf` (skipping empty inline lines):
 /// its arguments, sharing the input's memory, and the bytes it took.
@@ -832,24 +833,6 @@ fn parse_next(
             })
             .collect();
         return Ok(Some((args, used_total)));
-    }
-}
-
-/// Looks up the first key of each parsed request before any of them runs.
-/// A lookup in a big keyspace is a chain of dependent cache misses (index
-/// group, index slot, entry); the lookups of different requests are
-/// independent, so the CPU can overlap some of their misses here, and the
-/// requests then find their lines in cache. A key owned by another shard,
-/// or a request without a key, costs one wasted lookup.
-fn warm_up(shard: &Shard, db: u16, reqs: &VecDeque<Vec<Bytes>>) {
-    let ks = shard.ks.borrow();
-    let Some(db) = ks.dbs.get(db as usize) else {
-        return;
-    };
-    for r in reqs {
-        if let Some(key) = r.get(1) {
-            db.warm(key);
-        }
     }
 }
 
@@ -919,7 +902,11 @@ fn run_fast(
                 }
             }
             if slow.is_none() && ahead.len() > 1 {
-                warm_up(shard, conn.client.db, &ahead);
+                let db = conn.client.db;
+                shard
+                    .ks
+                    .borrow()
+                    .warm(ahead.iter().filter_map(|r| Some((db, r.get(1)?.as_ref()))));
             }
             continue;
         }

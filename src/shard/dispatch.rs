@@ -18,15 +18,12 @@ use std::rc::Rc;
 use bytes::{Bytes, BytesMut};
 use glommio::sync::StaticPermit;
 
-use super::keyspace::{Entry, Str, Value};
+use super::keyspace::{Entry, Str, Value, WARM_AHEAD};
 use super::{CountKind, Msg, Op, OpReply, Shard, ShardCmd, ShardInfo, now_ms, shard_of};
 use crate::cmd::{self, ClientState, Kind, Lookup, Multi, Route};
 use crate::glob::glob_match;
 use crate::repl::master::PEntry;
 use crate::resp::{Proto, Reply};
-
-/// Commands of a batch whose keys are looked up ahead (see [`exec_group`]).
-const WARM_AHEAD: usize = 16;
 
 /// Runs single-shard commands on this shard, appending their replies back
 /// to back to `out` and the end offset of each to `ends`. The caller has
@@ -36,10 +33,9 @@ const WARM_AHEAD: usize = 16;
 /// frees a foreign chunk into its owner's arena under that arena's lock).
 ///
 /// Each run of [`WARM_AHEAD`] commands first looks up every first key, as
-/// the fast path's parse-ahead does (`net::warm_up`): a batch from another
-/// shard arrives cold, and its lookups are independent, so their cache
-/// misses overlap instead of queueing one behind another. The batch runs
-/// under one clock reading, as a driver turn does.
+/// the fast path's parse-ahead does ([`super::keyspace::Keyspace::warm`]):
+/// a batch from another shard arrives cold. The batch runs under one clock
+/// reading, as a driver turn does.
 pub fn exec_group(
     shard: &Shard,
     proto: Proto,
@@ -50,12 +46,10 @@ pub fn exec_group(
     let clock = shard.clock.replace(now_ms());
     for run in cmds.chunks(WARM_AHEAD) {
         if run.len() > 1 {
-            let ks = shard.ks.borrow();
-            for c in run {
-                if let (Some(db), Some(key)) = (ks.dbs.get(c.db as usize), c.args.get(1)) {
-                    db.warm(key);
-                }
-            }
+            shard.ks.borrow().warm(
+                run.iter()
+                    .filter_map(|c| Some((c.db, c.args.get(1)?.as_ref()))),
+            );
         }
         for c in run {
             cmd::exec_local(shard, c.spec, c.db, proto, &c.args, out);

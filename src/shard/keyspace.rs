@@ -126,7 +126,7 @@ impl Db {
     }
 
     /// Looks a key up and discards the result: brings its lines into cache
-    /// (see `net::warm_up`).
+    /// (see [`Keyspace::warm`]).
     #[inline]
     pub fn warm(&self, key: &[u8]) {
         std::hint::black_box(self.map.locate(key));
@@ -384,7 +384,26 @@ pub struct Keyspace {
     pub stats: KeyspaceStats,
 }
 
+/// How many requests ahead their first keys are looked up (see
+/// [`Keyspace::warm`]).
+pub const WARM_AHEAD: usize = 16;
+
 impl Keyspace {
+    /// Looks up each `(db, key)` and discards the result, before the
+    /// requests they belong to run. A lookup in a big keyspace is a chain
+    /// of dependent cache misses (index group, index slot, entry); the
+    /// lookups of different requests are independent, so the CPU can
+    /// overlap some of their misses here, and the requests then find their
+    /// lines in cache. Used by the fast path's parse-ahead and by batches
+    /// from other shards, [`WARM_AHEAD`] requests at a time.
+    pub fn warm<'a>(&self, keys: impl IntoIterator<Item = (u16, &'a [u8])>) {
+        for (db, key) in keys {
+            if let Some(db) = self.dbs.get(db as usize) {
+                db.warm(key);
+            }
+        }
+    }
+
     pub fn new(databases: usize) -> Self {
         Keyspace {
             dbs: (0..databases).map(|_| Db::default()).collect(),
