@@ -376,8 +376,9 @@ fn keyspace(c: &mut Criterion) {
 
 /// ZADD's hot case, as `redis-benchmark -t zadd` drives it: a random member
 /// of a 100k-member sorted set gets a new random score, which moves it in
-/// the skiplist (one descent to unlink, one to relink). Baseline: the same
-/// on a `BTreeSet<(score, member)>` beside a `HashMap` of scores.
+/// the order tree (one descent to unlink, one to relink). Baseline: the
+/// same on a `BTreeSet<(score, member)>` beside a `HashMap` of scores; the
+/// sorted set also keeps ranks, which `BTreeSet` cannot answer.
 fn zset(c: &mut Criterion) {
     use std::collections::BTreeSet;
     use tether::shard::zset::ZSet;
