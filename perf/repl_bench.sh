@@ -49,6 +49,12 @@
 #   LAG_SECS         duration of the half-load run [3]
 #   KEYS             part 3 dataset size [1000000]
 #   VALUE_SIZE       part 3 value bytes [16]
+#   REPLICAS         stock = every master gets a stock redis-server replica;
+#                    same = each master a replica of its own kind (tether
+#                    master, tether replica with the same --shards) [stock]
+#   LAT_CPUS         taskset list for part 3's GET latency client
+#                    [CLIENT_CPUS]; the master's core (0) keeps the
+#                    replica's load off the measurement
 #   SYNC_LATENCY     1 = GET latency on the master during the sync + idle
 #                    baseline of BASELINE_SECS [1]; 0 = off
 #   BASELINE_SECS    [1]
@@ -82,6 +88,8 @@ LAG_SECS=${LAG_SECS:-3}
 KEYS=${KEYS:-1000000}
 VALUE_SIZE=${VALUE_SIZE:-16}
 SYNC_LATENCY=${SYNC_LATENCY:-1}
+REPLICAS=${REPLICAS:-stock}
+LAT_CPUS=${LAT_CPUS:-$CLIENT_CPUS}
 BASELINE_SECS=${BASELINE_SECS:-1}
 SYNC_TIMEOUT=${SYNC_TIMEOUT:-120}
 EXTRA_TETHER_ARGS=${EXTRA_TETHER_ARGS:-}
@@ -159,10 +167,19 @@ master_cmd() {
     esac
 }
 
-# replica_cmd MASTER_PORT DIR: a stock replica's command line into CMD.
+# replica_cmd MASTER_PORT DIR KIND: the command line of a replica of a KIND
+# master into CMD: stock redis-server, or with REPLICAS=same a replica of
+# the master's own kind.
 replica_cmd() {
-    CMD=("$REDIS_BIN" --bind 127.0.0.1 --save "" --appendonly no --daemonize no --dir "$2"
-         --logfile "" --replicaof 127.0.0.1 "$1")
+    local kind=${3:-redis}
+    if [[ $REPLICAS == same && $kind == tether* ]]; then
+        local shards=${kind#tether}; [[ -z $shards ]] && shards=1
+        CMD=("$TETHER_BIN" --bind 127.0.0.1 --shards "$shards" --save "" --dir "$2"
+             --replicaof "127.0.0.1 $1")
+    else
+        CMD=("$REDIS_BIN" --bind 127.0.0.1 --save "" --appendonly no --daemonize no --dir "$2"
+             --logfile "" --replicaof 127.0.0.1 "$1")
+    fi
 }
 
 master_cpus() {
@@ -228,11 +245,12 @@ start_master() {
     start "$name" "$(master_cpus "$kind")"
 }
 
-# start_replica NAME MASTER_PORT: start and wait until synced (empty dataset)
+# start_replica NAME MASTER_PORT KIND: start a replica of a KIND master and
+# wait until synced (empty dataset)
 start_replica() {
-    local name=$1 mport=$2 out
+    local name=$1 mport=$2 kind=$3 out
     mark_log "$name" "start replica of $mport"
-    replica_cmd "$mport" "$WORK/$name-dir"
+    replica_cmd "$mport" "$WORK/$name-dir" "$kind"
     start "$name" "$CLIENT_CPUS"
     out=$(python3 "$HELPER" syncwait --replica "${PORT[$name]}" --keys "$(dbsize "$mport")" \
           --t0-ns "$(date +%s%N)" --timeout 30)
@@ -271,7 +289,7 @@ part1_run() {
     local kind=$1 mode=$2 rep=$3 warm=${4:-} m=p1-$1 r=p1-$1-replica
     start_master "$kind" "$m"
     fill "${PORT[$m]}" "$KEYSPACE" 3
-    [[ $mode == 1 ]] && start_replica "$r" "${PORT[$m]}"
+    [[ $mode == 1 ]] && start_replica "$r" "${PORT[$m]}" "$kind"
     local t0 t1 rt0=NA rt1=NA out rc=0 note=""
     t0=$(cpu_ticks "${PID[$m]}")
     [[ $mode == 1 ]] && rt0=$(cpu_ticks "${PID[$r]}")
@@ -406,7 +424,7 @@ part2() {
     for kind in "${SERVERS[@]}"; do
         start_master "$kind" "p2-$kind"
         fill "${PORT[p2-$kind]}" "$KEYSPACE" 3
-        start_replica "p2-$kind-replica" "${PORT[p2-$kind]}"
+        start_replica "p2-$kind-replica" "${PORT[p2-$kind]}" "$kind"
     done
     for rep in $(seq 1 "$REPEATS"); do
         for load in max half; do
@@ -429,8 +447,10 @@ part2() {
 # 3. full sync time
 
 sync_desc() {
-    echo "$KEYS keys x $VALUE_SIZE B; master diskless, delay 0; stock replica loads via disk (repl-diskless-load disabled);" \
-         "GET latency: one closed-loop client on core $CLIENT_CPUS, in sync vs $BASELINE_SECS s idle just before"
+    local how="stock replica loads via disk (repl-diskless-load disabled)"
+    [[ $REPLICAS == same ]] && how="redis master: $how; tether master: tether replica"
+    echo "$KEYS keys x $VALUE_SIZE B; master diskless, delay 0; $how;" \
+         "GET latency: one closed-loop client on core $LAT_CPUS, in sync vs $BASELINE_SECS s idle just before"
 }
 
 part3() {
@@ -449,15 +469,15 @@ part3() {
             mport=${PORT[$m]}
             alive "$m" || die "$m died (see $WORK/$m.log)"
             if [[ $SYNC_LATENCY == 1 ]]; then
-                taskset -c "$CLIENT_CPUS" python3 "$HELPER" latency --port "$mport" --secs "$BASELINE_SECS" \
+                taskset -c "$LAT_CPUS" python3 "$HELPER" latency --port "$mport" --secs "$BASELINE_SECS" \
                     --tag part=3 --tag server="$kind" --tag rep="$rep" >>"$RECORDS"
                 lat=(--lat-port "$mport")
             fi
             mark_log "$r" "fresh replica of $mport (rep $rep)"
             t0=$(date +%s%N)
-            replica_cmd "$mport" "$WORK/$r-dir"
+            replica_cmd "$mport" "$WORK/$r-dir" "$kind"
             launch "$r" "$CLIENT_CPUS"
-            out=$(taskset -c "$CLIENT_CPUS" python3 "$HELPER" syncwait --replica "${PORT[$r]}" \
+            out=$(taskset -c "$LAT_CPUS" python3 "$HELPER" syncwait --replica "${PORT[$r]}" \
                   --keys "$KEYS" --t0-ns "$t0" --timeout "$SYNC_TIMEOUT" "${lat[@]}" \
                   --tag part=3 --tag server="$kind" --tag rep="$rep")
             local note=""
@@ -480,14 +500,20 @@ print("[repl] 3 %-8s rep %d  %s in %s s (link up %s, loading seen %s)  GET p99/m
 # report
 
 header() {
-    echo "replication: stock redis-server master vs tether master, stock replica — perf/repl_bench.sh — $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+    local replicas="stock replica"
+    [[ $REPLICAS == same ]] && replicas="replica of the master's kind"
+    echo "replication: stock redis-server master vs tether master, $replicas — perf/repl_bench.sh — $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
     echo "uname:    $(uname -a)"
     echo "nproc:    $(nproc)"
     echo "cpu:      $(lscpu 2>/dev/null | sed -n 's/^Model name:[[:space:]]*//p' | head -n1)"
     echo "redis:    $("$REDIS_BIN" --version | head -n1)"
     echo "tether:   git $(git_rev); bin $TETHER_BIN"
     echo "masters:  ${SERVERS[*]}; taskset -c $MASTER_CPUS (multi-shard: $MASTER2_CPUS); --save \"\" --repl-diskless-sync yes --repl-diskless-sync-delay 0${EXTRA_TETHER_ARGS:+; tether +$EXTRA_TETHER_ARGS}${EXTRA_REDIS_ARGS:+; redis +$EXTRA_REDIS_ARGS}"
-    echo "replicas: stock redis-server --save \"\" --replicaof ..., taskset -c $CLIENT_CPUS (with the clients and probes)"
+    if [[ $REPLICAS == same ]]; then
+        echo "replicas: each master's own kind (REPLICAS=same), taskset -c $CLIENT_CPUS (with the clients and probes)"
+    else
+        echo "replicas: stock redis-server --save \"\" --replicaof ..., taskset -c $CLIENT_CPUS (with the clients and probes)"
+    fi
     echo "runs:     REPEATS=$REPEATS, alternating servers per cell; parts: $PARTS; half load ${HALF_USED:-n/a} SET/s"
     echo "load:     $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min, at end); run took $(( $(date +%s) - T_START )) s"
     echo

@@ -624,7 +624,7 @@ def cmd_report(a):
     # ---- part 3
     r3_ = [r for r in recs if r.get("part") == 3]
     if r3_:
-        P("3. full sync to a fresh stock replica")
+        P("3. full sync to a fresh replica")
         P("   " + os.environ.get("DESC3", ""))
         P("%-9s | %8s %8s %8s | %6s | %-26s | %-26s" % (
             "server", "secs med", "min", "max", "ok", "GET ms p50/p99/max in sync", "GET ms p50/p99/max idle"))
