@@ -221,15 +221,26 @@ impl Ring {
         self.dirty_bufs = true;
     }
 
-    /// One syscall: submits queued entries and runs deferred task work so
-    /// completions appear in the CQ. Never blocks.
+    /// At most one syscall: submits queued entries and runs deferred task
+    /// work so completions appear in the CQ. Never blocks.
+    ///
+    /// Without SQPOLL the `io-uring` crate's `submit` always enters the
+    /// kernel; with nothing queued and neither TASKRUN nor CQ overflow
+    /// raised that enter does nothing (DEFER_TASKRUN work only runs under
+    /// GETEVENTS, which the crate adds exactly when TASKRUN is raised), so
+    /// it is skipped. The driver calls this twice a turn; at low load most
+    /// of those calls had nothing to do.
     pub fn submit(&mut self) -> io::Result<()> {
         if self.dirty_bufs {
             self.bufs.publish();
             self.dirty_bufs = false;
         }
-        // `submit` enters the kernel when entries are queued or the kernel
-        // raised TASKRUN, adding GETEVENTS in the latter case.
+        let mut sq = self.ring.submission();
+        sq.sync();
+        if sq.is_empty() && !sq.taskrun() && !sq.cq_overflow() {
+            return Ok(());
+        }
+        drop(sq);
         match self.ring.submit() {
             Ok(_) => Ok(()),
             Err(e)
