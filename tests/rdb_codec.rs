@@ -217,7 +217,7 @@ fn list<I: IntoIterator<Item = Bytes>>(items: I) -> Value {
 
 fn set<I: IntoIterator<Item = Bytes>>(items: I) -> Value {
     let mut s = SetValue::with_hasher(RandomState::default());
-    s.extend(items);
+    s.extend(items.into_iter().map(Str::from));
     Value::Set(Box::new(s))
 }
 

@@ -360,7 +360,7 @@ fn hscan(ex: &mut Exec, a: &[Bytes]) {
     };
     let h = match hash_at(ex, &a[1], true) {
         Err(()) => return ex.r.error(WRONGTYPE),
-        Ok(None) => return reply_scan(ex, 0, &[]),
+        Ok(None) => return reply_scan::<Bytes>(ex, 0, &[]),
         Ok(Some(h)) => h,
     };
     let o = match ScanOpts::parse(a) {

@@ -12,7 +12,7 @@ use indexmap::IndexSet;
 use super::string::keyed;
 use super::{CmdSpec, Exec, Kind, Multi, NOT_INT, SYNTAX, WRONGTYPE, eq_ic, parse_i64};
 use crate::glob::glob_match;
-use crate::shard::keyspace::{Entry, SetValue, Value};
+use crate::shard::keyspace::{Entry, SetValue, Str, Value};
 
 const W: &[&str] = &["write", "denyoom"];
 const WF: &[&str] = &["write", "fast"];
@@ -70,7 +70,7 @@ fn sadd(ex: &mut Exec, a: &[Bytes]) {
     };
     let added = a[2..]
         .iter()
-        .filter(|m| s.insert(Bytes::copy_from_slice(m)))
+        .filter(|m| s.insert(Str::from(&m[..])))
         .count();
     if added > 0 {
         ex.modified(&a[1]);
@@ -128,10 +128,10 @@ fn smembers(ex: &mut Exec, a: &[Bytes]) {
 }
 
 /// Replies with members as a RESP3 set (an array in RESP2).
-fn reply_set<'b>(ex: &mut Exec, n: usize, members: impl Iterator<Item = &'b Bytes>) {
+fn reply_set<T: AsRef<[u8]>>(ex: &mut Exec, n: usize, members: impl Iterator<Item = T>) {
     ex.r.set_header(n);
     for m in members {
-        ex.r.bulk(m);
+        ex.r.bulk(m.as_ref());
     }
 }
 
@@ -159,7 +159,7 @@ fn spop(ex: &mut Exec, a: &[Bytes]) {
     if count == Some(0) {
         return ex.r.set_header(0);
     }
-    let popped: Vec<Bytes> = match count {
+    let popped: Vec<Str> = match count {
         Some(n) if n >= s.len() => std::mem::take(s).into_iter().collect(),
         Some(n) => (0..n)
             .map(|_| {
@@ -178,7 +178,7 @@ fn spop(ex: &mut Exec, a: &[Bytes]) {
     let mut srem = Vec::with_capacity(popped.len() + 2);
     srem.push(Bytes::from_static(b"SREM"));
     srem.push(a[1].clone());
-    srem.extend(popped.iter().cloned());
+    srem.extend(popped.iter().map(Str::to_bytes));
     ex.propagate_as(srem);
     match count {
         None => ex.r.bulk(&popped[0]),
@@ -306,7 +306,7 @@ fn smove(ex: &mut Exec, a: &[Bytes]) {
     ex.remove_if_empty(src);
     ex.modified(src);
     let d = set_or_create(ex, dst).expect("checked above");
-    if d.insert(Bytes::copy_from_slice(m)) {
+    if d.insert(Str::from(&m[..])) {
         ex.modified(dst);
     }
     ex.r.int(1)
@@ -345,7 +345,7 @@ fn set_op(ex: &mut Exec, keys: &[Bytes], op: Op, dst: Option<&Bytes>) {
 
 /// The members of the operation's result (at most `limit` for an
 /// intersection), or `None` when a key holds another type.
-fn compute(ex: &mut Exec, keys: &[Bytes], op: Op, write: bool, limit: usize) -> Option<Vec<Bytes>> {
+fn compute(ex: &mut Exec, keys: &[Bytes], op: Op, write: bool, limit: usize) -> Option<Vec<Str>> {
     // Lookups first: lazy expiry, hit/miss counting and the type check.
     for k in keys {
         set_at(ex, k, !write).ok()?;
@@ -555,12 +555,12 @@ pub(super) fn walk(
 }
 
 /// Replies `[cursor, [elements...]]`.
-pub(super) fn reply_scan(ex: &mut Exec, cursor: u64, items: &[Bytes]) {
+pub(super) fn reply_scan<T: AsRef<[u8]>>(ex: &mut Exec, cursor: u64, items: &[T]) {
     ex.r.array(2);
     ex.r.bulk(itoa::Buffer::new().format(cursor).as_bytes());
     ex.r.array(items.len());
     for it in items {
-        ex.r.bulk(it);
+        ex.r.bulk(it.as_ref());
     }
 }
 
@@ -579,7 +579,7 @@ fn sscan(ex: &mut Exec, a: &[Bytes]) {
     };
     let s = match set_at(ex, &a[1], true) {
         Err(()) => return ex.r.error(WRONGTYPE),
-        Ok(None) => return reply_scan(ex, 0, &[]),
+        Ok(None) => return reply_scan::<Bytes>(ex, 0, &[]),
         Ok(Some(s)) => s,
     };
     let o = match ScanOpts::parse(a) {

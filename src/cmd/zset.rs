@@ -1146,7 +1146,7 @@ impl<'a> Src<'a> {
         }
     }
 
-    fn for_each(&self, mut f: impl FnMut(&'a Bytes, f64)) {
+    fn for_each(&self, mut f: impl FnMut(&'a [u8], f64)) {
         match self {
             Src::None => {}
             Src::Z(z) => z.iter_rev().for_each(|(m, s)| f(m, s)),
@@ -1297,7 +1297,7 @@ fn setop(ex: &mut Exec, a: &[Bytes], op: SetOp, dst: bool, card: bool) {
                 if card {
                     cardinality += 1;
                 } else {
-                    acc.insert(m.clone(), score);
+                    acc.insert(Bytes::copy_from_slice(m), score);
                 }
             });
         }
@@ -1308,10 +1308,10 @@ fn setop(ex: &mut Exec, a: &[Bytes], op: SetOp, dst: bool, card: bool) {
                     if score.is_nan() {
                         score = 0.0;
                     }
-                    match acc.get_mut(&m[..]) {
+                    match acc.get_mut(m) {
                         Some(t) => aggregate(t, score, ag),
                         None => {
-                            acc.insert(m.clone(), score);
+                            acc.insert(Bytes::copy_from_slice(m), score);
                         }
                     }
                 });
@@ -1322,7 +1322,7 @@ fn setop(ex: &mut Exec, a: &[Bytes], op: SetOp, dst: bool, card: bool) {
             if !srcs[1..].iter().any(|&(_, _, k)| k == k0) {
                 first.for_each(|m, s| {
                     if srcs[1..].iter().all(|(src, _, _)| src.find(m).is_none()) {
-                        acc.insert(m.clone(), s);
+                        acc.insert(Bytes::copy_from_slice(m), s);
                     }
                 });
             }

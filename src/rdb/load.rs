@@ -726,14 +726,14 @@ fn decode_blob_value(ty: u8, blob: &[u8], at: u64) -> Result<Option<Value>, Halt
         t::SET_INTSET => {
             let members = intset::decode(blob).map_err(blob_err("intset", at))?;
             let mut set = SetValue::with_capacity_and_hasher(members.len(), RandomState::default());
-            set.extend(members.into_iter().map(|m| Elem::Int(m).to_bytes()));
+            set.extend(members.into_iter().map(|m| Str::from(Elem::Int(m).to_bytes())));
             Value::Set(Box::new(set))
         }
         t::SET_LISTPACK => {
             let elems = listpack::decode(blob).map_err(blob_err("listpack", at))?;
             let mut set = SetValue::with_capacity_and_hasher(elems.len(), RandomState::default());
             for e in elems {
-                if !set.insert(e.to_bytes()) {
+                if !set.insert(Str::from(e.to_bytes())) {
                     return Err(corrupt("duplicate set member in listpack"));
                 }
             }
@@ -822,7 +822,7 @@ impl Partial {
             }
             Partial::Set { left, set } => {
                 let m = cur.string()?;
-                if !set.insert(m) {
+                if !set.insert(Str::from(m)) {
                     cur.pos = at;
                     return Err(cur.corrupt("duplicate set member"));
                 }

@@ -23,7 +23,7 @@ fn list(items: &[&[u8]]) -> Value {
 
 fn set(items: &[&[u8]]) -> Value {
     let mut s = SetValue::with_hasher(RandomState::default());
-    s.extend(items.iter().map(|m| b(m)));
+    s.extend(items.iter().map(|m| Str::from(*m)));
     Value::Set(Box::new(s))
 }
 
@@ -55,9 +55,9 @@ fn sample_values() -> Vec<(&'static str, Value)> {
         })
         .collect();
     let mut big_set = SetValue::with_hasher(RandomState::default());
-    big_set.extend((0..600).map(|i| b(format!("m{i}").as_bytes())));
+    big_set.extend((0..600).map(|i| Str::from(format!("m{i}").into_bytes())));
     let mut int_set = SetValue::with_hasher(RandomState::default());
-    int_set.extend((-300..300).map(|i: i64| b((i * 1_000_003).to_string().as_bytes())));
+    int_set.extend((-300..300).map(|i: i64| Str::from((i * 1_000_003).to_string().into_bytes())));
     let mut big_hash = HashValue::with_hasher(RandomState::default());
     big_hash.extend((0..200).map(|i| {
         (

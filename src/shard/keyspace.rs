@@ -22,7 +22,7 @@ pub use super::zset::ZSet;
 /// A hash: field -> value, insertion-ordered for HSCAN and HRANDFIELD.
 pub type HashValue = IndexMap<Bytes, Bytes, RandomState>;
 /// A set, insertion-ordered for SSCAN, SPOP and SRANDMEMBER.
-pub type SetValue = IndexSet<Bytes, RandomState>;
+pub type SetValue = IndexSet<Str, RandomState>;
 
 /// A stored value. Collections are boxed so a `Value` stays 32 bytes.
 #[derive(Clone, Debug, PartialEq)]

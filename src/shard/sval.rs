@@ -1,6 +1,8 @@
 //! String values as the keyspace stores them: up to 30 bytes inline in the
 //! entry (counters, flags, short tokens, the 3- and 16-byte values of the
-//! benchmarks), longer ones in one exact-size heap block.
+//! benchmarks), longer ones in one exact-size heap block. Set members are
+//! `Str`s too, so a membership test of a short member reads no heap block
+//! beyond the set's own entry.
 //!
 //! Redis keeps short strings "embstr", in one allocation with their object
 //! header. Here a short value costs no allocation at all: a 16-byte value
@@ -107,6 +109,19 @@ impl PartialEq for Str {
 }
 
 impl Eq for Str {}
+
+/// Hashes as the bytes do, so a set of `Str` is looked up by `&[u8]`.
+impl std::hash::Hash for Str {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.as_bytes().hash(h)
+    }
+}
+
+impl std::borrow::Borrow<[u8]> for Str {
+    fn borrow(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
 
 impl std::fmt::Debug for Str {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
