@@ -223,7 +223,7 @@ fn set<I: IntoIterator<Item = Bytes>>(items: I) -> Value {
 
 fn hash<I: IntoIterator<Item = (Bytes, Bytes)>>(pairs: I) -> Value {
     let mut h = HashValue::with_hasher(RandomState::default());
-    h.extend(pairs);
+    h.extend(pairs.into_iter().map(|(f, v)| (Str::from(f), Str::from(v))));
     Value::Hash(Box::new(h))
 }
 

@@ -9,8 +9,8 @@ use super::string::{format_human, keyed};
 use super::{
     CmdSpec, Exec, Kind, NOT_FLOAT, NOT_INT, SYNTAX, WRONGTYPE, eq_ic, parse_f64, parse_i64,
 };
-use crate::resp::Proto;
-use crate::shard::keyspace::{Entry, HashValue, Value};
+use crate::resp::{Proto, Reply};
+use crate::shard::keyspace::{Entry, HashValue, Str, Value};
 
 const WDF: &[&str] = &["write", "denyoom", "fast"];
 const WF: &[&str] = &["write", "fast"];
@@ -45,6 +45,33 @@ fn hash_at<'a>(ex: &'a mut Exec, key: &[u8], read: bool) -> Result<Option<&'a mu
     })
 }
 
+/// Reads the hash at `key` (`None` when missing) with the reply writer
+/// beside it, so replies are written straight from the stored bytes.
+/// Counts a hit or miss as Redis's `lookupKeyRead`; answers WRONGTYPE
+/// itself.
+fn read_hash<'a>(
+    ex: &mut Exec<'a>,
+    key: &[u8],
+    f: impl FnOnce(Option<&HashValue>, &mut Reply<'a>),
+) {
+    let now = ex.now;
+    let (db, st) = ex.ks.db(ex.db);
+    let h = match db.get(key, now, st) {
+        None => {
+            st.misses += 1;
+            None
+        }
+        Some(e) => {
+            st.hits += 1;
+            match &e.value {
+                Value::Hash(h) => Some(&**h),
+                _ => return ex.r.error(WRONGTYPE),
+            }
+        }
+    };
+    f(h, &mut ex.r)
+}
+
 /// The hash at `key` for writing, created empty when missing. Callers
 /// must store a field afterwards: an empty hash must not stay behind.
 fn hash_or_create<'a>(ex: &'a mut Exec, key: &[u8]) -> Result<&'a mut HashValue, ()> {
@@ -71,11 +98,11 @@ fn hset(ex: &mut Exec, a: &[Bytes]) {
     };
     let mut created = 0;
     for fv in a[2..].chunks_exact(2) {
-        let v = Bytes::copy_from_slice(&fv[1]);
+        let v = Str::from(&fv[1][..]);
         match h.get_mut(&fv[0][..]) {
             Some(old) => *old = v,
             None => {
-                h.insert(Bytes::copy_from_slice(&fv[0]), v);
+                h.insert(Str::from(&fv[0][..]), v);
                 created += 1;
             }
         }
@@ -91,31 +118,24 @@ fn hsetnx(ex: &mut Exec, a: &[Bytes]) {
     if h.contains_key(&a[2][..]) {
         return ex.r.int(0);
     }
-    h.insert(Bytes::copy_from_slice(&a[2]), Bytes::copy_from_slice(&a[3]));
+    h.insert(Str::from(&a[2][..]), Str::from(&a[3][..]));
     ex.modified(&a[1]);
     ex.r.int(1)
 }
 
 fn hget(ex: &mut Exec, a: &[Bytes]) {
-    match hash_at(ex, &a[1], true) {
-        Err(()) => ex.r.error(WRONGTYPE),
-        Ok(h) => {
-            let v = h.and_then(|h| h.get(&a[2][..]).cloned());
-            ex.r.bulk_opt(v.as_deref())
-        }
-    }
+    read_hash(ex, &a[1], |h, r| {
+        r.bulk_opt(h.and_then(|h| h.get(&a[2][..])).map(|v| &v[..]))
+    })
 }
 
 fn hmget(ex: &mut Exec, a: &[Bytes]) {
-    let vals: Vec<Option<Bytes>> = match hash_at(ex, &a[1], true) {
-        Err(()) => return ex.r.error(WRONGTYPE),
-        Ok(None) => vec![None; a.len() - 2],
-        Ok(Some(h)) => a[2..].iter().map(|f| h.get(&f[..]).cloned()).collect(),
-    };
-    ex.r.array(vals.len());
-    for v in vals {
-        ex.r.bulk_opt(v.as_deref());
-    }
+    read_hash(ex, &a[1], |h, r| {
+        r.array(a.len() - 2);
+        for f in &a[2..] {
+            r.bulk_opt(h.and_then(|h| h.get(&f[..])).map(|v| &v[..]));
+        }
+    })
 }
 
 fn hdel(ex: &mut Exec, a: &[Bytes]) {
@@ -173,23 +193,22 @@ enum Part {
 }
 
 fn hgetall_generic(ex: &mut Exec, a: &[Bytes], part: Part) {
-    let items: Vec<Bytes> = match hash_at(ex, &a[1], true) {
-        Err(()) => return ex.r.error(WRONGTYPE),
-        Ok(None) => Vec::new(),
-        Ok(Some(h)) => match part {
-            Part::Keys => h.keys().cloned().collect(),
-            Part::Vals => h.values().cloned().collect(),
-            Part::All => h.iter().flat_map(|(f, v)| [f.clone(), v.clone()]).collect(),
-        },
-    };
-    if part == Part::All {
-        ex.r.map(items.len() / 2);
-    } else {
-        ex.r.array(items.len());
-    }
-    for it in &items {
-        ex.r.bulk(it);
-    }
+    read_hash(ex, &a[1], |h, r| {
+        let n = h.map_or(0, |h| h.len());
+        if part == Part::All {
+            r.map(n);
+        } else {
+            r.array(n);
+        }
+        for (f, v) in h.into_iter().flatten() {
+            if part != Part::Vals {
+                r.bulk(f);
+            }
+            if part != Part::Keys {
+                r.bulk(v);
+            }
+        }
+    })
 }
 
 fn hkeys(ex: &mut Exec, a: &[Bytes]) {
@@ -225,18 +244,18 @@ fn hincrby(ex: &mut Exec, a: &[Bytes]) {
     let Some(new) = old.checked_add(by) else {
         return ex.r.error("ERR increment or decrement would overflow");
     };
-    let s = Bytes::copy_from_slice(itoa::Buffer::new().format(new).as_bytes());
+    let s = Str::from(itoa::Buffer::new().format(new).as_bytes());
     set_field(h, &a[2], s);
     ex.modified(&a[1]);
     ex.r.int(new)
 }
 
 /// Stores `field = v`, copying the field name only when it is new.
-fn set_field(h: &mut HashValue, field: &[u8], v: Bytes) {
+fn set_field(h: &mut HashValue, field: &[u8], v: Str) {
     match h.get_mut(field) {
         Some(old) => *old = v,
         None => {
-            h.insert(Bytes::copy_from_slice(field), v);
+            h.insert(Str::from(field), v);
         }
     }
 }
@@ -265,10 +284,10 @@ fn hincrbyfloat(ex: &mut Exec, a: &[Bytes]) {
     if !new.is_finite() {
         return ex.r.error("ERR increment would produce NaN or Infinity");
     }
-    let s = Bytes::from(format_human(new));
-    set_field(h, &a[2], s.clone());
+    let s = format_human(new);
+    set_field(h, &a[2], Str::from(s.as_bytes()));
     ex.modified(&a[1]);
-    ex.r.bulk(&s)
+    ex.r.bulk(s.as_bytes())
 }
 
 /// ```text
@@ -338,7 +357,7 @@ fn hrandfield(ex: &mut Exec, a: &[Bytes]) {
     }
 }
 
-fn pair(h: &HashValue, i: usize) -> (Bytes, Bytes) {
+fn pair(h: &HashValue, i: usize) -> (Str, Str) {
     let (f, v) = h.get_index(i).expect("index below len");
     (f.clone(), v.clone())
 }

@@ -726,7 +726,11 @@ fn decode_blob_value(ty: u8, blob: &[u8], at: u64) -> Result<Option<Value>, Halt
         t::SET_INTSET => {
             let members = intset::decode(blob).map_err(blob_err("intset", at))?;
             let mut set = SetValue::with_capacity_and_hasher(members.len(), RandomState::default());
-            set.extend(members.into_iter().map(|m| Str::from(Elem::Int(m).to_bytes())));
+            set.extend(
+                members
+                    .into_iter()
+                    .map(|m| Str::from(Elem::Int(m).to_bytes())),
+            );
             Value::Set(Box::new(set))
         }
         t::SET_LISTPACK => {
@@ -747,10 +751,7 @@ fn decode_blob_value(ty: u8, blob: &[u8], at: u64) -> Result<Option<Value>, Halt
             let pairs = ziplist::decode_zipmap(blob).map_err(blob_err("zipmap", at))?;
             let mut map = HashValue::with_capacity_and_hasher(pairs.len(), RandomState::default());
             for (f, v) in pairs {
-                if map
-                    .insert(Bytes::copy_from_slice(f), Bytes::copy_from_slice(v))
-                    .is_some()
-                {
+                if map.insert(Str::from(f), Str::from(v)).is_some() {
                     return Err(corrupt("duplicate hash field in zipmap"));
                 }
             }
@@ -761,7 +762,10 @@ fn decode_blob_value(ty: u8, blob: &[u8], at: u64) -> Result<Option<Value>, Halt
             let mut map =
                 HashValue::with_capacity_and_hasher(elems.len() / 2, RandomState::default());
             for pair in elems.chunks_exact(2) {
-                if map.insert(pair[0].to_bytes(), pair[1].to_bytes()).is_some() {
+                if map
+                    .insert(Str::from(pair[0].to_bytes()), Str::from(pair[1].to_bytes()))
+                    .is_some()
+                {
                     return Err(corrupt(&format!("duplicate hash field in {name}")));
                 }
             }
@@ -831,11 +835,11 @@ impl Partial {
             Partial::Hash { left, map } => {
                 let f = cur.string()?;
                 let v = cur.string()?;
-                if map.contains_key(&f) {
+                if map.contains_key(&f[..]) {
                     cur.pos = at;
                     return Err(cur.corrupt("duplicate hash field"));
                 }
-                map.insert(f, v);
+                map.insert(Str::from(f), Str::from(v));
                 *left -= 1;
             }
             Partial::ZSet { left, binary, z } => {

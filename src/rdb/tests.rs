@@ -29,7 +29,7 @@ fn set(items: &[&[u8]]) -> Value {
 
 fn hash(pairs: &[(&[u8], &[u8])]) -> Value {
     let mut h = HashValue::with_hasher(RandomState::default());
-    h.extend(pairs.iter().map(|(f, v)| (b(f), b(v))));
+    h.extend(pairs.iter().map(|(f, v)| (Str::from(*f), Str::from(*v))));
     Value::Hash(Box::new(h))
 }
 
@@ -61,8 +61,8 @@ fn sample_values() -> Vec<(&'static str, Value)> {
     let mut big_hash = HashValue::with_hasher(RandomState::default());
     big_hash.extend((0..200).map(|i| {
         (
-            b(format!("field:{i}").as_bytes()),
-            b("v".repeat(i).as_bytes()),
+            Str::from(format!("field:{i}").into_bytes()),
+            Str::from("v".repeat(i).into_bytes()),
         )
     }));
     let mut big_z = ZSet::default();

@@ -327,7 +327,7 @@ pub fn rewrite(spec: &CmdSpec, ks: &mut Keyspace, db: u16, args: &[Bytes]) -> Op
             let field = args.get(2)?;
             match entry()?.value {
                 Value::Hash(h) => {
-                    let v = h.get(field.as_ref())?.clone();
+                    let v = h.get(field.as_ref())?.to_bytes();
                     Some(vec![b("HSET"), key.clone(), field.clone(), v])
                 }
                 _ => None,

@@ -20,7 +20,7 @@ use super::table::{Pos, Table, WALK_START};
 pub use super::zset::ZSet;
 
 /// A hash: field -> value, insertion-ordered for HSCAN and HRANDFIELD.
-pub type HashValue = IndexMap<Bytes, Bytes, RandomState>;
+pub type HashValue = IndexMap<Str, Str, RandomState>;
 /// A set, insertion-ordered for SSCAN, SPOP and SRANDMEMBER.
 pub type SetValue = IndexSet<Str, RandomState>;
 
