@@ -339,6 +339,16 @@ fn send(conn: &mut RawConn, c: &[String]) {
     conn.stream.write_all(&common::encode(&args)).expect("send");
 }
 
+/// Sends `c` to both servers; their raw replies.
+fn exchange(r: &mut RawConn, t: &mut RawConn, c: &[String]) -> (Vec<u8>, Vec<u8>) {
+    send(r, c);
+    send(t, c);
+    let ra = read_reply(&mut r.reader).expect("redis reply");
+    let ta = read_reply(&mut t.reader)
+        .unwrap_or_else(|e| panic!("tether: no reply to {}: {e}", show(c)));
+    (ra.1, ta.1)
+}
+
 fn run_seed(redis: &Server, tether: &Server, seed: u64, ops: usize) {
     let mut g = Gen {
         rng: StdRng::seed_from_u64(seed),
@@ -358,12 +368,8 @@ fn run_seed(redis: &Server, tether: &Server, seed: u64, ops: usize) {
     let mut done = 0;
     while done < ops {
         for c in g.commands() {
-            send(&mut r, &c);
-            send(&mut t, &c);
-            let ra = read_reply(&mut r.reader).expect("redis reply");
-            let ta = read_reply(&mut t.reader)
-                .unwrap_or_else(|e| panic!("tether: no reply to {}: {e}", show(&c)));
-            if ra.1 != ta.1 {
+            let (ra, ta) = exchange(&mut r, &mut t, &c);
+            if ra != ta {
                 let recent = history[history.len().saturating_sub(30)..].join("\n    ");
                 panic!(
                     "\nZSET MISMATCH (seed {seed}, op #{done}, {}, resp{}; reproduce with DIFF_SEED={seed})\n\
@@ -371,11 +377,11 @@ fn run_seed(redis: &Server, tether: &Server, seed: u64, ops: usize) {
                     tether.label(),
                     if resp3 { 3 } else { 2 },
                     show(&c),
-                    esc(&ra.1),
-                    esc(&ta.1),
+                    esc(&ra),
+                    esc(&ta),
                 );
             }
-            history.push(format!("{}  ->  {}", show(&c), esc(&ra.1)));
+            history.push(format!("{}  ->  {}", show(&c), esc(&ra)));
             done += 1;
         }
     }
@@ -506,22 +512,18 @@ fn large_sets_seed(redis: &Server, tether: &Server, seed: u64) {
     let (mut r, mut t) = (redis.raw(), tether.raw());
     let mut history: Vec<String> = Vec::new();
     let mut both = |c: Vec<String>, history: &mut Vec<String>| {
-        send(&mut r, &c);
-        send(&mut t, &c);
-        let ra = read_reply(&mut r.reader).expect("redis reply");
-        let ta = read_reply(&mut t.reader)
-            .unwrap_or_else(|e| panic!("tether: no reply to {}: {e}", show(&c)));
-        if ra.1 != ta.1 {
+        let (ra, ta) = exchange(&mut r, &mut t, &c);
+        if ra != ta {
             let recent = history[history.len().saturating_sub(20)..].join("\n    ");
             panic!(
                 "\nLARGE ZSET MISMATCH (seed {seed}; reproduce with DIFF_SEED={seed})\n\
                  command: {}\nredis:   {}\ntether:  {}\npreceding:\n    {recent}\n",
                 show(&c),
-                esc(&ra.1),
-                esc(&ta.1),
+                esc(&ra),
+                esc(&ta),
             );
         }
-        let mut shown = esc(&ra.1);
+        let mut shown = esc(&ra);
         shown.truncate(120);
         history.push(format!("{}  ->  {shown}", show(&c)));
     };

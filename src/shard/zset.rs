@@ -226,6 +226,16 @@ impl Inner {
         self.counts.iter().sum()
     }
 
+    /// Child `s + 1` was merged into child `s`, which now holds `count`
+    /// entries: drops the former and the separator between them.
+    fn merged(&mut self, s: usize, count: u32) {
+        self.counts[s] = count;
+        self.children.remove(s + 1);
+        self.counts.remove(s + 1);
+        self.sep_scores.remove(s);
+        self.sep_members.remove(s);
+    }
+
     /// The child to descend into for the first entry for which `below` is
     /// false: the number of separators for which `below` holds. (Every
     /// entry up to such a separator is below too, so the answer lies to
@@ -307,6 +317,20 @@ impl Default for Tree {
     }
 }
 
+/// Puts `v` in a free slot of an arena, or a new one; returns its index.
+fn alloc<T>(slots: &mut Vec<T>, free: &mut Vec<u32>, v: T) -> u32 {
+    match free.pop() {
+        Some(x) => {
+            slots[x as usize] = v;
+            x
+        }
+        None => {
+            slots.push(v);
+            (slots.len() - 1) as u32
+        }
+    }
+}
+
 impl Tree {
     fn leaf(&self, x: u32) -> &Leaf {
         &self.leaves[x as usize]
@@ -325,29 +349,11 @@ impl Tree {
     }
 
     fn alloc_leaf(&mut self, l: Leaf) -> u32 {
-        match self.free_leaves.pop() {
-            Some(x) => {
-                self.leaves[x as usize] = l;
-                x
-            }
-            None => {
-                self.leaves.push(l);
-                (self.leaves.len() - 1) as u32
-            }
-        }
+        alloc(&mut self.leaves, &mut self.free_leaves, l)
     }
 
     fn alloc_inner(&mut self, n: Inner) -> u32 {
-        match self.free_inners.pop() {
-            Some(x) => {
-                self.inners[x as usize] = n;
-                x
-            }
-            None => {
-                self.inners.push(n);
-                (self.inners.len() - 1) as u32
-            }
-        }
+        alloc(&mut self.inners, &mut self.free_inners, n)
     }
 
     /// Whether node `x` on `level` (0 = leaves) has no room left.
@@ -402,10 +408,19 @@ impl Tree {
                 let idx = self.leaf(l.prev).len() as u32 - 1;
                 Cur { leaf: l.prev, idx }
             }
-        } else if c.idx as usize + 1 < l.len() {
+        } else {
+            self.at_or_next(c.leaf, c.idx as usize + 1)
+        }
+    }
+
+    /// Entry `idx` of leaf `x`, or the next leaf's first when `idx` is
+    /// past the end.
+    fn at_or_next(&self, x: u32, idx: usize) -> Cur {
+        let l = self.leaf(x);
+        if idx < l.len() {
             Cur {
-                leaf: c.leaf,
-                idx: c.idx + 1,
+                leaf: x,
+                idx: idx as u32,
             }
         } else if l.next == NIL {
             END
@@ -440,21 +455,7 @@ impl Tree {
     /// number of entries before it.
     fn seek(&self, below: impl Fn(View<'_>) -> bool) -> (Cur, usize) {
         let (x, idx, rank, _) = self.descend(below);
-        let l = self.leaf(x);
-        let cur = if idx < l.len() {
-            Cur {
-                leaf: x,
-                idx: idx as u32,
-            }
-        } else if l.next == NIL {
-            END
-        } else {
-            Cur {
-                leaf: l.next,
-                idx: 0,
-            }
-        };
-        (cur, rank)
+        (self.at_or_next(x, idx), rank)
     }
 
     /// Descends to the entry at 0-based `rank` (< len): its leaf, index
@@ -673,12 +674,7 @@ impl Tree {
                 n => self.leaf_mut(n).prev = a,
             }
             self.free_leaves.push(b);
-            let pn = self.inner_mut(p);
-            pn.counts[s] = total as u32;
-            pn.children.remove(s + 1);
-            pn.counts.remove(s + 1);
-            pn.sep_scores.remove(s);
-            pn.sep_members.remove(s);
+            self.inner_mut(p).merged(s, total as u32);
             return true;
         }
         let h = total / 2;
@@ -720,12 +716,7 @@ impl Tree {
             left.counts.append(&mut right.counts);
             let sum = left.total();
             self.free_inners.push(b);
-            let pn = self.inner_mut(p);
-            pn.counts[s] = sum;
-            pn.children.remove(s + 1);
-            pn.counts.remove(s + 1);
-            pn.sep_scores.remove(s);
-            pn.sep_members.remove(s);
+            self.inner_mut(p).merged(s, sum);
             return true;
         }
         let h = total / 2;
