@@ -32,6 +32,9 @@
 #   KEYS_MEM          part 1 keys [1000000]
 #   KEYS_GROWTH       part 2 keys [5000000]
 #   VALUE_SIZE        value bytes [16]
+#   TTL               0 = plain SET; N = SET ... EX N, so every key also
+#                     enters the TTL index, which must grow without a
+#                     stall too [0]
 #   REPEATS           part 1 runs per server [3]
 #   GROWTH_REPEATS    part 2 runs per server [1]
 #   PROBE_CMD         get | ping [get]  (GET key:0000000 or PING)
@@ -57,6 +60,7 @@ REDIS_BIN=${REDIS_BIN:-redis-server}
 KEYS_MEM=${KEYS_MEM:-1000000}
 KEYS_GROWTH=${KEYS_GROWTH:-5000000}
 VALUE_SIZE=${VALUE_SIZE:-16}
+TTL=${TTL:-0}
 REPEATS=${REPEATS:-3}
 GROWTH_REPEATS=${GROWTH_REPEATS:-1}
 PROBE_CMD=${PROBE_CMD:-get}
@@ -205,7 +209,7 @@ pipe_load() {
 
 gen_resp() {   # gen_resp KEYS FILE
     log "generating $1 SET commands into $(basename "$2")"
-    python3 "$HELPER" gen --keys "$1" --size "$VALUE_SIZE" --out "$2"
+    python3 "$HELPER" gen --keys "$1" --size "$VALUE_SIZE" --ex "$TTL" --out "$2"
 }
 
 # ---------------------------------------------------------------------------
@@ -333,7 +337,7 @@ header() {
     echo "clients: taskset -c $CLIENT_CPUS redis-cli --pipe --pipe-timeout $PIPE_TIMEOUT and perf/mem_probe.py probe ($PROBE_CMD, timeout 30 s)"
     echo "runs:    memory: $( [[ $SKIP_MEM == 1 ]] && echo skipped || echo "$KEYS_MEM keys, REPEATS=$REPEATS")," \
          "growth: $( [[ $SKIP_GROWTH == 1 ]] && echo skipped || echo "$KEYS_GROWTH keys, GROWTH_REPEATS=$GROWTH_REPEATS, controls $GROWTH_CONTROL");" \
-         "value $VALUE_SIZE B; fresh server per run, alternating redis/tether"
+         "value $VALUE_SIZE B$( [[ $TTL != 0 ]] && echo ", SET ... EX $TTL"); fresh server per run, alternating redis/tether"
     echo "mm:      THP $(cat /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null || echo '?'); overcommit_memory $(cat /proc/sys/vm/overcommit_memory 2>/dev/null || echo '?'); MB = 2^20 bytes"
     echo "load:    $LOAD_START at start, $(cut -d' ' -f1-3 /proc/loadavg) at end (1/5/15 min); run took $(( $(date +%s) - T_START )) s"
     echo

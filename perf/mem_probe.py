@@ -3,7 +3,7 @@
 
 A benchmark helper, not a test: it measures and prints, it asserts nothing.
 
-  gen     --keys N --out FILE [--size 16]
+  gen     --keys N --out FILE [--size 16] [--ex SECS]
           RESP file of N `SET key:NNNNNNN <value>` commands (key:%07d, wider
           if N > 10^7; the value is --size bytes of "v"), for redis-cli --pipe.
   probe   --port P [--cmd get|ping] [--timeout 30] [--stall-ms 5]
@@ -43,7 +43,10 @@ def cmd_gen(a):
     value = b"v" * size
     # Fixed-width keys: one template, filled by bytes %-formatting per key.
     klen = 4 + width
-    tmpl = (b"*3\r\n$3\r\nSET\r\n$%d\r\nkey:%%0%dd\r\n$%d\r\n" % (klen, width, size)) + value + b"\r\n"
+    tmpl = (b"*%d\r\n$3\r\nSET\r\n$%d\r\nkey:%%0%dd\r\n$%d\r\n" % (5 if a.ex else 3, klen, width, size)) + value + b"\r\n"
+    if a.ex:
+        secs = str(a.ex).encode()
+        tmpl += b"$2\r\nEX\r\n$%d\r\n%s\r\n" % (len(secs), secs)
     chunk = 100_000
     with open(a.out, "wb", buffering=1 << 22) as fh:
         for lo in range(0, n, chunk):
@@ -357,6 +360,7 @@ def main():
     g = sub.add_parser("gen")
     g.add_argument("--keys", type=int, required=True)
     g.add_argument("--size", type=int, default=16)
+    g.add_argument("--ex", type=int, default=0, help="SET ... EX secs (0: no TTL)")
     g.add_argument("--out", required=True)
     pr = sub.add_parser("probe")
     pr.add_argument("--port", type=int, required=True)

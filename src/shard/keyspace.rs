@@ -4,9 +4,10 @@
 //!
 //! The main dictionary is a segmented [`Table`] that grows one small
 //! segment at a time (no whole-table rehash pause) and whose walk order
-//! gives SCAN Redis's guarantee; see `table`. The TTL index is an
-//! insertion-ordered `IndexSet` with O(1) `swap_remove` and random
-//! sampling, for the active expiry cycle.
+//! gives SCAN Redis's guarantee; see `table`. The TTL index, sampled at
+//! random by the active expiry cycle, is a `Table` of keys alone, so it
+//! grows without a pause too (an `IndexSet` rehashed whole: tens of
+//! milliseconds at millions of keys with a TTL).
 
 use std::collections::VecDeque;
 
@@ -14,7 +15,6 @@ use bytes::Bytes;
 use foldhash::fast::RandomState;
 use indexmap::{IndexMap, IndexSet};
 
-use super::key::Key;
 pub use super::sval::Str;
 use super::table::{Pos, Table, WALK_START};
 pub use super::zset::ZSet;
@@ -95,7 +95,9 @@ pub(crate) type Map = Table;
 #[derive(Default)]
 pub struct Db {
     map: Map,
-    expires: IndexSet<Key, RandomState>,
+    /// The keys that carry a TTL, for the active expiry cycle's random
+    /// samples. Segmented like the dictionary, so it grows without a pause.
+    expires: Table<()>,
     /// Keys deleted because their TTL passed, kept while replication is
     /// active so the shard can propagate them as DEL (`None` = off).
     pub expired_log: Option<Vec<Bytes>>,
@@ -173,9 +175,9 @@ impl Db {
             .insert(key, entry, self.snap.is_none())
             .is_some_and(|old| old.expire_at != 0);
         if has_ttl && !had_ttl {
-            self.expires.insert(Key::new(key));
+            self.expires.insert(key, (), true);
         } else if !has_ttl && had_ttl {
-            self.expires.swap_remove(key);
+            self.expires.remove(key);
         }
     }
 
@@ -186,7 +188,7 @@ impl Db {
             s.after_remove(&self.map, loc);
         }
         if e.expire_at != 0 {
-            self.expires.swap_remove(key);
+            self.expires.remove(key);
         }
         Some(e)
     }
@@ -199,9 +201,9 @@ impl Db {
         };
         e.expire_at = at;
         if at != 0 {
-            self.expires.insert(Key::new(key));
+            self.expires.insert(key, (), true);
         } else {
-            self.expires.swap_remove(key);
+            self.expires.remove(key);
         }
         true
     }
@@ -211,7 +213,7 @@ impl Db {
             s.finish(&self.map);
         }
         self.map = Map::default();
-        self.expires = IndexSet::default();
+        self.expires = Table::default();
     }
 
     /// A uniformly random live key, if any (expired picks are reaped).
@@ -302,12 +304,14 @@ impl Db {
                 if self.expires.is_empty() {
                     break;
                 }
-                let i = fastrand::usize(..self.expires.len());
-                let key = self.expires[i].clone();
+                let Some((key, _)) = self.expires.random() else {
+                    break;
+                };
+                let key = key.clone();
                 let due = self.map.get(key.as_bytes()).is_none_or(|e| e.expired(now));
                 if due {
                     self.remove(key.as_bytes());
-                    self.expires.swap_remove(key.as_bytes());
+                    self.expires.remove(key.as_bytes());
                     stats.expired += 1;
                     expired += 1;
                     deleted.push(Bytes::copy_from_slice(key.as_bytes()));
@@ -369,7 +373,7 @@ impl Db {
         }
         let sample = self.expires.len().min(64);
         let mut sum = 0u64;
-        for k in self.expires.iter().take(sample) {
+        for (k, _) in self.expires.iter().take(sample) {
             if let Some(e) = self.map.get(k.as_bytes()) {
                 sum += e.expire_at.saturating_sub(now);
             }

@@ -67,22 +67,30 @@ const CHUNK: usize = 256;
 /// A segment's entries, densely numbered, stored in chunks of [`CHUNK`].
 /// Only the last chunk is partly filled; the first grows like a `Vec` up
 /// to a full chunk so that a small database stays small.
-#[derive(Default)]
-struct Entries {
-    chunks: Vec<Vec<(Key, Entry)>>,
+struct Entries<V> {
+    chunks: Vec<Vec<(Key, V)>>,
     len: usize,
 }
 
-impl Entries {
+impl<V> Default for Entries<V> {
+    fn default() -> Self {
+        Entries {
+            chunks: Vec::new(),
+            len: 0,
+        }
+    }
+}
+
+impl<V> Entries<V> {
     fn len(&self) -> usize {
         self.len
     }
 
-    fn get(&self, i: usize) -> Option<&(Key, Entry)> {
+    fn get(&self, i: usize) -> Option<&(Key, V)> {
         (i < self.len).then(|| &self.chunks[i / CHUNK][i % CHUNK])
     }
 
-    fn push(&mut self, x: (Key, Entry)) {
+    fn push(&mut self, x: (Key, V)) {
         if self.len.is_multiple_of(CHUNK) && self.len > 0 {
             self.chunks.push(Vec::with_capacity(CHUNK));
         } else if self.chunks.is_empty() {
@@ -93,7 +101,7 @@ impl Entries {
     }
 
     /// Removes entry `i`, moving the last one into its place.
-    fn swap_remove(&mut self, i: usize) -> (Key, Entry) {
+    fn swap_remove(&mut self, i: usize) -> (Key, V) {
         let last_chunk = self.chunks.last_mut().expect("not empty");
         let last = last_chunk.pop().expect("chunks are never empty");
         if last_chunk.is_empty() {
@@ -107,39 +115,47 @@ impl Entries {
         }
     }
 
-    fn iter(&self) -> impl Iterator<Item = &(Key, Entry)> {
+    fn iter(&self) -> impl Iterator<Item = &(Key, V)> {
         self.chunks.iter().flatten()
     }
 }
 
-impl std::ops::Index<usize> for Entries {
-    type Output = (Key, Entry);
-    fn index(&self, i: usize) -> &(Key, Entry) {
+impl<V> std::ops::Index<usize> for Entries<V> {
+    type Output = (Key, V);
+    fn index(&self, i: usize) -> &(Key, V) {
         &self.chunks[i / CHUNK][i % CHUNK]
     }
 }
 
-impl std::ops::IndexMut<usize> for Entries {
-    fn index_mut(&mut self, i: usize) -> &mut (Key, Entry) {
+impl<V> std::ops::IndexMut<usize> for Entries<V> {
+    fn index_mut(&mut self, i: usize) -> &mut (Key, V) {
         &mut self.chunks[i / CHUNK][i % CHUNK]
     }
 }
 
-impl IntoIterator for Entries {
-    type Item = (Key, Entry);
-    type IntoIter = std::iter::Flatten<std::vec::IntoIter<Vec<(Key, Entry)>>>;
+impl<V> IntoIterator for Entries<V> {
+    type Item = (Key, V);
+    type IntoIter = std::iter::Flatten<std::vec::IntoIter<Vec<(Key, V)>>>;
     fn into_iter(self) -> Self::IntoIter {
         self.chunks.into_iter().flatten()
     }
 }
 
-#[derive(Default)]
-struct Seg {
-    entries: Entries,
+struct Seg<V> {
+    entries: Entries<V>,
     index: HashTable<u32>,
 }
 
-impl Seg {
+impl<V> Default for Seg<V> {
+    fn default() -> Self {
+        Seg {
+            entries: Entries::default(),
+            index: HashTable::new(),
+        }
+    }
+}
+
+impl<V> Seg<V> {
     fn find(&self, h: u64, key: &[u8]) -> Option<usize> {
         let e = &self.entries;
         self.index
@@ -148,7 +164,7 @@ impl Seg {
     }
 
     /// Appends an entry known to be absent; returns its index.
-    fn push(&mut self, h: u64, key: Key, entry: Entry, st: &RandomState) -> usize {
+    fn push(&mut self, h: u64, key: Key, entry: V, st: &RandomState) -> usize {
         let i = self.entries.len();
         self.entries.push((key, entry));
         let e = &self.entries;
@@ -158,7 +174,7 @@ impl Seg {
     }
 
     /// Removes entry `i` (hash `h`), moving the last entry into its place.
-    fn swap_remove(&mut self, h: u64, i: usize, st: &RandomState) -> (Key, Entry) {
+    fn swap_remove(&mut self, h: u64, i: usize, st: &RandomState) -> (Key, V) {
         if let Ok(o) = self.index.find_entry(h, |&j| j as usize == i) {
             o.remove();
         }
@@ -184,16 +200,17 @@ impl Seg {
     }
 }
 
-/// The dictionary of one database on one shard.
-pub struct Table {
-    segs: Vec<Seg>,
+/// The dictionary of one database on one shard (`V` = [`Entry`]), or a
+/// set of keys (`V` = `()`, the TTL index).
+pub struct Table<V = Entry> {
+    segs: Vec<Seg<V>>,
     level: u32,
     split: usize,
     len: usize,
     st: RandomState,
 }
 
-impl Default for Table {
+impl<V> Default for Table<V> {
     fn default() -> Self {
         Table {
             segs: vec![Seg::default()],
@@ -205,7 +222,7 @@ impl Default for Table {
     }
 }
 
-impl Table {
+impl<V> Table<V> {
     pub fn len(&self) -> usize {
         self.len
     }
@@ -239,24 +256,24 @@ impl Table {
     }
 
     #[inline]
-    pub fn at(&self, loc: (usize, usize)) -> &Entry {
+    pub fn at(&self, loc: (usize, usize)) -> &V {
         &self.segs[loc.0].entries[loc.1].1
     }
 
     #[inline]
-    pub fn at_mut(&mut self, loc: (usize, usize)) -> &mut Entry {
+    pub fn at_mut(&mut self, loc: (usize, usize)) -> &mut V {
         &mut self.segs[loc.0].entries[loc.1].1
     }
 
-    pub fn get(&self, key: &[u8]) -> Option<&Entry> {
+    pub fn get(&self, key: &[u8]) -> Option<&V> {
         self.locate(key).map(|l| self.at(l))
     }
 
-    pub fn get_mut(&mut self, key: &[u8]) -> Option<&mut Entry> {
+    pub fn get_mut(&mut self, key: &[u8]) -> Option<&mut V> {
         self.locate(key).map(|l| self.at_mut(l))
     }
 
-    pub fn get_key_value(&self, key: &[u8]) -> Option<(&Key, &Entry)> {
+    pub fn get_key_value(&self, key: &[u8]) -> Option<(&Key, &V)> {
         self.locate(key).map(|(s, i)| {
             let (k, e) = &self.segs[s].entries[i];
             (k, e)
@@ -267,7 +284,7 @@ impl Table {
     /// false while a snapshot walks the table: a split moves entries the
     /// walk has passed to a segment it has not reached. Splits due meanwhile
     /// happen afterwards, one per insert.
-    pub fn insert(&mut self, key: &[u8], entry: Entry, may_split: bool) -> Option<Entry> {
+    pub fn insert(&mut self, key: &[u8], entry: V, may_split: bool) -> Option<V> {
         let h = self.hash(key);
         let s = self.seg_of(h);
         if let Some(i) = self.segs[s].find(h, key) {
@@ -283,7 +300,7 @@ impl Table {
 
     /// Removes a key; returns its entry and where it was (the segment's
     /// last entry now fills that place).
-    pub fn remove(&mut self, key: &[u8]) -> Option<((usize, usize), Entry)> {
+    pub fn remove(&mut self, key: &[u8]) -> Option<((usize, usize), V)> {
         let h = self.hash(key);
         let s = self.seg_of(h);
         let i = self.segs[s].find(h, key)?;
@@ -323,7 +340,7 @@ impl Table {
 
     /// The entry at a uniformly random position (rejection sampling over
     /// segments, whose sizes stay within a small factor of each other).
-    pub fn random(&self) -> Option<(&Key, &Entry)> {
+    pub fn random(&self) -> Option<(&Key, &V)> {
         if self.len == 0 {
             return None;
         }
@@ -348,7 +365,7 @@ impl Table {
     }
 
     /// Every entry, segment by segment.
-    pub fn iter(&self) -> impl Iterator<Item = (&Key, &Entry)> {
+    pub fn iter(&self) -> impl Iterator<Item = (&Key, &V)> {
         self.segs
             .iter()
             .flat_map(|s| s.entries.iter().map(|(k, e)| (k, e)))
@@ -356,7 +373,7 @@ impl Table {
 
     /// The next entry of a walk from `pos` (see the module doc for the
     /// order), and the position after it; `None` when the walk is over.
-    pub fn walk(&self, pos: Pos) -> Option<(Pos, &Key, &Entry)> {
+    pub fn walk(&self, pos: Pos) -> Option<(Pos, &Key, &V)> {
         let (mut s, mut r) = unpack(pos);
         while s < self.segs.len() {
             let seg = &self.segs[s];
