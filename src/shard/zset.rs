@@ -720,6 +720,13 @@ impl Tree {
             return true;
         }
         let h = total / 2;
+        if left.len() == h {
+            // Already even (cannot happen with one node under half full
+            // and no merge possible, but moving nothing must not move a
+            // separator either).
+            *self.inner_mut(b) = right;
+            return false;
+        }
         let up = if left.len() > h {
             // Children h.. of the left node move to the front of the
             // right one, with the separators between them and the
