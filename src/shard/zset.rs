@@ -6,8 +6,9 @@
 //! ZADD on an existing member makes two descents (unlink, relink). A B+tree
 //! reaches the same entry in log_16(n) node visits, each a short binary
 //! search within a few adjacent cache lines, so it does the same work with
-//! a fraction of the misses (3.6× faster in `benches/hot_path.rs`
-//! `zset_update` than the skiplist this replaced).
+//! a fraction of the misses: a score change on a 100k-member set took
+//! 3.42 µs with the skiplist this replaced and ~1.45 µs here
+//! (`benches/hot_path.rs` `zset_update`).
 //!
 //! ```text
 //!             inner: children [a  b  c], counts [3  2  3], separators [k3 k5]
