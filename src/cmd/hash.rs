@@ -54,22 +54,12 @@ fn read_hash<'a>(
     key: &[u8],
     f: impl FnOnce(Option<&HashValue>, &mut Reply<'a>),
 ) {
-    let now = ex.now;
-    let (db, st) = ex.ks.db(ex.db);
-    let h = match db.get(key, now, st) {
-        None => {
-            st.misses += 1;
-            None
-        }
-        Some(e) => {
-            st.hits += 1;
-            match &e.value {
-                Value::Hash(h) => Some(&**h),
-                _ => return ex.r.error(WRONGTYPE),
-            }
-        }
-    };
-    f(h, &mut ex.r)
+    let (e, r) = ex.lookup_read_with_reply(key);
+    match e.map(|e| &e.value) {
+        None => f(None, r),
+        Some(Value::Hash(h)) => f(Some(h), r),
+        Some(_) => r.error(WRONGTYPE),
+    }
 }
 
 /// The hash at `key` for writing, created empty when missing. Callers

@@ -55,7 +55,7 @@ pub struct Exec<'a> {
     pub alt: Vec<Vec<Bytes>>,
 }
 
-impl Exec<'_> {
+impl<'a> Exec<'a> {
     pub fn db(&mut self) -> (&mut Db, &mut KeyspaceStats) {
         self.ks.db(self.db)
     }
@@ -83,18 +83,23 @@ impl Exec<'_> {
 
     /// Looks up a key for reading, counting a keyspace hit or miss.
     pub fn lookup_read(&mut self, key: &[u8]) -> Option<&mut Entry> {
+        self.lookup_read_with_reply(key).0
+    }
+
+    /// [`Self::lookup_read`], also handing out the reply writer: the two
+    /// are separate fields, so a reply can be written straight from the
+    /// stored bytes while the entry is borrowed, without cloning it out.
+    #[inline]
+    pub fn lookup_read_with_reply(&mut self, key: &[u8]) -> (Option<&mut Entry>, &mut Reply<'a>) {
         let now = self.now;
         let (db, st) = self.ks.db(self.db);
-        match db.get(key, now, st) {
-            None => {
-                st.misses += 1;
-                None
-            }
-            Some(e) => {
-                st.hits += 1;
-                Some(e)
-            }
+        let e = db.get(key, now, st);
+        if e.is_some() {
+            st.hits += 1;
+        } else {
+            st.misses += 1;
         }
+        (e, &mut self.r)
     }
 
     /// Looks a key up (for reading with hit/miss accounting, or for
