@@ -27,7 +27,7 @@ use criterion::{
 use foldhash::fast::{FixedState, RandomState as FoldState};
 use tether::resp::{ParseLimits, Proto, Reply, parse_command};
 use tether::shard::key_slot;
-use tether::shard::keyspace::{Db, Entry, KeyspaceStats, Str, Value};
+use tether::shard::keyspace::{Db, Entry, Keyspace, KeyspaceStats, Str, Value, WARM_AHEAD};
 
 const LIMITS: ParseLimits = ParseLimits {
     max_bulk: 512 << 20,
@@ -346,6 +346,30 @@ fn keyspace(c: &mut Criterion) {
             }) = db.get(k, now, &mut stats)
             {
                 n += v.len();
+            }
+        }
+        n
+    });
+    // As the fast path runs a pipeline: the keys of WARM_AHEAD requests
+    // are prefetched together, then the requests run.
+    let mut ks = Keyspace::new(1);
+    for k in &keys {
+        ks.db(0).0.insert(k, Entry::new(Value::Str(Str::from(val))));
+    }
+    let mut next = batches();
+    bench(&mut g, &t, "tether/Keyspace_warmed", || {
+        let mut n = 0;
+        for run in next.next().unwrap().chunks(WARM_AHEAD) {
+            ks.warm(run.iter().map(|k| (0, *k)));
+            let (db, stats) = ks.db(0);
+            for k in run {
+                if let Some(Entry {
+                    value: Value::Str(v),
+                    ..
+                }) = db.get(k, now, stats)
+                {
+                    n += v.len();
+                }
             }
         }
         n

@@ -127,13 +127,6 @@ impl Db {
         self.expires.len()
     }
 
-    /// Looks a key up and discards the result: brings its lines into cache
-    /// (see [`Keyspace::warm`]).
-    #[inline]
-    pub fn warm(&self, key: &[u8]) {
-        std::hint::black_box(self.map.locate(key));
-    }
-
     /// Looks a key up, deleting it first if its TTL has passed (lazy expiry).
     pub fn get(&mut self, key: &[u8], now: u64, stats: &mut KeyspaceStats) -> Option<&mut Entry> {
         let loc = self.map.locate(key)?;
@@ -393,17 +386,32 @@ pub struct Keyspace {
 pub const WARM_AHEAD: usize = 16;
 
 impl Keyspace {
-    /// Looks up each `(db, key)` and discards the result, before the
-    /// requests they belong to run. A lookup in a big keyspace is a chain
-    /// of dependent cache misses (index group, index slot, entry); the
-    /// lookups of different requests are independent, so the CPU can
-    /// overlap some of their misses here, and the requests then find their
-    /// lines in cache. Used by the fast path's parse-ahead and by batches
-    /// from other shards, [`WARM_AHEAD`] requests at a time.
+    /// Prefetches the lookups of each `(db, key)` before the requests they
+    /// belong to run. A lookup in a keyspace bigger than the caches is two
+    /// dependent misses (index bucket, then entry); the lookups of
+    /// different requests are independent, so this issues all the bucket
+    /// loads of a run of [`WARM_AHEAD`] keys, then, as they land, all the
+    /// entry loads, and the requests find their lines in cache. Used by the
+    /// fast path's parse-ahead and by batches from other shards.
     pub fn warm<'a>(&self, keys: impl IntoIterator<Item = (u16, &'a [u8])>) {
-        for (db, key) in keys {
-            if let Some(db) = self.dbs.get(db as usize) {
-                db.warm(key);
+        let mut keys = keys.into_iter();
+        let mut run = [(0usize, 0u64); WARM_AHEAD];
+        loop {
+            let mut n = 0;
+            for (db, key) in keys.by_ref() {
+                if let Some(d) = self.dbs.get(db as usize) {
+                    run[n] = (db as usize, d.map.prefetch_bucket(key));
+                    n += 1;
+                    if n == WARM_AHEAD {
+                        break;
+                    }
+                }
+            }
+            for &(db, h) in &run[..n] {
+                self.dbs[db].map.prefetch_entry(h);
+            }
+            if n < WARM_AHEAD {
+                return;
             }
         }
     }

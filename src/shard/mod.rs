@@ -11,6 +11,7 @@ pub mod blocking;
 pub mod dispatch;
 pub mod key;
 pub mod keyspace;
+pub mod lineidx;
 pub mod sval;
 pub mod sync;
 pub mod table;

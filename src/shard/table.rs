@@ -5,9 +5,8 @@
 //! step: at 4M keys that is tens of milliseconds during which the shard
 //! serves nobody. Redis avoids that with incremental rehashing across two
 //! tables. Here the table is a list of *segments*, each a small
-//! insertion-ordered map (dense `entries` in 16 KiB chunks plus a `u32`
-//! index table). When
-//! the average segment passes [`SEG_LOAD`] entries, one segment is split in
+//! insertion-ordered map (dense `entries` in 16 KiB chunks plus a
+//! [`LineIndex`] of cache-line buckets). When the average segment passes [`SEG_LOAD`] entries, one segment is split in
 //! two (Litwin's linear hashing): segment `split` gives the entries whose
 //! next hash bit is set to a new segment at the end. Each growth step costs
 //! one segment's worth of work, a fraction of a millisecond, whatever the
@@ -27,8 +26,8 @@
 //! would move unvisited entries behind a cursor); a segment that empties
 //! shrinks its own storage.
 //!
-//! Memory per entry: the key and entry themselves, plus 4-9 bytes of index
-//! (no stored hash: a split or a segment's own growth recomputes hashes,
+//! Memory per entry: the key and entry themselves, plus 7-15 bytes of index
+//! (6.4 bytes per slot, 7/8 to 7/32 full; no stored hash: a split or a segment's own growth recomputes hashes,
 //! which for short keys costs less than storing them). Entries live in
 //! fixed 16 KiB chunks rather than one array per segment: arrays of a few
 //! hundred KiB, reallocated as segments grow and split, left ~25 % of the
@@ -38,10 +37,10 @@
 use std::hash::BuildHasher;
 
 use foldhash::fast::RandomState;
-use hashbrown::HashTable;
 
 use super::key::Key;
 use super::keyspace::Entry;
+use super::lineidx::LineIndex;
 
 /// Average entries per segment before the next split: a split rehashes
 /// about twice this many entries, ~0.2 ms here.
@@ -141,26 +140,44 @@ impl<V> IntoIterator for Entries<V> {
     }
 }
 
+/// Asks the CPU to load the cache lines of `*x` (at most two: an entry
+/// need not be line-aligned) without waiting for them.
+#[inline(always)]
+pub(crate) fn prefetch_lines<T>(x: &T) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        let p = (x as *const T).cast::<i8>();
+        // SAFETY: a prefetch is a hint: it never faults and reads nothing
+        // the program sees, whatever the address; SSE is baseline x86_64.
+        unsafe {
+            _mm_prefetch::<_MM_HINT_T0>(p);
+            _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(std::mem::size_of::<T>() - 1));
+        }
+    }
+}
+
 struct Seg<V> {
     entries: Entries<V>,
-    index: HashTable<u32>,
+    index: LineIndex,
 }
 
 impl<V> Default for Seg<V> {
     fn default() -> Self {
         Seg {
             entries: Entries::default(),
-            index: HashTable::new(),
+            index: LineIndex::default(),
         }
     }
 }
 
 impl<V> Seg<V> {
+    #[inline]
     fn find(&self, h: u64, key: &[u8]) -> Option<usize> {
         let e = &self.entries;
         self.index
-            .find(h, |&i| e[i as usize].0.as_bytes() == key)
-            .map(|&i| i as usize)
+            .find(h, |i| e[i as usize].0.as_bytes() == key)
+            .map(|i| i as usize)
     }
 
     /// Appends an entry known to be absent; returns its index.
@@ -169,29 +186,22 @@ impl<V> Seg<V> {
         self.entries.push((key, entry));
         let e = &self.entries;
         self.index
-            .insert_unique(h, i as u32, |&j| st.hash_one(e[j as usize].0.as_bytes()));
+            .insert(h, i as u32, |j| st.hash_one(e[j as usize].0.as_bytes()));
         i
     }
 
     /// Removes entry `i` (hash `h`), moving the last entry into its place.
     fn swap_remove(&mut self, h: u64, i: usize, st: &RandomState) -> (Key, V) {
-        if let Ok(o) = self.index.find_entry(h, |&j| j as usize == i) {
-            o.remove();
-        }
+        self.index.remove(h, i as u32);
         let last = self.entries.len() - 1;
         if i != last {
             let lh = st.hash_one(self.entries[last].0.as_bytes());
-            if let Some(slot) = self.index.find_mut(lh, |&j| j as usize == last) {
-                *slot = i as u32;
-            }
+            self.index.renumber(lh, last as u32, i as u32);
         }
         let out = self.entries.swap_remove(i);
-        let (len, cap) = (self.entries.len(), self.index.capacity());
-        if cap > 64 && len < cap / 4 {
-            let e = &self.entries;
-            self.index
-                .shrink_to(len * 2, |&j| st.hash_one(e[j as usize].0.as_bytes()));
-        }
+        let e = &self.entries;
+        self.index
+            .shrink_if_sparse(|j| st.hash_one(e[j as usize].0.as_bytes()));
         out
     }
 
@@ -245,6 +255,29 @@ impl<V> Table<V> {
         } else {
             s
         }
+    }
+
+    /// First stage of a batched lookup: starts loading the index bucket
+    /// `key` hashes to, without waiting for it, and returns the hash for
+    /// [`Table::prefetch_entry`].
+    #[inline]
+    pub fn prefetch_bucket(&self, key: &[u8]) -> u64 {
+        let h = self.hash(key);
+        self.segs[self.seg_of(h)].index.prefetch(h);
+        h
+    }
+
+    /// Second stage: reads the (by now loaded) bucket and starts loading
+    /// the entries whose tags match.
+    #[inline]
+    pub fn prefetch_entry(&self, h: u64) {
+        let seg = &self.segs[self.seg_of(h)];
+        let e = &seg.entries;
+        seg.index.candidates(h, |i| {
+            if let Some(x) = e.get(i as usize) {
+                prefetch_lines(x);
+            }
+        });
     }
 
     /// The location (segment, index) of a key, valid until the next change.
@@ -315,11 +348,11 @@ impl<V> Table<V> {
         let half = old.len() / 2 + 8;
         let mut keep = Seg {
             entries: Entries::default(),
-            index: HashTable::with_capacity(half),
+            index: LineIndex::with_capacity(half),
         };
         let mut moved = Seg {
             entries: Entries::default(),
-            index: HashTable::with_capacity(half),
+            index: LineIndex::with_capacity(half),
         };
         for (k, e) in old.entries {
             let h = self.st.hash_one(k.as_bytes());
