@@ -24,7 +24,7 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 
 use crate::cmd::{self, ClientState, Lookup, Route};
-use crate::resp::{Arg, ParseLimits, Reply, parse_command};
+use crate::resp::{Arg, ParseLimits, Reply, parse_command_into};
 use crate::shard::{Shard, Stats, dispatch};
 use ring::{Completion, OpKind, Ring};
 
@@ -143,6 +143,32 @@ pub struct ConnTable {
     replicas: Vec<u32>,
     /// Client ids of closed replica links, to drop from the registry.
     gone_replicas: Vec<u64>,
+    /// The fast path's reusable allocations.
+    scratch: Scratch,
+}
+
+/// Allocations the fast path reuses from request to request: the parser's
+/// argument ranges, and the argument vectors of executed requests (a
+/// malloc and a free per request otherwise).
+#[derive(Default)]
+struct Scratch {
+    ranges: Vec<Arg>,
+    spare: Vec<Vec<Bytes>>,
+}
+
+impl Scratch {
+    /// Spare vectors kept; more than a pipeline's parse-ahead is waste.
+    const SPARE: usize = 2 * PARSE_AHEAD;
+    /// Vectors (and range lists) longer than this are freed, not kept.
+    const MAX_ARGS: usize = 16;
+
+    /// Takes back an executed request's argument vector.
+    fn recycle(&mut self, mut args: Vec<Bytes>) {
+        if self.spare.len() < Self::SPARE && args.capacity() <= Self::MAX_ARGS {
+            args.clear();
+            self.spare.push(args);
+        }
+    }
 }
 
 impl ConnTable {
@@ -745,7 +771,7 @@ impl Driver {
             && !conn.busy
             && !conn.close_after_flush
             && !conn.rbuf.is_empty()
-            && let Some(cmds) = run_fast(&shard, conn, &mut net.dirty, slot)
+            && let Some(cmds) = run_fast(&shard, conn, &mut net.dirty, &mut net.scratch, slot)
         {
             conn.busy = true;
             self.slow.push((
@@ -814,10 +840,15 @@ const PARSE_AHEAD: usize = crate::shard::keyspace::WARM_AHEAD;
 fn parse_next(
     rbuf: &mut BytesMut,
     limits: ParseLimits,
+    scratch: &mut Scratch,
 ) -> Result<Option<(Vec<Bytes>, usize)>, crate::resp::ParseError> {
     let mut used_total = 0;
     loop {
-        let Some((ranges, used)) = parse_command(rbuf, limits)? else {
+        let ranges = &mut scratch.ranges;
+        if ranges.capacity() > Scratch::MAX_ARGS {
+            *ranges = Vec::new();
+        }
+        let Some(used) = parse_command_into(rbuf, limits, ranges)? else {
             return Ok(None);
         };
         used_total += used;
@@ -825,13 +856,11 @@ fn parse_next(
         if ranges.is_empty() {
             continue;
         }
-        let args = ranges
-            .into_iter()
-            .map(|a| match a {
-                Arg::Range(r) => frame.slice(r),
-                Arg::Owned(v) => Bytes::from(v),
-            })
-            .collect();
+        let mut args = scratch.spare.pop().unwrap_or_default();
+        args.extend(ranges.drain(..).map(|a| match a {
+            Arg::Range(r) => frame.slice(r),
+            Arg::Owned(v) => Bytes::from(v),
+        }));
         return Ok(Some((args, used_total)));
     }
 }
@@ -845,6 +874,7 @@ fn run_fast(
     shard: &Rc<Shard>,
     conn: &mut Conn,
     dirty: &mut Vec<u32>,
+    scratch: &mut Scratch,
     slot: u32,
 ) -> Option<Vec<Vec<Bytes>>> {
     let limits = ParseLimits {
@@ -886,7 +916,7 @@ fn run_fast(
                 break;
             }
             while ahead.len() < PARSE_AHEAD && (slow.is_some() || consumed < FAST_TURN_BYTES) {
-                match parse_next(&mut conn.rbuf, limits) {
+                match parse_next(&mut conn.rbuf, limits, scratch) {
                     Ok(Some((args, used))) => {
                         consumed += used;
                         ahead.push_back(args);
@@ -953,10 +983,12 @@ fn run_fast(
                     &mut conn.wbuf,
                 );
                 executed += 1;
+                scratch.recycle(args);
             }
             Route::Conn => {
                 cmd::server::exec_conn(shard, &mut conn.client, spec, &args, &mut conn.wbuf);
                 executed += 1;
+                scratch.recycle(args);
                 if conn.client.close_after_reply {
                     conn.close_after_flush = true;
                     conn.rbuf.clear();

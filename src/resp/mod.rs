@@ -5,5 +5,5 @@
 mod parser;
 mod writer;
 
-pub use parser::{Arg, ParseError, ParseLimits, parse_command};
+pub use parser::{Arg, ParseError, ParseLimits, parse_command, parse_command_into};
 pub use writer::{Proto, Reply};

@@ -55,10 +55,23 @@ pub type Parsed = (Vec<Arg>, usize);
 
 /// Parses one request from the front of `buf`.
 pub fn parse_command(buf: &[u8], limits: ParseLimits) -> Result<Option<Parsed>, ParseError> {
+    let mut args = Vec::new();
+    Ok(parse_command_into(buf, limits, &mut args)?.map(|used| (args, used)))
+}
+
+/// [`parse_command`] into a caller's vector (cleared first), so that a
+/// connection's hot loop reuses one allocation: the bytes consumed, or
+/// `None` while the request is incomplete (`args` then holds a prefix).
+pub fn parse_command_into(
+    buf: &[u8],
+    limits: ParseLimits,
+    args: &mut Vec<Arg>,
+) -> Result<Option<usize>, ParseError> {
+    args.clear();
     match buf.first() {
         None => Ok(None),
-        Some(b'*') => parse_multibulk(buf, limits),
-        Some(_) => parse_inline(buf),
+        Some(b'*') => parse_multibulk(buf, limits, args),
+        Some(_) => parse_inline(buf, args),
     }
 }
 
@@ -115,7 +128,11 @@ fn parse_i64(s: &[u8]) -> Option<i64> {
     }
 }
 
-fn parse_multibulk(buf: &[u8], limits: ParseLimits) -> Result<Option<Parsed>, ParseError> {
+fn parse_multibulk(
+    buf: &[u8],
+    limits: ParseLimits,
+    args: &mut Vec<Arg>,
+) -> Result<Option<usize>, ParseError> {
     let Some(eol) = find_crlf(buf, 1) else {
         if buf.len() > INLINE_MAX {
             return Err(ParseError::new("too big mbulk count string"));
@@ -128,9 +145,9 @@ fn parse_multibulk(buf: &[u8], limits: ParseLimits) -> Result<Option<Parsed>, Pa
     };
     let mut pos = eol + 2;
     if count <= 0 {
-        return Ok(Some((Vec::new(), pos)));
+        return Ok(Some(pos));
     }
-    let mut args = Vec::with_capacity(count.min(1024) as usize);
+    args.reserve(count.min(1024) as usize);
     for _ in 0..count {
         if pos >= buf.len() {
             return Ok(None);
@@ -158,10 +175,10 @@ fn parse_multibulk(buf: &[u8], limits: ParseLimits) -> Result<Option<Parsed>, Pa
         args.push(Arg::Range(start..end));
         pos = end + 2;
     }
-    Ok(Some((args, pos)))
+    Ok(Some(pos))
 }
 
-fn parse_inline(buf: &[u8]) -> Result<Option<Parsed>, ParseError> {
+fn parse_inline(buf: &[u8], args: &mut Vec<Arg>) -> Result<Option<usize>, ParseError> {
     let Some(nl) = memchr(b'\n', buf) else {
         if buf.len() > INLINE_MAX {
             return Err(ParseError::new("too big inline request"));
@@ -172,9 +189,9 @@ fn parse_inline(buf: &[u8]) -> Result<Option<Parsed>, ParseError> {
     if line_end > 0 && buf[line_end - 1] == b'\r' {
         line_end -= 1;
     }
-    let args = split_args(&buf[..line_end])
+    split_args(&buf[..line_end], args)
         .ok_or_else(|| ParseError::new("unbalanced quotes in request"))?;
-    Ok(Some((args, nl + 1)))
+    Ok(Some(nl + 1))
 }
 
 /// Splits an inline line into arguments exactly like Redis's
@@ -184,9 +201,8 @@ fn parse_inline(buf: &[u8]) -> Result<Option<Parsed>, ParseError> {
 /// \b \a \xHH` and `\<c>` = c, `'...'` only `\'`; a closing quote must be
 /// followed by whitespace or the end. Plain words stay ranges of the
 /// buffer; quoted ones are copied.
-fn split_args(line: &[u8]) -> Option<Vec<Arg>> {
+fn split_args(line: &[u8], args: &mut Vec<Arg>) -> Option<()> {
     let is_space = |c: u8| matches!(c, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c);
-    let mut args = Vec::new();
     let n = line.len();
     let mut i = 0;
     loop {
@@ -196,7 +212,7 @@ fn split_args(line: &[u8]) -> Option<Vec<Arg>> {
         // A NUL ends the line, as it ends the C string sdssplitargs walks
         // (a word stops at NUL too; skipping nothing here looped forever).
         if i >= n || line[i] == 0 {
-            return Some(args);
+            return Some(());
         }
         let start = i;
         let mut owned: Option<Vec<u8>> = None;
