@@ -148,12 +148,14 @@ pub struct ConnTable {
 }
 
 /// Allocations the fast path reuses from request to request: the parser's
-/// argument ranges, and the argument vectors of executed requests (a
-/// malloc and a free per request otherwise).
+/// argument ranges, the argument vectors of executed requests (a malloc
+/// and a free per request otherwise) and the parse-ahead queue.
 #[derive(Default)]
 struct Scratch {
     ranges: Vec<Arg>,
     spare: Vec<Vec<Bytes>>,
+    /// Requests parsed but not yet run (empty between calls).
+    ahead: VecDeque<Vec<Bytes>>,
 }
 
 impl Scratch {
@@ -893,7 +895,7 @@ fn run_fast(
     if batching {
         crate::repl::master::batch_begin(shard);
     }
-    let mut ahead: VecDeque<Vec<Bytes>> = VecDeque::new();
+    let mut ahead = std::mem::take(&mut scratch.ahead);
     let mut parse_error = None;
     let mut incomplete = false;
     loop {
@@ -1002,5 +1004,8 @@ fn run_fast(
         crate::repl::master::batch_end(shard);
     }
     Stats::add(&shard.stats.commands_processed, executed);
+    // Requests parsed after a QUIT are dropped, as Redis drops them.
+    ahead.clear();
+    scratch.ahead = ahead;
     slow
 }
