@@ -719,6 +719,9 @@ impl Driver {
             std::mem::take(&mut net.dirty)
         };
         self.shard.clock.set(crate::shard::now_ms());
+        if dirty.len() > 1 {
+            self.warm_first_keys(&dirty);
+        }
         let mut seen = Vec::with_capacity(dirty.len());
         for slot in dirty {
             if seen.contains(&slot) {
@@ -760,6 +763,36 @@ impl Driver {
             })
             .detach();
         }
+    }
+
+    /// Prefetches the first key of each dirty connection's first request.
+    /// At -P 1 a turn finds one request on each of several connections,
+    /// and the kernel's networking between turns has evicted the keyspace
+    /// from cache: each lookup is two misses to memory. Parsing the first
+    /// requests twice (here, then for real) costs far less than running
+    /// those misses one after another; `run_fast` warms the rest of a
+    /// pipeline itself.
+    fn warm_first_keys(&mut self, dirty: &[u32]) {
+        let shard = &self.shard;
+        let mut net_ref = shard.net.borrow_mut();
+        let net = &mut *net_ref;
+        let limits = ParseLimits {
+            max_bulk: shard.proto_max_bulk.get(),
+        };
+        let ranges = &mut net.scratch.ranges;
+        let slots = &net.slots;
+        let keys = dirty.iter().filter_map(|&slot| {
+            let conn = slots.get(slot as usize)?.as_ref()?;
+            if conn.busy || conn.rbuf.is_empty() {
+                return None;
+            }
+            parse_command_into(&conn.rbuf, limits, ranges).ok()??;
+            match ranges.get(1)? {
+                Arg::Range(r) => Some((conn.client.db, &conn.rbuf[r.clone()])),
+                Arg::Owned(_) => None,
+            }
+        });
+        shard.ks.borrow().warm(keys);
     }
 
     fn process_conn(&mut self, slot: u32) {
