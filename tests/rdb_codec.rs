@@ -26,7 +26,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes};
-use foldhash::fast::RandomState;
 use tether::rdb::{
     self, Crc64, Event, LoadedKey, Loader, WriteOptions, dump_payload, intset, listpack, load_file,
     restore_payload, write_snapshot, ziplist,
@@ -216,13 +215,13 @@ fn list<I: IntoIterator<Item = Bytes>>(items: I) -> Value {
 }
 
 fn set<I: IntoIterator<Item = Bytes>>(items: I) -> Value {
-    let mut s = SetValue::with_hasher(RandomState::default());
+    let mut s = SetValue::default();
     s.extend(items.into_iter().map(Str::from));
     Value::Set(Box::new(s))
 }
 
 fn hash<I: IntoIterator<Item = (Bytes, Bytes)>>(pairs: I) -> Value {
-    let mut h = HashValue::with_hasher(RandomState::default());
+    let mut h = HashValue::default();
     h.extend(pairs.into_iter().map(|(f, v)| (Str::from(f), Str::from(v))));
     Value::Hash(Box::new(h))
 }

@@ -371,7 +371,7 @@ fn compute(ex: &mut Exec, keys: &[Bytes], op: Op, write: bool, limit: usize) -> 
             sets.sort_by_key(|s| s.len());
             sets[0]
                 .iter()
-                .filter(|m| sets[1..].iter().all(|s| s.contains(*m)))
+                .filter(|m| sets[1..].iter().all(|s| s.contains(m)))
                 .take(limit)
                 .cloned()
                 .collect()
@@ -387,7 +387,7 @@ fn compute(ex: &mut Exec, keys: &[Bytes], op: Op, write: bool, limit: usize) -> 
             None => Vec::new(),
             Some(first) => first
                 .iter()
-                .filter(|m| sets[1..].iter().flatten().all(|s| !s.contains(*m)))
+                .filter(|m| sets[1..].iter().flatten().all(|s| !s.contains(m)))
                 .cloned()
                 .collect(),
         },

@@ -39,7 +39,6 @@
 use std::collections::VecDeque;
 
 use bytes::Bytes;
-use foldhash::fast::RandomState;
 
 use super::{
     BlobError, Crc64, DEFAULT_MAX_STRING, Elem, RDB_VERSION, RdbError, RdbErrorKind, enc, intset,
@@ -332,7 +331,10 @@ impl Loader {
                     Ok(Begun::Partial(partial)) => {
                         // Checkpoint after the collection's header; the
                         // elements follow in the next steps.
-                        self.inflight = Some(InFlight { key, partial });
+                        self.inflight = Some(InFlight {
+                            key,
+                            partial: *partial,
+                        });
                         Ok(None)
                     }
                     Err(Halt::Bad(e)) => Err(Halt::Bad(e.with_key(&key))),
@@ -605,7 +607,7 @@ fn blob_err(blob: &'static str, at: u64) -> impl FnOnce(BlobError) -> Halt {
 /// or a collection whose elements follow.
 enum Begun {
     Done(Option<Value>),
-    Partial(Partial),
+    Partial(Box<Partial>),
 }
 
 /// A collection being loaded; `left` counts elements (pairs for hashes and
@@ -666,14 +668,14 @@ fn begin_value(ty: u8, cur: &mut Cur) -> Result<Begun, Halt> {
             let left = cur.length()?;
             Partial::Set {
                 left,
-                set: SetValue::with_capacity_and_hasher(cap(left), RandomState::default()),
+                set: SetValue::with_capacity(cap(left)),
             }
         }
         t::HASH => {
             let left = cur.length()?;
             Partial::Hash {
                 left,
-                map: HashValue::with_capacity_and_hasher(cap(left), RandomState::default()),
+                map: HashValue::with_capacity(cap(left)),
             }
         }
         t::ZSET | t::ZSET_2 => Partial::ZSet {
@@ -714,7 +716,7 @@ fn begin_value(ty: u8, cur: &mut Cur) -> Result<Begun, Halt> {
     if partial.left() == 0 {
         return Ok(Begun::Done(None));
     }
-    Ok(Begun::Partial(partial))
+    Ok(Begun::Partial(Box::new(partial)))
 }
 
 /// Decodes a blob-encoded value (types 9-13, 16, 17, 20). `None` for an
@@ -725,7 +727,7 @@ fn decode_blob_value(ty: u8, blob: &[u8], at: u64) -> Result<Option<Value>, Halt
     let v = match ty {
         t::SET_INTSET => {
             let members = intset::decode(blob).map_err(blob_err("intset", at))?;
-            let mut set = SetValue::with_capacity_and_hasher(members.len(), RandomState::default());
+            let mut set = SetValue::with_capacity(members.len());
             set.extend(
                 members
                     .into_iter()
@@ -735,7 +737,7 @@ fn decode_blob_value(ty: u8, blob: &[u8], at: u64) -> Result<Option<Value>, Halt
         }
         t::SET_LISTPACK => {
             let elems = listpack::decode(blob).map_err(blob_err("listpack", at))?;
-            let mut set = SetValue::with_capacity_and_hasher(elems.len(), RandomState::default());
+            let mut set = SetValue::with_capacity(elems.len());
             for e in elems {
                 if !set.insert(Str::from(e.to_bytes())) {
                     return Err(corrupt("duplicate set member in listpack"));
@@ -749,7 +751,7 @@ fn decode_blob_value(ty: u8, blob: &[u8], at: u64) -> Result<Option<Value>, Halt
         }
         t::HASH_ZIPMAP => {
             let pairs = ziplist::decode_zipmap(blob).map_err(blob_err("zipmap", at))?;
-            let mut map = HashValue::with_capacity_and_hasher(pairs.len(), RandomState::default());
+            let mut map = HashValue::with_capacity(pairs.len());
             for (f, v) in pairs {
                 if map.insert(Str::from(f), Str::from(v)).is_some() {
                     return Err(corrupt("duplicate hash field in zipmap"));
@@ -759,8 +761,7 @@ fn decode_blob_value(ty: u8, blob: &[u8], at: u64) -> Result<Option<Value>, Halt
         }
         t::HASH_ZIPLIST | t::HASH_LISTPACK => {
             let (elems, name) = paired_blob(blob, ty == t::HASH_ZIPLIST, "hash", at)?;
-            let mut map =
-                HashValue::with_capacity_and_hasher(elems.len() / 2, RandomState::default());
+            let mut map = HashValue::with_capacity(elems.len() / 2);
             for pair in elems.chunks_exact(2) {
                 if map
                     .insert(Str::from(pair[0].to_bytes()), Str::from(pair[1].to_bytes()))

@@ -6,7 +6,6 @@
 use std::collections::VecDeque;
 
 use bytes::{BufMut, Bytes};
-use foldhash::fast::RandomState;
 
 use super::load::Event;
 use super::write::{write_len, write_string};
@@ -22,13 +21,13 @@ fn list(items: &[&[u8]]) -> Value {
 }
 
 fn set(items: &[&[u8]]) -> Value {
-    let mut s = SetValue::with_hasher(RandomState::default());
+    let mut s = SetValue::default();
     s.extend(items.iter().map(|m| Str::from(*m)));
     Value::Set(Box::new(s))
 }
 
 fn hash(pairs: &[(&[u8], &[u8])]) -> Value {
-    let mut h = HashValue::with_hasher(RandomState::default());
+    let mut h = HashValue::default();
     h.extend(pairs.iter().map(|(f, v)| (Str::from(*f), Str::from(*v))));
     Value::Hash(Box::new(h))
 }
@@ -54,11 +53,11 @@ fn sample_values() -> Vec<(&'static str, Value)> {
             }
         })
         .collect();
-    let mut big_set = SetValue::with_hasher(RandomState::default());
+    let mut big_set = SetValue::default();
     big_set.extend((0..600).map(|i| Str::from(format!("m{i}").into_bytes())));
-    let mut int_set = SetValue::with_hasher(RandomState::default());
+    let mut int_set = SetValue::default();
     int_set.extend((-300..300).map(|i: i64| Str::from((i * 1_000_003).to_string().into_bytes())));
-    let mut big_hash = HashValue::with_hasher(RandomState::default());
+    let mut big_hash = HashValue::default();
     big_hash.extend((0..200).map(|i| {
         (
             Str::from(format!("field:{i}").into_bytes()),

@@ -12,17 +12,17 @@
 use std::collections::VecDeque;
 
 use bytes::Bytes;
-use foldhash::fast::RandomState;
-use indexmap::{IndexMap, IndexSet};
 
+pub use super::dict::{Dict, DictSet};
 pub use super::sval::Str;
 use super::table::{Pos, Table, WALK_START};
 pub use super::zset::ZSet;
 
-/// A hash: field -> value, insertion-ordered for HSCAN and HRANDFIELD.
-pub type HashValue = IndexMap<Str, Str, RandomState>;
+/// A hash: field -> value, insertion-ordered for HSCAN and HRANDFIELD,
+/// growing without a pause (see `dict`).
+pub type HashValue = Dict<Str, Str>;
 /// A set, insertion-ordered for SSCAN, SPOP and SRANDMEMBER.
-pub type SetValue = IndexSet<Str, RandomState>;
+pub type SetValue = DictSet<Str>;
 
 /// A stored value. Collections are boxed so a `Value` stays 32 bytes.
 #[derive(Clone, Debug, PartialEq)]

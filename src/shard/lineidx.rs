@@ -35,13 +35,6 @@ struct Bucket {
     idx: [u32; SLOTS],
 }
 
-const EMPTY: Bucket = Bucket {
-    tags: [0; SLOTS],
-    overflow: 0,
-    _pad: 0,
-    idx: [0; SLOTS],
-};
-
 impl Bucket {
     /// Bit `j` set where `tags[j] == t`.
     #[inline(always)]
@@ -54,15 +47,122 @@ impl Bucket {
     }
 }
 
+/// Bucket storage. Small indexes are a `Vec`. An index of [`MAPPED_MIN`]
+/// bytes or more is its own anonymous mapping: page-aligned, and zeroed by
+/// the kernel page by page on first touch. A zeroed `Vec` of 64-byte
+/// aligned buckets is not: Rust's allocator serves alignment above 16 with
+/// `posix_memalign` plus a `memset`, which for a big collection's next
+/// index (tens of MB) wrote and faulted every page at once, a 36 ms stall
+/// for a hash of 4M fields. Mapped, the faults spread over the migration
+/// that fills the index (see `dict`).
+enum Buckets {
+    Small(Vec<Bucket>),
+    Mapped {
+        ptr: std::ptr::NonNull<Bucket>,
+        n: usize,
+    },
+}
+
+// SAFETY: `Buckets` owns its mapping outright, as a `Vec` owns its
+// buffer; moving it to another thread moves that ownership, and shared
+// access is only through `&self` (plain reads).
+unsafe impl Send for Buckets {}
+unsafe impl Sync for Buckets {}
+
+/// Indexes this big or bigger are mapped (see [`Buckets`]).
+const MAPPED_MIN: usize = 256 << 10;
+
+impl Buckets {
+    /// `n` empty buckets.
+    fn zeroed(n: usize) -> Buckets {
+        let bytes = n * std::mem::size_of::<Bucket>();
+        if bytes >= MAPPED_MIN {
+            // SAFETY: a fresh private anonymous mapping; nothing else
+            // refers to the range.
+            let p = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    bytes,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                )
+            };
+            if p != libc::MAP_FAILED
+                && let Some(ptr) = std::ptr::NonNull::new(p.cast::<Bucket>())
+            {
+                return Buckets::Mapped { ptr, n };
+            }
+            // Out of address space: the Vec below reports it as Rust does.
+        }
+        let empty = Bucket {
+            tags: [0; SLOTS],
+            overflow: 0,
+            _pad: 0,
+            idx: [0; SLOTS],
+        };
+        Buckets::Small(vec![empty; n])
+    }
+}
+
+impl Default for Buckets {
+    fn default() -> Self {
+        Buckets::Small(Vec::new())
+    }
+}
+
+impl std::ops::Deref for Buckets {
+    type Target = [Bucket];
+    fn deref(&self) -> &[Bucket] {
+        match self {
+            Buckets::Small(v) => v,
+            // SAFETY: the mapping holds `n` buckets, initialised (all-zero
+            // bytes are an empty bucket), alive until `drop`, and
+            // page-aligned (more than `Bucket` needs).
+            Buckets::Mapped { ptr, n } => unsafe { std::slice::from_raw_parts(ptr.as_ptr(), *n) },
+        }
+    }
+}
+
+impl std::ops::DerefMut for Buckets {
+    fn deref_mut(&mut self) -> &mut [Bucket] {
+        match self {
+            Buckets::Small(v) => v,
+            // SAFETY: as in `deref`; `&mut self` makes the borrow unique.
+            Buckets::Mapped { ptr, n } => unsafe {
+                std::slice::from_raw_parts_mut(ptr.as_ptr(), *n)
+            },
+        }
+    }
+}
+
+impl Drop for Buckets {
+    fn drop(&mut self) {
+        if let Buckets::Mapped { ptr, n } = self {
+            // SAFETY: our own mapping of exactly this size, unmapped once.
+            unsafe { libc::munmap(ptr.as_ptr().cast(), *n * std::mem::size_of::<Bucket>()) };
+        }
+    }
+}
+
+impl Clone for Buckets {
+    fn clone(&self) -> Self {
+        let mut b = Buckets::zeroed(self.len());
+        b.copy_from_slice(self);
+        b
+    }
+}
+
 #[inline(always)]
 fn tag(h: u64) -> u16 {
     ((h >> 16) as u16).max(1)
 }
 
 /// The index of one segment: hash → position in the segment's entries.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct LineIndex {
-    buckets: Vec<Bucket>,
+    buckets: Buckets,
     len: usize,
 }
 
@@ -71,9 +171,36 @@ impl LineIndex {
     pub fn with_capacity(n: usize) -> Self {
         let mut x = LineIndex::default();
         if n > 0 {
-            x.buckets = vec![EMPTY; Self::buckets_for(n)];
+            x.buckets = Buckets::zeroed(Self::buckets_for(n));
         }
         x
+    }
+
+    /// Buckets, for a migration walking them ([`LineIndex::drain_bucket`]).
+    pub fn buckets(&self) -> usize {
+        self.buckets.len()
+    }
+
+    /// Empties bucket `b`, calling `f` with each index it held, and
+    /// leaves its overflow count: entries that probed past it into buckets
+    /// not yet drained must stay findable (the count only overstates).
+    pub fn drain_bucket(&mut self, b: usize, mut f: impl FnMut(u32)) {
+        let bk = &mut self.buckets[b];
+        for j in 0..SLOTS {
+            if bk.tags[j] != 0 {
+                bk.tags[j] = 0;
+                self.len -= 1;
+                f(bk.idx[j]);
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
     }
 
     /// Buckets (a power of two) for `n` entries at most 7/8 full.
@@ -221,8 +348,8 @@ impl LineIndex {
 
     /// Re-places every stored index into `n` fresh buckets.
     fn rebuild(&mut self, n: usize, rehash: impl Fn(u32) -> u64) {
-        let old = std::mem::replace(&mut self.buckets, vec![EMPTY; n]);
-        for bk in &old {
+        let old = std::mem::replace(&mut self.buckets, Buckets::zeroed(n));
+        for bk in old.iter() {
             for j in 0..SLOTS {
                 if bk.tags[j] != 0 {
                     self.place(rehash(bk.idx[j]), bk.idx[j]);

@@ -8,6 +8,7 @@
 //! live together.
 
 pub mod blocking;
+pub mod dict;
 pub mod dispatch;
 pub mod key;
 pub mod keyspace;

@@ -63,80 +63,131 @@ const REST: u64 = u32::MAX as u64;
 /// Entries per chunk: 256 x 64 bytes.
 const CHUNK: usize = 256;
 
-/// A segment's entries, densely numbered, stored in chunks of [`CHUNK`].
-/// Only the last chunk is partly filled; the first grows like a `Vec` up
-/// to a full chunk so that a small database stays small.
-struct Entries<V> {
-    chunks: Vec<Vec<(Key, V)>>,
-    len: usize,
+/// A segment's entries (or a [`super::dict::Dict`]'s), densely numbered,
+/// stored in chunks of [`CHUNK`]. The first chunk is held inline and
+/// grows like a `Vec` up to a full chunk, so a small database or a small
+/// collection costs one allocation; only the last chunk is partly filled.
+#[derive(Clone)]
+pub(crate) struct Entries<T> {
+    first: Vec<T>,
+    more: Vec<Vec<T>>,
 }
 
-impl<V> Default for Entries<V> {
+/// The items of [`Entries`], by value.
+pub(crate) type EntriesIntoIter<T> =
+    std::iter::Chain<std::vec::IntoIter<T>, std::iter::Flatten<std::vec::IntoIter<Vec<T>>>>;
+
+impl<T> Default for Entries<T> {
     fn default() -> Self {
         Entries {
-            chunks: Vec::new(),
-            len: 0,
+            first: Vec::new(),
+            more: Vec::new(),
         }
     }
 }
 
-impl<V> Entries<V> {
-    fn len(&self) -> usize {
-        self.len
-    }
-
-    fn get(&self, i: usize) -> Option<&(Key, V)> {
-        (i < self.len).then(|| &self.chunks[i / CHUNK][i % CHUNK])
-    }
-
-    fn push(&mut self, x: (Key, V)) {
-        if self.len.is_multiple_of(CHUNK) && self.len > 0 {
-            self.chunks.push(Vec::with_capacity(CHUNK));
-        } else if self.chunks.is_empty() {
-            self.chunks.push(Vec::new());
+impl<T> Entries<T> {
+    #[inline]
+    pub(crate) fn len(&self) -> usize {
+        match self.more.last() {
+            None => self.first.len(),
+            Some(last) => CHUNK * self.more.len() + last.len(),
         }
-        self.chunks.last_mut().expect("a chunk").push(x);
-        self.len += 1;
+    }
+
+    /// Whether it holds no memory at all.
+    #[cfg(test)]
+    pub(crate) fn is_unallocated(&self) -> bool {
+        self.first.capacity() == 0 && self.more.is_empty()
+    }
+
+    #[inline]
+    pub(crate) fn get(&self, i: usize) -> Option<&T> {
+        if i < CHUNK {
+            self.first.get(i)
+        } else {
+            let j = i - CHUNK;
+            self.more.get(j / CHUNK)?.get(j % CHUNK)
+        }
+    }
+
+    pub(crate) fn push(&mut self, x: T) {
+        if self.more.is_empty() && self.first.len() < CHUNK {
+            self.first.push(x);
+            return;
+        }
+        if self.more.last().is_none_or(|c| c.len() == CHUNK) {
+            self.more.push(Vec::with_capacity(CHUNK));
+        }
+        self.more.last_mut().expect("a chunk").push(x);
     }
 
     /// Removes entry `i`, moving the last one into its place.
-    fn swap_remove(&mut self, i: usize) -> (Key, V) {
-        let last_chunk = self.chunks.last_mut().expect("not empty");
-        let last = last_chunk.pop().expect("chunks are never empty");
-        if last_chunk.is_empty() {
-            self.chunks.pop();
-        }
-        self.len -= 1;
-        if i == self.len {
+    pub(crate) fn swap_remove(&mut self, i: usize) -> T {
+        let last = match self.more.last_mut() {
+            Some(c) => {
+                let x = c.pop().expect("chunks are never empty");
+                if c.is_empty() {
+                    self.more.pop();
+                }
+                x
+            }
+            None => {
+                let x = self.first.pop().expect("not empty");
+                if self.first.is_empty() {
+                    self.first = Vec::new();
+                }
+                x
+            }
+        };
+        if i == self.len() {
             last
         } else {
             std::mem::replace(&mut self[i], last)
         }
     }
 
-    fn iter(&self) -> impl Iterator<Item = &(Key, V)> {
-        self.chunks.iter().flatten()
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &T> {
+        self.first.iter().chain(self.more.iter().flatten())
+    }
+
+    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = &mut T> {
+        self.first.iter_mut().chain(self.more.iter_mut().flatten())
     }
 }
 
-impl<V> std::ops::Index<usize> for Entries<V> {
-    type Output = (Key, V);
-    fn index(&self, i: usize) -> &(Key, V) {
-        &self.chunks[i / CHUNK][i % CHUNK]
+impl<T> std::ops::Index<usize> for Entries<T> {
+    type Output = T;
+    #[inline]
+    fn index(&self, i: usize) -> &T {
+        if i < CHUNK {
+            &self.first[i]
+        } else {
+            let j = i - CHUNK;
+            &self.more[j / CHUNK][j % CHUNK]
+        }
     }
 }
 
-impl<V> std::ops::IndexMut<usize> for Entries<V> {
-    fn index_mut(&mut self, i: usize) -> &mut (Key, V) {
-        &mut self.chunks[i / CHUNK][i % CHUNK]
+impl<T> std::ops::IndexMut<usize> for Entries<T> {
+    #[inline]
+    fn index_mut(&mut self, i: usize) -> &mut T {
+        if i < CHUNK {
+            &mut self.first[i]
+        } else {
+            let j = i - CHUNK;
+            &mut self.more[j / CHUNK][j % CHUNK]
+        }
     }
 }
 
-impl<V> IntoIterator for Entries<V> {
-    type Item = (Key, V);
-    type IntoIter = std::iter::Flatten<std::vec::IntoIter<Vec<(Key, V)>>>;
+impl<T> IntoIterator for Entries<T> {
+    type Item = T;
+    type IntoIter = EntriesIntoIter<T>;
     fn into_iter(self) -> Self::IntoIter {
-        self.chunks.into_iter().flatten()
+        self.first
+            .into_iter()
+            .chain(self.more.into_iter().flatten())
     }
 }
 
@@ -158,7 +209,7 @@ pub(crate) fn prefetch_lines<T>(x: &T) {
 }
 
 struct Seg<V> {
-    entries: Entries<V>,
+    entries: Entries<(Key, V)>,
     index: LineIndex,
 }
 
@@ -560,7 +611,7 @@ mod tests {
             t.remove(format!("k{i}").as_bytes());
         }
         assert!(t.is_empty());
-        assert!(t.segs.iter().all(|s| s.entries.chunks.is_empty()));
+        assert!(t.segs.iter().all(|s| s.entries.is_unallocated()));
         assert!(t.segs.iter().all(|s| s.index.capacity() <= 64 * 2));
         assert!(t.walk(WALK_START).is_none());
     }

@@ -32,9 +32,9 @@
 //! Costs (n members, m results): insert, remove, score update, rank of a
 //! member, entry at a rank, first/last entry of a score or lex range and
 //! ZCOUNT/ZLEXCOUNT are O(log n); a range read is O(log n + m); removing a
-//! range is O((m / LEAF_CAP + 1) log n + m). The dictionary is an
-//! `IndexMap`, so ZSCAN and ZRANDMEMBER can address members by position in
-//! O(1).
+//! range is O((m / LEAF_CAP + 1) log n + m). The dictionary is a
+//! [`Dict`], insertion-ordered and growing without a pause, so ZSCAN and
+//! ZRANDMEMBER can address members by position in O(1).
 //!
 //! Ordering is Redis's: scores compare with `<`/`==` (so `-0` equals `0`),
 //! ties by member bytes (`memcmp`, then length). Scores are never NaN.
@@ -42,8 +42,8 @@
 use std::cmp::Ordering;
 
 use bytes::Bytes;
-use foldhash::fast::RandomState;
-use indexmap::IndexMap;
+
+use super::dict::Dict;
 
 /// Most entries in a leaf. Inserting shifts half a leaf on average, so
 /// leaves stay small; 16 keeps a leaf's scores in two cache lines.
@@ -814,7 +814,7 @@ impl<'a> Iterator for Iter<'a> {
 
 /// The member -> score dictionary; insertion-ordered for ZSCAN and
 /// ZRANDMEMBER.
-pub type ZDict = IndexMap<Bytes, f64, RandomState>;
+pub type ZDict = Dict<Bytes, f64>;
 
 /// A sorted set.
 #[derive(Clone, Default)]
