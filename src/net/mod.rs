@@ -783,7 +783,9 @@ impl Driver {
         let slots = &net.slots;
         let keys = dirty.iter().filter_map(|&slot| {
             let conn = slots.get(slot as usize)?.as_ref()?;
-            if conn.busy || conn.rbuf.is_empty() {
+            // Big input is a pipeline (warmed by `run_fast`) or a big
+            // request still arriving, which this would parse every turn.
+            if conn.busy || conn.rbuf.is_empty() || conn.rbuf.len() > 1024 {
                 return None;
             }
             parse_command_into(&conn.rbuf, limits, ranges).ok()??;
