@@ -1047,6 +1047,43 @@ fn quit_closes_after_ok() {
     });
 }
 
+/// A request of many arguments arriving over many reads, with a small
+/// request pipelined behind it: the parse goes on where each read left it
+/// (a half-parsed request is kept per connection), and the result is the
+/// same as for one read. A second connection interleaves its own requests
+/// meanwhile, so a kept parse belongs to its connection only.
+#[test]
+fn big_request_in_pieces() {
+    for_shards(SHARDS, |s| {
+        let n = 30_000;
+        let mut args: Vec<Vec<u8>> = vec![b"MSET".to_vec()];
+        for i in 0..n {
+            args.push(format!("{{pc}}k{i}").into_bytes());
+            args.push(format!("v{i}").into_bytes());
+        }
+        let refs: Vec<&[u8]> = args.iter().map(|a| a.as_slice()).collect();
+        let mut req = common::encode(&refs);
+        req.extend_from_slice(&common::encode(&[b"GET", b"{pc}k29999"]));
+        let mut r = s.raw();
+        let mut other = s.raw();
+        for (i, piece) in req.chunks(1000).enumerate() {
+            r.send(piece);
+            if i % 50 == 0 {
+                std::thread::sleep(Duration::from_millis(2));
+                assert_eq!(other.cmds(&["SET", "{pc}other", &i.to_string()]), ok());
+            }
+        }
+        assert_eq!(r.read(), ok());
+        assert_eq!(r.read(), bulk("v29999"));
+        assert_eq!(r.cmds(&["GET", "{pc}k0"]), bulk("v0"));
+        assert_eq!(r.cmds(&["GET", "{pc}k15000"]), bulk("v15000"));
+        assert_eq!(
+            r.cmds(&["EXISTS", "{pc}k29999", "{pc}k30000"]),
+            Resp::Int(1)
+        );
+    });
+}
+
 #[test]
 fn server_survives_abrupt_disconnects() {
     let mut s = Server::start(4);

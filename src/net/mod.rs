@@ -24,7 +24,7 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 
 use crate::cmd::{self, ClientState, Lookup, Route};
-use crate::resp::{Arg, ParseLimits, Reply, parse_command_into};
+use crate::resp::{Arg, ParseLimits, Reply, Resume, parse_command_into, parse_command_resumable};
 use crate::shard::{Shard, Stats, dispatch};
 use ring::{Completion, OpKind, Ring};
 
@@ -91,6 +91,9 @@ pub struct Conn {
     busy: bool,
     /// Close once the output is flushed (QUIT, protocol error).
     close_after_flush: bool,
+    /// A big request still arriving: its arguments parsed so far and
+    /// where the parse goes on (see [`parse_next`]).
+    partial: Option<Box<(Vec<Arg>, Resume)>>,
     /// Shut down; the slot is freed once no operation is in flight.
     closing: bool,
     pub client: ClientState,
@@ -604,6 +607,7 @@ impl Driver {
             recv_armed: true,
             recv_paused: false,
             backlogged: false,
+            partial: None,
             busy: false,
             close_after_flush: false,
             closing: false,
@@ -872,20 +876,45 @@ impl Driver {
 /// are looked up together first (`Keyspace::warm`).
 const PARSE_AHEAD: usize = crate::shard::keyspace::WARM_AHEAD;
 
+/// An incomplete request with at least this many arguments parsed keeps
+/// its parse in its connection ([`Conn::partial`]) instead of being
+/// parsed again from its start after the next read.
+const STASH_ARGS: usize = 64;
+
 /// Parses the next request off `rbuf` (skipping empty inline lines):
 /// its arguments, sharing the input's memory, and the bytes it took.
+/// A big request arriving over many reads goes on from `partial`, where
+/// the last call left it, so its parse is linear, not quadratic.
 fn parse_next(
     rbuf: &mut BytesMut,
     limits: ParseLimits,
     scratch: &mut Scratch,
+    partial: &mut Option<Box<(Vec<Arg>, Resume)>>,
 ) -> Result<Option<(Vec<Bytes>, usize)>, crate::resp::ParseError> {
+    let Scratch {
+        ranges: shared,
+        spare,
+        ..
+    } = scratch;
     let mut used_total = 0;
     loop {
-        let ranges = &mut scratch.ranges;
-        if ranges.capacity() > Scratch::MAX_ARGS {
-            *ranges = Vec::new();
-        }
-        let Some(used) = parse_command_into(rbuf, limits, ranges)? else {
+        let mut stash = partial.take();
+        let mut fresh = Resume::default();
+        let (ranges, resume) = match stash.as_mut() {
+            Some(p) => (&mut p.0, &mut p.1),
+            None => {
+                if shared.capacity() > Scratch::MAX_ARGS {
+                    *shared = Vec::new();
+                }
+                (&mut *shared, &mut fresh)
+            }
+        };
+        let Some(used) = parse_command_resumable(rbuf, limits, ranges, resume)? else {
+            if resume.active() && ranges.len() >= STASH_ARGS {
+                let resume = *resume;
+                *partial =
+                    Some(stash.unwrap_or_else(|| Box::new((std::mem::take(shared), resume))));
+            }
             return Ok(None);
         };
         used_total += used;
@@ -893,7 +922,7 @@ fn parse_next(
         if ranges.is_empty() {
             continue;
         }
-        let mut args = scratch.spare.pop().unwrap_or_default();
+        let mut args = spare.pop().unwrap_or_default();
         args.extend(ranges.drain(..).map(|a| match a {
             Arg::Range(r) => frame.slice(r),
             Arg::Owned(v) => Bytes::from(v),
@@ -941,6 +970,7 @@ fn run_fast(
                         .error(&format!("ERR Protocol error: {e}"));
                     conn.close_after_flush = true;
                     conn.rbuf.clear();
+                    conn.partial = None;
                 }
                 break;
             }
@@ -953,7 +983,7 @@ fn run_fast(
                 break;
             }
             while ahead.len() < PARSE_AHEAD && (slow.is_some() || consumed < FAST_TURN_BYTES) {
-                match parse_next(&mut conn.rbuf, limits, scratch) {
+                match parse_next(&mut conn.rbuf, limits, scratch, &mut conn.partial) {
                     Ok(Some((args, used))) => {
                         consumed += used;
                         ahead.push_back(args);
@@ -1029,6 +1059,7 @@ fn run_fast(
                 if conn.client.close_after_reply {
                     conn.close_after_flush = true;
                     conn.rbuf.clear();
+                    conn.partial = None;
                     break;
                 }
             }

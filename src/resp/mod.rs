@@ -5,5 +5,8 @@
 mod parser;
 mod writer;
 
-pub use parser::{Arg, ParseError, ParseLimits, parse_command, parse_command_into};
+pub use parser::{
+    Arg, ParseError, ParseLimits, Resume, parse_command, parse_command_into,
+    parse_command_resumable,
+};
 pub use writer::{Proto, Reply};

@@ -67,10 +67,45 @@ pub fn parse_command_into(
     limits: ParseLimits,
     args: &mut Vec<Arg>,
 ) -> Result<Option<usize>, ParseError> {
-    args.clear();
+    parse_command_resumable(buf, limits, args, &mut Resume::default())
+}
+
+/// Where the parse of an incomplete multibulk request stopped: its
+/// argument count and the offset of its next argument. The arguments
+/// parsed so far stay in the caller's vector.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Resume {
+    count: i64,
+    pos: usize,
+}
+
+impl Resume {
+    /// Whether a parse is under way.
+    pub fn active(&self) -> bool {
+        self.count > 0
+    }
+}
+
+/// [`parse_command_into`] that goes on where the last call on the same
+/// buffer (grown since, its front unchanged) stopped, with that call's
+/// `args` and `resume`. A request of a million arguments arrives over
+/// hundreds of reads; parsing it from its start after each one was
+/// quadratic (2M MSET pairs: 2.9 s, Redis 1.6 s). The result is the one a
+/// fresh parse of the whole buffer gives: an argument's parse depends only
+/// on the bytes before its end. Any error or completion resets `resume`.
+pub fn parse_command_resumable(
+    buf: &[u8],
+    limits: ParseLimits,
+    args: &mut Vec<Arg>,
+    resume: &mut Resume,
+) -> Result<Option<usize>, ParseError> {
+    if !resume.active() || buf.first() != Some(&b'*') {
+        *resume = Resume::default();
+        args.clear();
+    }
     match buf.first() {
         None => Ok(None),
-        Some(b'*') => parse_multibulk(buf, limits, args),
+        Some(b'*') => parse_multibulk(buf, limits, args, resume),
         Some(_) => parse_inline(buf, args),
     }
 }
@@ -132,24 +167,32 @@ fn parse_multibulk(
     buf: &[u8],
     limits: ParseLimits,
     args: &mut Vec<Arg>,
+    resume: &mut Resume,
 ) -> Result<Option<usize>, ParseError> {
-    let Some(eol) = find_crlf(buf, 1) else {
-        if buf.len() > INLINE_MAX {
-            return Err(ParseError::new("too big mbulk count string"));
+    let (count, mut pos) = if resume.active() {
+        (resume.count, resume.pos)
+    } else {
+        let Some(eol) = find_crlf(buf, 1) else {
+            if buf.len() > INLINE_MAX {
+                return Err(ParseError::new("too big mbulk count string"));
+            }
+            return Ok(None);
+        };
+        let count = match parse_i64(&buf[1..eol]) {
+            Some(n) if n <= MAX_MULTIBULK => n,
+            _ => return Err(ParseError::new("invalid multibulk length")),
+        };
+        if count <= 0 {
+            return Ok(Some(eol + 2));
         }
-        return Ok(None);
+        args.reserve(count.min(1024) as usize);
+        (count, eol + 2)
     };
-    let count = match parse_i64(&buf[1..eol]) {
-        Some(n) if n <= MAX_MULTIBULK => n,
-        _ => return Err(ParseError::new("invalid multibulk length")),
-    };
-    let mut pos = eol + 2;
-    if count <= 0 {
-        return Ok(Some(pos));
-    }
-    args.reserve(count.min(1024) as usize);
-    for _ in 0..count {
+    *resume = Resume::default();
+    while (args.len() as i64) < count {
+        let stop = Resume { count, pos };
         if pos >= buf.len() {
+            *resume = stop;
             return Ok(None);
         }
         if buf[pos] != b'$' {
@@ -160,6 +203,7 @@ fn parse_multibulk(
             if buf.len() - pos > INLINE_MAX {
                 return Err(ParseError::new("too big bulk count string"));
             }
+            *resume = stop;
             return Ok(None);
         };
         let len = match parse_i64(&buf[pos + 1..eol]) {
@@ -169,6 +213,7 @@ fn parse_multibulk(
         let start = eol + 2;
         let end = start + len;
         if buf.len() < end + 2 {
+            *resume = stop;
             return Ok(None);
         }
         // Redis does not check the CRLF after a bulk; it just skips 2 bytes.
@@ -327,6 +372,41 @@ mod tests {
                 Arg::Owned(v) => v,
             })
             .collect()
+    }
+
+    /// Feeding a pipeline a byte at a time (and in odd chunks) through
+    /// the resumable parse gives the same requests, lengths and errors as
+    /// parsing each complete request fresh.
+    #[test]
+    fn resumable_matches_fresh_parse() {
+        let stream: &[u8] = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nhello\r\nPING\r\n*0\r\n*2\r\n$4\r\nECHO\r\n$0\r\n\r\n*2\r\n$3\r\nGET\r\n$x\r\n";
+        for chunk in [1, 2, 3, 7, 64] {
+            let (mut buf, mut fed) = (Vec::new(), 0);
+            let (mut args, mut resume) = (Vec::new(), Resume::default());
+            let mut got = Vec::new();
+            loop {
+                match parse_command_resumable(&buf, L, &mut args, &mut resume) {
+                    Ok(Some(used)) => {
+                        let fresh = parse_command(&buf, L).unwrap().unwrap();
+                        assert_eq!((args.clone(), used), fresh, "chunk {chunk}");
+                        got.push(used);
+                        buf.drain(..used);
+                    }
+                    Ok(None) if fed < stream.len() => {
+                        let n = chunk.min(stream.len() - fed);
+                        buf.extend_from_slice(&stream[fed..fed + n]);
+                        fed += n;
+                    }
+                    Ok(None) => panic!("stream ended without the error"),
+                    Err(e) => {
+                        assert_eq!(Err(e), parse_command(&buf, L));
+                        assert!(!resume.active());
+                        break;
+                    }
+                }
+            }
+            assert_eq!(got, vec![31, 6, 4, 20], "chunk {chunk}");
+        }
     }
 
     #[test]
