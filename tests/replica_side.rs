@@ -846,6 +846,45 @@ fn stock_master_to_tether_replica_every_encoding() {
 /// the master, `CLIENT KILL TYPE master` on the replica. Each time the
 /// replica must reconnect with a partial resync (the master's
 /// sync_partial_ok grows, sync_full does not) and end with its data.
+/// Commands of many arguments in the master's stream (one alone, one
+/// inside MULTI behind a small command) reach the replica over many reads;
+/// the replica parses each once, going on where the last read left it,
+/// and applies them whole.
+#[test]
+fn big_commands_in_the_stream() {
+    let m = stock_master();
+    let r = start_with(1, &[]);
+    replicaof(&r, m.port, "REPLICAOF");
+    wait_link_up(&r, m.port, SYNC_TIMEOUT);
+    let n = 100_000;
+    let mut mset: Vec<Vec<u8>> = vec![b"MSET".to_vec()];
+    let mut sadd: Vec<Vec<u8>> = vec![b"SADD".to_vec(), b"bigset".to_vec()];
+    for i in 0..n {
+        mset.push(format!("bk{i}").into_bytes());
+        mset.push(format!("v{i}").into_bytes());
+        sadd.push(format!("member-{i}").into_bytes());
+    }
+    let enc = |a: &[Vec<u8>]| common::encode(&a.iter().map(|x| x.as_slice()).collect::<Vec<_>>());
+    let mut c = m.raw();
+    c.send(&enc(&mset));
+    c.send(&common::encode(&[b"MULTI"]));
+    c.send(&common::encode(&[b"SET", b"before", b"1"]));
+    c.send(&enc(&sadd));
+    c.send(&common::encode(&[b"EXEC"]));
+    for _ in 0..5 {
+        let _ = c.read();
+    }
+    wait_in_sync(&m, &r);
+    let mut con = db_con(r.port, 0);
+    let size: i64 = redis::cmd("DBSIZE").query(&mut con).unwrap();
+    assert_eq!(size, n as i64 + 2);
+    let v: String = redis::cmd("GET").arg("bk99999").query(&mut con).unwrap();
+    assert_eq!(v, "v99999");
+    let card: i64 = redis::cmd("SCARD").arg("bigset").query(&mut con).unwrap();
+    assert_eq!(card, n as i64);
+    assert_no_panic(&r);
+}
+
 #[test]
 fn partial_resync_after_link_kill() {
     let master = stock_master();
