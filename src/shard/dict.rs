@@ -29,7 +29,7 @@ use std::hash::BuildHasher;
 use foldhash::fast::RandomState;
 
 use super::lineidx::LineIndex;
-use super::table::{Entries, EntriesIntoIter};
+use super::table::{Entries, EntriesIntoIter, EntriesIter};
 
 /// Old-index buckets moved to the new index per insert or removal.
 const MIGRATE_PER_OP: usize = 1;
@@ -39,6 +39,12 @@ const MIGRATE_PER_OP: usize = 1;
 /// scans a small hash's listpack. Most hashes and sets are this small,
 /// and an index would be a third of their memory.
 const SMALL: usize = 8;
+
+/// The hash of the key at position `j`: what an index needs to place (or
+/// re-place) an entry, since hashes are not stored.
+fn hash_at<K: Borrow<[u8]>, V>(st: &RandomState, e: &Entries<(K, V)>, j: u32) -> u64 {
+    st.hash_one(e[j as usize].0.borrow())
+}
 
 /// An insertion-ordered map from byte-string keys that grows
 /// incrementally (see the module doc).
@@ -143,10 +149,8 @@ impl<K: Borrow<[u8]>, V> Dict<K, V> {
             }
             let mut ix = LineIndex::with_capacity(SMALL * 4);
             let (e, st) = (&self.entries, &self.st);
-            for (j, (key, _)) in e.iter().enumerate() {
-                ix.insert(st.hash_one(key.borrow()), j as u32, |x| {
-                    st.hash_one(e[x as usize].0.borrow())
-                });
+            for j in 0..e.len() as u32 {
+                ix.insert(hash_at(st, e, j), j, |x| hash_at(st, e, x));
             }
             self.index = ix;
         }
@@ -158,8 +162,7 @@ impl<K: Borrow<[u8]>, V> Dict<K, V> {
         let i = self.entries.len();
         self.entries.push((k, v));
         let (e, st) = (&self.entries, &self.st);
-        self.index
-            .insert(h, i as u32, |j| st.hash_one(e[j as usize].0.borrow()));
+        self.index.insert(h, i as u32, |j| hash_at(st, e, j));
         i
     }
 
@@ -222,8 +225,7 @@ impl<K: Borrow<[u8]>, V> Dict<K, V> {
                 break;
             }
             old.0.drain_bucket(old.1, |i| {
-                let h = st.hash_one(e[i as usize].0.borrow());
-                index.insert(h, i, |j| st.hash_one(e[j as usize].0.borrow()));
+                index.insert(hash_at(st, e, i), i, |j| hash_at(st, e, j));
             });
             old.1 += 1;
         }
@@ -283,9 +285,9 @@ impl<K: Borrow<[u8]>, V> Extend<(K, V)> for Dict<K, V> {
 
 impl<'a, K: Borrow<[u8]>, V> IntoIterator for &'a Dict<K, V> {
     type Item = (&'a K, &'a V);
-    type IntoIter = Box<dyn Iterator<Item = (&'a K, &'a V)> + 'a>;
+    type IntoIter = std::iter::Map<EntriesIter<'a, (K, V)>, fn(&'a (K, V)) -> (&'a K, &'a V)>;
     fn into_iter(self) -> Self::IntoIter {
-        Box::new(self.iter())
+        self.entries.iter().map(|(k, v)| (k, v))
     }
 }
 
@@ -320,9 +322,9 @@ impl<K: Borrow<[u8]>> std::ops::Index<usize> for DictSet<K> {
 
 impl<'a, K: Borrow<[u8]>> IntoIterator for &'a DictSet<K> {
     type Item = &'a K;
-    type IntoIter = Box<dyn Iterator<Item = &'a K> + 'a>;
+    type IntoIter = std::iter::Map<EntriesIter<'a, (K, ())>, fn(&'a (K, ())) -> &'a K>;
     fn into_iter(self) -> Self::IntoIter {
-        Box::new(self.iter())
+        self.map.entries.iter().map(|(k, _)| k)
     }
 }
 

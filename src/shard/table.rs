@@ -6,7 +6,8 @@
 //! serves nobody. Redis avoids that with incremental rehashing across two
 //! tables. Here the table is a list of *segments*, each a small
 //! insertion-ordered map (dense `entries` in 16 KiB chunks plus a
-//! [`LineIndex`] of cache-line buckets). When the average segment passes [`SEG_LOAD`] entries, one segment is split in
+//! [`LineIndex`] of cache-line buckets). When the average segment passes
+//! [`SEG_LOAD`] entries, one segment is split in
 //! two (Litwin's linear hashing): segment `split` gives the entries whose
 //! next hash bit is set to a new segment at the end. Each growth step costs
 //! one segment's worth of work, a fraction of a millisecond, whatever the
@@ -27,7 +28,8 @@
 //! shrinks its own storage.
 //!
 //! Memory per entry: the key and entry themselves, plus 7-15 bytes of index
-//! (6.4 bytes per slot, 7/8 to 7/32 full; no stored hash: a split or a segment's own growth recomputes hashes,
+//! (6.4 bytes per slot, 7/8 to 7/32 full; no stored hash: a split or a
+//! segment's own growth recomputes hashes,
 //! which for short keys costs less than storing them). Entries live in
 //! fixed 16 KiB chunks rather than one array per segment: arrays of a few
 //! hundred KiB, reallocated as segments grow and split, left ~25 % of the
@@ -72,6 +74,10 @@ pub(crate) struct Entries<T> {
     first: Vec<T>,
     more: Vec<Vec<T>>,
 }
+
+/// The items of [`Entries`], by reference.
+pub(crate) type EntriesIter<'a, T> =
+    std::iter::Chain<std::slice::Iter<'a, T>, std::iter::Flatten<std::slice::Iter<'a, Vec<T>>>>;
 
 /// The items of [`Entries`], by value.
 pub(crate) type EntriesIntoIter<T> =
@@ -147,7 +153,7 @@ impl<T> Entries<T> {
         }
     }
 
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &T> {
+    pub(crate) fn iter(&self) -> EntriesIter<'_, T> {
         self.first.iter().chain(self.more.iter().flatten())
     }
 
