@@ -754,6 +754,93 @@ fn min_replicas_and_wait() {
     assert_same_dataset(master.port, replica.port, &[0]);
 }
 
+/// WAIT answers when the replica's ACK comes back, not at the replica's
+/// next periodic ACK (one a second): 60 write + `WAIT 1 0` pairs from
+/// connections spread over the master's shards (most of them not the
+/// shard serving the replica link) must finish far inside the ~30 s that
+/// periodic ACKs alone would take; a lost wake-up with no timeout would
+/// hang. Also Redis's edges: argument errors, no blocking inside MULTI,
+/// `blocked_clients` while blocked, a closed client's WAIT released, and
+/// WAIT refused on a replica.
+#[test]
+fn wait_answers_on_the_ack() {
+    let master = Server::start(4);
+    tune_master(&master);
+    let mut c = RawConn::connect(master.port);
+
+    // No replica yet: MULTI answers at once, a plain WAIT blocks.
+    assert_eq!(
+        c.cmds(&["WAIT", "x", "0"]).as_str(),
+        "ERR value is not an integer or out of range"
+    );
+    assert_eq!(
+        c.cmds(&["WAIT", "1", "1.5"]).as_str(),
+        "ERR timeout is not an integer or out of range"
+    );
+    assert_eq!(
+        c.cmds(&["WAIT", "1", "-1"]).as_str(),
+        "ERR timeout is negative"
+    );
+    assert_eq!(c.cmds(&["WAIT", "0", "0"]), Resp::Int(0));
+    assert!(is_ok(&c.cmds(&["MULTI"])));
+    c.cmds(&["SET", "w", "1"]);
+    c.cmds(&["WAIT", "1", "0"]);
+    let r = c.cmds(&["EXEC"]);
+    assert_eq!(
+        r.array().get(1),
+        Some(&Resp::Int(0)),
+        "WAIT in MULTI: {r:?}"
+    );
+
+    let blocked = || info_int(&info_section(master.port, "clients"), "blocked_clients");
+    let mut waiter = RawConn::connect(master.port);
+    waiter.send_cmd(&[b"WAIT", b"1", b"0"]);
+    wait_for(
+        "the WAIT to count as blocked",
+        Duration::from_secs(10),
+        || match blocked() {
+            1 => Ok(()),
+            n => Err(format!("blocked_clients:{n}")),
+        },
+    );
+    waiter.shutdown();
+    drop(waiter);
+    wait_for(
+        "the closed client's WAIT to end",
+        Duration::from_secs(10),
+        || match blocked() {
+            0 => Ok(()),
+            n => Err(format!("blocked_clients:{n}")),
+        },
+    );
+
+    let _replica = attach_replica(&master);
+    let mut conns: Vec<RawConn> = (0..6).map(|_| RawConn::connect(master.port)).collect();
+    let t = Instant::now();
+    for i in 0..60 {
+        let conn = &mut conns[i % 6];
+        assert!(is_ok(&conn.cmds(&["SET", &format!("w{i}"), "v"])));
+        assert_eq!(conn.cmds(&["WAIT", "1", "0"]), Resp::Int(1), "WAIT {i}");
+    }
+    let took = t.elapsed();
+    eprintln!("60 SET + WAIT 1 0 round trips: {took:?}");
+    assert!(
+        took < Duration::from_secs(15),
+        "60 WAITs took {took:?}: answered by periodic ACKs, not by the requested ones"
+    );
+    assert_eq!(blocked(), 0);
+
+    let replica_port = common::free_port().to_string();
+    let other = Server::start(1);
+    ok(&other, &["REPLICAOF", "127.0.0.1", &replica_port]);
+    let r = RawConn::connect(other.port).cmds(&["WAIT", "0", "0"]);
+    assert!(
+        r.as_str()
+            .starts_with("ERR WAIT cannot be used with replica instances"),
+        "WAIT on a replica: {r:?}"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // INFO replication and ROLE
 // ---------------------------------------------------------------------------

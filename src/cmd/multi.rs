@@ -313,6 +313,7 @@ pub async fn exec(shard: &Rc<Shard>, client: &mut ClientState, out: &mut BytesMu
                     &args,
                     out,
                     Some(&tx),
+                    None,
                 ))
                 .await;
                 false

@@ -165,38 +165,103 @@ fn replconf(c: &mut ConnCtx, a: &[Bytes]) {
     c.r.ok()
 }
 
-/// WAIT numreplicas timeout: asks every replica for an ACK now and waits
-/// until enough of them acknowledged the stream as it was when WAIT came
-/// (the client's writes are all before it), or the timeout (0 = forever).
-pub async fn wait(shard: &std::rc::Rc<Shard>, r: &mut Reply<'_>, a: &[Bytes]) {
-    let (Some(n), Some(t)) = (parse_i64(&a[1]), parse_i64(&a[2])) else {
+pub const WAIT_ON_REPLICA: &str = "ERR WAIT cannot be used with replica instances. Please also note that since Redis 4.0 if a replica is configured to be writable (which is not the default) writes to replicas are just local and are not propagated.";
+
+/// WAIT numreplicas timeout (`waitCommand`): how many online replicas
+/// acknowledged the stream up to this call. The target is the stream's
+/// offset when WAIT runs rather than the client's last write (Redis's
+/// `c->woff`): every earlier write of the client is before it, so an
+/// answer is never too optimistic, only possibly stricter.
+///
+/// When too few replicas acked, one `REPLCONF GETACK *` goes into the
+/// stream unless one already follows the target (the WAITs of many
+/// clients share it, as Redis sends one per event loop), and the call
+/// sleeps on its shard's `acks` bell. Every incoming ACK rings the bells
+/// of the shards with blocked WAITs ([`crate::repl::Repl::acks_changed`]),
+/// so WAIT answers one replica round trip after the call, as Redis does,
+/// and until then costs nothing. It also ends at the timeout (0 = none),
+/// when its client closes, or at shutdown. Inside MULTI it never blocks.
+pub async fn wait(
+    shard: &std::rc::Rc<Shard>,
+    r: &mut Reply<'_>,
+    a: &[Bytes],
+    in_multi: bool,
+    closed: Option<&crate::shard::blocking::CloseFlag>,
+) {
+    let repl = &shard.shared.repl;
+    if repl.is_replica.load(Ordering::Relaxed) {
+        return r.error(WAIT_ON_REPLICA);
+    }
+    let Some(n) = parse_i64(&a[1]) else {
         return r.error("ERR value is not an integer or out of range");
+    };
+    let Some(t) = parse_i64(&a[2]) else {
+        return r.error("ERR timeout is not an integer or out of range");
     };
     if t < 0 {
         return r.error("ERR timeout is negative");
     }
-    let repl = &shard.shared.repl;
     let target = repl.seq.offset();
-    let acked = |repl: &crate::repl::Repl| {
-        crate::repl::lock(&repl.replicas)
-            .values()
-            .filter(|v| v.ack_off >= target)
-            .count() as i64
-    };
-    if acked(repl) < n && !repl.replicas_empty() {
+    let got = repl.count_acked(target);
+    if got >= n || in_multi {
+        return r.int(got);
+    }
+    // Counted before the acks are read again (see `acks_changed`).
+    let waiters = &repl.ack_waiters[shard.id];
+    waiters.fetch_add(1, Ordering::SeqCst);
+    let _waiting = Waiting(waiters, &shard.stats.blocked_clients);
+    shard
+        .stats
+        .blocked_clients
+        .set(shard.stats.blocked_clients.get() + 1);
+    std::sync::atomic::fence(Ordering::SeqCst);
+    // A GETACK at or after the target that is still ahead of the stream's
+    // end (offsets restart when the role changes) is answered for us too.
+    let asked = repl.getack_at.load(Ordering::SeqCst);
+    if !(target..=repl.seq.offset()).contains(&asked) && !repl.replicas_empty() {
+        repl.getack_at.store(repl.seq.offset(), Ordering::SeqCst);
         crate::repl::master::emit_getack(shard);
     }
-    let deadline =
-        (t > 0).then(|| std::time::Instant::now() + std::time::Duration::from_millis(t as u64));
+    let timer = std::time::Duration::from_millis(t as u64);
+    let deadline = (t > 0)
+        .then(|| std::time::Instant::now().checked_add(timer))
+        .flatten();
     loop {
-        let got = acked(repl);
-        if got >= n || deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+        let rung = shard.acks.generation();
+        let got = repl.count_acked(target);
+        let expired = deadline.is_some_and(|d| std::time::Instant::now() >= d);
+        if got >= n
+            || expired
+            || closed.is_some_and(|c| c.is_set())
+            || shard.shared.shutdown.load(Ordering::Relaxed)
+        {
             return r.int(got);
         }
-        if shard.shared.shutdown.load(Ordering::Relaxed) {
-            return r.int(got);
-        }
-        glommio::timer::sleep(std::time::Duration::from_millis(2)).await;
+        let bell = shard.acks.changed(rung);
+        let stop = async {
+            let left =
+                |d: std::time::Instant| d.saturating_duration_since(std::time::Instant::now());
+            match (deadline, closed) {
+                (Some(d), Some(c)) => {
+                    futures_lite::future::or(glommio::timer::sleep(left(d)), c.wait()).await
+                }
+                (Some(d), None) => glommio::timer::sleep(left(d)).await,
+                (None, Some(c)) => c.wait().await,
+                (None, None) => std::future::pending().await,
+            }
+        };
+        futures_lite::future::or(bell, stop).await;
+    }
+}
+
+/// A blocked WAIT's counts (`ack_waiters`, INFO's `blocked_clients`),
+/// undone however the call ends.
+struct Waiting<'a>(&'a std::sync::atomic::AtomicU32, &'a std::cell::Cell<u64>);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+        self.1.set(self.1.get() - 1);
     }
 }
 

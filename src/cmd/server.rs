@@ -250,7 +250,8 @@ pub fn exec_conn(
 }
 
 /// Runs a global command (every shard, or server-wide state).
-/// `tx` is set inside EXEC, where every shard is already held.
+/// `tx` is set inside EXEC, where every shard is already held; `closed`
+/// lets a command that blocks (WAIT) end when its client goes away.
 pub async fn exec_global(
     shard: &Rc<Shard>,
     client: &mut ClientState,
@@ -258,6 +259,7 @@ pub async fn exec_global(
     a: &[Bytes],
     out: &mut BytesMut,
     tx: Option<&Tx>,
+    closed: Option<&crate::shard::blocking::CloseFlag>,
 ) {
     let mut r = Reply::new(out, client.proto);
     let db = client.db;
@@ -398,7 +400,7 @@ pub async fn exec_global(
             r.simple("RESET")
         }
         "exec" => Box::pin(super::multi::exec(shard, client, r.out)).await,
-        "wait" => super::repl::wait(shard, &mut r, a).await,
+        "wait" => super::repl::wait(shard, &mut r, a, tx.is_some(), closed).await,
         "role" => super::repl::role(shard, &mut r),
         "replicaof" | "slaveof" => super::repl::replicaof(shard, &mut r, a),
         "discard" => super::multi::discard(shard, client, &mut r).await,

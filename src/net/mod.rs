@@ -486,6 +486,12 @@ impl Driver {
                 return;
             }
             self.shard.wake.take();
+            let kick = &self.shard.shared.repl.ack_kick[self.shard.id];
+            if kick.load(std::sync::atomic::Ordering::Relaxed)
+                && kick.swap(false, std::sync::atomic::Ordering::SeqCst)
+            {
+                self.shard.acks.ring();
+            }
             if let Err(e) = self.ring.submit() {
                 log::error!("shard {}: io_uring submit failed: {e}", self.shard.id);
             }

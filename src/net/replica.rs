@@ -319,6 +319,9 @@ pub fn on_ack(shard: &Shard, conn: &mut Conn, off: u64) {
             v.state = "online";
         }
     }
+    if repl.acks_changed(shard.id) {
+        shard.acks.ring();
+    }
 }
 
 /// Copies stream entries into an online link's output (see module doc).

@@ -30,7 +30,7 @@ pub mod snapshot;
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -212,6 +212,14 @@ pub struct Repl {
     /// there is waiting for new entries.
     pub wake_fd: Vec<AtomicI32>,
     pub want_wake: Vec<AtomicBool>,
+    /// Per shard: WAIT calls blocked there, and whether an ACK came in for
+    /// them that the shard's driver has not announced yet (see
+    /// [`Repl::acks_changed`]).
+    pub ack_waiters: Vec<AtomicU32>,
+    pub ack_kick: Vec<AtomicBool>,
+    /// Where the last `REPLCONF GETACK *` starts in the stream: WAITs for
+    /// offsets up to there share it instead of each adding its own.
+    pub getack_at: AtomicU64,
     pub replicas: Mutex<std::collections::HashMap<u64, ReplicaView>>,
     /// Replicas that acked within min-replicas-max-lag (replicationCron).
     pub good_replicas: AtomicU64,
@@ -254,6 +262,9 @@ impl Repl {
             hold: (0..nshards).map(|_| AtomicU64::new(u64::MAX)).collect(),
             wake_fd: (0..nshards).map(|_| AtomicI32::new(-1)).collect(),
             want_wake: (0..nshards).map(|_| AtomicBool::new(false)).collect(),
+            ack_waiters: (0..nshards).map(|_| AtomicU32::new(0)).collect(),
+            ack_kick: (0..nshards).map(|_| AtomicBool::new(false)).collect(),
+            getack_at: AtomicU64::new(0),
             replicas: Mutex::new(Default::default()),
             good_replicas: AtomicU64::new(0),
             min_to_write: AtomicU64::new(0),
@@ -318,17 +329,56 @@ impl Repl {
             if w.load(Ordering::SeqCst) && w.swap(false, Ordering::SeqCst) {
                 if i == me {
                     mine = true;
-                    continue;
-                }
-                let fd = self.wake_fd[i].load(Ordering::Relaxed);
-                if fd >= 0 {
-                    let one: u64 = 1;
-                    // SAFETY: writing 8 bytes to the shard's eventfd.
-                    unsafe { libc::write(fd, (&one as *const u64).cast(), 8) };
+                } else {
+                    self.wake_driver(i);
                 }
             }
         }
         mine
+    }
+
+    /// A replica's acknowledged offset changed (the caller stored it under
+    /// `replicas`): every other shard with blocked WAITs gets its
+    /// `ack_kick` set and its driver woken, which rings the shard's
+    /// `acks` bell. Returns whether `me` has blocked WAITs of its own.
+    ///
+    /// No WAIT can miss this: it counts itself in `ack_waiters` before
+    /// reading the acks, and this reads `ack_waiters` after the ack was
+    /// stored; the fences on both sides make at least one see the other.
+    pub fn acks_changed(&self, me: usize) -> bool {
+        std::sync::atomic::fence(Ordering::SeqCst);
+        let mut mine = false;
+        for (i, n) in self.ack_waiters.iter().enumerate() {
+            if n.load(Ordering::SeqCst) == 0 {
+                continue;
+            }
+            if i == me {
+                mine = true;
+            } else {
+                self.ack_kick[i].store(true, Ordering::SeqCst);
+                self.wake_driver(i);
+            }
+        }
+        mine
+    }
+
+    /// One eventfd write: shard `i`'s driver runs a turn.
+    fn wake_driver(&self, i: usize) {
+        let fd = self.wake_fd[i].load(Ordering::Relaxed);
+        if fd >= 0 {
+            let one: u64 = 1;
+            // SAFETY: writing 8 bytes to the shard's eventfd.
+            unsafe { libc::write(fd, (&one as *const u64).cast(), 8) };
+        }
+    }
+
+    /// Online replicas that acknowledged at least `offset`
+    /// (`replicationCountAcksByOffset`).
+    pub fn count_acked(&self, offset: u64) -> i64 {
+        lock(&self.replicas)
+            .values()
+            .filter(|v| v.state == "online" && v.ack_off >= offset)
+            .count() as i64
     }
 
     /// Milliseconds since the stream first went past `acked`: how far in

@@ -140,8 +140,16 @@ pub async fn run_batch(
                 flush(&shard, client.proto, &mut groups, &mut slots).await;
                 let mut out = BytesMut::new();
                 if matches!(spec.kind, Kind::Global) {
-                    cmd::server::exec_global(&shard, &mut client, spec, &args, &mut out, None)
-                        .await;
+                    cmd::server::exec_global(
+                        &shard,
+                        &mut client,
+                        spec,
+                        &args,
+                        &mut out,
+                        None,
+                        Some(&closed),
+                    )
+                    .await;
                 } else {
                     exec_multi(&shard, &client, spec, &args, &mut out, None).await;
                 }

@@ -435,6 +435,8 @@ pub struct Shard {
     /// Clients blocked on keys of this shard, and the task that serves them.
     pub blocking: RefCell<blocking::Blocking>,
     pub blocking_wake: Notify,
+    /// Rung when a replica's ACK may have satisfied a WAIT blocked here.
+    pub acks: sync::Bell,
     /// This shard's share of `repl-backlog-size`.
     pub backlog_cap: Cell<u64>,
     /// Progress through this shard's part of a running snapshot.
@@ -477,6 +479,7 @@ impl Shard {
             pubsub: RefCell::new(Default::default()),
             blocking: RefCell::new(blocking::Blocking::default()),
             blocking_wake: Notify::default(),
+            acks: sync::Bell::default(),
             backlog_cap: Cell::new(0),
             snap_progress: RefCell::new(None),
             staging: RefCell::new(None),
@@ -836,6 +839,7 @@ async fn cron(shard: Rc<Shard>) {
         glommio::timer::sleep(period).await;
         if shard.shared.shutdown.load(Ordering::Relaxed) {
             shard.wake.notify();
+            shard.acks.ring();
             return;
         }
         let _ = max_bulk;

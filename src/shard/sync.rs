@@ -106,3 +106,137 @@ impl<T> Future for OneshotRecv<'_, T> {
         }
     }
 }
+
+/// A broadcast wake-up for any number of waiters on one shard: `ring`
+/// bumps a generation and wakes everyone registered; a [`Bell::changed`]
+/// future completes once the generation differs from the one its waiter
+/// read before checking its condition, so a ring between the check and
+/// the wait is never missed. A waiter's registration is removed when its
+/// future is dropped (a timeout, a closed client), so abandoned waits do
+/// not pile up between rings.
+#[derive(Default)]
+pub struct Bell {
+    inner: RefCell<BellInner>,
+}
+
+#[derive(Default)]
+struct BellInner {
+    generation: u64,
+    next_id: u64,
+    waiters: Vec<(u64, Waker)>,
+}
+
+impl Bell {
+    pub fn generation(&self) -> u64 {
+        self.inner.borrow().generation
+    }
+
+    pub fn ring(&self) {
+        let waiters = {
+            let mut i = self.inner.borrow_mut();
+            i.generation += 1;
+            std::mem::take(&mut i.waiters)
+        };
+        for (_, w) in waiters {
+            w.wake();
+        }
+    }
+
+    /// Completes once the bell rang after `since` was read.
+    pub fn changed(&self, since: u64) -> BellWait<'_> {
+        BellWait {
+            bell: self,
+            since,
+            id: None,
+        }
+    }
+
+    #[cfg(test)]
+    fn registered(&self) -> usize {
+        self.inner.borrow().waiters.len()
+    }
+}
+
+pub struct BellWait<'a> {
+    bell: &'a Bell,
+    since: u64,
+    id: Option<u64>,
+}
+
+impl Future for BellWait<'_> {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        let mut i = this.bell.inner.borrow_mut();
+        if i.generation != this.since {
+            return Poll::Ready(());
+        }
+        let id = *this.id.get_or_insert_with(|| {
+            i.next_id += 1;
+            i.next_id
+        });
+        match i.waiters.iter_mut().find(|(w, _)| *w == id) {
+            Some((_, w)) => w.clone_from(cx.waker()),
+            None => i.waiters.push((id, cx.waker().clone())),
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for BellWait<'_> {
+    fn drop(&mut self) {
+        if let Some(id) = self.id {
+            self.bell
+                .inner
+                .borrow_mut()
+                .waiters
+                .retain(|(w, _)| *w != id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::task::Wake;
+
+    struct Count(std::sync::atomic::AtomicUsize);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    fn poll_once(f: &mut Pin<&mut BellWait<'_>>, c: &Arc<Count>) -> Poll<()> {
+        let waker = Waker::from(c.clone());
+        f.as_mut().poll(&mut Context::from_waker(&waker))
+    }
+
+    #[test]
+    fn bell_wakes_every_waiter_and_forgets_dropped_ones() {
+        let bell = Bell::default();
+        let c = Arc::new(Count(Default::default()));
+        let g = bell.generation();
+        let mut a = std::pin::pin!(bell.changed(g));
+        assert!(poll_once(&mut a, &c).is_pending());
+        assert!(
+            poll_once(&mut a, &c).is_pending(),
+            "re-polled: one registration"
+        );
+        {
+            let mut b = std::pin::pin!(bell.changed(g));
+            assert!(poll_once(&mut b, &c).is_pending());
+            assert_eq!(bell.registered(), 2);
+        }
+        assert_eq!(bell.registered(), 1, "a dropped wait unregisters");
+        bell.ring();
+        assert_eq!(c.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert!(poll_once(&mut a, &c).is_ready());
+        // A ring between reading the generation and waiting is not missed.
+        let g = bell.generation();
+        bell.ring();
+        let mut late = std::pin::pin!(bell.changed(g));
+        assert!(poll_once(&mut late, &c).is_ready());
+    }
+}
