@@ -388,10 +388,12 @@ impl Repl {
             return 0;
         }
         let s = lock(&self.samples);
-        // The first sample whose end lies beyond `acked` marks when the
-        // first unacknowledged byte was written (to sample resolution).
+        // A sample is taken by the first append of each millisecond. The
+        // first sample whose end lies beyond `acked` marks when the first
+        // unacknowledged byte was written (to sample resolution); with none
+        // beyond it, that byte came later in the last sample's millisecond.
         let i = s.partition_point(|&(end, _)| end <= acked);
-        match s.get(i).or(s.front()) {
+        match s.get(i).or(s.back()) {
             Some(&(_, t)) => now_ms.saturating_sub(t),
             None => 0,
         }
@@ -529,6 +531,40 @@ mod tests {
         assert_eq!(s.offset(), 30 + 2 * select_len(0) as u64);
         s.force_select();
         assert!(s.alloc(3, 1, 3).1);
+    }
+
+    /// A replica that acked everything but the last append of a
+    /// millisecond (a GETACK answered with the offset before it) is as far
+    /// behind as that millisecond, not as the oldest sample kept.
+    #[test]
+    fn lag_ms_of_an_append_after_the_last_sample() {
+        let r = Repl::new(1);
+        let mut at = |len: u64, now: u64| {
+            let off = r.seq.alloc_nodb(len);
+            let e = BEntry {
+                off,
+                select: None,
+                body: Bytes::from(vec![b'x'; len as usize]),
+            };
+            r.push(0, e, 1 << 20, now);
+            off + len
+        };
+        at(10, 1_000);
+        let mid = at(10, 2_000);
+        let before_last = at(10, 5_000);
+        at(10, 5_000); // same millisecond: no sample of its own
+        assert_eq!(r.lag_ms(before_last, 5_003), 3);
+        assert_eq!(
+            r.lag_ms(mid, 5_003),
+            3,
+            "first unacked byte written at 5000"
+        );
+        assert_eq!(
+            r.lag_ms(10, 5_003),
+            3_003,
+            "first unacked byte written at 2000"
+        );
+        assert_eq!(r.lag_ms(r.seq.offset(), 9_000), 0);
     }
 
     #[test]
