@@ -16,10 +16,13 @@
 #   2. lag: a master+replica pair per server; while SET load runs (max:
 #      redis-benchmark as in 1; half: perf/repl_probe.py's rate-limited client
 #      at HALF_RATE, by default half the slower server's with-replica rps from
-#      part 1, the same rate for every server), perf/repl_probe.py lag samples
-#      master_repl_offset vs slave_repl_offset every 5 ms (bytes behind) and
-#      writes a probe SET every 10 ms that it polls for on the replica every
-#      1 ms (ms until visible); tether's INFO slave0 lag_ms too.
+#      part 1, the same rate for every server; idle: no load for LAG_SECS),
+#      perf/repl_probe.py lag samples master_repl_offset vs slave_repl_offset
+#      every 5 ms (bytes behind) and writes a probe SET every 10 ms that it
+#      polls for on the replica every 1 ms (ms until visible), with WAIT 1
+#      1000 pipelined behind it (ms until the replica's ACK came back: the
+#      replication round trip, measured without polling); tether's INFO
+#      slave0 lag_ms too.
 #   3. full sync: a master holding KEYS keys (key:%012d, VALUE_SIZE bytes,
 #      loaded through redis-cli --pipe), a fresh stock replica started with
 #      --replicaof; secs from its start until master_link_status:up,
@@ -46,7 +49,8 @@
 #   KEYSPACE         -r [100000]
 #   HALF_RATE        part 2 "half" load, SET/s [half of the slower with-replica
 #                    median from part 1; 100000 without part 1]
-#   LAG_SECS         duration of the half-load run [3]
+#   LAG_SECS         duration of the idle and half-load runs [3]
+#   LOADS            part 2 load levels ["idle max half"]
 #   KEYS             part 3 dataset size [1000000]
 #   VALUE_SIZE       part 3 value bytes [16]
 #   REPLICAS         stock = every master gets a stock redis-server replica;
@@ -85,6 +89,7 @@ PIPELINE=${PIPELINE:-16}
 KEYSPACE=${KEYSPACE:-100000}
 HALF_RATE=${HALF_RATE:-}
 LAG_SECS=${LAG_SECS:-3}
+LOADS=${LOADS:-idle max half}
 KEYS=${KEYS:-1000000}
 VALUE_SIZE=${VALUE_SIZE:-16}
 SYNC_LATENCY=${SYNC_LATENCY:-1}
@@ -385,7 +390,10 @@ part2_run() {
     PID[lag]=$!
     sleep 0.3
     local wrate=null lerr=0 out rc=0
-    if [[ $load == max ]]; then
+    if [[ $load == idle ]]; then
+        sleep "$LAG_SECS"
+        wrate=0
+    elif [[ $load == max ]]; then
         out=$(taskset -c "$CLIENT_CPUS" redis-benchmark -h 127.0.0.1 -p "${PORT[$m]}" -t set \
               -P "$PIPELINE" -c "$CLIENTS" -r "$KEYSPACE" -n "$N" --csv 2>"$WORK/bench.err") || rc=$?
         wrate=$(printf '%s\n' "$out" | awk -F'","' '$1 == "\"SET" { print $2 }')
@@ -410,9 +418,9 @@ r = json.loads(open(sys.argv[1]).read())
 r["wrate"] = None if sys.argv[2] in ("null", "") else float(sys.argv[2])
 r["load_errors"] = int(sys.argv[3] or 0)
 print(json.dumps(r))
-print("[repl] 2 %-8s %-4s rep %d  write/s %-9s bytes p50/p99/max %s/%s/%s  probe ms p50/p99/max %s/%s/%s  SET p99 %s  lag_ms p50/max %s/%s  drain %s ms  probes %d unseen %d%s" % (
+print("[repl] 2 %-8s %-4s rep %d  write/s %-9s bytes p50/p99/max %s/%s/%s  probe ms p50/p99/max %s/%s/%s  ACK ms p50/p99 %s/%s  SET p99 %s  lag_ms p50/max %s/%s  drain %s ms  probes %d unseen %d%s" % (
     r["server"], r["load"], r["rep"], r["wrate"], r["bytes_p50"], r["bytes_p99"], r["bytes_max"],
-    r["ms_p50"], r["ms_p99"], r["ms_max"], r["set_p99"], r["lagms_p50"], r["lagms_max"], r["drain_ms"],
+    r["ms_p50"], r["ms_p99"], r["ms_max"], r["ack_p50"], r["ack_p99"], r["set_p99"], r["lagms_p50"], r["lagms_max"], r["drain_ms"],
     r["probes"], r["unseen"], "  errors: " + "; ".join(r["errors"]) if r["errors"] else ""), file=sys.stderr)
 EOF
 }
@@ -427,7 +435,7 @@ part2() {
         start_replica "p2-$kind-replica" "${PORT[p2-$kind]}" "$kind"
     done
     for rep in $(seq 1 "$REPEATS"); do
-        for load in max half; do
+        for load in $LOADS; do
             for kind in "${SERVERS[@]}"; do
                 part2_run "$kind" "$load" "$rep" "$rate"
             done
@@ -562,7 +570,7 @@ main() {
     local out; out=$RESULTS_DIR/repl-$(date +%Y%m%d-%H%M%S).txt
     local table
     table=$(DESC1="$(bench_desc), master preloaded with the $KEYSPACE keys" \
-            DESC2="max = $(bench_desc); half = ${HALF_USED:-?} SET/s for $LAG_SECS s over 8 connections" \
+            DESC2="idle = no load for $LAG_SECS s; max = $(bench_desc); half = ${HALF_USED:-?} SET/s for $LAG_SECS s over 8 connections" \
             DESC3="$(sync_desc)" python3 "$HELPER" report "$RECORDS")
     local notes; notes=$(log_notes)
     {

@@ -15,7 +15,12 @@ turns those records into the tables.
               lag is understated by at most that much apply progress);
               also the master's `lag_ms=` of slave0 when it has one (tether);
             * every --probe-ms (10): SET <probe key> <counter> on the master
-              (own connection; write time = just before the send);
+              (own connection; write time = just before the send), with
+              WAIT 1 1000 pipelined behind it unless --no-wait: the time
+              until WAIT answers 1 is the replication round trip (master ->
+              replica applies it -> REPLCONF ACK -> master), an exact upper
+              bound on the lag that needs no polling (a WAIT answering 0,
+              i.e. timing out, is counted as unacked);
             * every --poll-ms (1): GET <probe key> on the replica; the first
               time it shows a value >= k, probe k is visible:
               lag_ms = visible - written (includes the master's queueing of
@@ -189,6 +194,8 @@ def cmd_lag(a):
     samples = []            # (t_ns, master_off, replica_off, lag_ms_field, link)
     sent = {}               # k -> t_send_ns
     okd = {}                # k -> t_ok_ns
+    acked = {}              # k -> t_wait_answered_ns (WAIT said 1)
+    unacked = [0]
     seen = {}               # k -> t_visible_ns
     last = {"k": 0}
     writer_done = threading.Event()
@@ -221,8 +228,17 @@ def cmd_lag(a):
             while not stop.is_set():
                 k += 1
                 sent[k] = now_ns()
-                m.cmd("SET", key, k)
-                okd[k] = now_ns()
+                if a.wait:
+                    m.s.sendall(encode(("SET", key, k)) + encode(("WAIT", "1", "1000")))
+                    m.reply()
+                    okd[k] = now_ns()
+                    if m.reply() == 1:
+                        acked[k] = now_ns()
+                    else:
+                        unacked[0] += 1
+                else:
+                    m.cmd("SET", key, k)
+                    okd[k] = now_ns()
                 last["k"] = k
                 nxt += a.probe_ms * 1_000_000
                 if nxt < now_ns():
@@ -300,6 +316,7 @@ def cmd_lag(a):
     link_down = sum(1 for s in samples if s[4] != "up")
     probe_ms = [(seen[k] - sent[k]) / 1e6 for k in sent if k in seen]
     set_ms = [(okd[k] - sent[k]) / 1e6 for k in okd]
+    ack_ms = [(acked[k] - sent[k]) / 1e6 for k in acked]
     unseen = sum(1 for k in sent if k not in seen)
     rate = None
     if len(samples) >= 2 and samples[-1][0] > samples[0][0]:
@@ -315,6 +332,8 @@ def cmd_lag(a):
         "ms_p50": r3(pct(probe_ms, 50)), "ms_p99": r3(pct(probe_ms, 99)),
         "ms_max": r3(max(probe_ms) if probe_ms else None),
         "set_p50": r3(pct(set_ms, 50)), "set_p99": r3(pct(set_ms, 99)),
+        "ack_p50": r3(pct(ack_ms, 50)), "ack_p99": r3(pct(ack_ms, 99)),
+        "ack_max": r3(max(ack_ms) if ack_ms else None), "unacked": unacked[0] if a.wait else None,
         "lagms_p50": pct(lagms_f, 50), "lagms_p99": pct(lagms_f, 99),
         "lagms_max": max(lagms_f) if lagms_f else None,
         "link_not_up": link_down,
@@ -513,6 +532,9 @@ def ratio(a, b):
     return "NA" if a is None or b in (None, 0) else "%.2fx" % (a / b)
 
 
+LOADS = ("idle", "max", "half")
+
+
 def cmd_report(a):
     recs = [json.loads(line) for line in open(a.records) if line.strip().startswith("{")]
     servers = []
@@ -566,11 +588,12 @@ def cmd_report(a):
     if r2:
         P("2. replication lag under SET load (p50/p99 = median over runs, max = max over runs)")
         P("   " + os.environ.get("DESC2", ""))
-        P("%-5s %-9s | %9s %7s | %8s %8s %8s | %7s %7s %7s | %6s %6s | %12s | %8s | %s" % (
+        P("%-5s %-9s | %9s %7s | %8s %8s %8s | %7s %7s %7s | %6s %6s | %7s %7s %7s | %12s | %8s | %s" % (
             "load", "server", "write/s", "MB/s", "B p50", "B p99", "B max",
-            "ms p50", "ms p99", "ms max", "SETp50", "SETp99", "lag_ms field", "drain ms", "runs"))
-        P("-" * 150)
-        for load in ("max", "half"):
+            "ms p50", "ms p99", "ms max", "SETp50", "SETp99", "ACKp50", "ACKp99", "ACKmax",
+            "lag_ms field", "drain ms", "runs"))
+        P("-" * 176)
+        for load in LOADS:
             for s in servers:
                 rs = [r for r in r2 if r["server"] == s and r["load"] == load]
                 if not rs:
@@ -580,7 +603,7 @@ def cmd_report(a):
                     f(lf), f(med([r.get("lagms_p99") for r in rs])),
                     f(mx([r.get("lagms_max") for r in rs])))
                 mbps = med([r.get("stream_Bps") for r in rs])
-                P("%-5s %-9s | %9s %7s | %8s %8s %8s | %7s %7s %7s | %6s %6s | %12s | %8s | %d" % (
+                P("%-5s %-9s | %9s %7s | %8s %8s %8s | %7s %7s %7s | %6s %6s | %7s %7s %7s | %12s | %8s | %d" % (
                     load, s, f(med([r.get("wrate") for r in rs])),
                     f(None if mbps is None else mbps / 1e6, "%.1f"),
                     f(med([r.get("bytes_p50") for r in rs])), f(med([r.get("bytes_p99") for r in rs])),
@@ -588,11 +611,15 @@ def cmd_report(a):
                     f(med([r.get("ms_p50") for r in rs]), "%.2f"), f(med([r.get("ms_p99") for r in rs]), "%.2f"),
                     f(mx([r.get("ms_max") for r in rs]), "%.1f"),
                     f(med([r.get("set_p50") for r in rs]), "%.2f"), f(med([r.get("set_p99") for r in rs]), "%.2f"),
+                    f(med([r.get("ack_p50") for r in rs]), "%.3f"), f(med([r.get("ack_p99") for r in rs]), "%.3f"),
+                    f(mx([r.get("ack_max") for r in rs]), "%.2f"),
                     lagf, f(med([r.get("drain_ms") for r in rs]), "%.1f"), len(rs)))
         P("write/s: redis-benchmark rps (max) or the rate-limited client's achieved rate (half);"
           " MB/s: master_repl_offset growth; B = bytes behind;")
         P("ms = probe SET written -> visible on replica; SETp50/p99 = the probe SET's own latency at the master;"
           " lag_ms field = tether's INFO slave0 lag_ms p50/p99/max (ACK-based, 1 s ACK period);")
+        P("ACK = the probe SET sent -> a WAIT 1 1000 pipelined behind it answered 1: master -> replica applies ->"
+          " REPLCONF ACK -> master, no polling (an upper bound on the lag);")
         P("drain = ms after the load stopped until slave_repl_offset reached the master's offset.")
         for r in r2:
             bad = []
@@ -604,17 +631,21 @@ def cmd_report(a):
                 bad.append("still %d bytes behind 10 s after the load" % r["undrained_bytes"])
             if r.get("errors"):
                 bad.append("errors: %s" % "; ".join(r["errors"]))
+            if r.get("unacked"):
+                bad.append("%d probe WAITs timed out (answered 0)" % r["unacked"])
             if r.get("load_errors"):
                 bad.append("load client saw %s error replies" % r["load_errors"])
             if bad:
                 P("  note: %s %s rep %s: %s" % (r["server"], r["load"], r.get("rep"), ", ".join(bad)))
-        for load in ("max", "half"):
+        for load in LOADS:
             for s in servers[1:]:
                 a_ = [r for r in r2 if r["server"] == s and r["load"] == load]
                 b_ = [r for r in r2 if r["server"] == base and r["load"] == load]
                 if a_ and b_:
-                    P("%s/%s %-4s: probe ms p50 %s, p99 %s; bytes p50 %s, p99 %s" % (
+                    P("%s/%s %-4s: ACK ms p50 %s, p99 %s; probe ms p50 %s, p99 %s; bytes p50 %s, p99 %s" % (
                         s, base, load,
+                        ratio(med([r.get("ack_p50") for r in a_]), med([r.get("ack_p50") for r in b_])),
+                        ratio(med([r.get("ack_p99") for r in a_]), med([r.get("ack_p99") for r in b_])),
                         ratio(med([r.get("ms_p50") for r in a_]), med([r.get("ms_p50") for r in b_])),
                         ratio(med([r.get("ms_p99") for r in a_]), med([r.get("ms_p99") for r in b_])),
                         ratio(med([r.get("bytes_p50") for r in a_]), med([r.get("bytes_p50") for r in b_])),
@@ -676,6 +707,7 @@ def main():
     p.add_argument("--info-ms", type=float, default=5)
     p.add_argument("--probe-ms", type=float, default=10)
     p.add_argument("--poll-ms", type=float, default=1)
+    p.add_argument("--no-wait", dest="wait", action="store_false")
     p.add_argument("--secs", type=float, default=0)
     p.add_argument("--tag", action="append")
     p.set_defaults(fn=cmd_lag)
