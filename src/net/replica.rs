@@ -364,7 +364,8 @@ pub fn pump(shard: &Shard, conn: &mut Conn) -> bool {
         }
         scratch.sort_unstable_by_key(|e| e.off);
         let before = l.pos;
-        let mut out = BytesMut::new();
+        // Straight into the output buffer: the stream bytes are copied once.
+        let start = conn.wbuf.len();
         for e in &scratch {
             if e.off > l.pos {
                 break; // a gap: allocated, not yet appended
@@ -373,16 +374,16 @@ pub fn pump(shard: &Shard, conn: &mut Conn) -> bool {
                 // Resuming inside an entry (see `Backlog::read_from`).
                 let mut whole = BytesMut::new();
                 e.write_to(&mut whole);
-                out.extend_from_slice(&whole[(l.pos - e.off) as usize..]);
+                conn.wbuf
+                    .extend_from_slice(&whole[(l.pos - e.off) as usize..]);
             } else {
-                e.write_to(&mut out);
+                e.write_to(&mut conn.wbuf);
             }
             l.pos = e.off + e.len();
-            if out.len() >= PUMP_AHEAD {
+            if conn.wbuf.len() - start >= PUMP_AHEAD {
                 break;
             }
         }
-        conn.wbuf.extend_from_slice(&out);
         if l.pos == before {
             repl.want_wake[shard.id].store(true, Ordering::SeqCst);
             return true;
