@@ -539,7 +539,7 @@ mod tests {
     #[test]
     fn lag_ms_of_an_append_after_the_last_sample() {
         let r = Repl::new(1);
-        let mut at = |len: u64, now: u64| {
+        let at = |len: u64, now: u64| {
             let off = r.seq.alloc_nodb(len);
             let e = BEntry {
                 off,
