@@ -19,6 +19,9 @@
 //! destination shard (`shard::dispatch::run_batch`), so at depth 16 a
 //! remote batch is one message each way, not sixteen.
 
+mod common;
+
+use common::encode;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
@@ -97,15 +100,6 @@ fn start() -> Server {
         std::thread::sleep(Duration::from_millis(50));
     }
     panic!("tether did not answer PING on port {port}");
-}
-
-fn encode(out: &mut Vec<u8>, args: &[&[u8]]) {
-    out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
-    for a in args {
-        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-        out.extend_from_slice(a);
-        out.extend_from_slice(b"\r\n");
-    }
 }
 
 /// One request, one reply read whole (replies here fit one read).

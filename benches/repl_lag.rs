@@ -26,6 +26,9 @@
 //! TETHER_BIN=... REDIS_BIN=redis-server
 //! ```
 
+mod common;
+
+use common::encode;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
@@ -127,15 +130,6 @@ fn spawn(kind: Kind, cpu: usize, master: Option<u16>) -> Proc {
         std::thread::sleep(Duration::from_millis(50));
     }
     panic!("{} did not answer PING on port {port}", kind.name());
-}
-
-fn encode(out: &mut Vec<u8>, args: &[&[u8]]) {
-    out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
-    for a in args {
-        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-        out.extend_from_slice(a);
-        out.extend_from_slice(b"\r\n");
-    }
 }
 
 /// One request, one reply (read until the reply is complete enough for

@@ -793,26 +793,18 @@ fn wait_answers_on_the_ack() {
     );
 
     let blocked = || info_int(&info_section(master.port, "clients"), "blocked_clients");
+    let blocked_becomes = |want: i64, what: &str| {
+        wait_for(what, Duration::from_secs(10), || match blocked() {
+            n if n == want => Ok(()),
+            n => Err(format!("blocked_clients:{n}")),
+        })
+    };
     let mut waiter = RawConn::connect(master.port);
     waiter.send_cmd(&[b"WAIT", b"1", b"0"]);
-    wait_for(
-        "the WAIT to count as blocked",
-        Duration::from_secs(10),
-        || match blocked() {
-            1 => Ok(()),
-            n => Err(format!("blocked_clients:{n}")),
-        },
-    );
+    blocked_becomes(1, "the WAIT to count as blocked");
     waiter.shutdown();
     drop(waiter);
-    wait_for(
-        "the closed client's WAIT to end",
-        Duration::from_secs(10),
-        || match blocked() {
-            0 => Ok(()),
-            n => Err(format!("blocked_clients:{n}")),
-        },
-    );
+    blocked_becomes(0, "the closed client's WAIT to end");
 
     let _replica = attach_replica(&master);
     let mut conns: Vec<RawConn> = (0..6).map(|_| RawConn::connect(master.port)).collect();
