@@ -261,7 +261,7 @@ fn has_opt(args: &[Bytes], from: usize, names: &[&str]) -> bool {
 /// effect, read from the key's state after it ran; `None` = as written.
 pub fn rewrite(spec: &CmdSpec, ks: &mut Keyspace, db: u16, args: &[Bytes]) -> Option<Vec<Bytes>> {
     let name = spec.name;
-    let key = args.get(1)?.clone();
+    let key = args.get(1)?;
     let entry = || ks.dbs[db as usize].raw(&key).cloned();
     let gone = || vec![b("DEL"), key.clone()];
     match name {
