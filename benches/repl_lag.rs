@@ -23,6 +23,7 @@
 //! ```text
 //! cargo bench --bench repl_lag          # or perf/repl_lag.sh (keeps a report)
 //! RL_SECS=5 RL_REPEATS=3 RL_RATE=180000 RL_PROBE_US=5000 RL_LOADS="idle half"
+//! RL_PROBE_US=0 RL_LOADS=idle       # closed loop: WAIT's own latency
 //! TETHER_BIN=... REDIS_BIN=redis-server
 //! ```
 

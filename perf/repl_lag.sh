@@ -7,7 +7,7 @@
 #
 # A benchmark, not a test: it asserts nothing about speed.
 # Env: RL_SECS [5], RL_REPEATS [3], RL_RATE [180000], RL_PROBE_US [5000],
-#      RL_LOADS ["idle half"], TETHER_BIN [the bench build's own binary],
+#      RL_LOADS ["idle half"] (RL_PROBE_US=0: closed loop), TETHER_BIN [the bench build's own binary],
 #      REDIS_BIN [redis-server], RESULTS_DIR [perf/results]
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
