@@ -760,8 +760,9 @@ fn min_replicas_and_wait() {
 /// shard serving the replica link) must finish far inside the ~30 s that
 /// periodic ACKs alone would take; a lost wake-up with no timeout would
 /// hang. Also Redis's edges: argument errors, no blocking inside MULTI,
-/// `blocked_clients` while blocked, a closed client's WAIT released, and
-/// WAIT refused on a replica.
+/// `blocked_clients` while blocked, a closed client's WAIT released, a
+/// blocked WAIT ended with -UNBLOCKED when its server becomes a replica,
+/// and WAIT refused on a replica.
 #[test]
 fn wait_answers_on_the_ack() {
     let master = Server::start(4);
@@ -822,9 +823,31 @@ fn wait_answers_on_the_ack() {
     );
     assert_eq!(blocked(), 0);
 
+    // Becoming a replica ends a blocked WAIT with -UNBLOCKED and closes
+    // its client (Redis's disconnectAllBlockedClients).
     let replica_port = common::free_port().to_string();
-    let other = Server::start(1);
+    let other = Server::start(2);
+    let mut blocked_there = RawConn::connect(other.port);
+    blocked_there.send_cmd(&[b"WAIT", b"1", b"0"]);
+    wait_for(
+        "WAIT to block on the future replica",
+        Duration::from_secs(10),
+        || match info_int(&info_section(other.port, "clients"), "blocked_clients") {
+            1 => Ok(()),
+            n => Err(format!("blocked_clients:{n}")),
+        },
+    );
     ok(&other, &["REPLICAOF", "127.0.0.1", &replica_port]);
+    let r = blocked_there.read();
+    assert!(
+        r.as_str()
+            .starts_with("UNBLOCKED force unblock from blocking operation"),
+        "a WAIT blocked across REPLICAOF: {r:?}"
+    );
+    assert!(
+        blocked_there.is_closed_by_peer(Duration::from_secs(5)),
+        "the unblocked WAIT's client must be closed"
+    );
     let r = RawConn::connect(other.port).cmds(&["WAIT", "0", "0"]);
     assert!(
         r.as_str()

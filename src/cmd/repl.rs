@@ -165,6 +165,11 @@ fn replconf(c: &mut ConnCtx, a: &[Bytes]) {
     c.r.ok()
 }
 
+/// What a blocked WAIT answers when its server turns into a replica
+/// (Redis's `disconnectAllBlockedClients`); the client is then closed.
+pub const UNBLOCKED: &str =
+    "UNBLOCKED force unblock from blocking operation, instance state changed (master -> replica?)";
+
 pub const WAIT_ON_REPLICA: &str = "ERR WAIT cannot be used with replica instances. Please also note that since Redis 4.0 if a replica is configured to be writable (which is not the default) writes to replicas are just local and are not propagated.";
 
 /// WAIT numreplicas timeout (`waitCommand`): how many online replicas
@@ -181,30 +186,37 @@ pub const WAIT_ON_REPLICA: &str = "ERR WAIT cannot be used with replica instance
 /// so WAIT answers one replica round trip after the call, as Redis does,
 /// and until then costs nothing. It also ends at the timeout (0 = none),
 /// when its client closes, or at shutdown. Inside MULTI it never blocks.
+/// Returns true when it ended because the server became a replica: it
+/// answered -UNBLOCKED and, as in Redis, the client is to be closed.
 pub async fn wait(
     shard: &std::rc::Rc<Shard>,
     r: &mut Reply<'_>,
     a: &[Bytes],
     in_multi: bool,
     closed: Option<&crate::shard::blocking::CloseFlag>,
-) {
+) -> bool {
     let repl = &shard.shared.repl;
     if repl.is_replica.load(Ordering::Relaxed) {
-        return r.error(WAIT_ON_REPLICA);
+        r.error(WAIT_ON_REPLICA);
+        return false;
     }
     let Some(n) = parse_i64(&a[1]) else {
-        return r.error("ERR value is not an integer or out of range");
+        r.error("ERR value is not an integer or out of range");
+        return false;
     };
     let Some(t) = parse_i64(&a[2]) else {
-        return r.error("ERR timeout is not an integer or out of range");
+        r.error("ERR timeout is not an integer or out of range");
+        return false;
     };
     if t < 0 {
-        return r.error("ERR timeout is negative");
+        r.error("ERR timeout is negative");
+        return false;
     }
     let target = repl.seq.offset();
     let got = repl.count_acked(target);
     if got >= n || in_multi {
-        return r.int(got);
+        r.int(got);
+        return false;
     }
     // Counted before the acks are read again (see `acks_changed`).
     let waiters = &repl.ack_waiters[shard.id];
@@ -228,6 +240,10 @@ pub async fn wait(
         .flatten();
     loop {
         let rung = shard.acks.generation();
+        if repl.is_replica.load(Ordering::SeqCst) {
+            r.error(UNBLOCKED);
+            return true;
+        }
         let got = repl.count_acked(target);
         let expired = deadline.is_some_and(|d| std::time::Instant::now() >= d);
         if got >= n
@@ -235,7 +251,8 @@ pub async fn wait(
             || closed.is_some_and(|c| c.is_set())
             || shard.shared.shutdown.load(Ordering::Relaxed)
         {
-            return r.int(got);
+            r.int(got);
+            return false;
         }
         let bell = shard.acks.changed(rung);
         let stop = async {

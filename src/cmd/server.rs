@@ -400,7 +400,11 @@ pub async fn exec_global(
             r.simple("RESET")
         }
         "exec" => Box::pin(super::multi::exec(shard, client, r.out)).await,
-        "wait" => super::repl::wait(shard, &mut r, a, tx.is_some(), closed).await,
+        "wait" => {
+            if super::repl::wait(shard, &mut r, a, tx.is_some(), closed).await {
+                client.close_after_reply = true;
+            }
+        }
         "role" => super::repl::role(shard, &mut r),
         "replicaof" | "slaveof" => super::repl::replicaof(shard, &mut r, a),
         "discard" => super::multi::discard(shard, client, &mut r).await,

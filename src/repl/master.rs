@@ -262,7 +262,7 @@ fn has_opt(args: &[Bytes], from: usize, names: &[&str]) -> bool {
 pub fn rewrite(spec: &CmdSpec, ks: &mut Keyspace, db: u16, args: &[Bytes]) -> Option<Vec<Bytes>> {
     let name = spec.name;
     let key = args.get(1)?;
-    let entry = || ks.dbs[db as usize].raw(&key).cloned();
+    let entry = || ks.dbs[db as usize].raw(key).cloned();
     let gone = || vec![b("DEL"), key.clone()];
     match name {
         "set" | "setex" | "psetex" => {

@@ -76,6 +76,10 @@ pub fn replicaof(shard: &Rc<Shard>, host: String, port: u16) {
     repl.is_replica.store(true, Ordering::SeqCst);
     // Read-only from now on: nothing local to propagate.
     repl.active.store(false, Ordering::SeqCst);
+    // Blocked WAITs end now (their replicas are about to be dropped).
+    if repl.acks_changed(shard.id) {
+        shard.acks.ring();
+    }
     *lock(&repl.master) = Some(MasterInfo {
         host: host.clone(),
         port,
