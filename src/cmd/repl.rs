@@ -182,7 +182,7 @@ pub const WAIT_ON_REPLICA: &str = "ERR WAIT cannot be used with replica instance
 /// stream unless one already follows the target (the WAITs of many
 /// clients share it, as Redis sends one per event loop), and the call
 /// sleeps on its shard's `acks` bell. Every incoming ACK rings the bells
-/// of the shards with blocked WAITs ([`crate::repl::Repl::acks_changed`]),
+/// of the shards with blocked WAITs ([`crate::repl::Repl::wake_waits`]),
 /// so WAIT answers one replica round trip after the call, as Redis does,
 /// and until then costs nothing. It also ends at the timeout (0 = none),
 /// when its client closes, or at shutdown. Inside MULTI it never blocks.
@@ -218,14 +218,11 @@ pub async fn wait(
         r.int(got);
         return false;
     }
-    // Counted before the acks are read again (see `acks_changed`).
+    // Counted before the acks are read again (see `wake_waits`).
     let waiters = &repl.ack_waiters[shard.id];
     waiters.fetch_add(1, Ordering::SeqCst);
-    let _waiting = Waiting(waiters, &shard.stats.blocked_clients);
-    shard
-        .stats
-        .blocked_clients
-        .set(shard.stats.blocked_clients.get() + 1);
+    let _waiting = Waiting(waiters);
+    let _blocked = crate::shard::blocking::BlockedCount::new(&shard.stats.blocked_clients);
     std::sync::atomic::fence(Ordering::SeqCst);
     // A GETACK at or after the target that is still ahead of the stream's
     // end (offsets restart when the role changes) is answered for us too.
@@ -254,31 +251,33 @@ pub async fn wait(
             r.int(got);
             return false;
         }
-        let bell = shard.acks.changed(rung);
-        let stop = async {
-            let left =
-                |d: std::time::Instant| d.saturating_duration_since(std::time::Instant::now());
-            match (deadline, closed) {
-                (Some(d), Some(c)) => {
-                    futures_lite::future::or(glommio::timer::sleep(left(d)), c.wait()).await
+        let timeout = async {
+            match deadline {
+                Some(d) => {
+                    let left = d.saturating_duration_since(std::time::Instant::now());
+                    glommio::timer::sleep(left).await
                 }
-                (Some(d), None) => glommio::timer::sleep(left(d)).await,
-                (None, Some(c)) => c.wait().await,
-                (None, None) => std::future::pending().await,
+                None => std::future::pending().await,
             }
         };
-        futures_lite::future::or(bell, stop).await;
+        let gone = async {
+            match closed {
+                Some(c) => c.wait().await,
+                None => std::future::pending().await,
+            }
+        };
+        use futures_lite::future::or;
+        or(shard.acks.changed(rung), or(timeout, gone)).await;
     }
 }
 
-/// A blocked WAIT's counts (`ack_waiters`, INFO's `blocked_clients`),
-/// undone however the call ends.
-struct Waiting<'a>(&'a std::sync::atomic::AtomicU32, &'a std::cell::Cell<u64>);
+/// A blocked WAIT's place in its shard's `ack_waiters`, given up however
+/// the call ends.
+struct Waiting<'a>(&'a std::sync::atomic::AtomicU32);
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
-        self.1.set(self.1.get() - 1);
     }
 }
 

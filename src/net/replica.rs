@@ -319,7 +319,7 @@ pub fn on_ack(shard: &Shard, conn: &mut Conn, off: u64) {
             v.state = "online";
         }
     }
-    if repl.acks_changed(shard.id) {
+    if repl.wake_waits(shard.id) {
         shard.acks.ring();
     }
 }

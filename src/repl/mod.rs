@@ -214,7 +214,7 @@ pub struct Repl {
     pub want_wake: Vec<AtomicBool>,
     /// Per shard: WAIT calls blocked there, and whether an ACK came in for
     /// them that the shard's driver has not announced yet (see
-    /// [`Repl::acks_changed`]).
+    /// [`Repl::wake_waits`]).
     pub ack_waiters: Vec<AtomicU32>,
     pub ack_kick: Vec<AtomicBool>,
     /// Where the last `REPLCONF GETACK *` starts in the stream: WAITs for
@@ -337,15 +337,16 @@ impl Repl {
         mine
     }
 
-    /// A replica's acknowledged offset changed (the caller stored it under
-    /// `replicas`): every other shard with blocked WAITs gets its
+    /// Something blocked WAITs wait on changed, already stored by the
+    /// caller: a replica's acknowledged offset (under `replicas`), or our
+    /// role (`is_replica`). Every other shard with blocked WAITs gets its
     /// `ack_kick` set and its driver woken, which rings the shard's
     /// `acks` bell. Returns whether `me` has blocked WAITs of its own.
     ///
     /// No WAIT can miss this: it counts itself in `ack_waiters` before
-    /// reading the acks, and this reads `ack_waiters` after the ack was
+    /// reading that state, and this reads `ack_waiters` after it was
     /// stored; the fences on both sides make at least one see the other.
-    pub fn acks_changed(&self, me: usize) -> bool {
+    pub fn wake_waits(&self, me: usize) -> bool {
         std::sync::atomic::fence(Ordering::SeqCst);
         let mut mine = false;
         for (i, n) in self.ack_waiters.iter().enumerate() {

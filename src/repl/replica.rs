@@ -77,7 +77,7 @@ pub fn replicaof(shard: &Rc<Shard>, host: String, port: u16) {
     // Read-only from now on: nothing local to propagate.
     repl.active.store(false, Ordering::SeqCst);
     // Blocked WAITs end now (their replicas are about to be dropped).
-    if repl.acks_changed(shard.id) {
+    if repl.wake_waits(shard.id) {
         shard.acks.ring();
     }
     *lock(&repl.master) = Some(MasterInfo {

@@ -254,10 +254,7 @@ pub async fn exec_blocking(
         .filter(|ms| *ms > 0)
         .map(std::time::Duration::from_millis);
     let deadline = timeout.map(|t| std::time::Instant::now() + t);
-    // Counted for INFO's blocked_clients while this call waits.
-    let counter = &shard.stats.blocked_clients;
-    counter.set(counter.get() + 1);
-    let _uncount = Uncount(counter);
+    let _blocked = BlockedCount::new(&shard.stats.blocked_clients);
     loop {
         // 1. Try.
         let mut attempt = BytesMut::new();
@@ -409,10 +406,18 @@ impl CloseFlag {
     }
 }
 
-/// Decrements the blocked-clients counter however `exec_blocking` returns.
-struct Uncount<'a>(&'a std::cell::Cell<u64>);
+/// Counts a client in INFO's `blocked_clients` for as long as it lives,
+/// however the blocking call returns (blocking pops, WAIT).
+pub struct BlockedCount<'a>(&'a std::cell::Cell<u64>);
 
-impl Drop for Uncount<'_> {
+impl<'a> BlockedCount<'a> {
+    pub fn new(counter: &'a std::cell::Cell<u64>) -> Self {
+        counter.set(counter.get() + 1);
+        BlockedCount(counter)
+    }
+}
+
+impl Drop for BlockedCount<'_> {
     fn drop(&mut self) {
         self.0.set(self.0.get() - 1);
     }
