@@ -80,9 +80,8 @@ fn main() {
     if let Err(e) = tether::persist::load_at_startup(&shared) {
         fail(&e);
     }
-    let mesh = shard::make_mesh(nshards, 1024);
     let mut handles = Vec::new();
-    for (i, ends) in mesh.into_iter().enumerate() {
+    for i in 0..nshards {
         let (shared, addrs) = (shared.clone(), addrs.clone());
         let builder = LocalExecutorBuilder::new(Placement::Fixed(cpus[i % cpus.len()]))
             .name(&format!("tether-shard-{i}"))
@@ -93,7 +92,7 @@ fn main() {
             // for seconds (CI's 4-shard hang). 100 ms (glommio's default)
             // makes that window far wider than any scheduling hiccup.
             .preempt_timer(Duration::from_millis(100));
-        match builder.spawn(move || shard::run(i, shared, ends, addrs)) {
+        match builder.spawn(move || shard::run(i, shared, addrs)) {
             Ok(h) => handles.push(h),
             Err(e) => fail(&format!(
                 "cannot start shard {i} on cpu {}: {e}. {}",
@@ -103,7 +102,7 @@ fn main() {
         }
     }
     // Start-up watchdog: say so if some shard is not listening after 5 s
-    // (a stuck mesh handshake or bind), instead of a silent partial server.
+    // (a stuck bind or start-up load), instead of a silent partial server.
     {
         let shared = shared.clone();
         std::thread::spawn(move || {
@@ -112,7 +111,7 @@ fn main() {
             if ready < shared.nshards && !shared.shutdown.load(std::sync::atomic::Ordering::SeqCst)
             {
                 log::error!(
-                    "start-up: only {ready} of {} shards are listening after 5 s (mesh handshake or bind stuck); connections hashed to the others will hang. Run with RUST_LOG=debug to see which shard stopped where.",
+                    "start-up: only {ready} of {} shards are listening after 5 s (bind or start-up stuck); connections hashed to the others will hang. Run with RUST_LOG=debug to see which shard stopped where.",
                     shared.nshards
                 );
             }

@@ -3,13 +3,15 @@
 //! shard's own io_uring (`ring`). Connections live on the shard that
 //! accepted them for their whole life.
 //!
-//! One loop turn: reap completions, parse every complete request of every
+//! One loop turn: handle the messages other shards left in this shard's
+//! inbox (`shard::mesh`), reap completions, parse every complete request of every
 //! readable connection, run what can run synchronously (keys owned here,
 //! connection commands) straight into the output buffer, hand the rest of
 //! a pipeline to a slow-path task (`shard::dispatch::run_batch`), then queue
 //! one send per connection with pending output and submit once. When a turn
 //! finds nothing to do the driver sleeps on `Shard::wake`, which the ring's
-//! eventfd watcher and the slow-path tasks trigger.
+//! eventfd watcher and the slow-path tasks trigger; other shards write that
+//! eventfd when they leave a message for a sleeping driver.
 
 pub mod replica;
 pub mod ring;
@@ -25,7 +27,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::cmd::{self, ClientState, Lookup, Route};
 use crate::resp::{Arg, ParseLimits, Reply, Resume, parse_command_into, parse_command_resumable};
-use crate::shard::{Shard, Stats, dispatch};
+use crate::shard::{Shard, Stats, dispatch, shard_of};
 use ring::{Completion, OpKind, Ring};
 
 /// Most commands a slow-path batch takes at once; the rest waits a turn.
@@ -162,8 +164,9 @@ struct Scratch {
 }
 
 impl Scratch {
-    /// Spare vectors kept; more than a pipeline's parse-ahead is waste.
-    const SPARE: usize = 2 * PARSE_AHEAD;
+    /// Spare vectors kept: a pipeline's parse-ahead, and the requests of
+    /// remote batches coming back (16 connections at depth 16).
+    const SPARE: usize = 256;
     /// Vectors (and range lists) longer than this are freed, not kept.
     const MAX_ARGS: usize = 16;
 
@@ -177,6 +180,13 @@ impl Scratch {
 }
 
 impl ConnTable {
+    /// Takes back the argument vectors of requests another shard ran.
+    pub fn recycle_args(&mut self, args: impl IntoIterator<Item = Vec<Bytes>>) {
+        for a in args {
+            self.scratch.recycle(a);
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.live
     }
@@ -486,7 +496,10 @@ impl Driver {
                 return;
             }
             self.shard.wake.take();
-            let kick = &self.shard.shared.repl.ack_kick[self.shard.id];
+            let me = self.shard.id;
+            self.shard.shared.mesh.awake(me);
+            let mut progress = self.shard.drain_inbox();
+            let kick = &self.shard.shared.repl.ack_kick[me];
             if kick.load(std::sync::atomic::Ordering::Relaxed)
                 && kick.swap(false, std::sync::atomic::Ordering::SeqCst)
             {
@@ -495,7 +508,7 @@ impl Driver {
             if let Err(e) = self.ring.submit() {
                 log::error!("shard {}: io_uring submit failed: {e}", self.shard.id);
             }
-            let mut progress = self.finish_batches();
+            progress |= self.finish_batches();
             self.cqes.clear();
             let mut cqes = std::mem::take(&mut self.cqes);
             self.ring.reap(&mut cqes);
@@ -511,7 +524,11 @@ impl Driver {
                 log::error!("shard {}: io_uring submit failed: {e}", self.shard.id);
             }
             if !progress && self.ring.cq_empty() {
-                self.shard.wake.wait().await;
+                // Announce the sleep (a message arriving from now on
+                // wakes us); one that came in meanwhile means another turn.
+                if self.shard.shared.mesh.sleep(me) {
+                    self.shard.wake.wait().await;
+                }
             } else if glommio::executor().need_preempt() {
                 glommio::executor().yield_task_queue_now().await;
             } else {
@@ -789,6 +806,7 @@ impl Driver {
         let limits = ParseLimits {
             max_bulk: shard.proto_max_bulk.get(),
         };
+        let n = shard.nshards();
         let ranges = &mut net.scratch.ranges;
         let slots = &net.slots;
         let keys = dirty.iter().filter_map(|&slot| {
@@ -799,10 +817,13 @@ impl Driver {
                 return None;
             }
             parse_command_into(&conn.rbuf, limits, ranges).ok()??;
-            match ranges.get(1)? {
-                Arg::Range(r) => Some((conn.client.db, &conn.rbuf[r.clone()])),
-                Arg::Owned(_) => None,
-            }
+            let key = match ranges.get(1)? {
+                Arg::Range(r) => &conn.rbuf[r.clone()],
+                Arg::Owned(_) => return None,
+            };
+            // A key another shard owns is not in this keyspace: looking
+            // it up would only miss the cache for nothing.
+            (shard_of(key, n) == shard.id).then_some((conn.client.db, key))
         });
         shard.ks.borrow().warm(keys);
     }
@@ -1006,10 +1027,12 @@ fn run_fast(
             }
             if slow.is_none() && ahead.len() > 1 {
                 let db = conn.client.db;
-                shard
-                    .ks
-                    .borrow()
-                    .warm(ahead.iter().filter_map(|r| Some((db, r.get(1)?.as_ref()))));
+                shard.ks.borrow().warm(
+                    ahead
+                        .iter()
+                        .filter_map(|r| Some((db, r.get(1)?.as_ref())))
+                        .filter(|(_, key)| shard_of(key, n) == shard.id),
+                );
             }
             continue;
         }

@@ -364,7 +364,7 @@ impl Repl {
     }
 
     /// One eventfd write: shard `i`'s driver runs a turn.
-    fn wake_driver(&self, i: usize) {
+    pub fn wake_driver(&self, i: usize) {
         let fd = self.wake_fd[i].load(Ordering::Relaxed);
         if fd >= 0 {
             let one: u64 = 1;

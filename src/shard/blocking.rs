@@ -233,7 +233,7 @@ async fn deliver(shard: &Rc<Shard>, w: Waiter, reply: OpReply) {
     if w.shard == shard.id {
         shard.complete(w.id, reply);
     } else {
-        shard.send(w.shard, Msg::Reply { id: w.id, reply }).await;
+        shard.post(w.shard, Msg::Reply { id: w.id, reply });
     }
 }
 

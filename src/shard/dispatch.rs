@@ -173,7 +173,8 @@ pub fn error_bytes(msg: &str) -> Bytes {
 }
 
 /// Sends every pending per-shard group (one message per shard), runs the
-/// local one in place, and files the replies into their slots.
+/// local one in place while the others run on their cores, and files the
+/// replies into their slots.
 async fn flush(
     shard: &Rc<Shard>,
     proto: Proto,
@@ -185,25 +186,20 @@ async fn flush(
         if group.is_empty() || s == shard.id {
             continue;
         }
-        let group = std::mem::take(group);
-        let (idx, cmds): (Vec<usize>, Vec<ShardCmd>) = group.into_iter().unzip();
-        let me = shard.clone();
+        let (idx, cmds): (Vec<usize>, Vec<ShardCmd>) = std::mem::take(group).into_iter().unzip();
         super::Stats::add(&shard.stats.remote_batches, 1);
-        let task = glommio::spawn_local(async move {
-            let from = me.id;
-            let out = BytesMut::with_capacity(64 * cmds.len());
-            let ends = Vec::with_capacity(cmds.len());
-            me.request(s, |id| Msg::Batch {
-                from,
-                id,
-                proto,
-                cmds,
-                out,
-                ends,
-            })
-            .await
+        let from = shard.id;
+        let out = BytesMut::with_capacity(64 * cmds.len());
+        let ends = Vec::with_capacity(cmds.len());
+        let slot = shard.post_request(s, |id| Msg::Batch {
+            from,
+            id,
+            proto,
+            cmds,
+            out,
+            ends,
         });
-        remote.push((idx, task));
+        remote.push((idx, slot));
     }
     let local = std::mem::take(&mut groups[shard.id]);
     if !local.is_empty() {
@@ -213,17 +209,28 @@ async fn flush(
         let mut ends = Vec::with_capacity(cmds.len());
         exec_group(shard, proto, &cmds, &mut out, &mut ends);
         file_replies(out.freeze(), &ends, &idx, slots);
+        recycle(shard, cmds);
     }
-    for (idx, task) in remote {
-        match task.await {
-            // `cmds` comes back only to be dropped here, where it was made.
+    for (idx, slot) in remote {
+        match slot.recv().await {
+            // `cmds` comes back to be reused (or freed) here, where it
+            // was made.
             OpReply::Batch { out, ends, cmds } => {
                 file_replies(out.freeze(), &ends, &idx, slots);
-                drop(cmds);
+                recycle(shard, cmds);
             }
             other => unreachable!("batch answered with {other:?}"),
         }
     }
+}
+
+/// Gives run requests' argument vectors back to the connection table's
+/// pool, which the parser takes its vectors from.
+fn recycle(shard: &Shard, cmds: Vec<ShardCmd>) {
+    shard
+        .net
+        .borrow_mut()
+        .recycle_args(cmds.into_iter().map(|c| c.args));
 }
 
 fn file_replies(out: Bytes, ends: &[u32], idx: &[usize], slots: &mut [Bytes]) {
@@ -330,7 +337,7 @@ impl Tx {
             crate::repl::master::emit_all(shard, entries, true);
         }
         for &s in &self.remote {
-            shard.send(s, Msg::Unlock { tx: self.id }).await;
+            shard.post(s, Msg::Unlock { tx: self.id });
         }
         drop(self.local);
     }

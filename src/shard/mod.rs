@@ -1,7 +1,7 @@
 //! Shards: one glommio executor pinned per core, each owning a slice of the
 //! keyspace, its connections and its timers. This module holds the shard
 //! state, key ownership and the typed cross-core messages; `dispatch` moves
-//! work between shards over glommio's channel mesh.
+//! work between shards through their inboxes (`mesh`).
 //!
 //! Key ownership is the Redis Cluster function: `slot = CRC16(hashtag(key))
 //! mod 16384`, `shard = slot mod N`, so `{user1}.a` and `{user1}.b` always
@@ -13,6 +13,7 @@ pub mod dispatch;
 pub mod key;
 pub mod keyspace;
 pub mod lineidx;
+pub mod mesh;
 pub mod sval;
 pub mod sync;
 pub mod table;
@@ -25,7 +26,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use bytes::{Bytes, BytesMut};
-use glommio::channels::shared_channel::{self, ConnectedSender, SharedReceiver, SharedSender};
 use glommio::sync::{Semaphore, StaticPermit};
 
 use crate::config::Config;
@@ -92,6 +92,8 @@ pub struct Shared {
     pub repl: crate::repl::Repl,
     /// RDB persistence: change counters, save state, the start-up load.
     pub persist: crate::persist::PersistState,
+    /// Every shard's inbox for messages from the others.
+    pub mesh: mesh::Mesh,
 }
 
 impl Shared {
@@ -111,6 +113,7 @@ impl Shared {
             lastsave: AtomicU64::new(now_ms() / 1000),
             repl: crate::repl::Repl::new(nshards),
             persist: crate::persist::PersistState::new(nshards),
+            mesh: mesh::Mesh::new(nshards),
         }
     }
 
@@ -413,7 +416,9 @@ pub struct Shard {
     /// deadlock); plain commands run only while it is free.
     pub gate: Rc<Semaphore>,
     held: RefCell<HashMap<u64, StaticPermit>>,
-    senders: Vec<Option<ConnectedSender<Msg>>>,
+    /// Messages from other shards that wait for the gate, in arrival
+    /// order; while any does, later ones wait too (see `on_message`).
+    deferred: Cell<usize>,
     pending: RefCell<HashMap<u64, Oneshot<OpReply>>>,
     next_id: Cell<u64>,
     /// Wakes the network driver (slow-path completions, kills, shutdown).
@@ -454,7 +459,7 @@ pub struct Shard {
 }
 
 impl Shard {
-    pub fn new(id: usize, shared: Arc<Shared>, senders: Vec<Option<ConnectedSender<Msg>>>) -> Self {
+    pub fn new(id: usize, shared: Arc<Shared>) -> Self {
         let (databases, max_bulk) = {
             let c = shared.config();
             (c.databases(), c.proto_max_bulk_len())
@@ -466,7 +471,7 @@ impl Shard {
             stats: Stats::default(),
             gate: Rc::new(Semaphore::new(1)),
             held: RefCell::new(HashMap::new()),
-            senders,
+            deferred: Cell::new(0),
             pending: RefCell::new(HashMap::new()),
             next_id: Cell::new(1),
             wake: Notify::default(),
@@ -580,18 +585,21 @@ impl Shard {
         }
     }
 
-    /// Sends a message to another shard and awaits its reply.
-    pub async fn request(&self, to: usize, make: impl FnOnce(u64) -> Msg) -> OpReply {
+    /// Sends a request to another shard; its reply completes the slot
+    /// returned. Sending never waits (the inboxes are unbounded; each
+    /// connection has at most one batch out), so a pipeline's requests to
+    /// several shards all leave before the first reply is awaited.
+    pub fn post_request(&self, to: usize, make: impl FnOnce(u64) -> Msg) -> Oneshot<OpReply> {
         let id = self.next_id();
         let slot = Oneshot::default();
         self.pending.borrow_mut().insert(id, slot.clone());
-        let msg = make(id);
-        let sender = self.senders[to].as_ref().expect("no channel to self");
-        if sender.send(msg).await.is_err() {
-            self.pending.borrow_mut().remove(&id);
-            panic!("shard {to} is gone: channel mesh closed");
-        }
-        slot.recv().await
+        self.post(to, make(id));
+        slot
+    }
+
+    /// Sends a message to another shard and awaits its reply.
+    pub async fn request(&self, to: usize, make: impl FnOnce(u64) -> Msg) -> OpReply {
+        self.post_request(to, make).recv().await
     }
 
     /// Registers a reply slot for a message that will answer later (a
@@ -620,15 +628,50 @@ impl Shard {
         }
     }
 
-    /// Fire-and-forget send (unlock).
-    pub async fn send(&self, to: usize, msg: Msg) {
-        if let Some(s) = self.senders[to].as_ref() {
-            let _ = s.send(msg).await;
+    /// Puts `msg` in shard `to`'s inbox, waking its driver if it sleeps.
+    pub fn post(&self, to: usize, msg: Msg) {
+        debug_assert_ne!(to, self.id, "no message to self");
+        if self.shared.mesh.push(to, msg) {
+            self.shared.repl.wake_driver(to);
         }
     }
 
-    /// Routes an incoming message: replies complete a pending request;
-    /// requests run in their own task so the receiver never blocks.
+    /// Handles every message waiting in this shard's inbox. The network
+    /// driver calls this at the start of each turn, with nothing borrowed.
+    /// Returns whether there was any.
+    pub fn drain_inbox(self: &Rc<Self>) -> bool {
+        let mut any = false;
+        while let Some(msg) = self.shared.mesh.pop(self.id) {
+            any = true;
+            self.on_message(msg);
+        }
+        any
+    }
+
+    /// Whether a message from another shard may run right now: the gate is
+    /// open and no earlier message still waits for it (which keeps one
+    /// sender's messages in order).
+    fn runs_now(&self) -> bool {
+        self.deferred.get() == 0 && self.gate_open()
+    }
+
+    /// Runs `f` once the gate is open, behind every message deferred
+    /// before it, in a task of its own.
+    fn defer(self: &Rc<Self>, f: impl FnOnce(&Rc<Shard>) + 'static) {
+        self.deferred.set(self.deferred.get() + 1);
+        let me = self.clone();
+        glommio::spawn_local(async move {
+            // The gate's queue is FIFO, so deferred messages run in order.
+            me.wait_gate().await;
+            me.deferred.set(me.deferred.get() - 1);
+            f(&me);
+        })
+        .detach();
+    }
+
+    /// Handles one incoming message. Replies complete a pending request.
+    /// Batches and ops run inline, in the driver's turn, when the gate is
+    /// open; otherwise they queue for it. Lock requests wait in a task.
     pub fn on_message(self: &Rc<Self>, msg: Msg) {
         match msg {
             Msg::Reply { id, reply } => {
@@ -648,27 +691,27 @@ impl Shard {
                         .await
                         .expect("gate semaphore closed");
                     me.held.borrow_mut().insert(tx, permit);
-                    me.send(
+                    me.post(
                         from,
                         Msg::Reply {
                             id,
                             reply: OpReply::Locked,
                         },
-                    )
-                    .await;
+                    );
                 })
                 .detach();
             }
             Msg::Op { from, id, tx, op } => {
-                let me = self.clone();
-                glommio::spawn_local(async move {
-                    if tx.is_none() {
-                        me.wait_gate().await;
-                    }
-                    let reply = dispatch::apply_op(&me, op);
-                    me.send(from, Msg::Reply { id, reply }).await;
-                })
-                .detach();
+                let run = move |me: &Rc<Shard>| {
+                    let reply = dispatch::apply_op(me, op);
+                    me.post(from, Msg::Reply { id, reply });
+                };
+                // Under a transaction the sender holds this shard's gate.
+                if tx.is_some() || self.runs_now() {
+                    run(self);
+                } else {
+                    self.defer(run);
+                }
             }
             Msg::Batch {
                 from,
@@ -678,127 +721,28 @@ impl Shard {
                 mut out,
                 mut ends,
             } => {
-                let me = self.clone();
-                glommio::spawn_local(async move {
-                    me.wait_gate().await;
-                    dispatch::exec_group(&me, proto, &cmds, &mut out, &mut ends);
-                    me.send(
-                        from,
-                        Msg::Reply {
-                            id,
-                            reply: OpReply::Batch { out, ends, cmds },
-                        },
-                    )
-                    .await;
-                })
-                .detach();
-            }
-        }
-    }
-}
-
-/// One shard's ends of the channel mesh: a sender to every other shard and
-/// a receiver from every other shard, made in `main` before the executors
-/// start (glommio's `MeshBuilder::join` was seen to hang when two executors
-/// share a CPU, so the mesh is wired by hand).
-pub struct MeshEnds {
-    pub senders: Vec<Option<SharedSender<Msg>>>,
-    pub receivers: Vec<SharedReceiver<Msg>>,
-}
-
-/// Builds the full mesh for `n` shards: `n * (n - 1)` bounded channels.
-pub fn make_mesh(n: usize, capacity: usize) -> Vec<MeshEnds> {
-    let mut ends: Vec<MeshEnds> = (0..n)
-        .map(|_| MeshEnds {
-            senders: (0..n).map(|_| None).collect(),
-            receivers: Vec::new(),
-        })
-        .collect();
-    for from in 0..n {
-        for to in 0..n {
-            if from != to {
-                let (tx, rx) = shared_channel::new_bounded(capacity);
-                ends[from].senders[to] = Some(tx);
-                ends[to].receivers.push(rx);
-            }
-        }
-    }
-    ends
-}
-
-/// Body of one shard's executor: connects its mesh ends, builds the shard,
-/// starts its timers and message receivers, then serves connections until
-/// shutdown.
-pub async fn run(
-    id: usize,
-    shared: Arc<Shared>,
-    mesh: MeshEnds,
-    listen: Vec<std::net::SocketAddr>,
-) {
-    // Connecting an end waits for its peer to connect the other end, so
-    // connect them all at once. glommio re-checks pending connections only
-    // when its reactor polls, and nothing from the peer wakes a parked
-    // executor, so a ticker keeps it polling until the mesh is complete
-    // (without it a shard could sleep through its peers' connects forever).
-    log::debug!("shard {id}: executor up, connecting the mesh");
-    let connecting = Rc::new(Cell::new(true));
-    {
-        let connecting = connecting.clone();
-        glommio::spawn_local(async move {
-            while connecting.get() {
-                glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
-            }
-        })
-        .detach();
-    }
-    let sender_tasks: Vec<_> = mesh
-        .senders
-        .into_iter()
-        .map(|s| s.map(|s| glommio::spawn_local(s.connect())))
-        .collect();
-    let receiver_tasks: Vec<_> = mesh
-        .receivers
-        .into_iter()
-        .map(|r| glommio::spawn_local(r.connect()))
-        .collect();
-    let mut senders = Vec::new();
-    for t in sender_tasks {
-        senders.push(match t {
-            Some(t) => Some(t.await),
-            None => None,
-        });
-    }
-    let mut receivers = Vec::new();
-    for t in receiver_tasks {
-        receivers.push(t.await);
-    }
-    connecting.set(false);
-    log::debug!("shard {id}: mesh connected");
-    let shard = Rc::new(Shard::new(id, shared.clone(), senders));
-    shard.refresh_config();
-    crate::persist::on_shard_start(&shard);
-    for rx in receivers {
-        let shard = shard.clone();
-        glommio::spawn_local(async move {
-            // Re-poll the channel at least every 50 ms even without a
-            // wake-up, so a missed cross-core notification delays a message
-            // instead of stalling the client behind it. The timer is only
-            // armed when the channel is empty.
-            loop {
-                let next = futures_lite::future::or(async { Some(rx.recv().await) }, async {
-                    glommio::timer::sleep(std::time::Duration::from_millis(50)).await;
-                    None
-                })
-                .await;
-                match next {
-                    Some(Some(msg)) => shard.on_message(msg),
-                    Some(None) => break, // the peer shard is gone
-                    None => {}
+                let run = move |me: &Rc<Shard>| {
+                    dispatch::exec_group(me, proto, &cmds, &mut out, &mut ends);
+                    let reply = OpReply::Batch { out, ends, cmds };
+                    me.post(from, Msg::Reply { id, reply });
+                };
+                if self.runs_now() {
+                    run(self);
+                } else {
+                    self.defer(run);
                 }
             }
-        })
-        .detach();
+        }
     }
+}
+
+/// Body of one shard's executor: builds the shard, starts its timers, then
+/// serves connections (and its inbox, from the same driver) until shutdown.
+pub async fn run(id: usize, shared: Arc<Shared>, listen: Vec<std::net::SocketAddr>) {
+    log::debug!("shard {id}: executor up");
+    let shard = Rc::new(Shard::new(id, shared.clone()));
+    shard.refresh_config();
+    crate::persist::on_shard_start(&shard);
     let backlog = shared.config().tcp_backlog();
     let mut fds = Vec::new();
     for addr in &listen {
