@@ -292,3 +292,49 @@ fn concurrent_remote_batches_get_their_own_replies() {
         t.join().expect("client thread panicked");
     }
 }
+
+/// A request for another shard must wake that shard's sleeping driver, and
+/// its reply must wake ours: `shard::mesh` writes a driver's eventfd only
+/// when the driver announced its sleep. With `hz 1` the once-a-second cron
+/// tick is the only other thing that would ever run a sleeping driver, so a
+/// lost wake-up shows as a request taking up to a second. Each request
+/// follows a pause in which both drivers fall asleep.
+#[test]
+fn remote_requests_wake_sleeping_shards() {
+    let s = Server::spawn(common::Kind::Tether, 2, &["--hz", "1"]);
+    let mut c = s.raw();
+    c.send_cmd(&[b"CLIENT", b"INFO"]);
+    let info = c.read().as_str();
+    let home: usize = info
+        .split_whitespace()
+        .find_map(|f| f.strip_prefix("shard="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no shard= in {info}"));
+    let key = (0..)
+        .map(|i| format!("sleepy:{i}"))
+        .find(|k| common::shard_of(k, 2) != home)
+        .expect("a remote key");
+    const ROUNDS: usize = 30;
+    let mut slow = Vec::new();
+    let started = Instant::now();
+    for i in 1..=ROUNDS {
+        thread::sleep(Duration::from_millis(20));
+        let t = Instant::now();
+        c.send_cmd(&[b"INCR", key.as_bytes()]);
+        assert_eq!(c.read().as_int(), Some(i as i64));
+        let took = t.elapsed();
+        if took > Duration::from_millis(300) {
+            slow.push(took);
+        }
+    }
+    // Lost wake-ups would cost about half a second each (the wait for the
+    // next tick), so nearly every round would be slow; allow a few rounds
+    // to be slowed by a loaded machine.
+    assert!(
+        slow.len() <= 3,
+        "{} of {ROUNDS} remote requests took over 300 ms ({slow:?}, {:?} in all): \
+         a sleeping shard was not woken",
+        slow.len(),
+        started.elapsed()
+    );
+}
