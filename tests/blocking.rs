@@ -161,3 +161,76 @@ fn no_element_lost_under_concurrency() {
         "pushed != popped + left"
     );
 }
+
+/// When its server becomes a replica (REPLICAOF), every client blocked in
+/// a pop gets `-UNBLOCKED ...` and is closed, as Redis's
+/// `disconnectAllBlockedClients` does; the command pipelined behind it
+/// never runs. Pops blocked on keys of the connection's own shard, of
+/// another shard and of several shards all end. Passes against stock Redis.
+#[test]
+fn replicaof_unblocks_blocked_pops() {
+    let s = Server::start(4);
+    let ks = common::keys_over_shards("demote", 4, 1);
+    let pops: Vec<Vec<String>> = vec![
+        vec!["BLPOP".into(), ks[0].clone(), "0".into()],
+        vec!["BRPOP".into(), ks[1].clone(), "0".into()],
+        vec!["BZPOPMIN".into(), ks[2].clone(), "0".into()],
+        vec![
+            "BLMOVE".into(),
+            ks[3].clone(),
+            ks[0].clone(),
+            "LEFT".into(),
+            "RIGHT".into(),
+            "0".into(),
+        ],
+        vec!["BLPOP".into(), ks[1].clone(), ks[2].clone(), "0".into()],
+    ];
+    let mut conns = Vec::new();
+    for p in &pops {
+        let mut c = s.raw();
+        let mut req = Vec::new();
+        let args: Vec<&[u8]> = p.iter().map(|a| a.as_bytes()).collect();
+        req.extend(common::encode(&args));
+        // Must never run: the client is closed after the error.
+        req.extend(common::encode(&[b"SET", b"ran-after-unblock", b"1"]));
+        c.send(&req);
+        conns.push(c);
+    }
+    let mut admin = s.raw();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let info = admin.cmds(&["INFO", "clients"]).as_str();
+        if info.contains(&format!("blocked_clients:{}", pops.len())) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "pops never all blocked: {info}");
+        thread::sleep(Duration::from_millis(20));
+    }
+    let nobody = common::free_port().to_string();
+    assert_eq!(
+        admin.cmds(&["REPLICAOF", "127.0.0.1", &nobody]).as_str(),
+        "OK"
+    );
+    for (c, p) in conns.iter_mut().zip(&pops) {
+        let r = c.read();
+        assert!(
+            r.as_str().starts_with(
+                "UNBLOCKED force unblock from blocking operation, instance state changed (master -> replica?)"
+            ),
+            "{}: {p:?} across REPLICAOF answered {r:?}",
+            s.label()
+        );
+        assert!(
+            c.is_closed_by_peer(Duration::from_secs(5)),
+            "{}: {p:?}: an unblocked client must be closed",
+            s.label()
+        );
+    }
+    assert_eq!(
+        admin.cmds(&["EXISTS", "ran-after-unblock"]).as_int(),
+        Some(0)
+    );
+    let info = admin.cmds(&["INFO", "clients"]).as_str();
+    assert!(info.contains("blocked_clients:0"), "{info}");
+    admin.cmds(&["REPLICAOF", "NO", "ONE"]);
+}

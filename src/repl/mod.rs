@@ -363,6 +363,18 @@ impl Repl {
         mine
     }
 
+    /// Has every other shard's driver ring its `acks` bell (the caller
+    /// rings its own): the role changed, and every blocked client must
+    /// look (`ack_kick` plus a wake, as [`Repl::wake_waits`] does for the
+    /// shards with WAITs). Call after storing the change.
+    pub fn ring_all(&self, me: usize) {
+        std::sync::atomic::fence(Ordering::SeqCst);
+        for i in (0..self.ack_kick.len()).filter(|&i| i != me) {
+            self.ack_kick[i].store(true, Ordering::SeqCst);
+            self.wake_driver(i);
+        }
+    }
+
     /// One eventfd write: shard `i`'s driver runs a turn.
     pub fn wake_driver(&self, i: usize) {
         let fd = self.wake_fd[i].load(Ordering::Relaxed);

@@ -14,8 +14,11 @@
 //! owners only notify it, and the coordinator retries through the
 //! multi-shard path. The waiting side races the reply against the timeout
 //! and the connection's close; on either it unregisters, and because a
-//! shard pair's channel is FIFO, a reply sent before the unregistration is
-//! still seen and delivered.
+//! shard's inbox is FIFO, a reply sent before the unregistration is still
+//! seen and delivered. When the server becomes a replica (REPLICAOF), a
+//! blocked client gets Redis's `-UNBLOCKED ...` error and is closed, as
+//! Redis's `disconnectAllBlockedClients` does; an element already popped
+//! for it is delivered instead.
 
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
@@ -246,8 +249,9 @@ pub async fn exec_blocking(
     args: &[Bytes],
     out: &mut BytesMut,
     closed: &CloseFlag,
-) {
+) -> bool {
     let n = shard.nshards();
+    let epoch = shard.shared.repl.epoch.load(Ordering::SeqCst);
     let timeout = timeout_index(spec.name, args.len())
         .and_then(|i| args.get(i))
         .and_then(|t| cmd::list::parse_timeout(t).ok())
@@ -287,7 +291,7 @@ pub async fn exec_blocking(
         };
         if !blocked {
             out.extend_from_slice(&attempt);
-            return;
+            return false;
         }
         // 2. Park on every owner.
         let mut owners: Vec<(usize, Vec<(u16, Bytes)>)> = Vec::new();
@@ -327,7 +331,7 @@ pub async fn exec_blocking(
         }
         // 3. Wait.
         let remaining = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
-        let got = wait_any(&slot.1, remaining, closed).await;
+        let got = wait_any(shard, &slot.1, remaining, closed, epoch).await;
         // 4. Unpark everywhere; a reply sent before that is still in the slot.
         for (s, _) in &owners {
             dispatch::op_on(shard, None, *s, Op::Unblock { waiter: w }).await;
@@ -337,38 +341,61 @@ pub async fn exec_blocking(
         match got {
             Some(OpReply::Exec { out: o, .. }) => {
                 out.extend_from_slice(&o);
-                return;
+                return false;
             }
             // Notified: retry (the loop's next wait ends at the deadline).
             Some(_) => continue,
             None => {
                 if closed.is_set() {
-                    return;
+                    return false;
+                }
+                if became_replica(shard, epoch) {
+                    Reply::new(out, client.proto).error(crate::cmd::repl::UNBLOCKED);
+                    return true;
                 }
                 if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
                     // Redis answers every blocking timeout with a null array.
                     Reply::new(out, client.proto).null_array();
-                    return;
+                    return false;
                 }
             }
         }
     }
 }
 
-/// Waits for a reply in `slot`, the timeout, or the close signal.
+/// Whether the server turned into a replica (REPLICAOF) since `epoch`.
+fn became_replica(shard: &Shard, epoch: u64) -> bool {
+    let repl = &shard.shared.repl;
+    repl.is_replica.load(Ordering::SeqCst) && repl.epoch.load(Ordering::SeqCst) != epoch
+}
+
+/// Waits for a reply in `slot`, the timeout, the close signal, or the
+/// server turning into a replica since `epoch` (REPLICAOF rings every
+/// shard's `acks` bell; see `repl::replica::replicaof`).
 async fn wait_any(
+    shard: &Shard,
     slot: &super::sync::Oneshot<OpReply>,
     timeout: Option<std::time::Duration>,
     closed: &CloseFlag,
+    epoch: u64,
 ) -> Option<OpReply> {
     use futures_lite::future::or;
     let reply = async { Some(slot.recv().await) };
+    let demoted = async {
+        loop {
+            let rung = shard.acks.generation();
+            if became_replica(shard, epoch) {
+                return;
+            }
+            shard.acks.changed(rung).await;
+        }
+    };
     let stop = async {
         match timeout {
             Some(t) => {
-                or(glommio::timer::sleep(t), closed.wait()).await;
+                or(glommio::timer::sleep(t), or(closed.wait(), demoted)).await;
             }
-            None => closed.wait().await,
+            None => or(closed.wait(), demoted).await,
         }
         None
     };

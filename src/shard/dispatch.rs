@@ -115,8 +115,11 @@ pub async fn run_batch(
             {
                 flush(&shard, client.proto, &mut groups, &mut slots).await;
                 let mut out = BytesMut::new();
-                super::blocking::exec_blocking(&shard, &client, spec, &args, &mut out, &closed)
-                    .await;
+                if super::blocking::exec_blocking(&shard, &client, spec, &args, &mut out, &closed)
+                    .await
+                {
+                    client.close_after_reply = true;
+                }
                 super::Stats::add(&shard.stats.commands_processed, 1);
                 slots[i] = out.freeze();
                 if closed.is_set() {
