@@ -369,8 +369,9 @@ pub enum OpReply {
     Bytes(Vec<u8>),
 }
 
-/// Messages over the channel mesh. Requests carry the sender's shard and a
-/// request id; the answer comes back as `Reply` with the same id.
+/// Messages between shards (through their inboxes, `mesh`). Requests carry
+/// the sender's shard and a request id; the answer comes back as `Reply`
+/// with the same id.
 pub enum Msg {
     /// A pipeline slice for this shard, replies in order. Waits while the
     /// shard is locked by a multi-shard transaction.
