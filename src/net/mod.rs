@@ -457,8 +457,6 @@ pub async fn serve(shard: Rc<Shard>, listeners: Vec<RawFd>) {
             }
         })
     };
-    // Off while the driver runs (see `Ring::set_eventfd`).
-    ring.set_eventfd(false);
     for (i, &l) in listeners.iter().enumerate() {
         ring.accept_multi(l, i as u32);
     }
@@ -526,17 +524,11 @@ impl Driver {
                 log::error!("shard {}: io_uring submit failed: {e}", self.shard.id);
             }
             if !progress && self.ring.cq_empty() {
-                // Completions signal the eventfd only while we sleep. Turn
-                // that on, then look once more: work that came while it
-                // was off raised no signal (and none will come for it).
-                self.ring.set_eventfd(true);
-                std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
                 // Announce the sleep (a message arriving from now on
                 // wakes us); one that came in meanwhile means another turn.
-                if !self.ring.work_pending() && self.shard.shared.mesh.sleep(me) {
+                if self.shard.shared.mesh.sleep(me) {
                     self.shard.wake.wait().await;
                 }
-                self.ring.set_eventfd(false);
             } else if glommio::executor().need_preempt() {
                 glommio::executor().yield_task_queue_now().await;
             } else {

@@ -273,29 +273,4 @@ impl Ring {
         cq.sync();
         cq.is_empty()
     }
-
-    /// Whether the kernel signals the registered eventfd when completion
-    /// work arrives. The driver turns it on only to sleep: while it runs
-    /// it polls the ring itself, and each signal would cost a wake-up of
-    /// the eventfd's reader in glommio's reactor for nothing.
-    pub fn set_eventfd(&mut self, on: bool) {
-        let cq = self.ring.completion();
-        if on {
-            cq.enable_eventfd();
-        } else {
-            cq.disable_eventfd();
-        }
-    }
-
-    /// Completions waiting: posted, or still deferred task work (with
-    /// DEFER_TASKRUN the kernel only raises IORING_SQ_TASKRUN until we
-    /// enter the ring).
-    pub fn work_pending(&mut self) -> bool {
-        let flagged = {
-            let mut sq = self.ring.submission();
-            sq.sync();
-            sq.taskrun() || sq.cq_overflow()
-        };
-        flagged || !self.cq_empty()
-    }
 }
