@@ -27,7 +27,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::cmd::{self, ClientState, Lookup, Route};
 use crate::resp::{Arg, ParseLimits, Reply, Resume, parse_command_into, parse_command_resumable};
-use crate::shard::{Shard, Stats, dispatch, shard_of};
+use crate::shard::{OpReply, Shard, Stats, dispatch, shard_of};
 use ring::{Completion, OpKind, Ring};
 
 /// Most commands a slow-path batch takes at once; the rest waits a turn.
@@ -309,6 +309,25 @@ impl ConnTable {
     /// A slow-path batch finished: queue its replies for the driver.
     pub fn finish(&mut self, slot: u32, generation: u32, out: BytesMut, client: ClientState) {
         self.done.push((slot, generation, out, client));
+    }
+
+    /// The reply to a batch the driver sent another shard for a connection
+    /// (`Shard::post_conn_batch`): its output, appended in order, and the
+    /// connection free to go on with its input.
+    pub fn finish_remote(&mut self, slot: u32, generation: u32, reply: OpReply) {
+        let OpReply::Batch { mut out, cmds, .. } = reply else {
+            unreachable!("a batch answered with {reply:?}");
+        };
+        self.recycle_args(cmds.into_iter().map(|c| c.args));
+        if let Some(c) = self.get(slot, generation) {
+            c.busy = false;
+            if c.wbuf.is_empty() {
+                std::mem::swap(&mut c.wbuf, &mut out);
+            } else {
+                c.wbuf.extend_from_slice(&out);
+            }
+            self.mark(slot);
+        }
     }
 
     /// CLIENT LIST lines for this shard's connections.
@@ -842,13 +861,19 @@ impl Driver {
             && let Some(cmds) = run_fast(&shard, conn, &mut net.dirty, &mut net.scratch, slot)
         {
             conn.busy = true;
-            self.slow.push((
-                slot,
-                conn.generation,
-                conn.client.clone(),
-                cmds,
-                conn.closed.clone(),
-            ));
+            match one_remote_group(&shard, &mut conn.client, cmds) {
+                Ok((to, group)) => {
+                    let proto = conn.client.proto;
+                    shard.post_conn_batch(to, (slot, conn.generation), proto, group);
+                }
+                Err(cmds) => self.slow.push((
+                    slot,
+                    conn.generation,
+                    conn.client.clone(),
+                    cmds,
+                    conn.closed.clone(),
+                )),
+            }
         }
         let conn = net.slots[slot as usize].as_mut().expect("present");
         if conn.recv_paused
@@ -897,6 +922,58 @@ impl Driver {
         }
         net.try_free(slot);
     }
+}
+
+/// The slow path's common case, taken without it: every command of the
+/// rest of the pipeline is a plain one-key-owner command for the same
+/// other shard, on a connection with no MULTI, no subscriptions and no
+/// refusal in play. Then the batch goes from the driver to its owner and
+/// the reply back into the connection (`Shard::post_conn_batch`), with no
+/// task, no per-command reply slot and one copy less. Anything else comes
+/// back untouched for `dispatch::run_batch`.
+fn one_remote_group(
+    shard: &Shard,
+    client: &mut ClientState,
+    cmds: Vec<Vec<Bytes>>,
+) -> Result<(usize, Vec<crate::shard::ShardCmd>), Vec<Vec<Bytes>>> {
+    let n = shard.nshards();
+    if client.multi.is_some()
+        || client.close_after_reply
+        || !client.channels.is_empty()
+        || !client.patterns.is_empty()
+    {
+        return Err(cmds);
+    }
+    let mut to = None;
+    let mut specs = Vec::with_capacity(cmds.len());
+    for args in &cmds {
+        let Lookup::Found(spec) = cmd::lookup(args) else {
+            return Err(cmds);
+        };
+        if crate::shard::blocking::timeout_index(spec.name, args.len()).is_some()
+            || cmd::repl::readonly_refused(shard, client, spec)
+        {
+            return Err(cmds);
+        }
+        match cmd::route(spec, args, shard.id, n) {
+            Route::Shard(s) if s != shard.id && to.is_none_or(|t| t == s) => to = Some(s),
+            _ => return Err(cmds),
+        }
+        specs.push(spec);
+    }
+    let Some(to) = to else {
+        return Err(cmds);
+    };
+    let db = client.db;
+    let group = cmds
+        .into_iter()
+        .zip(specs)
+        .map(|(args, spec)| {
+            cmd::note_cmd(client, spec, &args);
+            crate::shard::ShardCmd { spec, db, args }
+        })
+        .collect();
+    Ok((to, group))
 }
 
 /// Requests parsed ahead of execution on the fast path, so that their keys

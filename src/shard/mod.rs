@@ -421,6 +421,9 @@ pub struct Shard {
     /// order; while any does, later ones wait too (see `on_message`).
     deferred: Cell<usize>,
     pending: RefCell<HashMap<u64, Oneshot<OpReply>>>,
+    /// Remote batches the network driver sent itself (see
+    /// `post_conn_batch`): request id -> the connection's (slot, generation).
+    conn_batches: RefCell<HashMap<u64, (u32, u32)>>,
     next_id: Cell<u64>,
     /// Wakes the network driver (slow-path completions, kills, shutdown).
     pub wake: Notify,
@@ -474,6 +477,7 @@ impl Shard {
             held: RefCell::new(HashMap::new()),
             deferred: Cell::new(0),
             pending: RefCell::new(HashMap::new()),
+            conn_batches: RefCell::new(HashMap::new()),
             next_id: Cell::new(1),
             wake: Notify::default(),
             net: RefCell::new(crate::net::ConnTable::default()),
@@ -603,6 +607,30 @@ impl Shard {
         self.post_request(to, make).recv().await
     }
 
+    /// Sends a connection's pipeline slice, all of whose commands `to`
+    /// owns, straight from the network driver: no task waits for it. The
+    /// reply goes back into the connection's output when it arrives
+    /// (`net::ConnTable::finish_remote`, from `on_message`).
+    pub fn post_conn_batch(&self, to: usize, conn: (u32, u32), proto: Proto, cmds: Vec<ShardCmd>) {
+        let id = self.next_id();
+        self.conn_batches.borrow_mut().insert(id, conn);
+        Stats::add(&self.stats.remote_batches, 1);
+        let out = BytesMut::with_capacity(64 * cmds.len());
+        let ends = Vec::with_capacity(cmds.len());
+        let from = self.id;
+        self.post(
+            to,
+            Msg::Batch {
+                from,
+                id,
+                proto,
+                cmds,
+                out,
+                ends,
+            },
+        );
+    }
+
     /// Registers a reply slot for a message that will answer later (a
     /// blocked client's serve).
     pub fn new_pending(&self) -> (u64, Oneshot<OpReply>) {
@@ -638,7 +666,8 @@ impl Shard {
     }
 
     /// Handles every message waiting in this shard's inbox. The network
-    /// driver calls this at the start of each turn, with nothing borrowed.
+    /// driver calls this at the start of each turn, with nothing borrowed
+    /// (a reply to the driver's own batch goes straight into `net`).
     /// Returns whether there was any.
     pub fn drain_inbox(self: &Rc<Self>) -> bool {
         let mut any = false;
@@ -676,8 +705,12 @@ impl Shard {
     pub fn on_message(self: &Rc<Self>, msg: Msg) {
         match msg {
             Msg::Reply { id, reply } => {
-                if let Some(slot) = self.pending.borrow_mut().remove(&id) {
+                let slot = self.pending.borrow_mut().remove(&id);
+                if let Some(slot) = slot {
                     slot.send(reply);
+                } else if let Some((conn, generation)) = self.conn_batches.borrow_mut().remove(&id)
+                {
+                    self.net.borrow_mut().finish_remote(conn, generation, reply);
                 }
             }
             Msg::Unlock { tx } => {
