@@ -406,6 +406,9 @@ pub enum Msg {
     },
 }
 
+/// A message's work waiting for the shard's gate (`Shard::defer`).
+type Deferred = Box<dyn FnOnce(&Rc<Shard>)>;
+
 /// A shard: everything one core owns.
 pub struct Shard {
     pub id: usize,
@@ -418,8 +421,8 @@ pub struct Shard {
     pub gate: Rc<Semaphore>,
     held: RefCell<HashMap<u64, StaticPermit>>,
     /// Messages from other shards that wait for the gate, in arrival
-    /// order; while any does, later ones wait too (see `on_message`).
-    deferred: Cell<usize>,
+    /// order; while any does, later ones queue behind it (see `defer`).
+    deferred: RefCell<std::collections::VecDeque<Deferred>>,
     pending: RefCell<HashMap<u64, Oneshot<OpReply>>>,
     /// Remote batches the network driver sent itself (see
     /// `post_conn_batch`): request id -> the connection's (slot, generation).
@@ -475,7 +478,7 @@ impl Shard {
             stats: Stats::default(),
             gate: Rc::new(Semaphore::new(1)),
             held: RefCell::new(HashMap::new()),
-            deferred: Cell::new(0),
+            deferred: RefCell::new(Default::default()),
             pending: RefCell::new(HashMap::new()),
             conn_batches: RefCell::new(HashMap::new()),
             next_id: Cell::new(1),
@@ -682,21 +685,30 @@ impl Shard {
     /// open and no earlier message still waits for it (which keeps one
     /// sender's messages in order).
     fn runs_now(&self) -> bool {
-        self.deferred.get() == 0 && self.gate_open()
+        self.deferred.borrow().is_empty() && self.gate_open()
     }
 
-    /// Runs `f` once the gate is open, behind every message deferred
-    /// before it, in a task of its own.
+    /// Queues `f` behind every message deferred before it; one task runs
+    /// the queue in order, each once the gate is open.
     fn defer(self: &Rc<Self>, f: impl FnOnce(&Rc<Shard>) + 'static) {
-        self.deferred.set(self.deferred.get() + 1);
-        let me = self.clone();
-        glommio::spawn_local(async move {
-            // The gate's queue is FIFO, so deferred messages run in order.
-            me.wait_gate().await;
-            me.deferred.set(me.deferred.get() - 1);
-            f(&me);
-        })
-        .detach();
+        let first = {
+            let mut q = self.deferred.borrow_mut();
+            q.push_back(Box::new(f));
+            q.len() == 1
+        };
+        if first {
+            let me = self.clone();
+            glommio::spawn_local(async move {
+                loop {
+                    me.wait_gate().await;
+                    let Some(f) = me.deferred.borrow_mut().pop_front() else {
+                        break;
+                    };
+                    f(&me);
+                }
+            })
+            .detach();
+        }
     }
 
     /// Handles one incoming message. Replies complete a pending request.
