@@ -4,11 +4,13 @@
 //! accepted them for their whole life.
 //!
 //! One loop turn: handle the messages other shards left in this shard's
-//! inbox (`shard::mesh`), reap completions, parse every complete request of every
-//! readable connection, run what can run synchronously (keys owned here,
-//! connection commands) straight into the output buffer, hand the rest of
-//! a pipeline to a slow-path task (`shard::dispatch::run_batch`), then queue
-//! one send per connection with pending output and submit once. When a turn
+//! inbox (`shard::mesh`), reap completions, parse every complete request
+//! of every readable connection, run what can run synchronously (keys
+//! owned here, connection commands) straight into the output buffer, send
+//! the rest of a pipeline to its owner shard when one other shard owns all
+//! of it (`one_remote_group`), else hand it to a slow-path task
+//! (`shard::dispatch::run_batch`), then queue one send per connection with
+//! pending output and submit once. When a turn
 //! finds nothing to do the driver sleeps on `Shard::wake`, which the ring's
 //! eventfd watcher and the slow-path tasks trigger; other shards write that
 //! eventfd when they leave a message for a sleeping driver.

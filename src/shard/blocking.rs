@@ -260,6 +260,12 @@ pub async fn exec_blocking(
     let deadline = timeout.map(|t| std::time::Instant::now() + t);
     let _blocked = BlockedCount::new(&shard.stats.blocked_clients);
     loop {
+        // A retry after the server became a replica must not pop: the
+        // client is unblocked instead (the wait below ends for that too).
+        if became_replica(shard, epoch) {
+            Reply::new(out, client.proto).error(crate::cmd::repl::UNBLOCKED);
+            return true;
+        }
         // 1. Try.
         let mut attempt = BytesMut::new();
         let blocked = match cmd::route(spec, args, shard.id, n) {
@@ -349,11 +355,10 @@ pub async fn exec_blocking(
                 if closed.is_set() {
                     return false;
                 }
-                if became_replica(shard, epoch) {
-                    Reply::new(out, client.proto).error(crate::cmd::repl::UNBLOCKED);
-                    return true;
-                }
-                if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                // Became a replica: the loop's first check answers.
+                if !became_replica(shard, epoch)
+                    && deadline.is_some_and(|d| std::time::Instant::now() >= d)
+                {
                     // Redis answers every blocking timeout with a null array.
                     Reply::new(out, client.proto).null_array();
                     return false;
