@@ -239,6 +239,16 @@ fn key_placement_helper_matches_redis_cluster_slots() {
     assert_eq!(shards, [0, 1, 2, 3, 0, 1, 2, 3]);
 }
 
+/// The shard serving a tether connection (`CLIENT INFO`'s `shard=`).
+fn home_shard(c: &mut common::RawConn) -> usize {
+    c.send_cmd(&[b"CLIENT", b"INFO"]);
+    let info = c.read().as_str();
+    info.split_whitespace()
+        .find_map(|f| f.strip_prefix("shard="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no shard= in {info}"))
+}
+
 /// Many connections pipelining to keys on the other shard at once must
 /// each get exactly their own replies, in order, through the cross-shard
 /// batch path (`shard::dispatch::run_batch`).
@@ -251,13 +261,7 @@ fn concurrent_remote_batches_get_their_own_replies() {
         .map(|t| {
             let mut c = s.raw();
             thread::spawn(move || {
-                c.send_cmd(&[b"CLIENT", b"INFO"]);
-                let info = c.read().as_str();
-                let home: usize = info
-                    .split_whitespace()
-                    .find_map(|f| f.strip_prefix("shard="))
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or_else(|| panic!("no shard= in {info}"));
+                let home = home_shard(&mut c);
                 // Counters owned by the other shard, distinct per connection.
                 let keys: Vec<String> = (0..)
                     .map(|i| format!("remote:{t}:{i}"))
@@ -303,13 +307,7 @@ fn concurrent_remote_batches_get_their_own_replies() {
 fn remote_requests_wake_sleeping_shards() {
     let s = Server::spawn(common::Kind::Tether, 2, &["--hz", "1"]);
     let mut c = s.raw();
-    c.send_cmd(&[b"CLIENT", b"INFO"]);
-    let info = c.read().as_str();
-    let home: usize = info
-        .split_whitespace()
-        .find_map(|f| f.strip_prefix("shard="))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no shard= in {info}"));
+    let home = home_shard(&mut c);
     let key = (0..)
         .map(|i| format!("sleepy:{i}"))
         .find(|k| common::shard_of(k, 2) != home)

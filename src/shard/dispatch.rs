@@ -192,16 +192,7 @@ async fn flush(
         let (idx, cmds): (Vec<usize>, Vec<ShardCmd>) = std::mem::take(group).into_iter().unzip();
         super::Stats::add(&shard.stats.remote_batches, 1);
         let from = shard.id;
-        let out = BytesMut::with_capacity(64 * cmds.len());
-        let ends = Vec::with_capacity(cmds.len());
-        let slot = shard.post_request(s, |id| Msg::Batch {
-            from,
-            id,
-            proto,
-            cmds,
-            out,
-            ends,
-        });
+        let slot = shard.post_request(s, |id| Msg::batch(from, id, proto, cmds));
         remote.push((idx, slot));
     }
     let local = std::mem::take(&mut groups[shard.id]);

@@ -409,6 +409,21 @@ pub enum Msg {
 /// A message's work waiting for the shard's gate (`Shard::defer`).
 type Deferred = Box<dyn FnOnce(&Rc<Shard>)>;
 
+impl Msg {
+    /// A batch request, with empty reply buffers sized for `cmds` (made
+    /// here so the sender's thread frees them; see `dispatch::exec_group`).
+    pub fn batch(from: usize, id: u64, proto: Proto, cmds: Vec<ShardCmd>) -> Msg {
+        Msg::Batch {
+            from,
+            id,
+            proto,
+            out: BytesMut::with_capacity(64 * cmds.len()),
+            ends: Vec::with_capacity(cmds.len()),
+            cmds,
+        }
+    }
+}
+
 /// A shard: everything one core owns.
 pub struct Shard {
     pub id: usize,
@@ -618,20 +633,7 @@ impl Shard {
         let id = self.next_id();
         self.conn_batches.borrow_mut().insert(id, conn);
         Stats::add(&self.stats.remote_batches, 1);
-        let out = BytesMut::with_capacity(64 * cmds.len());
-        let ends = Vec::with_capacity(cmds.len());
-        let from = self.id;
-        self.post(
-            to,
-            Msg::Batch {
-                from,
-                id,
-                proto,
-                cmds,
-                out,
-                ends,
-            },
-        );
+        self.post(to, Msg::batch(self.id, id, proto, cmds));
     }
 
     /// Registers a reply slot for a message that will answer later (a
