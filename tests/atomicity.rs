@@ -336,3 +336,62 @@ fn remote_requests_wake_sleeping_shards() {
         started.elapsed()
     );
 }
+
+/// Pipelines that mix keys of the connection's own shard and of the other
+/// one (the driver runs its own part at once and merges the other shard's
+/// replies in, `net::one_remote_group`) must answer every request in
+/// order, with each key's commands applied in order.
+#[test]
+fn mixed_pipelines_answer_in_request_order() {
+    let s = Server::start(2);
+    const CONNS: usize = 8;
+    const ROUNDS: i64 = 200;
+    // Which of 4 keys (0, 1 local; 2, 3 remote) each request touches.
+    const PATTERNS: [&[usize]; 5] = [
+        &[2, 0],
+        &[0, 2, 1, 3],
+        &[2, 3, 0],
+        &[0, 1, 2],
+        &[3, 0, 3, 1, 2],
+    ];
+    let threads: Vec<_> = (0..CONNS)
+        .map(|t| {
+            let mut c = s.raw();
+            thread::spawn(move || {
+                let home = home_shard(&mut c);
+                let mine = |local: bool| {
+                    (0..)
+                        .map(move |i| format!("mixed:{t}:{local}:{i}"))
+                        .filter(move |k| (common::shard_of(k, 2) == home) == local)
+                        .take(2)
+                };
+                let keys: Vec<String> = mine(true).chain(mine(false)).collect();
+                let mut counts = [0i64; 4];
+                for round in 0..ROUNDS {
+                    let pattern = PATTERNS[round as usize % PATTERNS.len()];
+                    let mut req = Vec::new();
+                    for &k in pattern {
+                        req.extend(common::encode(&[b"INCR", keys[k].as_bytes()]));
+                    }
+                    // A read of the first key after its writes.
+                    req.extend(common::encode(&[b"GET", keys[pattern[0]].as_bytes()]));
+                    c.send(&req);
+                    for &k in pattern {
+                        counts[k] += 1;
+                        let got = c.read().as_int();
+                        assert_eq!(got, Some(counts[k]), "conn {t} round {round} key {k}");
+                    }
+                    let got = c.read().as_str();
+                    assert_eq!(
+                        got,
+                        counts[pattern[0]].to_string(),
+                        "conn {t} round {round} GET"
+                    );
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("client thread panicked");
+    }
+}

@@ -316,17 +316,44 @@ impl ConnTable {
     /// The reply to a batch the driver sent another shard for a connection
     /// (`Shard::post_conn_batch`): its output, appended in order, and the
     /// connection free to go on with its input.
-    pub fn finish_remote(&mut self, slot: u32, generation: u32, reply: OpReply) {
-        let OpReply::Batch { mut out, cmds, .. } = reply else {
+    /// With `local`, the replies of the commands run here go in between,
+    /// each in its request's place.
+    pub fn finish_remote(
+        &mut self,
+        slot: u32,
+        generation: u32,
+        local: Option<LocalPart>,
+        reply: OpReply,
+    ) {
+        let OpReply::Batch {
+            mut out,
+            ends,
+            cmds,
+            ..
+        } = reply
+        else {
             unreachable!("a batch answered with {reply:?}");
         };
         self.recycle_args(cmds.into_iter().map(|c| c.args));
         if let Some(c) = self.get(slot, generation) {
             c.busy = false;
-            if c.wbuf.is_empty() {
-                std::mem::swap(&mut c.wbuf, &mut out);
-            } else {
-                c.wbuf.extend_from_slice(&out);
+            match local {
+                None if c.wbuf.is_empty() => std::mem::swap(&mut c.wbuf, &mut out),
+                None => c.wbuf.extend_from_slice(&out),
+                Some(l) => {
+                    let (mut remote, mut here) = (ends.iter(), l.ends.iter());
+                    let (mut r0, mut h0) = (0, 0);
+                    for &is_remote in &l.remote_at {
+                        let (buf, start, end) = if is_remote {
+                            (&out, &mut r0, remote.next())
+                        } else {
+                            (&l.out, &mut h0, here.next())
+                        };
+                        let end = *end.expect("a reply per request") as usize;
+                        c.wbuf.extend_from_slice(&buf[*start..end]);
+                        *start = end;
+                    }
+                }
             }
             self.mark(slot);
         }
@@ -864,9 +891,24 @@ impl Driver {
         {
             conn.busy = true;
             match one_remote_group(&shard, &mut conn.client, cmds) {
-                Ok((to, group)) => {
+                Ok(split) => {
                     let proto = conn.client.proto;
-                    shard.post_conn_batch(to, (slot, conn.generation), proto, group);
+                    // The commands this shard owns run now; their replies
+                    // wait for the remote ones, to go out in order.
+                    let local = (!split.local.is_empty()).then(|| {
+                        let mut l = LocalPart {
+                            out: BytesMut::with_capacity(64 * split.local.len()),
+                            ends: Vec::with_capacity(split.local.len()),
+                            remote_at: split.remote_at,
+                        };
+                        dispatch::exec_group(&shard, proto, &split.local, &mut l.out, &mut l.ends);
+                        for c in split.local {
+                            net.scratch.recycle(c.args);
+                        }
+                        l
+                    });
+                    let conn_id = (slot, conn.generation);
+                    shard.post_conn_batch(split.to, conn_id, local, proto, split.remote);
                 }
                 Err(cmds) => self.slow.push((
                     slot,
@@ -926,28 +968,50 @@ impl Driver {
     }
 }
 
+/// The replies of a pipeline remainder's commands that ran on this shard
+/// while the rest runs on another (see `one_remote_group`).
+pub struct LocalPart {
+    out: BytesMut,
+    ends: Vec<u32>,
+    /// Per request of the remainder, in order: whether it ran remotely.
+    remote_at: Vec<bool>,
+}
+
+/// A pipeline remainder split between this shard and one other.
+struct Split {
+    to: usize,
+    remote: Vec<crate::shard::ShardCmd>,
+    local: Vec<crate::shard::ShardCmd>,
+    remote_at: Vec<bool>,
+}
+
 /// The slow path's common case, taken without it: every command of the
-/// rest of the pipeline is a plain one-key-owner command for the same
-/// other shard, on a connection with no MULTI, no subscriptions and no
-/// refusal in play. Then the batch goes from the driver to its owner and
-/// the reply back into the connection (`Shard::post_conn_batch`), with no
-/// task, no per-command reply slot and one copy less. Anything else comes
-/// back untouched for `dispatch::run_batch`.
+/// rest of the pipeline is a plain one-key-owner command, for this shard
+/// or for one same other shard, on a connection with no MULTI, no
+/// subscriptions and no refusal in play, with this shard's gate open.
+/// Then the driver runs this shard's part at once and sends the other
+/// part to its owner; the replies go into the connection in request order
+/// when the owner answers (`Shard::post_conn_batch`), with no task, no
+/// per-command reply slot and one copy less. As with `run_batch`, each
+/// shard's part runs in order. Anything else comes back untouched for
+/// `dispatch::run_batch`.
 fn one_remote_group(
     shard: &Shard,
     client: &mut ClientState,
     cmds: Vec<Vec<Bytes>>,
-) -> Result<(usize, Vec<crate::shard::ShardCmd>), Vec<Vec<Bytes>>> {
+) -> Result<Split, Vec<Vec<Bytes>>> {
     let n = shard.nshards();
     if client.multi.is_some()
         || client.close_after_reply
         || !client.channels.is_empty()
         || !client.patterns.is_empty()
+        || !shard.gate_open()
     {
         return Err(cmds);
     }
     let mut to = None;
     let mut specs = Vec::with_capacity(cmds.len());
+    let mut remote_at = Vec::with_capacity(cmds.len());
     for args in &cmds {
         let Lookup::Found(spec) = cmd::lookup(args) else {
             return Err(cmds);
@@ -958,7 +1022,11 @@ fn one_remote_group(
             return Err(cmds);
         }
         match cmd::route(spec, args, shard.id, n) {
-            Route::Shard(s) if s != shard.id && to.is_none_or(|t| t == s) => to = Some(s),
+            Route::Shard(s) if s == shard.id => remote_at.push(false),
+            Route::Shard(s) if to.is_none_or(|t| t == s) => {
+                to = Some(s);
+                remote_at.push(true);
+            }
             _ => return Err(cmds),
         }
         specs.push(spec);
@@ -967,15 +1035,22 @@ fn one_remote_group(
         return Err(cmds);
     };
     let db = client.db;
-    let group = cmds
-        .into_iter()
-        .zip(specs)
-        .map(|(args, spec)| {
-            cmd::note_cmd(client, spec, &args);
-            crate::shard::ShardCmd { spec, db, args }
-        })
-        .collect();
-    Ok((to, group))
+    let mut split = Split {
+        to,
+        remote: Vec::with_capacity(cmds.len()),
+        local: Vec::new(),
+        remote_at,
+    };
+    for ((args, spec), &remote) in cmds.into_iter().zip(specs).zip(&split.remote_at) {
+        cmd::note_cmd(client, spec, &args);
+        let c = crate::shard::ShardCmd { spec, db, args };
+        if remote {
+            split.remote.push(c);
+        } else {
+            split.local.push(c);
+        }
+    }
+    Ok(split)
 }
 
 /// Requests parsed ahead of execution on the fast path, so that their keys

@@ -406,6 +406,10 @@ pub enum Msg {
     },
 }
 
+/// A driver-sent batch's connection (slot, generation) and the replies of
+/// its requests that ran here (`Shard::post_conn_batch`).
+type ConnBatch = (u32, u32, Option<crate::net::LocalPart>);
+
 /// A message's work waiting for the shard's gate (`Shard::defer`).
 type Deferred = Box<dyn FnOnce(&Rc<Shard>)>;
 
@@ -440,8 +444,9 @@ pub struct Shard {
     deferred: RefCell<std::collections::VecDeque<Deferred>>,
     pending: RefCell<HashMap<u64, Oneshot<OpReply>>>,
     /// Remote batches the network driver sent itself (see
-    /// `post_conn_batch`): request id -> the connection's (slot, generation).
-    conn_batches: RefCell<HashMap<u64, (u32, u32)>>,
+    /// `post_conn_batch`): request id -> the connection's (slot,
+    /// generation) and the replies of the commands run here meanwhile.
+    conn_batches: RefCell<HashMap<u64, ConnBatch>>,
     next_id: Cell<u64>,
     /// Wakes the network driver (slow-path completions, kills, shutdown).
     pub wake: Notify,
@@ -629,9 +634,18 @@ impl Shard {
     /// owns, straight from the network driver: no task waits for it. The
     /// reply goes back into the connection's output when it arrives
     /// (`net::ConnTable::finish_remote`, from `on_message`).
-    pub fn post_conn_batch(&self, to: usize, conn: (u32, u32), proto: Proto, cmds: Vec<ShardCmd>) {
+    pub fn post_conn_batch(
+        &self,
+        to: usize,
+        conn: (u32, u32),
+        local: Option<crate::net::LocalPart>,
+        proto: Proto,
+        cmds: Vec<ShardCmd>,
+    ) {
         let id = self.next_id();
-        self.conn_batches.borrow_mut().insert(id, conn);
+        self.conn_batches
+            .borrow_mut()
+            .insert(id, (conn.0, conn.1, local));
         Stats::add(&self.stats.remote_batches, 1);
         self.post(to, Msg::batch(self.id, id, proto, cmds));
     }
@@ -722,9 +736,12 @@ impl Shard {
                 let slot = self.pending.borrow_mut().remove(&id);
                 if let Some(slot) = slot {
                     slot.send(reply);
-                } else if let Some((conn, generation)) = self.conn_batches.borrow_mut().remove(&id)
+                } else if let Some((conn, generation, local)) =
+                    self.conn_batches.borrow_mut().remove(&id)
                 {
-                    self.net.borrow_mut().finish_remote(conn, generation, reply);
+                    self.net
+                        .borrow_mut()
+                        .finish_remote(conn, generation, local, reply);
                 }
             }
             Msg::Unlock { tx } => {
