@@ -7,10 +7,10 @@
 //! inbox (`shard::mesh`), reap completions, parse every complete request
 //! of every readable connection, run what can run synchronously (keys
 //! owned here, connection commands) straight into the output buffer, send
-//! the rest of a pipeline to its owner shard when one other shard owns all
-//! of it (`one_remote_group`), else hand it to a slow-path task
-//! (`shard::dispatch::run_batch`), then queue one send per connection with
-//! pending output and submit once. When a turn
+//! the rest of a pipeline to its owner shard when it belongs to this shard
+//! and at most one other (`one_remote_group`), else hand it to a slow-path
+//! task (`shard::dispatch::run_batch`), then queue one send per connection
+//! with pending output and submit once. When a turn
 //! finds nothing to do the driver sleeps on `Shard::wake`, which the ring's
 //! eventfd watcher and the slow-path tasks trigger; other shards write that
 //! eventfd when they leave a message for a sleeping driver.

@@ -630,10 +630,11 @@ impl Shard {
         self.post_request(to, make).recv().await
     }
 
-    /// Sends a connection's pipeline slice, all of whose commands `to`
-    /// owns, straight from the network driver: no task waits for it. The
-    /// reply goes back into the connection's output when it arrives
-    /// (`net::ConnTable::finish_remote`, from `on_message`).
+    /// Sends the commands of a connection's pipeline remainder that `to`
+    /// owns, straight from the network driver: no task waits for it.
+    /// `local` holds the replies of the remainder's commands already run
+    /// here. When `to` answers, both go into the connection's output in
+    /// request order (`net::ConnTable::finish_remote`, from `on_message`).
     pub fn post_conn_batch(
         &self,
         to: usize,
