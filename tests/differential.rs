@@ -16,9 +16,9 @@
 //!   never compares two deadlines that are a few milliseconds apart;
 //! * TTL/PTTL replies are compared as -2 / -1 / "positive within 10 s";
 //! * KEYS replies are compared after sorting;
-//! * INCRBYFLOAT only ever sees small dyadic numbers (exact in binary), and
-//!   integer overflow is exercised on a dedicated key (`ovf`) that no float
-//!   command touches.
+//! * INCRBYFLOAT increments are small dyadic numbers (wide magnitudes and
+//!   long-double rounding are `diff_float`'s), and integer overflow is
+//!   exercised on a dedicated key (`ovf`) that no float command touches.
 mod common;
 
 use common::{RawConn, Resp, Server, esc, read_reply};

@@ -4,11 +4,10 @@
 
 use bytes::Bytes;
 
+use super::ldouble::LongDouble;
 use super::set::{ScanOpts, distinct_indices, parse_cursor, rand_count, reply_scan, walk};
-use super::string::{format_human, keyed};
-use super::{
-    CmdSpec, Exec, Kind, NOT_FLOAT, NOT_INT, SYNTAX, WRONGTYPE, eq_ic, parse_f64, parse_i64,
-};
+use super::string::keyed;
+use super::{CmdSpec, Exec, Kind, NOT_FLOAT, NOT_INT, SYNTAX, WRONGTYPE, eq_ic, parse_i64};
 use crate::resp::{Proto, Reply};
 use crate::shard::keyspace::{Entry, HashValue, Str, Value};
 
@@ -254,7 +253,7 @@ fn set_field(h: &mut HashValue, field: &[u8], v: Str) {
 /// HINCRBYFLOAT key field increment -> the new value as a bulk string
 /// ```
 fn hincrbyfloat(ex: &mut Exec, a: &[Bytes]) {
-    let Some(by) = parse_f64(&a[3]) else {
+    let Some(by) = LongDouble::parse(&a[3]) else {
         return ex.r.error(NOT_FLOAT);
     };
     if !by.is_finite() {
@@ -264,17 +263,16 @@ fn hincrbyfloat(ex: &mut Exec, a: &[Bytes]) {
         return ex.r.error(WRONGTYPE);
     };
     let old = match h.get(&a[2][..]) {
-        None => 0.0,
-        Some(v) => match parse_f64(v) {
+        None => LongDouble::ZERO,
+        Some(v) => match LongDouble::parse(v) {
             Some(n) => n,
             None => return ex.r.error("ERR hash value is not a float"),
         },
     };
-    let new = old + by;
-    if !new.is_finite() {
+    let Some(new) = old.checked_add(by) else {
         return ex.r.error("ERR increment would produce NaN or Infinity");
-    }
-    let s = format_human(new);
+    };
+    let s = new.format_human();
     set_field(h, &a[2], Str::from(s.as_bytes()));
     ex.modified(&a[1]);
     ex.r.bulk(s.as_bytes())

@@ -12,6 +12,7 @@
 pub mod dump;
 pub mod hash;
 pub mod keys;
+pub mod ldouble;
 pub mod list;
 pub mod multi;
 pub mod pubsub;

@@ -4,9 +4,8 @@
 
 use bytes::{Bytes, BytesMut};
 
-use super::{
-    CmdSpec, Exec, Kind, Multi, NOT_FLOAT, NOT_INT, SYNTAX, WRONGTYPE, eq_ic, parse_f64, parse_i64,
-};
+use super::ldouble::LongDouble;
+use super::{CmdSpec, Exec, Kind, Multi, NOT_FLOAT, NOT_INT, SYNTAX, WRONGTYPE, eq_ic, parse_i64};
 use crate::shard::keyspace::{Entry, Str, Value};
 
 const W: &[&str] = &["write", "denyoom"];
@@ -551,20 +550,19 @@ fn incrbyfloat(ex: &mut Exec, a: &[Bytes]) {
         Err(()) => return ex.r.error(WRONGTYPE),
     };
     let (old, ttl) = match &cur {
-        None => (0.0, 0),
-        Some((s, ttl)) => match parse_f64(s) {
+        None => (LongDouble::ZERO, 0),
+        Some((s, ttl)) => match LongDouble::parse(s) {
             Some(v) => (v, *ttl),
             None => return ex.r.error(NOT_FLOAT),
         },
     };
-    let Some(by) = parse_f64(&a[2]) else {
+    let Some(by) = LongDouble::parse(&a[2]) else {
         return ex.r.error(NOT_FLOAT);
     };
-    let new = old + by;
-    if !new.is_finite() {
+    let Some(new) = old.checked_add(by) else {
         return ex.r.error("ERR increment would produce NaN or Infinity");
-    }
-    let s = Bytes::from(format_human(new));
+    };
+    let s = Bytes::from(new.format_human());
     let (db, _) = ex.db();
     db.insert(
         &a[1],
@@ -575,14 +573,4 @@ fn incrbyfloat(ex: &mut Exec, a: &[Bytes]) {
     );
     ex.modified(&a[1]);
     ex.r.bulk(&s)
-}
-
-/// INCRBYFLOAT's output form (Redis's LD_STR_HUMAN): plain decimal, no
-/// exponent, no trailing zeros. Rust's shortest round-trip `Display` gives
-/// the same digits Redis's long-double `%.17Lf` does for ordinary values.
-pub fn format_human(v: f64) -> String {
-    if v == 0.0 {
-        return "0".into();
-    }
-    format!("{v}")
 }
