@@ -96,7 +96,7 @@ pub struct Conn {
     /// Close once the output is flushed (QUIT, protocol error).
     close_after_flush: bool,
     /// A big request still arriving: its arguments parsed so far and
-    /// where the parse goes on (see [`parse_next`]).
+    /// where the parse goes on (see [`parse_batch`]).
     partial: Option<Box<(Vec<Arg>, Resume)>>,
     /// Shut down; the slot is freed once no operation is in flight.
     closing: bool,
@@ -160,6 +160,10 @@ pub struct ConnTable {
 #[derive(Default)]
 struct Scratch {
     ranges: Vec<Arg>,
+    /// A parse batch's arguments, offsets into its frame, and where each
+    /// request's end among them (see `parse_batch`).
+    flat: Vec<Arg>,
+    bounds: Vec<usize>,
     spare: Vec<Vec<Bytes>>,
     /// Requests parsed but not yet run (empty between calls).
     ahead: VecDeque<Vec<Bytes>>,
@@ -171,6 +175,8 @@ impl Scratch {
     const SPARE: usize = 256;
     /// Vectors (and range lists) longer than this are freed, not kept.
     const MAX_ARGS: usize = 16;
+    /// A batch's argument list longer than this is freed, not kept.
+    const MAX_FLAT: usize = 4096;
 
     /// Takes back an executed request's argument vector.
     fn recycle(&mut self, mut args: Vec<Bytes>) {
@@ -1062,54 +1068,104 @@ const PARSE_AHEAD: usize = crate::shard::keyspace::WARM_AHEAD;
 /// parsed again from its start after the next read.
 const STASH_ARGS: usize = 64;
 
-/// Parses the next request off `rbuf` (skipping empty inline lines):
-/// its arguments, sharing the input's memory, and the bytes it took.
-/// A big request arriving over many reads goes on from `partial`, where
-/// the last call left it, so its parse is linear, not quadratic.
-fn parse_next(
+/// Why [`parse_batch`] stopped short of its request or byte limit.
+enum ParseStop {
+    /// The buffer ends inside a request.
+    Incomplete,
+    /// A protocol error, after the requests before it.
+    Error(String),
+}
+
+/// Parses complete requests off the front of `rbuf` into `ahead` (skipping
+/// empty inline lines) until `max` of them are parsed or `budget` bytes
+/// taken, and returns the bytes taken and why it stopped, if early.
+///
+/// The batch is split off `rbuf` in one piece, so all its arguments share
+/// one frame: the buffer's atomic reference count moves once per batch and
+/// once per argument. A split per request cost two more atomic operations
+/// per request, a tenth of a pipelined GET's time in user space.
+///
+/// A big request arriving over many reads goes on from `partial`, where the
+/// last call left it, so its parse is linear, not quadratic. It was parsed
+/// from `off`, where the batch is split, so its offsets hold for the buffer
+/// the next call sees.
+fn parse_batch(
     rbuf: &mut BytesMut,
     limits: ParseLimits,
     scratch: &mut Scratch,
     partial: &mut Option<Box<(Vec<Arg>, Resume)>>,
-) -> Result<Option<(Vec<Bytes>, usize)>, crate::resp::ParseError> {
+    ahead: &mut VecDeque<Vec<Bytes>>,
+    max: usize,
+    budget: usize,
+) -> (usize, Option<ParseStop>) {
     let Scratch {
         ranges: shared,
         spare,
+        flat,
+        bounds,
         ..
     } = scratch;
-    let mut used_total = 0;
-    loop {
-        let mut stash = partial.take();
+    if shared.capacity() > Scratch::MAX_ARGS {
+        *shared = Vec::new();
+    }
+    let mut off = 0;
+    let mut stop = None;
+    while bounds.len() < max && off < budget {
+        let mut stash = if off == 0 { partial.take() } else { None };
         let mut fresh = Resume::default();
         let (ranges, resume) = match stash.as_mut() {
             Some(p) => (&mut p.0, &mut p.1),
-            None => {
-                if shared.capacity() > Scratch::MAX_ARGS {
-                    *shared = Vec::new();
+            None => (&mut *shared, &mut fresh),
+        };
+        match parse_command_resumable(&rbuf[off..], limits, ranges, resume) {
+            Ok(Some(used)) => {
+                if !ranges.is_empty() {
+                    flat.extend(ranges.drain(..).map(|a| match a {
+                        Arg::Range(r) => Arg::Range(r.start + off..r.end + off),
+                        owned => owned,
+                    }));
+                    bounds.push(flat.len());
                 }
-                (&mut *shared, &mut fresh)
+                off += used;
             }
-        };
-        let Some(used) = parse_command_resumable(rbuf, limits, ranges, resume)? else {
-            if resume.active() && ranges.len() >= STASH_ARGS {
-                let resume = *resume;
-                *partial =
-                    Some(stash.unwrap_or_else(|| Box::new((std::mem::take(shared), resume))));
+            Ok(None) => {
+                if resume.active() && ranges.len() >= STASH_ARGS {
+                    let resume = *resume;
+                    *partial =
+                        Some(stash.unwrap_or_else(|| Box::new((std::mem::take(shared), resume))));
+                } else {
+                    ranges.clear();
+                }
+                stop = Some(ParseStop::Incomplete);
+                break;
             }
-            return Ok(None);
-        };
-        used_total += used;
-        let frame = rbuf.split_to(used).freeze();
-        if ranges.is_empty() {
-            continue;
+            Err(e) => {
+                ranges.clear();
+                stop = Some(ParseStop::Error(e.0));
+                break;
+            }
         }
-        let mut args = spare.pop().unwrap_or_default();
-        args.extend(ranges.drain(..).map(|a| match a {
-            Arg::Range(r) => frame.slice(r),
-            Arg::Owned(v) => Bytes::from(v),
-        }));
-        return Ok(Some((args, used_total)));
     }
+    if off > 0 {
+        let frame = rbuf.split_to(off).freeze();
+        let mut args_of = flat.drain(..);
+        let mut start = 0;
+        for &end in bounds.iter() {
+            let mut args = spare.pop().unwrap_or_default();
+            args.extend(args_of.by_ref().take(end - start).map(|a| match a {
+                Arg::Range(r) => frame.slice(r),
+                Arg::Owned(v) => Bytes::from(v),
+            }));
+            ahead.push_back(args);
+            start = end;
+        }
+    }
+    bounds.clear();
+    flat.clear();
+    if flat.capacity() > Scratch::MAX_FLAT {
+        *flat = Vec::new();
+    }
+    (off, stop)
 }
 
 /// Runs the connection's complete requests synchronously while they can
@@ -1163,21 +1219,25 @@ fn run_fast(
                 dirty.push(slot);
                 break;
             }
-            while ahead.len() < PARSE_AHEAD && (slow.is_some() || consumed < FAST_TURN_BYTES) {
-                match parse_next(&mut conn.rbuf, limits, scratch, &mut conn.partial) {
-                    Ok(Some((args, used))) => {
-                        consumed += used;
-                        ahead.push_back(args);
-                    }
-                    Ok(None) => {
-                        incomplete = true;
-                        break;
-                    }
-                    Err(e) => {
-                        parse_error = Some(e.0);
-                        break;
-                    }
-                }
+            let budget = match slow {
+                Some(_) => usize::MAX,
+                None => FAST_TURN_BYTES.saturating_sub(consumed),
+            };
+            let room = PARSE_AHEAD - ahead.len();
+            let (used, stop) = parse_batch(
+                &mut conn.rbuf,
+                limits,
+                scratch,
+                &mut conn.partial,
+                &mut ahead,
+                room,
+                budget,
+            );
+            consumed += used;
+            match stop {
+                Some(ParseStop::Incomplete) => incomplete = true,
+                Some(ParseStop::Error(e)) => parse_error = Some(e),
+                None => {}
             }
             if slow.is_none() && ahead.len() > 1 {
                 let db = conn.client.db;
