@@ -1218,7 +1218,7 @@ fn pipelines_cut_at_any_byte_answer_as_redis() {
             let end = (at + len).min(pipeline.len());
             r.send(&pipeline[at..end]);
             at = end;
-            if rng % 16 == 0 {
+            if rng.is_multiple_of(16) {
                 std::thread::sleep(Duration::from_millis(2));
             }
         }
