@@ -1248,3 +1248,41 @@ fn pipelines_cut_at_any_byte_answer_as_redis() {
         }
     });
 }
+
+/// CONFIG SET client-query-buffer-limit takes effect at once on every
+/// shard: a client whose unprocessed input passes the new limit is closed,
+/// one below it is not, and the others go on.
+#[test]
+fn query_buffer_limit_follows_config_set() {
+    for_shards(SHARDS, |s| {
+        let mut admin = s.raw();
+        assert_eq!(
+            admin.cmds(&["CONFIG", "SET", "client-query-buffer-limit", "1mb"]),
+            ok()
+        );
+        // A bulk announced at 3 MB, of which 2 MB arrive: incomplete input
+        // past the limit.
+        let mut big = s.raw();
+        big.send(b"*3\r\n$3\r\nSET\r\n$1\r\nq\r\n$3145728\r\n");
+        let chunk = vec![b'x'; 64 * 1024];
+        for _ in 0..32 {
+            big.send(&chunk);
+        }
+        assert!(
+            big.is_closed_by_peer(Duration::from_secs(5)),
+            "a client with 2 MB of unprocessed input stayed open under a 1 MB limit"
+        );
+        // Under the limit: 512 KB of an incomplete bulk, then the rest.
+        let mut small = s.raw();
+        small.send(b"*3\r\n$3\r\nSET\r\n$1\r\nq\r\n$786432\r\n");
+        small.send(&vec![b'y'; 512 * 1024]);
+        small.send(&vec![b'y'; 256 * 1024]);
+        small.send(b"\r\n");
+        assert_eq!(small.read(), ok());
+        assert_eq!(admin.cmds(&["STRLEN", "q"]), Resp::Int(786432));
+        assert_eq!(
+            admin.cmds(&["CONFIG", "SET", "client-query-buffer-limit", "1gb"]),
+            ok()
+        );
+    });
+}

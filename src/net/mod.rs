@@ -519,6 +519,7 @@ pub async fn serve(shard: Rc<Shard>, listeners: Vec<RawFd>) {
         ring,
         listeners,
         cqes: Vec::with_capacity(1024),
+        turn_time: None,
         slow: Vec::new(),
         full_syncs: Vec::new(),
     };
@@ -531,6 +532,9 @@ struct Driver {
     ring: Ring,
     listeners: Vec<RawFd>,
     cqes: Vec<Completion>,
+    /// This turn's clock reading for `last_active`, taken at its first
+    /// read (second granularity suffices for idle times and CLIENT LIST).
+    turn_time: Option<Instant>,
     /// Slow-path batches to spawn once no borrow is held.
     slow: Vec<SlowBatch>,
     /// Full syncs to start once no borrow is held.
@@ -564,6 +568,7 @@ impl Driver {
             }
             progress |= self.finish_batches();
             self.cqes.clear();
+            self.turn_time = None;
             let mut cqes = std::mem::take(&mut self.cqes);
             self.ring.reap(&mut cqes);
             progress |= !cqes.is_empty();
@@ -714,7 +719,7 @@ impl Driver {
             if !conn.closing {
                 conn.rbuf
                     .extend_from_slice(self.ring.buf_data(bid, data_len));
-                conn.last_active = Instant::now();
+                conn.last_active = *self.turn_time.get_or_insert_with(Instant::now);
             }
             self.ring.recycle(bid);
         }
@@ -747,7 +752,7 @@ impl Driver {
             }
             net.begin_close(slot);
         } else {
-            let limit = self.shard.shared.config().client_query_buffer_limit() as usize;
+            let limit = self.shard.query_buf_limit.get() as usize;
             let conn = net.get(slot, generation).expect("present above");
             if conn.rbuf.len() > limit {
                 log::warn!(

@@ -452,6 +452,8 @@ pub struct Shard {
     pub wake: Notify,
     pub net: RefCell<crate::net::ConnTable>,
     pub proto_max_bulk: Cell<u64>,
+    /// `client-query-buffer-limit`, checked on every read.
+    pub query_buf_limit: Cell<u64>,
     /// `databases`, fixed at start-up.
     pub databases: usize,
     /// The network driver's time snapshot for the turn it is processing
@@ -487,9 +489,13 @@ pub struct Shard {
 
 impl Shard {
     pub fn new(id: usize, shared: Arc<Shared>) -> Self {
-        let (databases, max_bulk) = {
+        let (databases, max_bulk, query_buf_limit) = {
             let c = shared.config();
-            (c.databases(), c.proto_max_bulk_len())
+            (
+                c.databases(),
+                c.proto_max_bulk_len(),
+                c.client_query_buffer_limit(),
+            )
         };
         Shard {
             id,
@@ -505,6 +511,7 @@ impl Shard {
             wake: Notify::default(),
             net: RefCell::new(crate::net::ConnTable::default()),
             proto_max_bulk: Cell::new(max_bulk),
+            query_buf_limit: Cell::new(query_buf_limit),
             databases,
             clock: Cell::new(0),
             watched: RefCell::new(HashMap::new()),
@@ -569,6 +576,7 @@ impl Shard {
     pub fn refresh_config(&self) {
         let c = self.shared.config();
         self.proto_max_bulk.set(c.proto_max_bulk_len());
+        self.query_buf_limit.set(c.client_query_buffer_limit());
         let backlog = c
             .get_int("repl-backlog-size")
             .unwrap_or(1 << 20)
