@@ -520,6 +520,9 @@ pub async fn serve(shard: Rc<Shard>, listeners: Vec<RawFd>) {
         listeners,
         cqes: Vec::with_capacity(1024),
         turn_time: None,
+        dirty_spare: Vec::new(),
+        turn: 0,
+        seen_in: Vec::new(),
         slow: Vec::new(),
         full_syncs: Vec::new(),
     };
@@ -532,6 +535,11 @@ struct Driver {
     ring: Ring,
     listeners: Vec<RawFd>,
     cqes: Vec<Completion>,
+    /// The dirty list of the turn before, kept for its capacity.
+    dirty_spare: Vec<u32>,
+    /// Turns counted, and per connection slot the last turn that ran it.
+    turn: u64,
+    seen_in: Vec<u64>,
     /// This turn's clock reading for `last_active`, taken at its first
     /// read (second granularity suffices for idle times and CLIENT LIST).
     turn_time: Option<Instant>,
@@ -797,25 +805,40 @@ impl Driver {
 
     /// Parses and runs input, queues output, finishes closes.
     fn process_dirty(&mut self) {
-        let dirty = {
+        // The turn's list, swapped with last turn's (emptied) so neither
+        // is reallocated: process_conn marks connections for next turn.
+        let mut dirty = std::mem::take(&mut self.dirty_spare);
+        {
             let mut net = self.shard.net.borrow_mut();
+            let ConnTable {
+                dirty: marked,
+                replicas,
+                ..
+            } = &mut *net;
             // Replica links are pumped every turn.
-            let reps = net.replicas.clone();
-            net.dirty.extend(reps);
-            std::mem::take(&mut net.dirty)
-        };
+            marked.extend_from_slice(replicas);
+            std::mem::swap(marked, &mut dirty);
+        }
         self.shard.clock.set(crate::shard::now_ms());
         if dirty.len() > 1 {
             self.warm_first_keys(&dirty);
         }
-        let mut seen = Vec::with_capacity(dirty.len());
-        for slot in dirty {
-            if seen.contains(&slot) {
+        // A connection marked twice runs once: `seen_in` holds, per slot,
+        // the last turn that ran it.
+        self.turn += 1;
+        for &slot in &dirty {
+            let i = slot as usize;
+            if self.seen_in.len() <= i {
+                self.seen_in.resize(i + 1, 0);
+            }
+            if self.seen_in[i] == self.turn {
                 continue;
             }
-            seen.push(slot);
+            self.seen_in[i] = self.turn;
             self.process_conn(slot);
         }
+        dirty.clear();
+        self.dirty_spare = dirty;
         self.shard.clock.set(0);
         let gone = std::mem::take(&mut self.shard.net.borrow_mut().unsubscribe);
         for (id, chans, pats) in gone {
