@@ -173,7 +173,7 @@ fn fast_decimal(b: &[u8]) -> Option<F80> {
     // q = m × 2^s / p has at least 66 bits; m × 2^s stays under 2^127.
     let s = (67 + bits(p)).saturating_sub(bits(m));
     let num = m << s;
-    let (q, sticky) = (num / p, num % p != 0);
+    let (q, sticky) = (num / p, !num.is_multiple_of(p));
     let drop = bits(q) - 64;
     let mut mant = q >> drop;
     let rest = q & ((1u128 << drop) - 1);
