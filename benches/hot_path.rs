@@ -1,5 +1,6 @@
 //! Micro-benchmarks of the per-request hot path: RESP parsing, reply
-//! writing, hash slots, the keyspace dictionary and sorted-set updates. Runs on one thread; no
+//! writing, hash slots, the keyspace dictionary, sorted-set updates and
+//! INCRBYFLOAT's long double arithmetic. Runs on one thread; no
 //! executor, no sockets.
 //!
 //! Every group measures tether beside a baseline doing the same work the
@@ -447,6 +448,45 @@ fn zset(c: &mut Criterion) {
     );
 }
 
+/// INCRBYFLOAT's arithmetic on the value it reads back: parse the stored
+/// sum and the increment, add, print, in 80-bit long double as Redis does
+/// (`cmd::ldouble`). Baseline: the same in f64 with Rust's shortest
+/// round-trip printing, which is what tether did before and which differs
+/// from Redis past 53 bits.
+fn incrbyfloat(c: &mut Criterion) {
+    use tether::cmd::ldouble::LongDouble;
+    const OPS: usize = 256;
+    let stored: Vec<String> = (0..OPS)
+        .map(|i| format!("{}.{:017}", 400 + i, 40_000_000_000_000_147u64 + i as u64))
+        .collect();
+    let mut g = c.benchmark_group("incrbyfloat");
+    g.throughput(Throughput::Elements(OPS as u64));
+    let t = Tally::default();
+    bench(&mut g, &t, "tether/long_double", || {
+        let mut n = 0;
+        for s in &stored {
+            let old = LongDouble::parse(black_box(s.as_bytes())).expect("valid");
+            let by = LongDouble::parse(black_box(b"1.1")).expect("valid");
+            n += old.checked_add(by).expect("finite").format_human().len();
+        }
+        n
+    });
+    bench(&mut g, &t, "baseline/f64", || {
+        let mut n = 0;
+        for s in &stored {
+            let old: f64 = black_box(s.as_str()).parse().expect("valid");
+            let by: f64 = black_box("1.1").parse().expect("valid");
+            n += format!("{}", old + by).len();
+        }
+        n
+    });
+    g.finish();
+    t.report(
+        &format!("incrbyfloat ({OPS} parse+parse+add+print per iter)"),
+        "baseline/f64",
+    );
+}
+
 fn config() -> Criterion {
     // Short defaults so a full run stays near a minute; CLI flags
     // (`--quick`, `--measurement-time`, ...) still override these.
@@ -459,6 +499,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = hot_path;
     config = config();
-    targets = resp_parse, reply, slots, keyspace, zset
+    targets = resp_parse, reply, slots, keyspace, zset, incrbyfloat
 }
 criterion_main!(hot_path);
