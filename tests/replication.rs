@@ -1339,3 +1339,64 @@ fn publish_reaches_replica_subscribers() {
         "the replica's subscriber got {shown}"
     );
 }
+
+/// Keys deleted by expiry reach the stream as DEL in their own database,
+/// whatever deleted them: a read in that db, a command of another db that
+/// looked into it (MOVE checks its target db), or the active expiry cycle
+/// (`hz 1` makes the reads usually come first). A replica waits for these
+/// DELs: it never expires keys itself.
+#[test]
+fn expired_keys_reach_the_stream_as_del_in_their_db() {
+    let master = Server::start(2);
+    let mut db0 = RawConn::connect(master.port);
+    let mut db7 = RawConn::connect(master.port);
+    assert!(is_ok(&db7.cmds(&["SELECT", "7"])));
+    assert!(is_ok(&db0.cmds(&["CONFIG", "SET", "hz", "1"])));
+
+    let mut a = RawConn::connect(master.port);
+    assert!(is_ok(
+        &a.cmds(&["REPLCONF", "capa", "eof", "capa", "psync2"])
+    ));
+    a.send_cmd(&[b"PSYNC", b"?", b"-1"]);
+    let (_, off) = parse_fullresync(&handshake_line(&mut a));
+    let framing = handshake_line(&mut a);
+    let mark = framing
+        .strip_prefix("$EOF:")
+        .expect("EOF-framed RDB")
+        .to_string();
+    check_rdb(&read_until_mark(&mut a, mark.as_bytes()));
+    let _ack = Acker::start(&a, off);
+
+    for k in ["exp:read", "exp:moved", "exp:idle"] {
+        assert!(is_ok(&db7.cmds(&["SET", k, "v", "PX", "50"])));
+    }
+    assert!(is_ok(&db0.cmds(&["SET", "exp:moved", "fresh"])));
+    thread::sleep(Duration::from_millis(120));
+    assert_eq!(db7.cmds(&["GET", "exp:read"]), Resp::NilBulk);
+    assert_eq!(db0.cmds(&["MOVE", "exp:moved", "7"]), Resp::Int(1));
+
+    let mut want = vec!["exp:read", "exp:moved", "exp:idle"];
+    let mut db = -1i64;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = Vec::new();
+    while !want.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "no DEL of {want:?} in the stream; saw {seen:?}"
+        );
+        let (cmd, _) = read_reply(&mut a.reader)
+            .unwrap_or_else(|e| panic!("reading the stream (saw {seen:?}): {e}"));
+        let args: Vec<String> = cmd.array().iter().map(|a| a.as_str()).collect();
+        if args.len() == 2 && args[0].eq_ignore_ascii_case("select") {
+            db = args[1].parse().expect("SELECT <db>");
+        }
+        if args.len() == 2
+            && args[0].eq_ignore_ascii_case("del")
+            && let Some(i) = want.iter().position(|k| *k == args[1])
+        {
+            assert_eq!(db, 7, "DEL {} went to db {db}; stream {seen:?}", args[1]);
+            want.remove(i);
+        }
+        seen.push(args);
+    }
+}

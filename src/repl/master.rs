@@ -226,8 +226,13 @@ pub fn emit_all(shard: &Shard, entries: Vec<PEntry>, wrap: bool) {
     emit_raw(shard, first, body.freeze(), cur);
 }
 
-/// Moves the keys expiry deleted into the stream as DELs.
+/// Moves the keys expiry deleted into the stream as DELs. Runs after
+/// every replicated write, so it looks at the logs only when expiry
+/// logged something since the last call (`dels_pending`).
 fn drain_expired(ks: &mut Keyspace, mut out: impl FnMut(u16, Vec<Bytes>)) {
+    if !std::mem::take(&mut ks.stats.dels_pending) {
+        return;
+    }
     for (i, d) in ks.dbs.iter_mut().enumerate() {
         if let Some(log) = d.expired_log.as_mut()
             && !log.is_empty()

@@ -18,7 +18,7 @@ use std::rc::Rc;
 use bytes::{Bytes, BytesMut};
 use glommio::sync::StaticPermit;
 
-use super::keyspace::{Entry, Str, Value, WARM_AHEAD};
+use super::keyspace::{Entry, KeyspaceStats, Str, Value, WARM_AHEAD};
 use super::{CountKind, Msg, Op, OpReply, Shard, ShardCmd, ShardInfo, now_ms, shard_of};
 use crate::cmd::{self, ClientState, Kind, Lookup, Multi, Route};
 use crate::glob::glob_match;
@@ -715,7 +715,10 @@ fn apply_op_inner(shard: &Shard, op: Op) -> OpReply {
             OpReply::Done
         }
         Op::ResetStats => {
-            ks.stats = Default::default();
+            ks.stats = KeyspaceStats {
+                dels_pending: ks.stats.dels_pending,
+                ..Default::default()
+            };
             shard.stats.reset();
             OpReply::Done
         }

@@ -112,6 +112,10 @@ pub struct KeyspaceStats {
     pub hits: u64,
     pub misses: u64,
     pub expired: u64,
+    /// Some db's `expired_log` holds keys not yet propagated. Not a
+    /// statistic (RESETSTAT keeps it): it spares every replicated write a
+    /// walk over all databases' logs (`repl::master::drain_expired`).
+    pub dels_pending: bool,
 }
 
 impl Db {
@@ -134,7 +138,7 @@ impl Db {
         if self.map.at(loc).expired(now) {
             self.remove(key);
             stats.expired += 1;
-            self.log_expired(key);
+            self.log_expired(key, stats);
             return None;
         }
         Some(self.map.at_mut(loc))
@@ -222,7 +226,7 @@ impl Db {
             let k = k.clone();
             self.remove(k.as_bytes());
             stats.expired += 1;
-            self.log_expired(k.as_bytes());
+            self.log_expired(k.as_bytes(), stats);
         }
         self.map
             .random()
@@ -308,7 +312,7 @@ impl Db {
                     stats.expired += 1;
                     expired += 1;
                     deleted.push(Bytes::copy_from_slice(key.as_bytes()));
-                    self.log_expired(key.as_bytes());
+                    self.log_expired(key.as_bytes(), stats);
                 }
             }
             if expired * 4 <= sample || std::time::Instant::now() >= deadline {
@@ -319,9 +323,10 @@ impl Db {
     }
 
     /// Records a key deleted by expiry, for propagation as DEL.
-    fn log_expired(&mut self, key: &[u8]) {
+    fn log_expired(&mut self, key: &[u8], stats: &mut KeyspaceStats) {
         if let Some(log) = self.expired_log.as_mut() {
             log.push(Bytes::copy_from_slice(key));
+            stats.dels_pending = true;
         }
     }
 
