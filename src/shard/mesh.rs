@@ -61,6 +61,11 @@ impl Mesh {
         inbox.asleep.load(Ordering::Relaxed) && inbox.asleep.swap(false, Ordering::Relaxed)
     }
 
+    /// Whether shard `me`'s inbox holds a message.
+    pub fn has_mail(&self, me: usize) -> bool {
+        !self.inboxes[me].queue.is_empty()
+    }
+
     /// The next message for shard `me`, if any.
     pub fn pop(&self, me: usize) -> Option<Msg> {
         self.inboxes[me].queue.pop()

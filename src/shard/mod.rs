@@ -446,7 +446,7 @@ pub struct Shard {
     /// Remote batches the network driver sent itself (see
     /// `post_conn_batch`): request id -> the connection's (slot,
     /// generation) and the replies of the commands run here meanwhile.
-    conn_batches: RefCell<HashMap<u64, ConnBatch>>,
+    pub(crate) conn_batches: RefCell<HashMap<u64, ConnBatch>>,
     next_id: Cell<u64>,
     /// Wakes the network driver (slow-path completions, kills, shutdown).
     pub wake: Notify,
