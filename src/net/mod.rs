@@ -501,8 +501,6 @@ pub async fn serve(shard: Rc<Shard>, listeners: Vec<RawFd>) {
         shard.shared.request_shutdown();
         return;
     }
-    // Off while the driver runs; `Driver::run` switches it on to sleep.
-    ring.set_eventfd(false);
     shard.shared.repl.wake_fd[shard.id].store(efd, std::sync::atomic::Ordering::SeqCst);
     let watcher = {
         let shard = shard.clone();
@@ -600,16 +598,11 @@ impl Driver {
                 continue;
             }
             if !progress && self.ring.cq_empty() {
-                // The ring signals its eventfd only while we sleep; work
-                // queued before the switch is seen by the re-check.
-                self.ring.set_eventfd(true);
                 // Announce the sleep (a message arriving from now on
                 // wakes us); one that came in meanwhile means another turn.
-                if !self.ring.taskrun() && self.ring.cq_empty() && self.shard.shared.mesh.sleep(me)
-                {
+                if self.shard.shared.mesh.sleep(me) {
                     self.shard.wake.wait().await;
                 }
-                self.ring.set_eventfd(false);
             } else if glommio::executor().need_preempt() {
                 glommio::executor().yield_task_queue_now().await;
             } else {

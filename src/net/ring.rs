@@ -4,10 +4,9 @@
 //! the shard's network driver touches it (single issuer).
 //!
 //! With DEFER_TASKRUN completions are posted only when we enter the kernel
-//! with GETEVENTS; the registered eventfd fires when such work is queued,
-//! which is how an idle driver sleeping in glommio's reactor learns that
-//! its ring needs a turn. The signal is switched off while the driver runs
-//! (`set_eventfd`): it checks the ring every turn anyway.
+//! with GETEVENTS; the registered eventfd fires whenever such work is
+//! queued, which is how an idle driver sleeping in glommio's reactor learns
+//! that its ring needs a turn.
 
 use std::io;
 use std::os::fd::RawFd;
@@ -266,23 +265,6 @@ impl Ring {
                 result: c.result(),
                 flags: c.flags(),
             });
-        }
-    }
-
-    /// Switches the registered eventfd's signal on (before the driver
-    /// sleeps) or off (while it runs turns anyway, where every signal would
-    /// only cost the kernel an eventfd wake-up and glommio a read).
-    /// `IORING_CQ_EVENTFD_DISABLED` lives in the shared CQ ring; the kernel
-    /// checks it each time it would signal.
-    pub fn set_eventfd(&mut self, on: bool) {
-        let cq = self.ring.completion();
-        if on {
-            cq.enable_eventfd();
-            // The enable must be visible before the caller re-checks for
-            // pending work, or work queued in between would signal nobody.
-            std::sync::atomic::fence(Ordering::SeqCst);
-        } else {
-            cq.disable_eventfd();
         }
     }
 
