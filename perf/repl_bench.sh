@@ -18,11 +18,13 @@
 #      at HALF_RATE, by default half the slower server's with-replica rps from
 #      part 1, the same rate for every server; idle: no load for LAG_SECS),
 #      perf/repl_probe.py lag samples master_repl_offset vs slave_repl_offset
-#      every 5 ms (bytes behind) and writes a probe SET every 10 ms that it
-#      polls for on the replica every 1 ms (ms until visible), with WAIT 1
-#      1000 pipelined behind it (ms until the replica's ACK came back: the
-#      replication round trip, measured without polling); tether's INFO
-#      slave0 lag_ms too.
+#      every 5 ms (bytes behind) and writes a probe HSET every 10 ms; the
+#      replica's keyspace event for it (notify-keyspace-events Kh, set on
+#      the replica) times when the replica applied it (push ms, no polling;
+#      a stock replica notifies, a tether one does not yet); it also polls
+#      for it with HGET every 1 ms (probe ms: + up to 1 ms of polling), and
+#      pipelines WAIT 1 1000 behind it (ms until the replica's ACK came
+#      back: the replication round trip); tether's INFO slave0 lag_ms too.
 #   3. full sync: a master holding KEYS keys (key:%012d, VALUE_SIZE bytes,
 #      loaded through redis-cli --pipe), a fresh stock replica started with
 #      --replicaof; secs from its start until master_link_status:up,
@@ -418,8 +420,9 @@ r = json.loads(open(sys.argv[1]).read())
 r["wrate"] = None if sys.argv[2] in ("null", "") else float(sys.argv[2])
 r["load_errors"] = int(sys.argv[3] or 0)
 print(json.dumps(r))
-print("[repl] 2 %-8s %-4s rep %d  write/s %-9s bytes p50/p99/max %s/%s/%s  probe ms p50/p99/max %s/%s/%s  ACK ms p50/p99 %s/%s  SET p99 %s  lag_ms p50/max %s/%s  drain %s ms  probes %d unseen %d%s" % (
+print("[repl] 2 %-8s %-4s rep %d  write/s %-9s bytes p50/p99/max %s/%s/%s  push ms p50/p99/max %s/%s/%s  probe ms p50/p99/max %s/%s/%s  ACK ms p50/p99 %s/%s  SET p99 %s  lag_ms p50/max %s/%s  drain %s ms  probes %d unseen %d%s" % (
     r["server"], r["load"], r["rep"], r["wrate"], r["bytes_p50"], r["bytes_p99"], r["bytes_max"],
+    r.get("push_p50"), r.get("push_p99"), r.get("push_max"),
     r["ms_p50"], r["ms_p99"], r["ms_max"], r["ack_p50"], r["ack_p99"], r["set_p99"], r["lagms_p50"], r["lagms_max"], r["drain_ms"],
     r["probes"], r["unseen"], "  errors: " + "; ".join(r["errors"]) if r["errors"] else ""), file=sys.stderr)
 EOF

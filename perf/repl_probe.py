@@ -14,17 +14,25 @@ turns those records into the tables.
               the replica's answer comes a fraction of a ms later, so the
               lag is understated by at most that much apply progress);
               also the master's `lag_ms=` of slave0 when it has one (tether);
-            * every --probe-ms (10): SET <probe key> <counter> on the master
-              (own connection; write time = just before the send), with
+            * every --probe-ms (10): HSET <probe key> v <counter> on the
+              master (own connection; write time = just before the send), with
               WAIT 1 1000 pipelined behind it unless --no-wait: the time
               until WAIT answers 1 is the replication round trip (master ->
               replica applies it -> REPLCONF ACK -> master), an exact upper
               bound on the lag that needs no polling (a WAIT answering 0,
               i.e. timing out, is counted as unacked);
-            * every --poll-ms (1): GET <probe key> on the replica; the first
-              time it shows a value >= k, probe k is visible:
+            * every --poll-ms (1): HGET <probe key> v on the replica; the
+              first time it shows a value >= k, probe k is visible:
               lag_ms = visible - written (includes the master's queueing of
-              the probe SET; its send->+OK time is reported beside it);
+              the probe write; its send->reply time is reported beside it).
+              Polling adds up to --poll-ms, so its p99 cannot go below it;
+            * push: with notify-keyspace-events Kh set on the replica, a
+              SUBSCRIBE to the probe key's keyspace channel there gets one
+              "hset" event per probe the moment the replica applies it (a
+              replica notifies for its master's writes): lag = event -
+              written, no polling. Only hash events are switched on, and the
+              load writes strings, so the load sends none. A replica that
+              does not notify (tether) shows NA;
             on stop: probes stop, polling goes on (<= 5 s) until the last
             probe is seen, then the time for the replica's offset to reach
             the master's offset at stop ("drain").
@@ -197,8 +205,11 @@ def cmd_lag(a):
     acked = {}              # k -> t_wait_answered_ns (WAIT said 1)
     unacked = [0]
     seen = {}               # k -> t_visible_ns
+    pushed = {}             # k -> t_event_ns (keyspace event on the replica)
     last = {"k": 0}
     writer_done = threading.Event()
+    subscribed = threading.Event()
+    chan = "__keyspace@0__:" + key
 
     def info_loop():
         try:
@@ -220,8 +231,45 @@ def cmd_lag(a):
         except Exception as e:  # noqa: BLE001 — report, don't crash the run
             errors.append("info: %r" % e)
 
+    def notifier():
+        # The probes' keyspace events on the replica, counted in order: the
+        # n-th "hset" event is the n-th probe (one event per HSET, applied
+        # in stream order).
+        r = None
+        try:
+            r = Conn(a.replica)
+            try:
+                r.cmd("CONFIG", "SET", "notify-keyspace-events", "Kh")
+            except ReplyError as e:
+                errors.append("notifier: CONFIG SET notify-keyspace-events: %s" % e)
+            r.cmd("SUBSCRIBE", chan)
+            subscribed.set()
+            n = 0
+            deadline = None
+            r.s.settimeout(0.2)
+            while True:
+                if writer_done.is_set():
+                    deadline = deadline or now_ns() + 5_000_000_000
+                    if n >= last["k"] or now_ns() > deadline:
+                        break
+                try:
+                    msg = r.reply()
+                except socket.timeout:
+                    continue
+                t = now_ns()
+                if isinstance(msg, list) and len(msg) == 3 and msg[0] == b"message":
+                    n += 1
+                    pushed[n] = t
+        except Exception as e:  # noqa: BLE001
+            errors.append("notifier: %r" % e)
+        finally:
+            subscribed.set()
+            if r is not None:
+                r.close()
+
     def writer():
         try:
+            subscribed.wait(2.0)
             m = Conn(a.master)
             k = 0
             nxt = now_ns()
@@ -229,7 +277,7 @@ def cmd_lag(a):
                 k += 1
                 sent[k] = now_ns()
                 if a.wait:
-                    m.s.sendall(encode(("SET", key, k)) + encode(("WAIT", "1", "1000")))
+                    m.s.sendall(encode(("HSET", key, "v", k)) + encode(("WAIT", "1", "1000")))
                     m.reply()
                     okd[k] = now_ns()
                     if m.reply() == 1:
@@ -237,7 +285,7 @@ def cmd_lag(a):
                     else:
                         unacked[0] += 1
                 else:
-                    m.cmd("SET", key, k)
+                    m.cmd("HSET", key, "v", k)
                     okd[k] = now_ns()
                 last["k"] = k
                 nxt += a.probe_ms * 1_000_000
@@ -256,7 +304,7 @@ def cmd_lag(a):
             got = 0
             deadline = None
             while True:
-                v = r.cmd("GET", key)
+                v = r.cmd("HGET", key, "v")
                 t = now_ns()
                 if v is not None:
                     v = int(v)
@@ -273,7 +321,8 @@ def cmd_lag(a):
         except Exception as e:  # noqa: BLE001
             errors.append("poller: %r" % e)
 
-    threads = [threading.Thread(target=f, daemon=True) for f in (info_loop, writer, poller)]
+    threads = [threading.Thread(target=f, daemon=True)
+               for f in (info_loop, notifier, writer, poller)]
     for th in threads:
         th.start()
     t_start = time.monotonic()
@@ -315,6 +364,7 @@ def cmd_lag(a):
     lagms_f = [x for (_, _, _, x, _) in samples if x is not None]
     link_down = sum(1 for s in samples if s[4] != "up")
     probe_ms = [(seen[k] - sent[k]) / 1e6 for k in sent if k in seen]
+    push_ms = [(pushed[k] - sent[k]) / 1e6 for k in sent if k in pushed]
     set_ms = [(okd[k] - sent[k]) / 1e6 for k in okd]
     ack_ms = [(acked[k] - sent[k]) / 1e6 for k in acked]
     unseen = sum(1 for k in sent if k not in seen)
@@ -331,6 +381,9 @@ def cmd_lag(a):
         "probes": len(sent), "unseen": unseen,
         "ms_p50": r3(pct(probe_ms, 50)), "ms_p99": r3(pct(probe_ms, 99)),
         "ms_max": r3(max(probe_ms) if probe_ms else None),
+        "push_p50": r3(pct(push_ms, 50)), "push_p99": r3(pct(push_ms, 99)),
+        "push_max": r3(max(push_ms) if push_ms else None),
+        "push_unseen": (len(sent) - len(push_ms)) if push_ms else None,
         "set_p50": r3(pct(set_ms, 50)), "set_p99": r3(pct(set_ms, 99)),
         "ack_p50": r3(pct(ack_ms, 50)), "ack_p99": r3(pct(ack_ms, 99)),
         "ack_max": r3(max(ack_ms) if ack_ms else None), "unacked": unacked[0] if a.wait else None,
@@ -588,11 +641,12 @@ def cmd_report(a):
     if r2:
         P("2. replication lag under SET load (p50/p99 = median over runs, max = max over runs)")
         P("   " + os.environ.get("DESC2", ""))
-        P("%-5s %-9s | %9s %7s | %8s %8s %8s | %7s %7s %7s | %6s %6s | %7s %7s %7s | %12s | %8s | %s" % (
+        P("%-5s %-9s | %9s %7s | %8s %8s %8s | %7s %7s %7s | %7s %7s %7s | %6s %6s | %7s %7s %7s | %12s | %8s | %s" % (
             "load", "server", "write/s", "MB/s", "B p50", "B p99", "B max",
+            "pushp50", "pushp99", "pushmax",
             "ms p50", "ms p99", "ms max", "SETp50", "SETp99", "ACKp50", "ACKp99", "ACKmax",
             "lag_ms field", "drain ms", "runs"))
-        P("-" * 176)
+        P("-" * 202)
         for load in LOADS:
             for s in servers:
                 rs = [r for r in r2 if r["server"] == s and r["load"] == load]
@@ -603,11 +657,14 @@ def cmd_report(a):
                     f(lf), f(med([r.get("lagms_p99") for r in rs])),
                     f(mx([r.get("lagms_max") for r in rs])))
                 mbps = med([r.get("stream_Bps") for r in rs])
-                P("%-5s %-9s | %9s %7s | %8s %8s %8s | %7s %7s %7s | %6s %6s | %7s %7s %7s | %12s | %8s | %d" % (
+                P("%-5s %-9s | %9s %7s | %8s %8s %8s | %7s %7s %7s | %7s %7s %7s | %6s %6s | %7s %7s %7s | %12s | %8s | %d" % (
                     load, s, f(med([r.get("wrate") for r in rs])),
                     f(None if mbps is None else mbps / 1e6, "%.1f"),
                     f(med([r.get("bytes_p50") for r in rs])), f(med([r.get("bytes_p99") for r in rs])),
                     f(mx([r.get("bytes_max") for r in rs])),
+                    f(med([r.get("push_p50") for r in rs]), "%.3f"),
+                    f(med([r.get("push_p99") for r in rs]), "%.3f"),
+                    f(mx([r.get("push_max") for r in rs]), "%.2f"),
                     f(med([r.get("ms_p50") for r in rs]), "%.2f"), f(med([r.get("ms_p99") for r in rs]), "%.2f"),
                     f(mx([r.get("ms_max") for r in rs]), "%.1f"),
                     f(med([r.get("set_p50") for r in rs]), "%.2f"), f(med([r.get("set_p99") for r in rs]), "%.2f"),
@@ -616,7 +673,10 @@ def cmd_report(a):
                     lagf, f(med([r.get("drain_ms") for r in rs]), "%.1f"), len(rs)))
         P("write/s: redis-benchmark rps (max) or the rate-limited client's achieved rate (half);"
           " MB/s: master_repl_offset growth; B = bytes behind;")
-        P("ms = probe SET written -> visible on replica; SETp50/p99 = the probe SET's own latency at the master;"
+        P("push = probe HSET written -> its keyspace event from the replica (applied there; no polling; NA when"
+          " the replica does not notify);")
+        P("ms = probe HSET written -> seen by HGET polling the replica every --poll-ms (1), so p99 >= ~1 ms;"
+          " SETp50/p99 = the probe write's own latency at the master;"
           " lag_ms field = tether's INFO slave0 lag_ms p50/p99/max (ACK-based, 1 s ACK period);")
         P("ACK = the probe SET sent -> a WAIT 1 1000 pipelined behind it answered 1: master -> replica applies ->"
           " REPLCONF ACK -> master, no polling (an upper bound on the lag);")
@@ -625,6 +685,8 @@ def cmd_report(a):
             bad = []
             if r.get("unseen"):
                 bad.append("%d probes never seen" % r["unseen"])
+            if r.get("push_unseen"):
+                bad.append("%d probes without a keyspace event" % r["push_unseen"])
             if r.get("link_not_up"):
                 bad.append("link not up in %d samples" % r["link_not_up"])
             if r.get("undrained_bytes"):
@@ -642,8 +704,11 @@ def cmd_report(a):
                 a_ = [r for r in r2 if r["server"] == s and r["load"] == load]
                 b_ = [r for r in r2 if r["server"] == base and r["load"] == load]
                 if a_ and b_:
-                    P("%s/%s %-4s: ACK ms p50 %s, p99 %s; probe ms p50 %s, p99 %s; bytes p50 %s, p99 %s" % (
+                    P("%s/%s %-4s: push ms p50 %s, p99 %s; ACK ms p50 %s, p99 %s; probe ms p50 %s, p99 %s;"
+                      " bytes p50 %s, p99 %s" % (
                         s, base, load,
+                        ratio(med([r.get("push_p50") for r in a_]), med([r.get("push_p50") for r in b_])),
+                        ratio(med([r.get("push_p99") for r in a_]), med([r.get("push_p99") for r in b_])),
                         ratio(med([r.get("ack_p50") for r in a_]), med([r.get("ack_p50") for r in b_])),
                         ratio(med([r.get("ack_p99") for r in a_]), med([r.get("ack_p99") for r in b_])),
                         ratio(med([r.get("ms_p50") for r in a_]), med([r.get("ms_p50") for r in b_])),
