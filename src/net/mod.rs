@@ -49,6 +49,8 @@ const RECV_RESUME: usize = 128 * 1024;
 /// How long an idle driver polls for another shard's reply before it
 /// sleeps (see `Driver::await_spin`).
 const AWAIT_SPIN: std::time::Duration = std::time::Duration::from_micros(20);
+/// How old the newest awaited batch may be for the driver to spin for it.
+const AWAIT_SPIN_WITHIN: std::time::Duration = std::time::Duration::from_micros(100);
 /// Provided buffers per shard and their size.
 const NBUFS: u16 = 256;
 const BUF_SIZE: usize = 16 * 1024;
@@ -624,13 +626,21 @@ impl Driver {
     /// sleeping: remote GET and SET ops per CPU-second rose by 15-25 % on
     /// the 2-core bench box (`benches/cross_shard.rs`). Bounded like this
     /// (twice about what a sleep and wake cost) it cannot waste more than
-    /// the sleep would have; a driver with nothing outstanding never spins.
+    /// the sleep would have; a driver with nothing outstanding never spins,
+    /// nor does one whose newest batch has waited for longer than
+    /// [`AWAIT_SPIN_WITHIN`]: the other shard is busy with something long
+    /// (a KEYS, a big DEL) and spinning on each wake until it answers would
+    /// only burn CPU.
     fn await_spin(&mut self) -> bool {
         if self.shard.conn_batches.borrow().is_empty() {
             return false;
         }
-        let me = self.shard.id;
         let start = Instant::now();
+        match self.shard.conn_batch_sent.get() {
+            Some(sent) if start.saturating_duration_since(sent) < AWAIT_SPIN_WITHIN => {}
+            _ => return false,
+        }
+        let me = self.shard.id;
         loop {
             for _ in 0..64 {
                 if self.shard.shared.mesh.has_mail(me) || self.ring.taskrun() {

@@ -447,6 +447,8 @@ pub struct Shard {
     /// `post_conn_batch`): request id -> the connection's (slot,
     /// generation) and the replies of the commands run here meanwhile.
     pub(crate) conn_batches: RefCell<HashMap<u64, ConnBatch>>,
+    /// When the newest of `conn_batches` was sent.
+    pub(crate) conn_batch_sent: Cell<Option<std::time::Instant>>,
     next_id: Cell<u64>,
     /// Wakes the network driver (slow-path completions, kills, shutdown).
     pub wake: Notify,
@@ -507,6 +509,7 @@ impl Shard {
             deferred: RefCell::new(Default::default()),
             pending: RefCell::new(HashMap::new()),
             conn_batches: RefCell::new(HashMap::new()),
+            conn_batch_sent: Cell::new(None),
             next_id: Cell::new(1),
             wake: Notify::default(),
             net: RefCell::new(crate::net::ConnTable::default()),
@@ -655,6 +658,7 @@ impl Shard {
         self.conn_batches
             .borrow_mut()
             .insert(id, (conn.0, conn.1, local));
+        self.conn_batch_sent.set(Some(std::time::Instant::now()));
         Stats::add(&self.stats.remote_batches, 1);
         self.post(to, Msg::batch(self.id, id, proto, cmds));
     }
