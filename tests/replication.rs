@@ -1171,6 +1171,24 @@ fn parse_fullresync(line: &str) -> (String, i64) {
 
 /// Read replication-stream commands until one equals `want`
 /// (case-insensitive name); returns the exact bytes read.
+/// `REPLCONF capa eof capa psync2`, then `PSYNC ? -1` on `c`: checks the
+/// `$EOF:<40-byte mark>` framing and the RDB it frames, and returns the
+/// `+FULLRESYNC` line's replid and offset. The stream follows on `c`.
+fn eof_full_sync(c: &mut RawConn) -> (String, i64) {
+    assert!(is_ok(
+        &c.cmds(&["REPLCONF", "capa", "eof", "capa", "psync2"])
+    ));
+    c.send_cmd(&[b"PSYNC", b"?", b"-1"]);
+    let (replid, off) = parse_fullresync(&handshake_line(c));
+    let framing = handshake_line(c);
+    let mark = framing
+        .strip_prefix("$EOF:")
+        .unwrap_or_else(|| panic!("after capa eof expected $EOF:<mark>, got {framing:?}"));
+    assert_eq!(mark.len(), 40, "EOF mark must be 40 bytes: {framing:?}");
+    check_rdb(&read_until_mark(c, mark.as_bytes()));
+    (replid, off)
+}
+
 fn stream_until(c: &mut RawConn, want: &[&str]) -> Vec<u8> {
     let mut raw = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -1235,18 +1253,7 @@ fn psync_wire_level() {
     // A: diskless, EOF-framed.
     let mut a = RawConn::connect(master.port);
     assert!(is_ok(&a.cmds(&["REPLCONF", "listening-port", "6381"])));
-    assert!(is_ok(
-        &a.cmds(&["REPLCONF", "capa", "eof", "capa", "psync2"])
-    ));
-    a.send_cmd(&[b"PSYNC", b"?", b"-1"]);
-    let (replid, off) = parse_fullresync(&handshake_line(&mut a));
-    let framing = handshake_line(&mut a);
-    let mark = framing
-        .strip_prefix("$EOF:")
-        .unwrap_or_else(|| panic!("after capa eof expected $EOF:<mark>, got {framing:?}"));
-    assert_eq!(mark.len(), 40, "EOF mark must be 40 bytes: {framing:?}");
-    let payload = read_until_mark(&mut a, mark.as_bytes());
-    check_rdb(&payload);
+    let (replid, off) = eof_full_sync(&mut a);
     let ack_a = Acker::start(&a, off);
 
     // B: continue from right after A's snapshot.
@@ -1354,17 +1361,7 @@ fn expired_keys_reach_the_stream_as_del_in_their_db() {
     assert!(is_ok(&db0.cmds(&["CONFIG", "SET", "hz", "1"])));
 
     let mut a = RawConn::connect(master.port);
-    assert!(is_ok(
-        &a.cmds(&["REPLCONF", "capa", "eof", "capa", "psync2"])
-    ));
-    a.send_cmd(&[b"PSYNC", b"?", b"-1"]);
-    let (_, off) = parse_fullresync(&handshake_line(&mut a));
-    let framing = handshake_line(&mut a);
-    let mark = framing
-        .strip_prefix("$EOF:")
-        .expect("EOF-framed RDB")
-        .to_string();
-    check_rdb(&read_until_mark(&mut a, mark.as_bytes()));
+    let (_, off) = eof_full_sync(&mut a);
     let _ack = Acker::start(&a, off);
 
     for k in ["exp:read", "exp:moved", "exp:idle"] {
