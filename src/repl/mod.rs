@@ -507,7 +507,7 @@ pub fn write_select(out: &mut BytesMut, db: u16) {
 /// Every replicated write passes through here, so it reserves once and
 /// writes through a cursor: the headers and CRLFs of a short command are a
 /// few plain stores, and an argument of up to 16 bytes is two overlapping
-/// 8-byte moves, where `extend_from_slice` paid a capacity check and a
+/// moves (8, 4 or 2 bytes wide), where `extend_from_slice` paid a capacity check and a
 /// `memcpy` call for each of a SET's ten pieces.
 pub fn encode_cmd<A: AsRef<[u8]>>(out: &mut BytesMut, args: &[A]) {
     // "*<n>\r\n" and per argument "$<len>\r\n...\r\n": 20 digits at most.
@@ -585,18 +585,27 @@ impl Cursor {
         // SAFETY (all arms): reads stay inside `s`, writes inside the
         // reservation the caller sized for `s`.
         unsafe {
-            if (8..=16).contains(&n) {
-                // Two 8-byte moves that overlap in the middle.
+            // Up to 16 bytes: two moves of the largest width that fits,
+            // overlapping in the middle (no call, whatever the length).
+            if n > 16 {
+                std::ptr::copy_nonoverlapping(src, dst, n);
+            } else if n >= 8 {
                 let head = src.cast::<u64>().read_unaligned();
                 let tail = src.add(n - 8).cast::<u64>().read_unaligned();
                 dst.cast::<u64>().write_unaligned(head);
                 dst.add(n - 8).cast::<u64>().write_unaligned(tail);
-            } else if n < 8 {
-                for i in 0..n {
-                    dst.add(i).write(*src.add(i));
-                }
-            } else {
-                std::ptr::copy_nonoverlapping(src, dst, n);
+            } else if n >= 4 {
+                let head = src.cast::<u32>().read_unaligned();
+                let tail = src.add(n - 4).cast::<u32>().read_unaligned();
+                dst.cast::<u32>().write_unaligned(head);
+                dst.add(n - 4).cast::<u32>().write_unaligned(tail);
+            } else if n >= 2 {
+                let head = src.cast::<u16>().read_unaligned();
+                let tail = src.add(n - 2).cast::<u16>().read_unaligned();
+                dst.cast::<u16>().write_unaligned(head);
+                dst.add(n - 2).cast::<u16>().write_unaligned(tail);
+            } else if n == 1 {
+                dst.write(*src);
             }
         }
         self.at += n;
@@ -608,8 +617,8 @@ mod tests {
     use super::*;
 
     /// The cursor encoder against the plain one, on argument lengths
-    /// around every copy path's edges (0-7 byte loop, 8-16 overlapping
-    /// moves, longer memcpy) and length digits (1, 2, 3+).
+    /// around every copy path's edges (0, 1, 2-3, 4-7 and 8-16 bytes in
+    /// overlapping moves, longer ones copied) and length digits (1, 2, 3+).
     #[test]
     fn encode_cmd_matches_plain_resp() {
         fn plain(args: &[Vec<u8>]) -> Vec<u8> {
@@ -621,7 +630,9 @@ mod tests {
             }
             v
         }
-        let lens = [0, 1, 7, 8, 9, 15, 16, 17, 99, 100, 101, 1000, 70_000];
+        let lens = [
+            0, 1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 99, 100, 101, 1000, 70_000,
+        ];
         let mut rng = fastrand::Rng::with_seed(7);
         let mut out = BytesMut::new();
         let mut want = Vec::new();
