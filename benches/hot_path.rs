@@ -1,7 +1,8 @@
 //! Micro-benchmarks of the per-request hot path: RESP parsing, reply
-//! writing, hash slots, the keyspace dictionary, sorted-set updates and
-//! INCRBYFLOAT's long double arithmetic. Runs on one thread; no
-//! executor, no sockets.
+//! writing, hash slots, the keyspace dictionary, sorted-set updates,
+//! INCRBYFLOAT's long double arithmetic and a master's encoding of writes
+//! into its replication stream. Runs on one thread; no executor, no
+//! sockets.
 //!
 //! Every group measures tether beside a baseline doing the same work the
 //! dumbest way we can think of, and ends with a ratio table, because on a
@@ -487,6 +488,65 @@ fn incrbyfloat(c: &mut Criterion) {
     );
 }
 
+/// A master's encoding of 16 pipelined SETs (16-byte keys, 3-byte values,
+/// as `redis-benchmark -t set -P 16 -r`) into its replication stream
+/// (`repl::encode_cmd`, a write cursor). Baseline: the same RESP built with
+/// a `BytesMut::extend_from_slice` per piece, which is how tether encoded
+/// before 3b5d171.
+fn repl_encode(c: &mut Criterion) {
+    let cmds: Vec<Vec<bytes::Bytes>> = (0..PIPELINE)
+        .map(|i| {
+            vec![
+                bytes::Bytes::from_static(b"SET"),
+                bytes::Bytes::from(key(i * 7919 % KEYS)),
+                bytes::Bytes::from_static(b"xxx"),
+            ]
+        })
+        .collect();
+    fn plain(out: &mut BytesMut, args: &[bytes::Bytes]) {
+        let mut b = itoa::Buffer::new();
+        out.extend_from_slice(b"*");
+        out.extend_from_slice(b.format(args.len()).as_bytes());
+        out.extend_from_slice(b"\r\n");
+        for a in args {
+            out.extend_from_slice(b"$");
+            out.extend_from_slice(b.format(a.len()).as_bytes());
+            out.extend_from_slice(b"\r\n");
+            out.extend_from_slice(a);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    let mut g = c.benchmark_group("repl_encode");
+    g.throughput(Throughput::Elements(PIPELINE as u64));
+    let t = Tally::default();
+    let mut out = BytesMut::with_capacity(64 << 10);
+    let mut check = BytesMut::new();
+    for c in &cmds {
+        tether::repl::encode_cmd(&mut out, c);
+        plain(&mut check, c);
+    }
+    assert_eq!(out, check, "both encoders must write the same stream");
+    bench(&mut g, &t, "tether/cursor", || {
+        out.clear();
+        for c in &cmds {
+            tether::repl::encode_cmd(&mut out, black_box(c));
+        }
+        out.len()
+    });
+    bench(&mut g, &t, "baseline/extend_from_slice", || {
+        check.clear();
+        for c in &cmds {
+            plain(&mut check, black_box(c));
+        }
+        check.len()
+    });
+    g.finish();
+    t.report(
+        &format!("repl_encode ({PIPELINE} x SET, 3-byte values, per batch)"),
+        "baseline/extend_from_slice",
+    );
+}
+
 fn config() -> Criterion {
     // Short defaults so a full run stays near a minute; CLI flags
     // (`--quick`, `--measurement-time`, ...) still override these.
@@ -499,6 +559,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = hot_path;
     config = config();
-    targets = resp_parse, reply, slots, keyspace, zset, incrbyfloat
+    targets = resp_parse, reply, slots, keyspace, zset, incrbyfloat, repl_encode
 }
 criterion_main!(hot_path);
