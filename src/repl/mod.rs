@@ -507,8 +507,8 @@ pub fn write_select(out: &mut BytesMut, db: u16) {
 /// Every replicated write passes through here, so it reserves once and
 /// writes through a cursor: the headers and CRLFs of a short command are a
 /// few plain stores, and an argument of up to 16 bytes is two overlapping
-/// moves (8, 4 or 2 bytes wide), where `extend_from_slice` paid a capacity check and a
-/// `memcpy` call for each of a SET's ten pieces.
+/// moves (8, 4 or 2 bytes wide), where `extend_from_slice` paid a capacity
+/// check and a `memcpy` call for each of a SET's ten pieces.
 pub fn encode_cmd<A: AsRef<[u8]>>(out: &mut BytesMut, args: &[A]) {
     // "*<n>\r\n" and per argument "$<len>\r\n...\r\n": 20 digits at most.
     let need = 23 + args.iter().map(|a| a.as_ref().len() + 25).sum::<usize>();
