@@ -67,8 +67,8 @@ impl LongDouble {
     /// The sum, or None when it is NaN or infinite (Redis answers "increment
     /// would produce NaN or Infinity").
     pub fn checked_add(self, other: LongDouble) -> Option<LongDouble> {
-        let v = (self.0 + other.0).value;
-        (!v.is_nan() && !v.is_infinite()).then_some(LongDouble(v))
+        let sum = LongDouble((self.0 + other.0).value);
+        sum.is_finite().then_some(sum)
     }
 
     pub fn is_finite(self) -> bool {
