@@ -21,7 +21,7 @@
 #      every 5 ms (bytes behind) and writes a probe HSET every 10 ms; the
 #      replica's keyspace event for it (notify-keyspace-events Kh, set on
 #      the replica) times when the replica applied it (push ms, no polling;
-#      a stock replica notifies, a tether one does not yet); it also polls
+#      stock and tether replicas both notify); it also polls
 #      for it with HGET every 1 ms (probe ms: + up to 1 ms of polling), and
 #      pipelines WAIT 1 1000 behind it (ms until the replica's ACK came
 #      back: the replication round trip); tether's INFO slave0 lag_ms too.

@@ -32,7 +32,7 @@ turns those records into the tables.
               replica notifies for its master's writes): lag = event -
               written, no polling. Only hash events are switched on, and the
               load writes strings, so the load sends none. A replica that
-              does not notify (tether) shows NA;
+              does not notify shows NA;
             on stop: probes stop, polling goes on (<= 5 s) until the last
             probe is seen, then the time for the replica's offset to reach
             the master's offset at stop ("drain").

@@ -444,30 +444,13 @@ enum Value {
 }
 
 // notify-keyspace-events flags, Redis 7.0 values and letters.
-const NOTIFY_KEYSPACE: u32 = 1 << 0; // K
-const NOTIFY_KEYEVENT: u32 = 1 << 1; // E
-const NOTIFY_GENERIC: u32 = 1 << 2; // g
-const NOTIFY_STRING: u32 = 1 << 3; // $
-const NOTIFY_LIST: u32 = 1 << 4; // l
-const NOTIFY_SET: u32 = 1 << 5; // s
-const NOTIFY_HASH: u32 = 1 << 6; // h
-const NOTIFY_ZSET: u32 = 1 << 7; // z
-const NOTIFY_EXPIRED: u32 = 1 << 8; // x
-const NOTIFY_EVICTED: u32 = 1 << 9; // e
-const NOTIFY_STREAM: u32 = 1 << 10; // t
-const NOTIFY_KEY_MISS: u32 = 1 << 11; // m (not part of A)
-const NOTIFY_MODULE: u32 = 1 << 13; // d
-const NOTIFY_NEW: u32 = 1 << 14; // n (not part of A)
-const NOTIFY_ALL: u32 = NOTIFY_GENERIC
-    | NOTIFY_STRING
-    | NOTIFY_LIST
-    | NOTIFY_SET
-    | NOTIFY_HASH
-    | NOTIFY_ZSET
-    | NOTIFY_EXPIRED
-    | NOTIFY_EVICTED
-    | NOTIFY_STREAM
-    | NOTIFY_MODULE;
+use crate::cmd::notify::{
+    ALL as NOTIFY_ALL, EVICTED as NOTIFY_EVICTED, EXPIRED as NOTIFY_EXPIRED,
+    GENERIC as NOTIFY_GENERIC, HASH as NOTIFY_HASH, KEY_MISS as NOTIFY_KEY_MISS,
+    KEYEVENT as NOTIFY_KEYEVENT, KEYSPACE as NOTIFY_KEYSPACE, LIST as NOTIFY_LIST,
+    MODULE as NOTIFY_MODULE, NEW as NOTIFY_NEW, SET as NOTIFY_SET, STREAM as NOTIFY_STREAM,
+    STRING as NOTIFY_STRING, ZSET as NOTIFY_ZSET,
+};
 
 fn events_from_str(s: &[u8]) -> Option<u32> {
     let mut f = 0;

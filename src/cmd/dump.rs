@@ -13,6 +13,7 @@
 
 use bytes::Bytes;
 
+use super::notify;
 use super::string::keyed;
 use super::{CmdSpec, Exec, Kind, NOT_INT, SYNTAX, eq_ic, parse_i64};
 use crate::rdb::{dump_payload, restore_payload_lenient};
@@ -107,10 +108,13 @@ fn restore(ex: &mut Exec, a: &[Bytes]) {
         // Already expired: nothing is stored (Redis propagates a DEL).
         if deleted {
             ex.modified(key);
+            ex.notify(notify::GENERIC, "del", key);
         }
         return ex.r.ok();
     }
     ex.db().0.insert(key, Entry { value, expire_at });
     ex.modified(key);
+    ex.notify(notify::NEW, "new", key);
+    ex.notify(notify::GENERIC, "restore", key);
     ex.r.ok()
 }

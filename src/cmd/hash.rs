@@ -7,7 +7,7 @@ use bytes::Bytes;
 use super::ldouble::LongDouble;
 use super::set::{ScanOpts, distinct_indices, parse_cursor, rand_count, reply_scan, walk};
 use super::string::keyed;
-use super::{CmdSpec, Exec, Kind, NOT_FLOAT, NOT_INT, SYNTAX, WRONGTYPE, eq_ic, parse_i64};
+use super::{CmdSpec, Exec, Kind, NOT_FLOAT, NOT_INT, SYNTAX, WRONGTYPE, eq_ic, notify, parse_i64};
 use crate::resp::{Proto, Reply};
 use crate::shard::keyspace::{Entry, HashValue, Str, Value};
 
@@ -96,6 +96,7 @@ fn hset(ex: &mut Exec, a: &[Bytes]) {
             }
         }
     }
+    ex.notify(notify::HASH, "hset", &a[1]);
     ex.modified(&a[1]);
     if hmset { ex.r.ok() } else { ex.r.int(created) }
 }
@@ -108,6 +109,7 @@ fn hsetnx(ex: &mut Exec, a: &[Bytes]) {
         return ex.r.int(0);
     }
     h.insert(Str::from(&a[2][..]), Str::from(&a[3][..]));
+    ex.notify(notify::HASH, "hset", &a[1]);
     ex.modified(&a[1]);
     ex.r.int(1)
 }
@@ -137,7 +139,10 @@ fn hdel(ex: &mut Exec, a: &[Bytes]) {
             .count(),
     };
     if removed > 0 {
-        ex.remove_if_empty(&a[1]);
+        ex.notify(notify::HASH, "hdel", &a[1]);
+        if ex.remove_if_empty(&a[1]) {
+            ex.notify(notify::GENERIC, "del", &a[1]);
+        }
         ex.modified(&a[1]);
     }
     ex.r.int(removed as i64)
@@ -235,6 +240,7 @@ fn hincrby(ex: &mut Exec, a: &[Bytes]) {
     };
     let s = Str::from(itoa::Buffer::new().format(new).as_bytes());
     set_field(h, &a[2], s);
+    ex.notify(notify::HASH, "hincrby", &a[1]);
     ex.modified(&a[1]);
     ex.r.int(new)
 }
@@ -274,6 +280,7 @@ fn hincrbyfloat(ex: &mut Exec, a: &[Bytes]) {
     };
     let s = new.format_human();
     set_field(h, &a[2], Str::from(s.as_bytes()));
+    ex.notify(notify::HASH, "hincrbyfloat", &a[1]);
     ex.modified(&a[1]);
     ex.r.bulk(s.as_bytes())
 }

@@ -4,6 +4,7 @@
 
 use bytes::Bytes;
 
+use super::notify;
 use super::string::keyed;
 use super::{
     CmdSpec, Exec, Kind, Multi, NOT_INT, SYNTAX, eq_ic, parse_db, parse_i64, unknown_subcommand,
@@ -91,31 +92,22 @@ pub static COMMANDS: &[CmdSpec] = &[
 ];
 
 /// DEL / UNLINK / EXISTS / TOUCH on keys of one shard: how many matched.
+/// EXISTS and TOUCH look keys up as Redis's `lookupKeyRead` does: each
+/// counts a keyspace hit or miss, and a miss raises `keymiss`.
 pub fn count_keys(ex: &mut Exec, keys: &[Bytes], kind: CountKind) -> i64 {
     let now = ex.now;
-    if kind == CountKind::Del {
-        let mut n = 0;
-        for k in keys {
-            let (db, st) = ex.db();
+    let mut n = 0;
+    for k in keys {
+        let (db, st) = ex.db();
+        if kind == CountKind::Del {
             if db.contains(k, now, st) && db.remove(k).is_some() {
                 n += 1;
                 ex.modified(k);
+                ex.notify(notify::GENERIC, "del", k);
             }
+        } else if ex.lookup_read(k).is_some() {
+            n += 1;
         }
-        return n;
-    }
-    let (db, st) = ex.db();
-    let mut n = 0;
-    for k in keys {
-        let hit = match kind {
-            CountKind::Del => db.contains(k, now, st) && db.remove(k).is_some(),
-            CountKind::Exists | CountKind::Touch => db.contains(k, now, st),
-        };
-        n += hit as i64;
-    }
-    if kind == CountKind::Exists {
-        st.hits += n as u64;
-        st.misses += keys.len() as u64 - n as u64;
     }
     n
 }
@@ -137,7 +129,7 @@ fn touch(ex: &mut Exec, a: &[Bytes]) {
 
 fn type_cmd(ex: &mut Exec, a: &[Bytes]) {
     let t = ex
-        .lookup_write(&a[1])
+        .lookup_read(&a[1])
         .map_or("none", |e| e.value.type_name());
     ex.r.simple(t)
 }
@@ -202,12 +194,15 @@ fn expire_generic(ex: &mut Exec, a: &[Bytes], seconds: bool, absolute: bool, cmd
         return ex.r.int(0);
     }
     let (db, _) = ex.db();
-    if when <= now as i64 {
+    let event = if when <= now as i64 {
         db.remove(&a[1]);
+        "del"
     } else {
         db.set_expire(&a[1], when as u64);
-    }
+        "expire"
+    };
     ex.modified(&a[1]);
+    ex.notify(notify::GENERIC, event, &a[1]);
     ex.r.int(1)
 }
 
@@ -225,9 +220,11 @@ fn pexpireat(ex: &mut Exec, a: &[Bytes]) {
 }
 
 /// TTL family: -2 no key, -1 no TTL; seconds are rounded like Redis.
+/// The key is looked up for reading (a hit or a miss, `keymiss`), as in
+/// Redis's ttlGenericCommand.
 fn ttl_generic(ex: &mut Exec, key: &[u8], ms: bool, absolute: bool) {
     let now = ex.now;
-    let reply = match ex.lookup_write(key) {
+    let reply = match ex.lookup_read(key) {
         None => -2,
         Some(e) if e.expire_at == 0 => -1,
         Some(e) => {
@@ -260,6 +257,7 @@ fn persist(ex: &mut Exec, a: &[Bytes]) {
     if had {
         ex.db().0.set_expire(&a[1], 0);
         ex.modified(&a[1]);
+        ex.notify(notify::GENERIC, "persist", &a[1]);
     }
     ex.r.int(had as i64)
 }
@@ -280,6 +278,10 @@ fn rename_generic(ex: &mut Exec, a: &[Bytes], nx: bool) {
     db.insert(&a[2], src);
     ex.modified(&a[1]);
     ex.modified(&a[2]);
+    // Redis deletes an existing destination, then dbAdds it: `new`.
+    ex.notify(notify::NEW, "new", &a[2]);
+    ex.notify(notify::GENERIC, "rename_from", &a[1]);
+    ex.notify(notify::GENERIC, "rename_to", &a[2]);
     if nx { ex.r.int(1) } else { ex.r.ok() }
 }
 
@@ -322,7 +324,8 @@ fn copy(ex: &mut Exec, a: &[Bytes]) {
             .r
             .error("ERR source and destination objects are the same");
     }
-    let Some(src) = ex.lookup_write(&a[1]).cloned() else {
+    // Redis's copyCommand reads the source (a hit or a miss).
+    let Some(src) = ex.lookup_read(&a[1]).cloned() else {
         return ex.r.int(0);
     };
     let now = ex.now;
@@ -332,6 +335,8 @@ fn copy(ex: &mut Exec, a: &[Bytes]) {
     }
     db.insert(&a[2], src);
     ex.shard.key_modified(dst_db as usize, &a[2]);
+    ex.notify_in(dst_db as usize, notify::NEW, "new", &a[2]);
+    ex.notify_in(dst_db as usize, notify::GENERIC, "copy_to", &a[2]);
     ex.r.int(1)
 }
 
@@ -357,6 +362,9 @@ fn move_cmd(ex: &mut Exec, a: &[Bytes]) {
     ex.db().0.remove(&a[1]);
     ex.modified(&a[1]);
     ex.shard.key_modified(dst, &a[1]);
+    ex.notify_in(dst, notify::NEW, "new", &a[1]);
+    ex.notify(notify::GENERIC, "move_from", &a[1]);
+    ex.notify_in(dst, notify::GENERIC, "move_to", &a[1]);
     ex.r.int(1)
 }
 
@@ -391,7 +399,17 @@ fn object(ex: &mut Exec, a: &[Bytes]) {
     if a.len() != 3 || !(eq_ic(sub, "encoding") || eq_ic(sub, "freq")) {
         return ex.r.error(&unknown_subcommand(sub, "object"));
     }
-    let Some(e) = ex.lookup_write(&a[2]) else {
+    // Redis counts this lookup's hit or miss but raises no `keymiss`
+    // (LOOKUP_NOTOUCH | LOOKUP_NONOTIFY).
+    let now = ex.now;
+    let (db, st) = ex.ks.db(ex.db);
+    let found = db.get(&a[2], now, st);
+    if found.is_some() {
+        st.hits += 1;
+    } else {
+        st.misses += 1;
+    }
+    let Some(e) = found else {
         return ex.r.null();
     };
     if eq_ic(sub, "freq") {

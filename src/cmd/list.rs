@@ -22,7 +22,9 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 
 use super::string::keyed;
-use super::{CmdSpec, Exec, Kind, Multi, NOT_INT, SYNTAX, WRONGTYPE, eq_ic, parse_f64, parse_i64};
+use super::{
+    CmdSpec, Exec, Kind, Multi, NOT_INT, SYNTAX, WRONGTYPE, eq_ic, notify, parse_f64, parse_i64,
+};
 use crate::shard::keyspace::{Keyspace, Value};
 
 const WDF: &[&str] = &["write", "denyoom", "fast"];
@@ -85,6 +87,20 @@ impl End {
             None
         }
     }
+
+    fn pop_event(self) -> &'static str {
+        match self {
+            End::Left => "lpop",
+            End::Right => "rpop",
+        }
+    }
+
+    fn push_event(self) -> &'static str {
+        match self {
+            End::Left => "lpush",
+            End::Right => "rpush",
+        }
+    }
 }
 
 type List = VecDeque<Bytes>;
@@ -133,16 +149,25 @@ fn list_in<'k>(
 }
 
 /// Shorthand: `list!(ex, key, read)`, borrowing only the keyspace of `ex`.
+/// A read first asks [`Exec::keymiss`](super::Exec::keymiss).
 macro_rules! list {
     ($ex:expr, $key:expr, $read:expr) => {
-        list_in($ex.ks, $ex.db, $ex.now, $key, $read)
+        if $read && $ex.keymiss($key) {
+            Ok(None)
+        } else {
+            list_in($ex.ks, $ex.db, $ex.now, $key, $read)
+        }
     };
 }
 
-/// After elements left `key`: delete it if empty (Redis never keeps an
-/// empty list) and signal the change to WATCHers.
-fn removed_from(ex: &mut Exec, key: &[u8]) {
-    ex.remove_if_empty(key);
+/// After elements left `key`: raise `event`, delete the key if empty
+/// (Redis never keeps an empty list; "del" follows the command's event)
+/// and signal the change to WATCHers.
+fn removed_from(ex: &mut Exec, key: &[u8], event: &'static str) {
+    ex.notify(notify::LIST, event, key);
+    if ex.remove_if_empty(key) {
+        ex.notify(notify::GENERIC, "del", key);
+    }
     ex.modified(key);
 }
 
@@ -210,6 +235,7 @@ fn push_generic(ex: &mut Exec, a: &[Bytes], end: End, only_existing: bool) {
             n
         }
     };
+    ex.notify(notify::LIST, end.push_event(), key);
     ex.modified(key);
     ex.r.int(len as i64)
 }
@@ -258,7 +284,7 @@ fn pop_generic(ex: &mut Exec, a: &[Bytes], end: End, name: &str) {
             }
         }
     }
-    removed_from(ex, key);
+    removed_from(ex, key, end.pop_event());
 }
 
 fn llen(ex: &mut Exec, a: &[Bytes]) {
@@ -353,6 +379,7 @@ fn lset(ex: &mut Exec, a: &[Bytes]) {
         return ex.r.error(OUT_OF_RANGE);
     };
     l[i] = Bytes::copy_from_slice(&a[3]);
+    ex.notify(notify::LIST, "lset", key);
     ex.modified(key);
     ex.r.ok()
 }
@@ -378,6 +405,7 @@ fn linsert(ex: &mut Exec, a: &[Bytes]) {
     };
     l.insert(pos + after as usize, Bytes::copy_from_slice(&a[4]));
     let len = l.len() as i64;
+    ex.notify(notify::LIST, "linsert", key);
     ex.modified(key);
     ex.r.int(len)
 }
@@ -431,13 +459,14 @@ fn lrem(ex: &mut Exec, a: &[Bytes]) {
         });
     }
     if removed > 0 {
-        removed_from(ex, key);
+        removed_from(ex, key, "lrem");
     }
     ex.r.int(removed as i64)
 }
 
 /// LTRIM key start stop: keeps the range; an empty range deletes the key.
-/// Redis signals the key as modified even when nothing was trimmed.
+/// Redis signals the key as modified, and raises "ltrim", even when
+/// nothing was trimmed.
 fn ltrim(ex: &mut Exec, a: &[Bytes]) {
     let (start, end) = match (int_arg(&a[2]), int_arg(&a[3])) {
         (Ok(s), Ok(e)) => (s, e),
@@ -456,7 +485,7 @@ fn ltrim(ex: &mut Exec, a: &[Bytes]) {
             l.drain(..s);
         }
     }
-    removed_from(ex, key);
+    removed_from(ex, key, "ltrim");
     ex.r.ok()
 }
 
@@ -565,7 +594,8 @@ fn rpoplpush(ex: &mut Exec, a: &[Bytes]) {
 /// Pops from `src` at `from`, pushes onto `dst` at `to`, replies with the
 /// element. A missing source answers nil before the destination is looked
 /// at; a destination of the wrong type fails before anything moves.
-/// `src == dst` rotates the list in place.
+/// `src == dst` rotates the list in place. Events as Redis's
+/// `lmoveGenericCommand`: the push on `dst`, then the pop on `src`.
 fn move_generic(ex: &mut Exec, src: &[u8], dst: &[u8], from: End, to: End) {
     match list!(ex, src, false) {
         Err(()) => return ex.r.error(WRONGTYPE),
@@ -584,8 +614,9 @@ fn move_generic(ex: &mut Exec, src: &[u8], dst: &[u8], from: End, to: End) {
         Ok(Some(l)) => push(l, to, v.clone()),
         _ => ex.insert_new(dst, Value::List(Box::new(VecDeque::from([v.clone()])))),
     }
+    ex.notify(notify::LIST, to.push_event(), dst);
     ex.modified(dst);
-    removed_from(ex, src);
+    removed_from(ex, src, from.pop_event());
     ex.r.bulk(&v)
 }
 
@@ -648,7 +679,7 @@ fn mpop_first(ex: &mut Exec, a: &[Bytes], m: &MPop) -> bool {
             let v = pop(l, m.end).expect("counted");
             ex.r.bulk(&v);
         }
-        removed_from(ex, key);
+        removed_from(ex, key, m.end.pop_event());
         return true;
     }
     false
@@ -737,7 +768,7 @@ fn bpop_generic(ex: &mut Exec, a: &[Bytes], end: End) {
         ex.r.array(2);
         ex.r.bulk(key);
         ex.r.bulk(&v);
-        return removed_from(ex, key);
+        return removed_from(ex, key, end.pop_event());
     }
     ex.would_block = true;
 }

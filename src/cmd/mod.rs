@@ -15,6 +15,7 @@ pub mod keys;
 pub mod ldouble;
 pub mod list;
 pub mod multi;
+pub mod notify;
 pub mod pubsub;
 pub mod repl;
 pub mod server;
@@ -65,6 +66,9 @@ impl<'a> Exec<'a> {
     /// Counts a keyspace hit or miss like Redis's `lookupKeyRead`.
     #[allow(clippy::result_unit_err)] // Err is WRONGTYPE; the caller words it
     pub fn read_str(&mut self, key: &[u8]) -> Result<Option<Bytes>, ()> {
+        if self.keymiss(key) {
+            return Ok(None);
+        }
         let now = self.now;
         let (db, st) = self.ks.db(self.db);
         match db.get(key, now, st) {
@@ -92,6 +96,9 @@ impl<'a> Exec<'a> {
     /// stored bytes while the entry is borrowed, without cloning it out.
     #[inline]
     pub fn lookup_read_with_reply(&mut self, key: &[u8]) -> (Option<&mut Entry>, &mut Reply<'a>) {
+        if self.keymiss(key) {
+            return (None, &mut self.r);
+        }
         let now = self.now;
         let (db, st) = self.ks.db(self.db);
         let e = db.get(key, now, st);
@@ -101,6 +108,25 @@ impl<'a> Exec<'a> {
             st.misses += 1;
         }
         (e, &mut self.r)
+    }
+
+    /// With `keymiss` events on: looks `key` up for reading and, when it
+    /// is missing, counts the miss and raises `keymiss` (after `expired`
+    /// if the lookup expired it), returning true: the caller answers as
+    /// for a missing key. False, doing nothing, when the events are off.
+    #[inline]
+    pub fn keymiss(&mut self, key: &[u8]) -> bool {
+        if self.shard.notify_flags.get() & notify::KEY_MISS == 0 {
+            return false;
+        }
+        let now = self.now;
+        let (db, st) = self.ks.db(self.db);
+        if db.contains(key, now, st) {
+            return false;
+        }
+        st.misses += 1;
+        self.notify(notify::KEY_MISS, "keymiss", key);
+        true
     }
 
     /// Looks a key up (for reading with hit/miss accounting, or for
@@ -128,6 +154,31 @@ impl<'a> Exec<'a> {
     pub fn insert_new(&mut self, key: &[u8], value: Value) {
         let (db, _) = self.ks.db(self.db);
         db.insert(key, Entry::new(value));
+        self.notify(notify::NEW, "new", key);
+    }
+
+    /// Raises a keyspace event (Redis's `notifyKeyspaceEvent`) for `key`
+    /// in this db when its class is on; see [`notify`]. Events of keys
+    /// the command's lookups expired go first.
+    #[inline(always)]
+    pub fn notify(&mut self, class: u32, event: &'static str, key: &[u8]) {
+        self.notify_in(self.db, class, event, key)
+    }
+
+    /// [`Self::notify`] for a key in database `db` (MOVE, COPY ... DB).
+    /// Off, it costs a load and a branch: writes call it on every change.
+    #[inline(always)]
+    pub fn notify_in(&mut self, db: usize, class: u32, event: &'static str, key: &[u8]) {
+        if self.shard.notify_flags.get() & class != 0 {
+            self.notify_on(db, class, event, key);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn notify_on(&mut self, db: usize, class: u32, event: &'static str, key: &[u8]) {
+        notify::drain_expired(self.shard, self.ks);
+        notify::raise(self.shard, class, event, db, key);
     }
 
     /// Deletes `key` if it holds an empty collection, as Redis does after
@@ -527,6 +578,9 @@ pub fn exec_in(
     };
     f(&mut ex, args);
     let (would_block, dirty, alt) = (ex.would_block, ex.dirty, std::mem::take(&mut ex.alt));
+    if ks.stats.notes_pending {
+        notify::drain_expired(shard, ks);
+    }
     if repl.active.load(std::sync::atomic::Ordering::Relaxed) {
         crate::repl::master::after_command(shard, ks, spec, db, args, dirty, alt, emit);
     }

@@ -26,11 +26,21 @@ use crate::resp::{Proto, Reply};
 pub struct PubSub {
     channels: HashMap<Bytes, Vec<u64>>,
     patterns: Vec<(Bytes, Vec<u64>)>,
+    /// Channels in `channels` a keyspace event can be published on.
+    key_channels: usize,
+}
+
+/// Whether a keyspace event can be published on channel `ch`.
+fn is_key_channel(ch: &[u8]) -> bool {
+    ch.starts_with(b"__keyspace@") || ch.starts_with(b"__keyevent@")
 }
 
 impl PubSub {
     fn sub(&mut self, ch: &Bytes, id: u64) {
         let v = self.channels.entry(ch.clone()).or_default();
+        if v.is_empty() && is_key_channel(ch) {
+            self.key_channels += 1;
+        }
         if !v.contains(&id) {
             v.push(id);
         }
@@ -41,8 +51,17 @@ impl PubSub {
             v.retain(|&c| c != id);
             if v.is_empty() {
                 self.channels.remove(ch);
+                if is_key_channel(ch) {
+                    self.key_channels -= 1;
+                }
             }
         }
+    }
+
+    /// Whether a keyspace event could reach a subscriber here: one
+    /// listens on a keyspace channel, or on any pattern.
+    pub fn wants_keyspace(&self) -> bool {
+        self.key_channels > 0 || !self.patterns.is_empty()
     }
 
     fn psub(&mut self, p: &Bytes, id: u64) {
@@ -137,6 +156,7 @@ fn subscribe(c: &mut ConnCtx, a: &[Bytes]) {
             c.r.out,
         );
     }
+    super::notify::listeners_changed(c.shard);
 }
 
 fn psubscribe(c: &mut ConnCtx, a: &[Bytes]) {
@@ -153,6 +173,7 @@ fn psubscribe(c: &mut ConnCtx, a: &[Bytes]) {
             c.r.out,
         );
     }
+    super::notify::listeners_changed(c.shard);
 }
 
 fn unsubscribe(c: &mut ConnCtx, a: &[Bytes]) {
@@ -180,6 +201,7 @@ fn unsubscribe(c: &mut ConnCtx, a: &[Bytes]) {
             c.r.out,
         );
     }
+    super::notify::listeners_changed(c.shard);
 }
 
 fn punsubscribe(c: &mut ConnCtx, a: &[Bytes]) {
@@ -207,6 +229,7 @@ fn punsubscribe(c: &mut ConnCtx, a: &[Bytes]) {
             c.r.out,
         );
     }
+    super::notify::listeners_changed(c.shard);
 }
 
 /// In RESP2 a subscribed client may only run these (Redis's words below).

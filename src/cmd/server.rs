@@ -394,6 +394,7 @@ pub async fn exec_global(
                 .pubsub
                 .borrow_mut()
                 .remove_client(id, &client.channels, &client.patterns);
+            super::notify::listeners_changed(shard);
             let watching = std::mem::take(&mut client.watching);
             super::multi::unwatch_all(shard, tx, id, watching).await;
             *client = ClientState::new(id);

@@ -9,6 +9,7 @@
 use bytes::Bytes;
 use indexmap::IndexSet;
 
+use super::notify;
 use super::string::keyed;
 use super::{CmdSpec, Exec, Kind, Multi, NOT_INT, SYNTAX, WRONGTYPE, eq_ic, parse_i64};
 use crate::glob::glob_match;
@@ -74,6 +75,7 @@ fn sadd(ex: &mut Exec, a: &[Bytes]) {
         .count();
     if added > 0 {
         ex.modified(&a[1]);
+        ex.notify(notify::SET, "sadd", &a[1]);
     }
     ex.r.int(added as i64)
 }
@@ -85,8 +87,12 @@ fn srem(ex: &mut Exec, a: &[Bytes]) {
         Ok(Some(s)) => a[2..].iter().filter(|m| s.swap_remove(&m[..])).count(),
     };
     if removed > 0 {
-        ex.remove_if_empty(&a[1]);
+        let deleted = ex.remove_if_empty(&a[1]);
         ex.modified(&a[1]);
+        ex.notify(notify::SET, "srem", &a[1]);
+        if deleted {
+            ex.notify(notify::GENERIC, "del", &a[1]);
+        }
     }
     ex.r.int(removed as i64)
 }
@@ -150,7 +156,9 @@ fn spop(ex: &mut Exec, a: &[Bytes]) {
             _ => return ex.r.error(NOT_POSITIVE),
         },
     };
-    let s = match set_at(ex, &a[1], false) {
+    // SPOP key count reads the key as Redis's spopWithCountCommand does
+    // (a hit or a miss); plain SPOP looks it up for writing.
+    let s = match set_at(ex, &a[1], count.is_some()) {
         Err(()) => return ex.r.error(WRONGTYPE),
         Ok(None) if count.is_none() => return ex.r.null(),
         Ok(None) => return ex.r.set_header(0),
@@ -172,8 +180,12 @@ fn spop(ex: &mut Exec, a: &[Bytes]) {
             vec![s.swap_remove_index(i).expect("index below len")]
         }
     };
-    ex.remove_if_empty(&a[1]);
+    let deleted = ex.remove_if_empty(&a[1]);
     ex.modified(&a[1]);
+    ex.notify(notify::SET, "spop", &a[1]);
+    if deleted {
+        ex.notify(notify::GENERIC, "del", &a[1]);
+    }
     // Random picks replicate as the members actually removed.
     let mut srem = Vec::with_capacity(popped.len() + 2);
     srem.push(Bytes::from_static(b"SREM"));
@@ -303,11 +315,15 @@ fn smove(ex: &mut Exec, a: &[Bytes]) {
     if !s.swap_remove(&m[..]) {
         return ex.r.int(0);
     }
-    ex.remove_if_empty(src);
+    ex.notify(notify::SET, "srem", src);
+    if ex.remove_if_empty(src) {
+        ex.notify(notify::GENERIC, "del", src);
+    }
     ex.modified(src);
     let d = set_or_create(ex, dst).expect("checked above");
     if d.insert(Str::from(&m[..])) {
         ex.modified(dst);
+        ex.notify(notify::SET, "sadd", dst);
     }
     ex.r.int(1)
 }
@@ -323,32 +339,45 @@ enum Op {
 /// missing key is an empty set); the result is replied as a set, stored in
 /// `dst` (an empty result deletes it) and its size replied.
 fn set_op(ex: &mut Exec, keys: &[Bytes], op: Op, dst: Option<&Bytes>) {
-    let Some(members) = compute(ex, keys, op, dst.is_some(), usize::MAX) else {
+    let Some(members) = compute(ex, keys, op, usize::MAX) else {
         return ex.r.error(WRONGTYPE);
     };
     let Some(dst) = dst else {
         return reply_set(ex, members.len(), members.iter());
     };
     let n = members.len();
-    let (db, _) = ex.db();
     if n == 0 {
-        if db.remove(dst).is_some() {
+        if ex.db().0.remove(dst).is_some() {
             ex.modified(dst);
+            ex.notify(notify::GENERIC, "del", dst);
         }
     } else {
-        let set: SetValue = members.into_iter().collect();
-        db.insert(dst, Entry::new(Value::Set(Box::new(set))));
+        let set = Value::Set(Box::new(members.into_iter().collect()));
+        // Redis's setKey: dbAdd (raising "new") only when dst is missing.
+        if ex.lookup_write(dst).is_some() {
+            ex.db().0.insert(dst, Entry::new(set));
+        } else {
+            ex.insert_new(dst, set);
+        }
         ex.modified(dst);
+        let event = match op {
+            Op::Inter => "sinterstore",
+            Op::Union => "sunionstore",
+            Op::Diff => "sdiffstore",
+        };
+        ex.notify(notify::SET, event, dst);
     }
     ex.r.int(n as i64)
 }
 
 /// The members of the operation's result (at most `limit` for an
-/// intersection), or `None` when a key holds another type.
-fn compute(ex: &mut Exec, keys: &[Bytes], op: Op, write: bool, limit: usize) -> Option<Vec<Str>> {
+/// intersection), or `None` when a key holds another type. Every key is
+/// read as Redis 7.0 reads them, the *STORE forms' too: a hit or a miss
+/// (and `keymiss`) each.
+fn compute(ex: &mut Exec, keys: &[Bytes], op: Op, limit: usize) -> Option<Vec<Str>> {
     // Lookups first: lazy expiry, hit/miss counting and the type check.
     for k in keys {
-        set_at(ex, k, !write).ok()?;
+        set_at(ex, k, true).ok()?;
     }
     let now = ex.now;
     let db = &ex.ks.dbs[ex.db];
@@ -446,7 +475,7 @@ fn sintercard(ex: &mut Exec, a: &[Bytes]) {
         }
     }
     let limit = if limit == 0 { usize::MAX } else { limit };
-    match compute(ex, &a[2..2 + numkeys], Op::Inter, false, limit) {
+    match compute(ex, &a[2..2 + numkeys], Op::Inter, limit) {
         None => ex.r.error(WRONGTYPE),
         Some(m) => ex.r.int(m.len() as i64),
     }

@@ -5,6 +5,7 @@
 use bytes::{Bytes, BytesMut};
 
 use super::ldouble::LongDouble;
+use super::notify;
 use super::{CmdSpec, Exec, Kind, Multi, NOT_FLOAT, NOT_INT, SYNTAX, WRONGTYPE, eq_ic, parse_i64};
 use crate::shard::keyspace::{Entry, Str, Value};
 
@@ -81,6 +82,9 @@ pub static COMMANDS: &[CmdSpec] = &[
 ];
 
 fn get(ex: &mut Exec, a: &[Bytes]) {
+    if ex.keymiss(&a[1]) {
+        return ex.r.null();
+    }
     // Field-level borrows: reply straight from the stored bytes, no clone.
     let now = ex.now;
     let (db, st) = ex.ks.db(ex.db);
@@ -193,7 +197,12 @@ fn set(ex: &mut Exec, a: &[Bytes]) {
         // Plain SET: one probe, no look at the old value.
         let at = if let Ttl::At(t) = ttl { t } else { 0 };
         store(ex, key, &a[2], at);
+        set_events(ex, key, at != 0);
         return ex.r.ok();
+    }
+    if o.get {
+        // Redis's GET option runs getGenericCommand: a read lookup.
+        ex.lookup_read(key);
     }
     let old = ex.lookup_write(key).map(|e| e.expire_at);
     let old_str = match cur_str(ex, key) {
@@ -217,13 +226,38 @@ fn set(ex: &mut Exec, a: &[Bytes]) {
         Ttl::At(t) => t,
     };
     store(ex, key, &a[2], expire_at);
+    set_events(ex, key, matches!(ttl, Ttl::At(_)));
     if !o.get {
         ex.r.ok()
     }
 }
 
+/// The keyspace events of the SET family: `set`, then `expire` when the
+/// command gave a TTL (Redis's setGenericCommand).
+#[inline(always)]
+fn set_events(ex: &mut Exec, key: &[u8], expire: bool) {
+    ex.notify(notify::STRING, "set", key);
+    if expire {
+        ex.notify(notify::GENERIC, "expire", key);
+    }
+}
+
+/// Before a write creates or replaces `key` without looking it up: looks
+/// it up when keyspace events need it, so a key past its TTL raises
+/// `expired` and a key created raises `new`, as Redis's lookupKeyWrite and
+/// dbAdd do.
+#[inline(always)]
+fn before_store(ex: &mut Exec, key: &[u8]) {
+    if ex.shard.notify_flags.get() & (notify::NEW | notify::EXPIRED) != 0
+        && ex.lookup_write(key).is_none()
+    {
+        ex.notify(notify::NEW, "new", key);
+    }
+}
+
 /// Stores a string value (copied out of the request buffer) with a TTL.
 pub fn store(ex: &mut Exec, key: &[u8], val: &[u8], expire_at: u64) {
+    before_store(ex, key);
     let (db, _) = ex.db();
     db.insert(
         key,
@@ -253,6 +287,7 @@ fn setnx(ex: &mut Exec, a: &[Bytes]) {
         return ex.r.int(0);
     }
     store(ex, &a[1], &a[2], 0);
+    set_events(ex, &a[1], false);
     ex.r.int(1)
 }
 
@@ -260,6 +295,7 @@ fn setex_generic(ex: &mut Exec, a: &[Bytes], unit: &str, cmd: &str) {
     match expire_arg(unit.as_bytes(), &a[2], ex.now, cmd) {
         Ok(at) => {
             store(ex, &a[1], &a[3], at);
+            set_events(ex, &a[1], true);
             ex.r.ok()
         }
         Err(e) => ex.r.error(&e),
@@ -275,11 +311,14 @@ fn psetex(ex: &mut Exec, a: &[Bytes]) {
 }
 
 fn getset(ex: &mut Exec, a: &[Bytes]) {
+    // getGenericCommand first: a read lookup (hit or miss, `keymiss`).
+    ex.lookup_read(&a[1]);
     let old = match cur_str(ex, &a[1]) {
         Ok(c) => c.map(|c| c.0),
         Err(()) => return ex.r.error(WRONGTYPE),
     };
     store(ex, &a[1], &a[2], 0);
+    set_events(ex, &a[1], false);
     ex.r.bulk_opt(old.as_deref())
 }
 
@@ -288,6 +327,7 @@ fn getdel(ex: &mut Exec, a: &[Bytes]) {
         Ok(Some(v)) => {
             ex.db().0.remove(&a[1]);
             ex.modified(&a[1]);
+            ex.notify(notify::GENERIC, "del", &a[1]);
             ex.r.bulk(&v)
         }
         Ok(None) => ex.r.null(),
@@ -316,14 +356,21 @@ fn getex(ex: &mut Exec, a: &[Bytes]) {
         Some(Ttl::At(at)) if at <= ex.now => {
             ex.db().0.remove(&a[1]);
             ex.modified(&a[1]);
+            ex.notify(notify::GENERIC, "del", &a[1]);
         }
         Some(Ttl::At(at)) => {
             ex.db().0.set_expire(&a[1], at);
             ex.modified(&a[1]);
+            ex.notify(notify::GENERIC, "expire", &a[1]);
         }
         Some(Ttl::Clear) => {
+            let had_ttl = ex.lookup_write(&a[1]).is_some_and(|e| e.expire_at != 0);
             ex.db().0.set_expire(&a[1], 0);
             ex.modified(&a[1]);
+            // Redis's removeExpire: an event only when a TTL went.
+            if had_ttl {
+                ex.notify(notify::GENERIC, "persist", &a[1]);
+            }
         }
         _ => {}
     }
@@ -346,6 +393,7 @@ fn mset(ex: &mut Exec, a: &[Bytes]) {
     }
     for p in a[1..].chunks(2) {
         store(ex, &p[0], &p[1], 0);
+        set_events(ex, &p[0], false);
     }
     ex.r.ok()
 }
@@ -363,6 +411,7 @@ fn msetnx(ex: &mut Exec, a: &[Bytes]) {
     }
     for p in a[1..].chunks(2) {
         store(ex, &p[0], &p[1], 0);
+        set_events(ex, &p[0], false);
     }
     ex.r.int(1)
 }
@@ -414,6 +463,7 @@ fn append(ex: &mut Exec, a: &[Bytes]) {
         }
     }
     ex.modified(key);
+    ex.notify(notify::STRING, "append", key);
     ex.r.int(total as i64)
 }
 
@@ -480,6 +530,9 @@ fn setrange(ex: &mut Exec, a: &[Bytes]) {
     }
     buf[off..off + val.len()].copy_from_slice(val);
     let n = buf.len();
+    if cur.is_none() {
+        ex.notify(notify::NEW, "new", &a[1]);
+    }
     let (db, _) = ex.db();
     db.insert(
         &a[1],
@@ -489,6 +542,7 @@ fn setrange(ex: &mut Exec, a: &[Bytes]) {
         },
     );
     ex.modified(&a[1]);
+    ex.notify(notify::STRING, "setrange", &a[1]);
     ex.r.int(n as i64)
 }
 
@@ -509,6 +563,9 @@ fn incr_generic(ex: &mut Exec, key: &[u8], by: i64) {
         return ex.r.error("ERR increment or decrement would overflow");
     };
     let s = itoa::Buffer::new().format(new).as_bytes().to_vec();
+    if cur.is_none() {
+        ex.notify(notify::NEW, "new", key);
+    }
     let (db, _) = ex.db();
     db.insert(
         key,
@@ -518,6 +575,7 @@ fn incr_generic(ex: &mut Exec, key: &[u8], by: i64) {
         },
     );
     ex.modified(key);
+    ex.notify(notify::STRING, "incrby", key);
     ex.r.int(new)
 }
 
@@ -563,6 +621,9 @@ fn incrbyfloat(ex: &mut Exec, a: &[Bytes]) {
         return ex.r.error("ERR increment would produce NaN or Infinity");
     };
     let s = Bytes::from(new.format_human());
+    if cur.is_none() {
+        ex.notify(notify::NEW, "new", &a[1]);
+    }
     let (db, _) = ex.db();
     db.insert(
         &a[1],
@@ -572,5 +633,6 @@ fn incrbyfloat(ex: &mut Exec, a: &[Bytes]) {
         },
     );
     ex.modified(&a[1]);
+    ex.notify(notify::STRING, "incrbyfloat", &a[1]);
     ex.r.bulk(&s)
 }

@@ -14,11 +14,12 @@
 
 use bytes::Bytes;
 
+use super::notify;
 use super::set::parse_cursor;
 use super::string::keyed;
 use super::{CmdSpec, Exec, Kind, Multi, NOT_INT, SYNTAX, WRONGTYPE, eq_ic, parse_f64, parse_i64};
 use crate::resp::{Proto, Reply};
-use crate::shard::keyspace::{SetValue, Value};
+use crate::shard::keyspace::{Entry, SetValue, Value};
 use crate::shard::zset::{LexItem, LexRange, ScoreRange, ZDict, ZSet};
 
 const W: &[&str] = &["write", "denyoom"];
@@ -82,6 +83,9 @@ type Found<'e> = Result<Option<&'e mut ZSet>, ()>;
 /// Looks a zset up; `read` counts a keyspace hit or miss as
 /// `lookupKeyRead` does. `Err` means the key holds another type.
 fn look<'e, 'a>(ex: &'e mut Exec<'a>, key: &[u8], read: bool) -> (Found<'e>, &'e mut Reply<'a>) {
+    if read && ex.keymiss(key) {
+        return (Ok(None), &mut ex.r);
+    }
     let now = ex.now;
     let (db, st) = ex.ks.db(ex.db);
     let found = match db.get(key, now, st) {
@@ -104,15 +108,24 @@ fn look<'e, 'a>(ex: &'e mut Exec<'a>, key: &[u8], read: bool) -> (Found<'e>, &'e
     (found, &mut ex.r)
 }
 
-/// Stores `z` under `key` (replacing any value and TTL, as `setKey`), or
-/// deletes the key when `z` is empty. Returns the stored length.
-fn store(ex: &mut Exec, key: &[u8], z: ZSet) -> usize {
+/// Stores `z` under `key` (replacing any value and TTL, as `setKey`) and
+/// raises `event`, or deletes the key (raising `del`) when `z` is empty.
+/// Returns the stored length.
+fn store(ex: &mut Exec, key: &[u8], z: ZSet, event: &'static str) -> usize {
     let n = z.len();
     if n > 0 {
-        ex.insert_new(key, Value::ZSet(Box::new(z)));
+        let v = Value::ZSet(Box::new(z));
+        // setKey: dbAdd (raising "new") only when the key is missing.
+        if ex.lookup_write(key).is_some() {
+            ex.db().0.insert(key, Entry::new(v));
+        } else {
+            ex.insert_new(key, v);
+        }
         ex.modified(key);
+        ex.notify(notify::ZSET, event, key);
     } else if ex.db().0.remove(key).is_some() {
         ex.modified(key);
+        ex.notify(notify::GENERIC, "del", key);
     }
     n
 }
@@ -401,6 +414,7 @@ fn zadd_generic(ex: &mut Exec, a: &[Bytes], mut incr: bool) {
     }
     if added + updated > 0 {
         ex.modified(key);
+        ex.notify(notify::ZSET, if incr { "zincr" } else { "zadd" }, key);
     }
 }
 
@@ -423,8 +437,12 @@ fn zrem(ex: &mut Exec, a: &[Bytes]) {
     }
     r.int(deleted);
     if deleted > 0 {
-        ex.remove_if_empty(key);
+        let emptied = ex.remove_if_empty(key);
         ex.modified(key);
+        ex.notify(notify::ZSET, "zrem", key);
+        if emptied {
+            ex.notify(notify::GENERIC, "del", key);
+        }
     }
 }
 
@@ -631,7 +649,7 @@ fn zrange_generic(ex: &mut Exec, a: &[Bytes], first: usize, by: Option<By>, rev:
 }
 
 fn store_range(ex: &mut Exec, dst: &[u8], z: ZSet) {
-    store(ex, dst, z);
+    store(ex, dst, z, "zrangestore");
 }
 
 /// The members a range selects, in reply order. LIMIT is Redis's: a
@@ -717,6 +735,11 @@ fn zrem_range(ex: &mut Exec, key: &[u8], spec: RangeSpec) {
         Ok(None) => return r.int(0),
         Ok(Some(z)) => z,
     };
+    let event = match spec {
+        RangeSpec::Rank(..) => "zremrangebyrank",
+        RangeSpec::Score(_) => "zremrangebyscore",
+        RangeSpec::Lex(_) => "zremrangebylex",
+    };
     let deleted = match spec {
         RangeSpec::Rank(start, end) => {
             let len = z.len() as i64;
@@ -733,8 +756,12 @@ fn zrem_range(ex: &mut Exec, key: &[u8], spec: RangeSpec) {
     };
     r.int(deleted as i64);
     if deleted > 0 {
-        ex.remove_if_empty(key);
+        let emptied = ex.remove_if_empty(key);
         ex.modified(key);
+        ex.notify(notify::ZSET, event, key);
+        if emptied {
+            ex.notify(notify::GENERIC, "del", key);
+        }
     }
 }
 
@@ -793,8 +820,12 @@ fn pop_from(
             r.double(s);
         }
         if n > 0 {
-            ex.remove_if_empty(key);
+            let emptied = ex.remove_if_empty(key);
             ex.modified(key);
+            ex.notify(notify::ZSET, if max { "zpopmax" } else { "zpopmin" }, key);
+            if emptied {
+                ex.notify(notify::GENERIC, "del", key);
+            }
         }
         return Ok(true);
     }
@@ -1204,6 +1235,9 @@ fn setop(ex: &mut Exec, a: &[Bytes], op: SetOp, dst: bool, card: bool) {
     let n = n as usize;
     let keys = &a[nk_idx + 1..nk_idx + 1 + n];
     for k in keys {
+        if ex.keymiss(k) {
+            continue;
+        }
         let now = ex.now;
         let (db, st) = ex.ks.db(ex.db);
         if let Some(e) = db.get(k, now, st) {
@@ -1336,7 +1370,12 @@ fn setop(ex: &mut Exec, a: &[Bytes], op: SetOp, dst: bool, card: bool) {
         out.insert(m, if dst { stored(s) } else { s });
     }
     if dst {
-        let n = store(ex, &a[1], out);
+        let event = match op {
+            SetOp::Union => "zunionstore",
+            SetOp::Inter => "zinterstore",
+            SetOp::Diff => "zdiffstore",
+        };
+        let n = store(ex, &a[1], out, event);
         ex.r.int(n as i64);
     } else {
         let items: Vec<(&Bytes, f64)> = out.iter().collect();

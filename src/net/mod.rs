@@ -591,6 +591,9 @@ impl Driver {
             }
             self.cqes = cqes;
             self.process_dirty();
+            // Keyspace events the turn raised, for subscribers here and
+            // on other shards; those here are sent next turn.
+            progress |= crate::cmd::notify::flush(&self.shard);
             // Connections left with input past their turn's budget.
             progress |= !self.shard.net.borrow().dirty.is_empty();
             if let Err(e) = self.ring.submit() {
@@ -898,6 +901,7 @@ impl Driver {
                 .pubsub
                 .borrow_mut()
                 .remove_client(id, &chans, &pats);
+            crate::cmd::notify::listeners_changed(&self.shard);
         }
         let gone = std::mem::take(&mut self.shard.net.borrow_mut().gone_replicas);
         for id in gone {

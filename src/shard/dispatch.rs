@@ -20,7 +20,7 @@ use glommio::sync::StaticPermit;
 
 use super::keyspace::{Entry, KeyspaceStats, Str, Value, WARM_AHEAD};
 use super::{CountKind, Msg, Op, OpReply, Shard, ShardCmd, ShardInfo, now_ms, shard_of};
-use crate::cmd::{self, ClientState, Kind, Lookup, Multi, Route};
+use crate::cmd::{self, ClientState, Kind, Lookup, Multi, Route, notify};
 use crate::glob::glob_match;
 use crate::repl::master::PEntry;
 use crate::resp::{Proto, Reply};
@@ -418,6 +418,7 @@ pub async fn on_all_locked_prop(
 /// DELs of keys its lookups found expired.
 pub fn apply_op(shard: &Shard, op: Op) -> OpReply {
     let reply = apply_op_inner(shard, op);
+    crate::cmd::notify::drain_expired(shard, &mut shard.ks.borrow_mut());
     if shard
         .shared
         .repl
@@ -450,13 +451,25 @@ fn apply_op_inner(shard: &Shard, op: Op) -> OpReply {
                         None
                     }
                 })
-                .collect();
+                .collect::<Vec<_>>();
+            if shard.notify_flags.get() & notify::KEY_MISS != 0 {
+                notify::drain_expired(shard, &mut ks);
+                for (k, v) in keys.iter().zip(&vals) {
+                    if v.is_none() && ks.dbs[db as usize].peek(k, now).is_none() {
+                        notify::raise(shard, notify::KEY_MISS, "keymiss", db as usize, k);
+                    }
+                }
+            }
             OpReply::Values(vals)
         }
         Op::MSet { db, pairs } => {
-            let (d, _) = ks.db(db as usize);
+            let (d, st) = ks.db(db as usize);
             for (k, v) in &pairs {
+                if shard.notify_flags.get() & notify::NEW != 0 && !d.contains(k, now, st) {
+                    notify::raise(shard, notify::NEW, "new", db as usize, k);
+                }
                 d.insert(k, Entry::new(Value::Str(Str::from(&v[..]))));
+                notify::raise(shard, notify::STRING, "set", db as usize, k);
             }
             drop(ks);
             for (k, _) in &pairs {
@@ -470,9 +483,20 @@ fn apply_op_inner(shard: &Shard, op: Op) -> OpReply {
             let mut gone = Vec::new();
             for k in &keys {
                 let live = d.contains(k, now, st);
-                if live && kind == CountKind::Del {
+                if live && matches!(kind, CountKind::Del | CountKind::Purge) {
                     d.remove(k);
                     gone.push(k);
+                    if kind == CountKind::Del {
+                        notify::raise(shard, notify::GENERIC, "del", db as usize, k);
+                    }
+                } else if matches!(kind, CountKind::Exists | CountKind::Touch) {
+                    // Redis's lookupKeyRead: a hit or a miss, and `keymiss`.
+                    if live {
+                        st.hits += 1;
+                    } else {
+                        st.misses += 1;
+                        notify::raise(shard, notify::KEY_MISS, "keymiss", db as usize, k);
+                    }
                 }
                 n += live as i64;
             }
@@ -717,6 +741,8 @@ fn apply_op_inner(shard: &Shard, op: Op) -> OpReply {
         Op::ResetStats => {
             ks.stats = KeyspaceStats {
                 dels_pending: ks.stats.dels_pending,
+                notify_expired: ks.stats.notify_expired,
+                notes_pending: ks.stats.notes_pending,
                 ..Default::default()
             };
             shard.stats.reset();
@@ -852,7 +878,7 @@ pub async fn exec_multi(
                             Op::Count {
                                 db,
                                 keys: keys_of(idx),
-                                kind: CountKind::Exists,
+                                kind: CountKind::Probe,
                             },
                         )
                         .await
@@ -972,6 +998,12 @@ async fn exec_scratch(
         out,
         cmd::Emit::Into(&mut prop),
     );
+    // The handler's lookups counted hits and misses on the copy.
+    {
+        let mut ks = shard.ks.borrow_mut();
+        ks.stats.hits += scratch.stats.hits;
+        ks.stats.misses += scratch.stats.misses;
+    }
     if spec.is_write() && !blocked {
         let now = now_ms();
         for (d, k, old) in before {
@@ -1001,7 +1033,7 @@ async fn exec_scratch(
                         Op::Count {
                             db: d,
                             keys: vec![k],
-                            kind: CountKind::Del,
+                            kind: CountKind::Purge,
                         },
                     )
                     .await

@@ -101,6 +101,9 @@ pub struct Db {
     /// Keys deleted because their TTL passed, kept while replication is
     /// active so the shard can propagate them as DEL (`None` = off).
     pub expired_log: Option<Vec<Bytes>>,
+    /// Keys deleted because their TTL passed, kept while `expired`
+    /// keyspace events are on (`cmd::notify::drain_expired`).
+    pub expired_notes: Vec<Bytes>,
     /// A snapshot in progress over this db (see `repl::snapshot`): every
     /// key is serialised as it was at the cut before anything touches it.
     pub snap: Option<Box<crate::repl::snapshot::DbSnap>>,
@@ -116,6 +119,11 @@ pub struct KeyspaceStats {
     /// statistic (RESETSTAT keeps it): it spares every replicated write a
     /// walk over all databases' logs (`repl::master::drain_expired`).
     pub dels_pending: bool,
+    /// `expired` keyspace events are on: expiry logs into
+    /// `Db::expired_notes`. Config, not a statistic.
+    pub notify_expired: bool,
+    /// Some db's `expired_notes` is not empty.
+    pub notes_pending: bool,
 }
 
 impl Db {
@@ -322,11 +330,16 @@ impl Db {
         deleted
     }
 
-    /// Records a key deleted by expiry, for propagation as DEL.
+    /// Records a key deleted by expiry, for propagation as DEL and for its
+    /// `expired` keyspace event.
     fn log_expired(&mut self, key: &[u8], stats: &mut KeyspaceStats) {
         if let Some(log) = self.expired_log.as_mut() {
             log.push(Bytes::copy_from_slice(key));
             stats.dels_pending = true;
+        }
+        if stats.notify_expired {
+            self.expired_notes.push(Bytes::copy_from_slice(key));
+            stats.notes_pending = true;
         }
     }
 

@@ -94,6 +94,9 @@ pub struct Shared {
     pub persist: crate::persist::PersistState,
     /// Every shard's inbox for messages from the others.
     pub mesh: mesh::Mesh,
+    /// Per shard: it has a subscriber keyspace events could reach (see
+    /// `cmd::notify`).
+    pub key_listeners: Vec<AtomicBool>,
 }
 
 impl Shared {
@@ -114,6 +117,7 @@ impl Shared {
             repl: crate::repl::Repl::new(nshards),
             persist: crate::persist::PersistState::new(nshards),
             mesh: mesh::Mesh::new(nshards),
+            key_listeners: (0..nshards).map(|_| AtomicBool::new(false)).collect(),
         }
     }
 
@@ -169,9 +173,16 @@ pub struct ShardCmd {
 /// How DEL-like counting commands treat each key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CountKind {
+    /// DEL / UNLINK: deletes, raising `del` keyspace events.
     Del,
     Exists,
     Touch,
+    /// Deletes without events: a multi-shard command's write-back of keys
+    /// its handler already deleted (and raised events for) on a scratch copy.
+    Purge,
+    /// Counts live keys as a write's lookup does: no hit/miss statistics,
+    /// no `keymiss` (MSETNX's check across shards).
+    Probe,
 }
 
 /// Typed operations one shard asks another to run on its keyspace.
@@ -400,6 +411,11 @@ pub enum Msg {
     Unlock {
         tx: u64,
     },
+    /// Keyspace events another shard published (`cmd::notify::flush`),
+    /// for this shard's subscribers.
+    Notify {
+        msgs: crate::cmd::notify::Published,
+    },
     Reply {
         id: u64,
         reply: OpReply,
@@ -487,6 +503,13 @@ pub struct Shard {
     pub repl_batching: Cell<bool>,
     /// The db of the encoded, not yet sequenced writes in `enc_arena`.
     pub repl_pending_db: Cell<Option<u16>>,
+    /// The keyspace event classes raised (`cmd::notify::effective`).
+    pub notify_flags: Cell<u32>,
+    /// Keyspace events raised and not yet published.
+    pub events: RefCell<Vec<crate::cmd::notify::KeyEvent>>,
+    /// Published events for this shard's own subscribers, delivered at
+    /// the end of the driver's turn.
+    pub events_here: RefCell<crate::cmd::notify::Published>,
 }
 
 impl Shard {
@@ -530,6 +553,9 @@ impl Shard {
             enc_arena: RefCell::new(BytesMut::new()),
             repl_batching: Cell::new(false),
             repl_pending_db: Cell::new(None),
+            notify_flags: Cell::new(0),
+            events: RefCell::new(Vec::new()),
+            events_here: RefCell::new(Vec::new()),
         }
     }
 
@@ -580,6 +606,12 @@ impl Shard {
         let c = self.shared.config();
         self.proto_max_bulk.set(c.proto_max_bulk_len());
         self.query_buf_limit.set(c.client_query_buffer_limit());
+        let notify = crate::cmd::notify::effective(c.notify_keyspace_events());
+        self.notify_flags.set(notify);
+        // The cron calls this every tick: a keyspace busy now gets it next.
+        if let Ok(mut ks) = self.ks.try_borrow_mut() {
+            ks.stats.notify_expired = notify & crate::cmd::notify::EXPIRED != 0;
+        }
         let backlog = c
             .get_int("repl-backlog-size")
             .unwrap_or(1 << 20)
@@ -692,6 +724,10 @@ impl Shard {
     /// Puts `msg` in shard `to`'s inbox, waking its driver if it sleeps.
     pub fn post(&self, to: usize, msg: Msg) {
         debug_assert_ne!(to, self.id, "no message to self");
+        // Keyspace events raised so far leave first (`cmd::notify::publish`).
+        if self.notify_flags.get() != 0 && !self.events.borrow().is_empty() {
+            crate::cmd::notify::publish(self);
+        }
         if self.shared.mesh.push(to, msg) {
             self.shared.repl.wake_driver(to);
         }
@@ -756,6 +792,9 @@ impl Shard {
                         .borrow_mut()
                         .finish_remote(conn, generation, local, reply);
                 }
+            }
+            Msg::Notify { msgs } => {
+                crate::cmd::notify::deliver(self, &msgs);
             }
             Msg::Unlock { tx } => {
                 self.held.borrow_mut().remove(&tx);
@@ -876,6 +915,7 @@ async fn cron(shard: Rc<Shard>) {
                 db.active_expire(now, deadline, stats);
             }
             crate::repl::master::flush_expired(&shard, &mut ks);
+            crate::cmd::notify::drain_expired(&shard, &mut ks);
         }
         shard.net.borrow_mut().reap_idle(timeout);
         crate::net::replica::cron(&shard, &mut shard.net.borrow_mut());
