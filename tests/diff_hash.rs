@@ -314,6 +314,7 @@ struct Run<'a> {
     label: String,
     seed: u64,
     history: Vec<String>,
+    events: common::EventCheck,
     _srv: std::marker::PhantomData<&'a Server>,
 }
 
@@ -371,6 +372,7 @@ impl Run<'_> {
             self.fail(c, "shape", &ra.1, &ta.1);
         }
         let state = self.r.cmd(&[b"HGETALL", key]);
+        self.t.cmd(&[b"HGETALL", key]); // the same lookups on both sides
         let pairs: BTreeSet<(Vec<u8>, Vec<u8>)> = bulks(&state)
             .chunks(2)
             .map(|p| (p[0].clone(), p[1].clone()))
@@ -471,6 +473,7 @@ fn run_seed(redis: &Server, tether: &Server, seed: u64, ops: usize) {
         label: tether.label(),
         seed,
         history: Vec::new(),
+        events: common::EventCheck::new(redis, tether, seed),
         _srv: std::marker::PhantomData,
     };
     let resp3 = seed % 2 == 1;
@@ -503,8 +506,22 @@ fn run_seed(redis: &Server, tether: &Server, seed: u64, ops: usize) {
                 run.scan(&c);
             }
         }
+        run.events.check(|| {
+            let h = &run.history;
+            format!(
+                "seed {seed} (DIFF_SEED={seed}):\n    {}",
+                h[h.len().saturating_sub(8)..].join("\n    ")
+            )
+        });
     }
     run.batch(&batch);
+    run.events.check(|| {
+        let h = &run.history;
+        format!(
+            "seed {seed} (DIFF_SEED={seed}):\n    {}",
+            h[h.len().saturating_sub(8)..].join("\n    ")
+        )
+    });
     run.final_check();
 }
 

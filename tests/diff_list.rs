@@ -311,6 +311,7 @@ fn run_seed(redis: &Server, tether: &Server, seed: u64, ops: usize) {
             assert!(!c.cmds(&["HELLO", "3"]).is_error(), "HELLO 3");
         }
     }
+    let mut events = common::EventCheck::new(redis, tether, seed);
     let trace = std::env::var_os("DIFF_TRACE").is_some();
     let mut history: Vec<String> = Vec::new();
     let mut done = 0;
@@ -342,6 +343,13 @@ fn run_seed(redis: &Server, tether: &Server, seed: u64, ops: usize) {
             }
             history.push(line);
         }
+        events.check(|| {
+            format!(
+                "seed {seed} (reproduce with DIFF_SEED={seed}), op #{}:\n    {}",
+                done,
+                history[history.len().saturating_sub(batch.len())..].join("\n    ")
+            )
+        });
         done += batch.len();
     }
     // Final state: every key has the same type and contents.

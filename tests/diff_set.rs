@@ -309,6 +309,7 @@ struct Run<'a> {
     label: String,
     seed: u64,
     history: Vec<String>,
+    events: common::EventCheck,
     _srv: std::marker::PhantomData<&'a Server>,
 }
 
@@ -365,6 +366,7 @@ impl Run<'_> {
         if (ra.0.is_error() || ta.0.is_error() || shape(&ra.0) != shape(&ta.0)) && ra.1 != ta.1 {
             self.fail(c, "shape", &ra.1, &ta.1);
         }
+        self.t.cmd(&[b"SMEMBERS", key]); // the same lookups on both sides
         let state: BTreeSet<Vec<u8>> = bulks(&self.r.cmd(&[b"SMEMBERS", key]))
             .into_iter()
             .collect();
@@ -388,6 +390,7 @@ impl Run<'_> {
     /// tether's set is rewritten to Redis's so the runs stay in step.
     fn pop(&mut self, c: &[Vec<u8>], key: &[u8]) {
         let before = self.r.cmd(&[b"SMEMBERS", key]);
+        self.t.cmd(&[b"SMEMBERS", key]); // the same lookups on both sides
         let (ra, ta) = self.both(c);
         if (ra.0.is_error() || ta.0.is_error() || shape(&ra.0) != shape(&ta.0)) && ra.1 != ta.1 {
             self.fail(c, "shape", &ra.1, &ta.1);
@@ -405,7 +408,9 @@ impl Run<'_> {
                 self.fail(c, "popped + left != before", &ra.1, &ta.1);
             }
         }
-        // Resync: tether's set := Redis's.
+        // Resync: tether's set := Redis's (its events are not compared).
+        let events_ctx = format!("{}  ->  {}", show_cmd(c), esc(&ra.1));
+        self.events.check(|| events_ctx);
         let members = bulks(&rleft);
         if !matches!(rleft, Resp::Error(_)) && bulks(&tleft) != members {
             self.t.cmd(&[b"DEL", key]);
@@ -414,6 +419,7 @@ impl Run<'_> {
                 args.extend(members.iter().map(|m| m.as_slice()));
                 self.t.cmd(&args);
             }
+            self.events.skip();
         }
         self.history
             .push(format!("{}  ->  {}", show_cmd(c), esc(&ra.1)));
@@ -496,6 +502,7 @@ fn run_seed(redis: &Server, tether: &Server, seed: u64, ops: usize) {
         label: tether.label(),
         seed,
         history: Vec::new(),
+        events: common::EventCheck::new(redis, tether, seed),
         _srv: std::marker::PhantomData,
     };
     let resp3 = seed % 2 == 1;
@@ -528,8 +535,22 @@ fn run_seed(redis: &Server, tether: &Server, seed: u64, ops: usize) {
                 run.scan(&c);
             }
         }
+        run.events.check(|| {
+            let h = &run.history;
+            format!(
+                "seed {seed} (DIFF_SEED={seed}):\n    {}",
+                h[h.len().saturating_sub(8)..].join("\n    ")
+            )
+        });
     }
     run.batch(&batch);
+    run.events.check(|| {
+        let h = &run.history;
+        format!(
+            "seed {seed} (DIFF_SEED={seed}):\n    {}",
+            h[h.len().saturating_sub(8)..].join("\n    ")
+        )
+    });
     run.final_check();
 }
 

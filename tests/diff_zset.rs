@@ -364,6 +364,7 @@ fn run_seed(redis: &Server, tether: &Server, seed: u64, ops: usize) {
             c.cmds(&["HELLO", "3"]);
         }
     }
+    let mut events = common::EventCheck::new(redis, tether, seed);
     let mut history: Vec<String> = Vec::new();
     let mut done = 0;
     while done < ops {
@@ -383,6 +384,7 @@ fn run_seed(redis: &Server, tether: &Server, seed: u64, ops: usize) {
             }
             history.push(format!("{}  ->  {}", show(&c), esc(&ra)));
             done += 1;
+            events.check(|| format!("seed {seed} (DIFF_SEED={seed}): {}", history[done - 1]));
         }
     }
     // Final state: every key's full contents agree.

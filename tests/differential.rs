@@ -625,6 +625,7 @@ fn run_seed(redis: &Server, tether: &Server, seed: u64, ops: usize) {
             "FLUSHALL before seed {seed}"
         );
     }
+    let mut events = common::EventCheck::new(redis, tether, seed);
     let trace = std::env::var_os("DIFF_TRACE").is_some();
     let mut history: Vec<String> = Vec::new();
     let mut done = 0;
@@ -663,6 +664,13 @@ fn run_seed(redis: &Server, tether: &Server, seed: u64, ops: usize) {
             }
             history.push(format!("{}  ->  {}", show_cmd(cmd), esc(&ra.1)));
         }
+        events.check(|| {
+            format!(
+                "seed {seed} (reproduce with DIFF_SEED={seed}), op #{}:\n    {}",
+                done,
+                history[history.len().saturating_sub(n)..].join("\n    ")
+            )
+        });
         done += n;
     }
     // Final state check: every DB's key set and values agree.

@@ -10,65 +10,27 @@
 //! sets). Expiry is timed by the servers, so it has its own test.
 mod common;
 
-use common::{RawConn, Resp, Server, esc};
+use common::{Event, EventTap, RawConn, Resp, Server, show_events as show};
 use std::time::Duration;
-
-/// One published message: (channel, payload).
-type Event = (Vec<u8>, Vec<u8>);
 
 struct Session {
     writer: RawConn,
-    sub: RawConn,
-    marks: u64,
+    tap: EventTap,
 }
 
 impl Session {
     fn open(s: &Server, flags: &str) -> Session {
         let mut writer = s.raw();
         writer.cmds(&["FLUSHALL"]);
-        let r = writer.cmds(&["CONFIG", "SET", "notify-keyspace-events", flags]);
-        assert_eq!(r.as_str(), "OK", "{}: CONFIG SET: {r:?}", s.label());
-        let mut sub = s.raw();
-        sub.send_cmd(&[b"PSUBSCRIBE", b"__key*"]);
-        sub.read();
-        sub.send_cmd(&[b"SUBSCRIBE", b"mark"]);
-        sub.read();
-        Session {
-            writer,
-            sub,
-            marks: 0,
-        }
+        let tap = EventTap::attach(s, flags);
+        Session { writer, tap }
     }
 
     /// Runs one command; returns its reply and the events it published.
     fn run(&mut self, args: &[&[u8]]) -> (Resp, Vec<Event>) {
         let reply = self.writer.cmd(args);
-        self.marks += 1;
-        let mark = self.marks.to_string();
-        self.writer.cmd(&[b"PUBLISH", b"mark", mark.as_bytes()]);
-        let mut events = Vec::new();
-        loop {
-            let msg = self.sub.read();
-            let parts: Vec<Vec<u8>> = msg
-                .array()
-                .iter()
-                .map(|p| p.as_bytes().unwrap_or_default().to_vec())
-                .collect();
-            match parts[0].as_slice() {
-                b"message" if parts[2] == mark.as_bytes() => return (reply, events),
-                b"pmessage" => events.push((parts[2].clone(), parts[3].clone())),
-                other => panic!("unexpected message {}", esc(other)),
-            }
-        }
+        (reply, self.tap.take())
     }
-}
-
-fn show(events: &[Event]) -> String {
-    events
-        .iter()
-        .map(|(c, m)| format!("{} {}", esc(c), esc(m)))
-        .collect::<Vec<_>>()
-        .join(" | ")
 }
 
 /// The script. `$DUMP` is replaced by the server's own `DUMP dumped`.
@@ -384,8 +346,8 @@ fn expired_keys_publish_expired() {
         assert_eq!(show(&ev), show(&want), "{}", s.label());
         // Nobody looks at t2: the active cycle deletes it.
         sess.run(&[b"SET", b"t2", b"v", b"PX", b"30"]);
-        sess.sub.set_read_timeout(Duration::from_secs(3));
-        let msg = sess.sub.read();
+        sess.tap.sub.set_read_timeout(Duration::from_secs(3));
+        let msg = sess.tap.sub.read();
         let parts = msg.array();
         assert_eq!(parts[2].as_str(), "__keyspace@0__:t2", "{}", s.label());
         assert_eq!(parts[3].as_str(), "expired", "{}", s.label());
@@ -439,4 +401,59 @@ fn every_shards_subscribers_get_events() {
         subs[1].try_read().is_err(),
         "an event after notifications went off"
     );
+}
+
+/// A replica publishes the events of the writes it applies from its
+/// master's stream (as Redis's replicas do): subscribers on a tether
+/// replica see a tether master's writes.
+#[test]
+fn a_replica_publishes_what_it_applies() {
+    let master = Server::tether(2);
+    let upstream = format!("127.0.0.1 {}", master.port);
+    let replica = Server::spawn(common::Kind::Tether, 2, &["--replicaof", &upstream]);
+    assert!(
+        common::wait_until(Duration::from_secs(20), || {
+            replica
+                .raw()
+                .cmds(&["INFO", "replication"])
+                .as_str()
+                .contains("master_link_status:up")
+        }),
+        "the replica never linked"
+    );
+    let mut tap = EventTap::attach(&replica, "KEA");
+    let mut w = master.raw();
+    for c in [
+        &["SET", "a", "1"][..],
+        &["LPUSH", "l", "x", "y"],
+        &["EXPIRE", "a", "100"],
+        &["DEL", "a", "l"],
+    ] {
+        w.cmds(c);
+    }
+    let mut got = Vec::new();
+    tap.sub.set_read_timeout(Duration::from_secs(10));
+    while got.len() < 10 {
+        let m = tap.sub.read();
+        let p = m.array();
+        got.push(format!("{} {}", p[2].as_str(), p[3].as_str()));
+    }
+    got.sort();
+    let mut want: Vec<String> = [
+        ("a", "set"),
+        ("l", "lpush"),
+        ("a", "expire"),
+        ("a", "del"),
+        ("l", "del"),
+    ]
+    .iter()
+    .flat_map(|(k, e)| {
+        [
+            format!("__keyspace@0__:{k} {e}"),
+            format!("__keyevent@0__:{e} {k}"),
+        ]
+    })
+    .collect();
+    want.sort();
+    assert_eq!(got, want);
 }

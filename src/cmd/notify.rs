@@ -115,7 +115,9 @@ fn drain_notes(shard: &Shard, ks: &mut Keyspace) {
 pub type Published = Vec<(Bytes, Bytes)>;
 
 /// Publishes the queued events (see the module doc). Called by the
-/// network driver once per turn with nothing borrowed. Returns whether it
+/// network driver once per turn with nothing borrowed, and before any
+/// other message is delivered here (a PUBLISH, another shard's events),
+/// so this shard's subscribers see everything in order. Returns whether it
 /// delivered anything to this shard's own subscribers (their output is
 /// then waiting to be sent).
 pub fn flush(shard: &Shard) -> bool {

@@ -156,9 +156,7 @@ fn spop(ex: &mut Exec, a: &[Bytes]) {
             _ => return ex.r.error(NOT_POSITIVE),
         },
     };
-    // SPOP key count reads the key as Redis's spopWithCountCommand does
-    // (a hit or a miss); plain SPOP looks it up for writing.
-    let s = match set_at(ex, &a[1], count.is_some()) {
+    let mut s = match set_at(ex, &a[1], false) {
         Err(()) => return ex.r.error(WRONGTYPE),
         Ok(None) if count.is_none() => return ex.r.null(),
         Ok(None) => return ex.r.set_header(0),
@@ -166,6 +164,14 @@ fn spop(ex: &mut Exec, a: &[Bytes]) {
     };
     if count == Some(0) {
         return ex.r.set_header(0);
+    }
+    if count.is_some_and(|n| n >= s.len()) {
+        // Redis answers "the whole set" through SUNION's read lookup: a hit.
+        ex.db().1.hits += 1;
+        s = match set_at(ex, &a[1], false) {
+            Ok(Some(s)) => s,
+            _ => unreachable!("looked up above"),
+        };
     }
     let popped: Vec<Str> = match count {
         Some(n) if n >= s.len() => std::mem::take(s).into_iter().collect(),

@@ -626,6 +626,8 @@ fn apply_op_inner(shard: &Shard, op: Op) -> OpReply {
         }
         Op::Publish { channel, message } => {
             drop(ks);
+            // Keyspace events raised before this message go out before it.
+            notify::flush(shard);
             let receivers = shard.pubsub.borrow().receivers(&channel);
             let n = receivers.len();
             if n > 0 {

@@ -794,6 +794,7 @@ impl Shard {
                 }
             }
             Msg::Notify { msgs } => {
+                crate::cmd::notify::flush(self);
                 crate::cmd::notify::deliver(self, &msgs);
             }
             Msg::Unlock { tx } => {

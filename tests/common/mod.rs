@@ -1200,3 +1200,118 @@ pub fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> Result
     }
     panic!("timed out after {timeout:?} waiting for {what}; last state: {last}");
 }
+
+/// One published message: (channel, payload).
+pub type Event = (Vec<u8>, Vec<u8>);
+
+/// Collects a server's keyspace events per step: `attach` turns
+/// notifications on (`flags`) and subscribes to `__key*`; `take` publishes
+/// a marker on another channel and returns what came before it. A
+/// server's events of a step reach the subscriber before a marker
+/// published after the step's replies were read.
+pub struct EventTap {
+    pub sub: RawConn,
+    publisher: RawConn,
+    marks: u64,
+}
+
+impl EventTap {
+    pub fn attach(s: &Server, flags: &str) -> EventTap {
+        let mut publisher = s.raw();
+        let r = publisher.cmds(&["CONFIG", "SET", "notify-keyspace-events", flags]);
+        assert_eq!(r.as_str(), "OK", "{}: CONFIG SET: {r:?}", s.label());
+        let mut sub = s.raw();
+        sub.cmds(&["PSUBSCRIBE", "__key*"]);
+        sub.cmds(&["SUBSCRIBE", "tap-mark"]);
+        EventTap {
+            sub,
+            publisher,
+            marks: 0,
+        }
+    }
+
+    /// The events published since the last call, in arrival order.
+    pub fn take(&mut self) -> Vec<Event> {
+        self.marks += 1;
+        let mark = self.marks.to_string();
+        self.publisher
+            .cmd(&[b"PUBLISH", b"tap-mark", mark.as_bytes()]);
+        let mut events = Vec::new();
+        loop {
+            let msg = self.sub.read();
+            let parts: Vec<Vec<u8>> = msg
+                .array()
+                .iter()
+                .map(|p| p.as_bytes().unwrap_or_default().to_vec())
+                .collect();
+            match parts[0].as_slice() {
+                b"message" if parts[2] == mark.as_bytes() => return events,
+                b"pmessage" => events.push((parts[2].clone(), parts[3].clone())),
+                other => panic!("unexpected message {}", esc(other)),
+            }
+        }
+    }
+}
+
+/// Events for a failure message: `channel payload | ...`.
+pub fn show_events(events: &[Event]) -> String {
+    events
+        .iter()
+        .map(|(c, m)| format!("{} {}", esc(c), esc(m)))
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+/// Keyspace events checked beside a differential run. On even seeds (or
+/// all with `DIFF_EVENTS=1`) both servers publish with `DIFF_EVENT_FLAGS`
+/// (default `KEAmn`: every class, key misses and new keys too), and after
+/// each step of the run their events must agree: in order on one shard,
+/// as sets on several (a step's keys may live on several shards).
+pub struct EventCheck {
+    taps: Option<(EventTap, EventTap)>,
+    unordered: bool,
+}
+
+impl EventCheck {
+    pub fn new(redis: &Server, tether: &Server, seed: u64) -> EventCheck {
+        let on = seed.is_multiple_of(2) || std::env::var_os("DIFF_EVENTS").is_some();
+        let flags = std::env::var("DIFF_EVENT_FLAGS").unwrap_or_else(|_| "KEAmn".into());
+        EventCheck {
+            taps: on.then(|| {
+                (
+                    EventTap::attach(redis, &flags),
+                    EventTap::attach(tether, &flags),
+                )
+            }),
+            unordered: tether.shards > 1,
+        }
+    }
+
+    /// Drops the events since the last check unseen (a test's own
+    /// repair of one side).
+    pub fn skip(&mut self) {
+        if let Some((r, t)) = self.taps.as_mut() {
+            r.take();
+            t.take();
+        }
+    }
+
+    /// Compares the events of the step just run; `context` names it.
+    pub fn check(&mut self, context: impl FnOnce() -> String) {
+        let Some((r, t)) = self.taps.as_mut() else {
+            return;
+        };
+        let (mut want, mut got) = (r.take(), t.take());
+        if self.unordered {
+            want.sort();
+            got.sort();
+        }
+        assert!(
+            want == got,
+            "\nKEYSPACE EVENTS DIFFER after {}\n  redis:  {}\n  tether: {}\n",
+            context(),
+            show_events(&want),
+            show_events(&got)
+        );
+    }
+}
