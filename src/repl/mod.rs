@@ -116,6 +116,9 @@ impl BEntry {
     }
 }
 
+/// Entries a backlog ring keeps room for however empty it is.
+const MIN_RING: usize = 1024;
+
 /// One shard's ring of entries, in offset order.
 #[derive(Default)]
 pub struct Backlog {
@@ -140,6 +143,16 @@ impl Backlog {
             self.bytes -= f.len();
             self.trimmed_to = end;
             self.entries.pop_front();
+        }
+        // A replica that lagged (or a full sync) held the ring long, and a
+        // VecDeque never gives capacity back: 48 bytes per entry it once
+        // held would stay allocated for good (a minute's lag at 1M writes/s
+        // in batches of 16 is 180 MB), and pushes would walk the whole
+        // grown ring. Give the room back once the ring is mostly empty.
+        let cap = self.entries.capacity();
+        if cap > MIN_RING && self.entries.len() * 4 < cap {
+            self.entries
+                .shrink_to((self.entries.len() * 2).max(MIN_RING));
         }
     }
 
@@ -737,5 +750,34 @@ mod tests {
         out.clear();
         b.read_from(50, 1000, &mut out);
         assert_eq!(out.first().map(|e| e.off), Some(50));
+    }
+
+    /// A ring that grew while a replica held it gives the room back once
+    /// trimming resumes, and keeps its entries and order.
+    #[test]
+    fn a_grown_backlog_ring_shrinks_back() {
+        let mut b = Backlog::default();
+        let e = |off| BEntry {
+            off,
+            select: None,
+            body: Bytes::from_static(b"0123456789"),
+        };
+        let n = 100_000u64;
+        for i in 0..n {
+            b.push(e(i * 10), 1000, 0); // a replica still needs offset 0
+        }
+        assert!(b.entries.capacity() >= n as usize);
+        for i in n..n + 10 {
+            b.push(e(i * 10), 1000, u64::MAX);
+        }
+        assert_eq!(b.entries.len(), 100);
+        assert!(
+            b.entries.capacity() <= 4 * MIN_RING,
+            "{}",
+            b.entries.capacity()
+        );
+        let offs: Vec<u64> = b.entries.iter().map(|e| e.off).collect();
+        let want: Vec<u64> = (n + 10 - 100..n + 10).map(|i| i * 10).collect();
+        assert_eq!(offs, want);
     }
 }
