@@ -79,6 +79,12 @@ pub fn raise(shard: &Shard, class: u32, event: &'static str, db: usize, key: &[u
 
 #[cold]
 fn queue(shard: &Shard, event: &'static str, db: usize, key: &[u8]) {
+    // Nobody could receive it: no message is built (Redis builds both
+    // channel names and looks them up whoever listens).
+    let listeners = &shard.shared.key_listeners;
+    if !listeners.iter().any(|l| l.load(Ordering::Relaxed)) {
+        return;
+    }
     let mut q = shard.events.borrow_mut();
     if q.is_empty() {
         // Events raised outside a driver turn (a slow-path task) still
