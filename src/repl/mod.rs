@@ -725,22 +725,26 @@ mod tests {
         assert_eq!(r.lag_ms(r.seq.offset(), 9_000), 0);
     }
 
-    #[test]
-    fn backlog_trims_but_keeps_what_replicas_need() {
-        let mut b = Backlog::default();
-        let e = |off| BEntry {
+    /// A 10-byte backlog entry at `off`.
+    fn entry(off: u64) -> BEntry {
+        BEntry {
             off,
             select: None,
             body: Bytes::from_static(b"0123456789"),
-        };
+        }
+    }
+
+    #[test]
+    fn backlog_trims_but_keeps_what_replicas_need() {
+        let mut b = Backlog::default();
         for i in 0..10 {
-            b.push(e(i * 10), 35, u64::MAX);
+            b.push(entry(i * 10), 35, u64::MAX);
         }
         assert_eq!(b.bytes, 30);
         assert_eq!(b.trimmed_to, 70);
         let mut b = Backlog::default();
         for i in 0..10 {
-            b.push(e(i * 10), 35, 20);
+            b.push(entry(i * 10), 35, 20);
         }
         assert_eq!(b.trimmed_to, 20);
         let mut out = Vec::new();
@@ -757,18 +761,13 @@ mod tests {
     #[test]
     fn a_grown_backlog_ring_shrinks_back() {
         let mut b = Backlog::default();
-        let e = |off| BEntry {
-            off,
-            select: None,
-            body: Bytes::from_static(b"0123456789"),
-        };
         let n = 100_000u64;
         for i in 0..n {
-            b.push(e(i * 10), 1000, 0); // a replica still needs offset 0
+            b.push(entry(i * 10), 1000, 0); // a replica still needs offset 0
         }
         assert!(b.entries.capacity() >= n as usize);
         for i in n..n + 10 {
-            b.push(e(i * 10), 1000, u64::MAX);
+            b.push(entry(i * 10), 1000, u64::MAX);
         }
         assert_eq!(b.entries.len(), 100);
         assert!(
