@@ -96,3 +96,53 @@ fn every_subscriber_gets_every_message_once_in_order() {
     let numsub = cmd(&mut p, &["PUBSUB", "NUMSUB", "news.1"]);
     assert_eq!(numsub, b"*2\r\n$6\r\nnews.1\r\n:8\r\n");
 }
+
+/// A subscriber that stops reading is closed once its pending output
+/// passes the `pubsub` class of `client-output-buffer-limit`, as Redis
+/// closes it; everyone else goes on being served. Without the limit the
+/// server would buffer for it without bound.
+#[test]
+fn a_subscriber_that_stops_reading_is_disconnected() {
+    let redis = Server::stock_redis();
+    let tether = Server::tether(2);
+    let payload = vec![b'x'; 64 * 1024];
+    for s in [&redis, &tether] {
+        let mut admin = s.raw();
+        let r = admin.cmds(&[
+            "CONFIG",
+            "SET",
+            "client-output-buffer-limit",
+            "pubsub 1mb 256kb 60",
+        ]);
+        assert_eq!(r.as_str(), "OK", "{}", s.label());
+        let mut sub = s.raw();
+        sub.cmds(&["SUBSCRIBE", "ch"]);
+        // `sub` never reads again. The kernel's socket buffers take some
+        // megabytes first; then the server's own buffer passes 1 MB.
+        let mut publisher = s.raw();
+        let mut sent = 0;
+        loop {
+            let n = publisher.cmd(&[b"PUBLISH", b"ch", &payload]);
+            sent += 1;
+            if n.as_int() == Some(0) {
+                break;
+            }
+            assert!(
+                sent < 2000,
+                "{}: still subscribed after {} MB published",
+                s.label(),
+                sent * 64 / 1024
+            );
+        }
+        assert!(
+            sent > 16,
+            "{}: closed after only {sent} messages",
+            s.label()
+        );
+        assert_eq!(publisher.cmds(&["PING"]).as_str(), "PONG");
+        // The other subscribers are untouched.
+        let mut other = s.raw();
+        other.cmds(&["SUBSCRIBE", "ch"]);
+        assert_eq!(publisher.cmds(&["PUBLISH", "ch", "hi"]).as_int(), Some(1));
+    }
+}

@@ -186,7 +186,8 @@ pub fn deliver(shard: &Shard, msgs: &Published) -> bool {
     for (ch, msg) in msgs {
         let receivers = shard.pubsub.borrow().receivers(ch);
         if !receivers.is_empty() {
-            shard.net.borrow_mut().deliver(&receivers, ch, msg);
+            let limit = shard.pubsub_obuf.get();
+            shard.net.borrow_mut().deliver(&receivers, ch, msg, limit);
             any = true;
         }
     }

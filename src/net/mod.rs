@@ -115,9 +115,45 @@ pub struct Conn {
     last_active: Instant,
     /// Set once the connection is a replica link (after SYNC/PSYNC).
     repl: Option<Box<replica::Link>>,
+    /// Since when pending output has been over the soft output-buffer
+    /// limit of the connection's class (see [`obuf_exceeded`]).
+    obuf_soft_since: Option<Instant>,
+}
+
+/// Whether output of `queued` bytes breaks `limit` (one class of
+/// `client-output-buffer-limit`), as Redis's checkClientOutputBufferLimits:
+/// `Some("hard")` past the hard bytes; `Some("soft")` once past the soft
+/// bytes for `soft_seconds` in a row (`since` keeps when that began).
+pub fn obuf_exceeded(
+    queued: u64,
+    limit: crate::config::ObufLimit,
+    since: &mut Option<Instant>,
+) -> Option<&'static str> {
+    if limit.hard_bytes > 0 && queued > limit.hard_bytes {
+        return Some("hard");
+    }
+    if limit.soft_bytes > 0 && queued > limit.soft_bytes {
+        let t = since.get_or_insert_with(Instant::now);
+        if t.elapsed().as_secs() >= limit.soft_seconds {
+            return Some("soft");
+        }
+    } else {
+        *since = None;
+    }
+    None
 }
 
 impl Conn {
+    /// Output not yet handed to the kernel: the buffer and the rest of a
+    /// send in flight.
+    fn queued(&self) -> u64 {
+        self.wbuf.len() as u64
+            + self
+                .sending
+                .as_ref()
+                .map_or(0, |(b, o)| (b.len() - o) as u64)
+    }
+
     /// CLIENT LIST / KILL type: "replica", "pubsub" or "normal".
     fn kind(&self) -> &'static str {
         if self.repl.is_some() {
@@ -290,8 +326,19 @@ impl ConnTable {
         !self.done.is_empty() || !self.dirty.is_empty()
     }
 
-    /// Appends a published message to each receiver's output.
-    pub fn deliver(&mut self, receivers: &[(u64, Option<Bytes>)], channel: &[u8], message: &[u8]) {
+    /// Appends a published message to each receiver's output. A receiver
+    /// whose pending output passes the `pubsub` class of
+    /// `client-output-buffer-limit` (`limit`: the hard bytes, or the soft
+    /// bytes for longer than its seconds) is closed, as Redis closes it:
+    /// a subscriber that stopped reading must not grow the server's
+    /// memory without bound.
+    pub fn deliver(
+        &mut self,
+        receivers: &[(u64, Option<Bytes>)],
+        channel: &[u8],
+        message: &[u8],
+        limit: crate::config::ObufLimit,
+    ) {
         for (id, pattern) in receivers {
             let Some(&slot) = self.by_id.get(id) else {
                 continue;
@@ -315,6 +362,16 @@ impl ConnTable {
                     None,
                     &mut c.wbuf,
                 ),
+            }
+            let queued = c.queued();
+            if let Some(which) = obuf_exceeded(queued, limit, &mut c.obuf_soft_since) {
+                log::warn!(
+                    "Client id={} addr={} (pubsub) scheduled to be closed ASAP for overcoming of output buffer limits: {queued} bytes pending, {which} limit. Tune 'client-output-buffer-limit pubsub <hard> <soft> <seconds>' if this subscriber is expected to fall this far behind.",
+                    c.client.id,
+                    c.addr,
+                );
+                self.begin_close(slot);
+                continue;
             }
             self.dirty.push(slot);
         }
@@ -763,6 +820,7 @@ impl Driver {
             created: now,
             last_active: now,
             repl: None,
+            obuf_soft_since: None,
         });
         let generation = self.shard.net.borrow_mut().gens[slot as usize];
         Stats::add(&self.shard.stats.connections_received, 1);

@@ -431,24 +431,14 @@ pub fn cron(shard: &Shard, net: &mut ConnTable) {
         let queued = c.wbuf.len() as u64
             + c.sending.as_ref().map_or(0, |(b, o)| (b.len() - o) as u64)
             + master.saturating_sub(l.pos);
-        let hard = limit.hard_bytes > 0 && queued > limit.hard_bytes;
-        let soft = limit.soft_bytes > 0 && queued > limit.soft_bytes;
-        if soft {
-            l.soft_since.get_or_insert_with(Instant::now);
-        } else {
-            l.soft_since = None;
-        }
-        let soft_expired = l
-            .soft_since
-            .is_some_and(|t| t.elapsed().as_secs() >= limit.soft_seconds);
-        if hard || soft_expired {
+        if let Some(which) = super::obuf_exceeded(queued, limit, &mut l.soft_since) {
             log::warn!(
                 "Client id={} addr={} (replica) scheduled to be closed ASAP for overcoming of output buffer limits: {} bytes pending, {} limit {} bytes. Tune 'client-output-buffer-limit replica <hard> <soft> <seconds>' (or repl-backlog-size) if this replica is expected to lag this far.",
                 c.client.id,
                 c.addr,
                 queued,
-                if hard { "hard" } else { "soft" },
-                if hard {
+                which,
+                if which == "hard" {
                     limit.hard_bytes
                 } else {
                     limit.soft_bytes

@@ -631,10 +631,12 @@ fn apply_op_inner(shard: &Shard, op: Op) -> OpReply {
             let receivers = shard.pubsub.borrow().receivers(&channel);
             let n = receivers.len();
             if n > 0 {
-                shard
-                    .net
-                    .borrow_mut()
-                    .deliver(&receivers, &channel, &message);
+                shard.net.borrow_mut().deliver(
+                    &receivers,
+                    &channel,
+                    &message,
+                    shard.pubsub_obuf.get(),
+                );
                 shard.wake.notify();
             }
             OpReply::Int(n as i64)

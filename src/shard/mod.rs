@@ -510,16 +510,20 @@ pub struct Shard {
     /// Published events for this shard's own subscribers, delivered at
     /// the end of the driver's turn.
     pub events_here: RefCell<crate::cmd::notify::Published>,
+    /// The `pubsub` class of `client-output-buffer-limit`, checked on
+    /// every delivery.
+    pub pubsub_obuf: Cell<crate::config::ObufLimit>,
 }
 
 impl Shard {
     pub fn new(id: usize, shared: Arc<Shared>) -> Self {
-        let (databases, max_bulk, query_buf_limit) = {
+        let (databases, max_bulk, query_buf_limit, pubsub_obuf) = {
             let c = shared.config();
             (
                 c.databases(),
                 c.proto_max_bulk_len(),
                 c.client_query_buffer_limit(),
+                c.client_output_buffer_limits()[2],
             )
         };
         Shard {
@@ -556,6 +560,7 @@ impl Shard {
             notify_flags: Cell::new(0),
             events: RefCell::new(Vec::new()),
             events_here: RefCell::new(Vec::new()),
+            pubsub_obuf: Cell::new(pubsub_obuf),
         }
     }
 
@@ -606,6 +611,7 @@ impl Shard {
         let c = self.shared.config();
         self.proto_max_bulk.set(c.proto_max_bulk_len());
         self.query_buf_limit.set(c.client_query_buffer_limit());
+        self.pubsub_obuf.set(c.client_output_buffer_limits()[2]);
         let notify = crate::cmd::notify::effective(c.notify_keyspace_events());
         self.notify_flags.set(notify);
         // The cron calls this every tick: a keyspace busy now gets it next.
