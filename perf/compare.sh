@@ -30,6 +30,9 @@
 #   N_PIPELINED        -n for -P > 1 [8 * N]
 #   ALL_TESTS=1        run every test of redis-benchmark's default suite
 #                      (each with its own -t, so CPU time is per test)
+#   SUBSCRIBE_PATTERN  a redis-cli per server PSUBSCRIBEd to this for the
+#                      whole run, e.g. '__key*' with EXTRA_*_ARGS
+#                      "--notify-keyspace-events KEA" []
 #   RESULTS_DIR        [perf/results]
 set -euo pipefail
 
@@ -70,6 +73,9 @@ source "$ROOT/perf/lib.sh"
 
 cleanup() {
     local s
+    for s in "${SUBPID[@]}"; do
+        kill "$s" 2>/dev/null || true
+    done
     for s in "${!PID[@]}"; do
         kill "${PID[$s]}" 2>/dev/null || true
     done
@@ -142,6 +148,26 @@ start_servers() {
         --daemonize no --dir "$WORK/redis-dir" --logfile "" --loglevel warning $EXTRA_REDIS_ARGS
     start_server tether "$TETHER_BIN" --bind 127.0.0.1 --shards "$SHARDS" --save "" \
         --dir "$WORK/tether-dir" --loglevel warning $EXTRA_TETHER_ARGS
+}
+
+# SUBSCRIBE_PATTERN: one redis-cli per server PSUBSCRIBEd to it for the
+# whole run (pinned with the client), reading and discarding what arrives:
+# e.g. '__key*' with notify-keyspace-events on in EXTRA_*_ARGS. The pubsub
+# output-buffer limit is lifted on both servers first: redis-cli reads
+# slower than a busy server publishes, and would be dropped at 32 MB
+# (sooner by the faster server), leaving nobody to publish to.
+SUBPID=()
+start_subscribers() {
+    [[ -n "${SUBSCRIBE_PATTERN:-}" ]] || return 0
+    local s
+    for s in redis tether; do
+        redis-cli -h 127.0.0.1 -p "${PORT[$s]}" config set client-output-buffer-limit \
+            "pubsub 0 0 0" >/dev/null || die "$s: CONFIG SET client-output-buffer-limit"
+        taskset -c "$CLIENT_CPUS" redis-cli -h 127.0.0.1 -p "${PORT[$s]}" \
+            psubscribe "$SUBSCRIBE_PATTERN" >/dev/null 2>&1 </dev/null &
+        SUBPID+=($!)
+    done
+    sleep 0.3
 }
 
 check_alive() {
@@ -275,6 +301,7 @@ header() {
     echo "tether:  git $(git_rev); bin $TETHER_BIN"
     echo "servers: taskset -c $SERVER_CPUS; tether --shards $SHARDS --save \"\"${EXTRA_TETHER_ARGS:+ $EXTRA_TETHER_ARGS}; redis-server --save \"\" --appendonly no${EXTRA_REDIS_ARGS:+ $EXTRA_REDIS_ARGS}"
     echo "client:  taskset -c $CLIENT_CPUS redis-benchmark -c $CLIENTS -r $KEYSPACE -n $N (P=1) / $N_PIPELINED (P>1)"
+    [[ -z "${SUBSCRIBE_PATTERN:-}" ]] || echo "subscriber: one redis-cli per server, PSUBSCRIBE $SUBSCRIBE_PATTERN, on $CLIENT_CPUS; client-output-buffer-limit pubsub 0 0 0 on both"
     echo "matrix:  tests=$TESTS pipelines=($PIPELINES) sizes=($VALUE_SIZES) repeats=$REPEATS, alternating redis/tether per cell"
     echo "load:    $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min, at end)"
     echo
@@ -284,6 +311,7 @@ main() {
     check_tools
     mkdir -p "$RESULTS_DIR"
     start_servers
+    start_subscribers
     run_matrix
     local out; out=$RESULTS_DIR/compare-$(date +%Y%m%d-%H%M%S).txt
     {
