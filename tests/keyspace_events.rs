@@ -330,9 +330,11 @@ fn expired_keys_publish_expired() {
     let redis = Server::stock_redis();
     for s in [&redis, &Server::tether(1), &Server::tether(4)] {
         let mut sess = Session::open(s, "KEA");
-        let (_, ev) = sess.run(&[b"SET", b"t1", b"v", b"PX", b"40"]);
+        // TTLs of 100 ms: a stall that long between a command and its
+        // marker would put the event in the wrong window.
+        let (_, ev) = sess.run(&[b"SET", b"t1", b"v", b"PX", b"100"]);
         assert_eq!(ev.len(), 4, "{}: {}", s.label(), show(&ev));
-        std::thread::sleep(Duration::from_millis(80));
+        std::thread::sleep(Duration::from_millis(250));
         let (_, ev) = sess.run(&[b"SET", b"t1", b"w"]);
         let want: Vec<Event> = [
             ("__keyspace@0__:t1", "expired"),
@@ -345,7 +347,7 @@ fn expired_keys_publish_expired() {
         .collect();
         assert_eq!(show(&ev), show(&want), "{}", s.label());
         // Nobody looks at t2: the active cycle deletes it.
-        sess.run(&[b"SET", b"t2", b"v", b"PX", b"30"]);
+        sess.run(&[b"SET", b"t2", b"v", b"PX", b"100"]);
         sess.tap.sub.set_read_timeout(Duration::from_secs(3));
         let msg = sess.tap.sub.read();
         let parts = msg.array();
