@@ -14,9 +14,15 @@
 //! to this shard's subscribers and, in one message per flush, to every
 //! other shard that has a subscriber who could match (a pattern, or a
 //! channel named `__keyspace@...` / `__keyevent@...`; see
-//! `PubSub::wants_keyspace`). Events keep their order: a shard queues them
-//! in the order its commands raise them, a flush happens before the next
-//! turn's commands, and the mesh delivers one sender's messages in order.
+//! `PubSub::wants_keyspace`). With no such subscriber anywhere nothing is
+//! queued at all.
+//!
+//! Events keep their order: a shard queues them in the order its commands
+//! raise them, and the mesh delivers one sender's messages in order. Two
+//! rules keep them ahead of what follows them: [`publish`] runs before any
+//! message leaves a shard (`Shard::post`), so a command's events are sent
+//! before its reply; and a shard delivers its own pending events before a
+//! PUBLISH or another shard's events reach its subscribers.
 //!
 //! Keys deleted by expiry raise `expired` where the deletion happens (in
 //! the keyspace, which knows no shard): `Db` logs them while `x` is on and
