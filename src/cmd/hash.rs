@@ -139,11 +139,7 @@ fn hdel(ex: &mut Exec, a: &[Bytes]) {
             .count(),
     };
     if removed > 0 {
-        ex.notify(notify::HASH, "hdel", &a[1]);
-        if ex.remove_if_empty(&a[1]) {
-            ex.notify(notify::GENERIC, "del", &a[1]);
-        }
-        ex.modified(&a[1]);
+        ex.elements_removed(notify::HASH, "hdel", &a[1]);
     }
     ex.r.int(removed as i64)
 }

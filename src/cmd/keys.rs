@@ -98,8 +98,8 @@ pub fn count_keys(ex: &mut Exec, keys: &[Bytes], kind: CountKind) -> i64 {
     let now = ex.now;
     let mut n = 0;
     for k in keys {
-        let (db, st) = ex.db();
         if kind == CountKind::Del {
+            let (db, st) = ex.db();
             if db.contains(k, now, st) && db.remove(k).is_some() {
                 n += 1;
                 ex.modified(k);

@@ -160,17 +160,6 @@ macro_rules! list {
     };
 }
 
-/// After elements left `key`: raise `event`, delete the key if empty
-/// (Redis never keeps an empty list; "del" follows the command's event)
-/// and signal the change to WATCHers.
-fn removed_from(ex: &mut Exec, key: &[u8], event: &'static str) {
-    ex.notify(notify::LIST, event, key);
-    if ex.remove_if_empty(key) {
-        ex.notify(notify::GENERIC, "del", key);
-    }
-    ex.modified(key);
-}
-
 /// An index / range argument: any 64-bit integer, else "not an integer".
 fn int_arg(b: &[u8]) -> Result<i64, &'static str> {
     parse_i64(b).ok_or(NOT_INT)
@@ -284,7 +273,7 @@ fn pop_generic(ex: &mut Exec, a: &[Bytes], end: End, name: &str) {
             }
         }
     }
-    removed_from(ex, key, end.pop_event());
+    ex.elements_removed(notify::LIST, end.pop_event(), key);
 }
 
 fn llen(ex: &mut Exec, a: &[Bytes]) {
@@ -459,7 +448,7 @@ fn lrem(ex: &mut Exec, a: &[Bytes]) {
         });
     }
     if removed > 0 {
-        removed_from(ex, key, "lrem");
+        ex.elements_removed(notify::LIST, "lrem", key);
     }
     ex.r.int(removed as i64)
 }
@@ -485,7 +474,7 @@ fn ltrim(ex: &mut Exec, a: &[Bytes]) {
             l.drain(..s);
         }
     }
-    removed_from(ex, key, "ltrim");
+    ex.elements_removed(notify::LIST, "ltrim", key);
     ex.r.ok()
 }
 
@@ -616,7 +605,7 @@ fn move_generic(ex: &mut Exec, src: &[u8], dst: &[u8], from: End, to: End) {
     }
     ex.notify(notify::LIST, to.push_event(), dst);
     ex.modified(dst);
-    removed_from(ex, src, from.pop_event());
+    ex.elements_removed(notify::LIST, from.pop_event(), src);
     ex.r.bulk(&v)
 }
 
@@ -679,7 +668,7 @@ fn mpop_first(ex: &mut Exec, a: &[Bytes], m: &MPop) -> bool {
             let v = pop(l, m.end).expect("counted");
             ex.r.bulk(&v);
         }
-        removed_from(ex, key, m.end.pop_event());
+        ex.elements_removed(notify::LIST, m.end.pop_event(), key);
         return true;
     }
     false
@@ -768,7 +757,7 @@ fn bpop_generic(ex: &mut Exec, a: &[Bytes], end: End) {
         ex.r.array(2);
         ex.r.bulk(key);
         ex.r.bulk(&v);
-        return removed_from(ex, key, end.pop_event());
+        return ex.elements_removed(notify::LIST, end.pop_event(), key);
     }
     ex.would_block = true;
 }

@@ -181,9 +181,31 @@ impl<'a> Exec<'a> {
         notify::raise(self.shard, class, event, db, key);
     }
 
+    /// After elements left the collection at `key` (a pop, a removal, a
+    /// trim): raises `event` in `class`, deletes the key if that emptied
+    /// it (Redis never keeps an empty collection) raising `del` after the
+    /// command's event, and signals the change to WATCHers.
+    pub fn elements_removed(&mut self, class: u32, event: &'static str, key: &[u8]) {
+        self.notify(class, event, key);
+        if self.remove_if_empty(key) {
+            self.notify(notify::GENERIC, "del", key);
+        }
+        self.modified(key);
+    }
+
+    /// Stores `value` under `key`, replacing any value and TTL (Redis's
+    /// setKey): only a key that was missing raises `new` (dbAdd).
+    pub fn set_key(&mut self, key: &[u8], value: Value) {
+        if self.lookup_write(key).is_some() {
+            self.db().0.insert(key, Entry::new(value));
+        } else {
+            self.insert_new(key, value);
+        }
+    }
+
     /// Deletes `key` if it holds an empty collection, as Redis does after
     /// the last element goes. Returns whether it was deleted.
-    pub fn remove_if_empty(&mut self, key: &[u8]) -> bool {
+    fn remove_if_empty(&mut self, key: &[u8]) -> bool {
         let (db, st) = self.ks.db(self.db);
         let empty = db
             .get(key, self.now, st)

@@ -87,12 +87,7 @@ fn srem(ex: &mut Exec, a: &[Bytes]) {
         Ok(Some(s)) => a[2..].iter().filter(|m| s.swap_remove(&m[..])).count(),
     };
     if removed > 0 {
-        let deleted = ex.remove_if_empty(&a[1]);
-        ex.modified(&a[1]);
-        ex.notify(notify::SET, "srem", &a[1]);
-        if deleted {
-            ex.notify(notify::GENERIC, "del", &a[1]);
-        }
+        ex.elements_removed(notify::SET, "srem", &a[1]);
     }
     ex.r.int(removed as i64)
 }
@@ -186,12 +181,7 @@ fn spop(ex: &mut Exec, a: &[Bytes]) {
             vec![s.swap_remove_index(i).expect("index below len")]
         }
     };
-    let deleted = ex.remove_if_empty(&a[1]);
-    ex.modified(&a[1]);
-    ex.notify(notify::SET, "spop", &a[1]);
-    if deleted {
-        ex.notify(notify::GENERIC, "del", &a[1]);
-    }
+    ex.elements_removed(notify::SET, "spop", &a[1]);
     // Random picks replicate as the members actually removed.
     let mut srem = Vec::with_capacity(popped.len() + 2);
     srem.push(Bytes::from_static(b"SREM"));
@@ -321,11 +311,7 @@ fn smove(ex: &mut Exec, a: &[Bytes]) {
     if !s.swap_remove(&m[..]) {
         return ex.r.int(0);
     }
-    ex.notify(notify::SET, "srem", src);
-    if ex.remove_if_empty(src) {
-        ex.notify(notify::GENERIC, "del", src);
-    }
-    ex.modified(src);
+    ex.elements_removed(notify::SET, "srem", src);
     let d = set_or_create(ex, dst).expect("checked above");
     if d.insert(Str::from(&m[..])) {
         ex.modified(dst);
@@ -359,12 +345,7 @@ fn set_op(ex: &mut Exec, keys: &[Bytes], op: Op, dst: Option<&Bytes>) {
         }
     } else {
         let set = Value::Set(Box::new(members.into_iter().collect()));
-        // Redis's setKey: dbAdd (raising "new") only when dst is missing.
-        if ex.lookup_write(dst).is_some() {
-            ex.db().0.insert(dst, Entry::new(set));
-        } else {
-            ex.insert_new(dst, set);
-        }
+        ex.set_key(dst, set);
         ex.modified(dst);
         let event = match op {
             Op::Inter => "sinterstore",

@@ -19,7 +19,7 @@ use super::set::parse_cursor;
 use super::string::keyed;
 use super::{CmdSpec, Exec, Kind, Multi, NOT_INT, SYNTAX, WRONGTYPE, eq_ic, parse_f64, parse_i64};
 use crate::resp::{Proto, Reply};
-use crate::shard::keyspace::{Entry, SetValue, Value};
+use crate::shard::keyspace::{SetValue, Value};
 use crate::shard::zset::{LexItem, LexRange, ScoreRange, ZDict, ZSet};
 
 const W: &[&str] = &["write", "denyoom"];
@@ -114,13 +114,7 @@ fn look<'e, 'a>(ex: &'e mut Exec<'a>, key: &[u8], read: bool) -> (Found<'e>, &'e
 fn store(ex: &mut Exec, key: &[u8], z: ZSet, event: &'static str) -> usize {
     let n = z.len();
     if n > 0 {
-        let v = Value::ZSet(Box::new(z));
-        // setKey: dbAdd (raising "new") only when the key is missing.
-        if ex.lookup_write(key).is_some() {
-            ex.db().0.insert(key, Entry::new(v));
-        } else {
-            ex.insert_new(key, v);
-        }
+        ex.set_key(key, Value::ZSet(Box::new(z)));
         ex.modified(key);
         ex.notify(notify::ZSET, event, key);
     } else if ex.db().0.remove(key).is_some() {
@@ -437,12 +431,7 @@ fn zrem(ex: &mut Exec, a: &[Bytes]) {
     }
     r.int(deleted);
     if deleted > 0 {
-        let emptied = ex.remove_if_empty(key);
-        ex.modified(key);
-        ex.notify(notify::ZSET, "zrem", key);
-        if emptied {
-            ex.notify(notify::GENERIC, "del", key);
-        }
+        ex.elements_removed(notify::ZSET, "zrem", key);
     }
 }
 
@@ -756,12 +745,7 @@ fn zrem_range(ex: &mut Exec, key: &[u8], spec: RangeSpec) {
     };
     r.int(deleted as i64);
     if deleted > 0 {
-        let emptied = ex.remove_if_empty(key);
-        ex.modified(key);
-        ex.notify(notify::ZSET, event, key);
-        if emptied {
-            ex.notify(notify::GENERIC, "del", key);
-        }
+        ex.elements_removed(notify::ZSET, event, key);
     }
 }
 
@@ -820,12 +804,8 @@ fn pop_from(
             r.double(s);
         }
         if n > 0 {
-            let emptied = ex.remove_if_empty(key);
-            ex.modified(key);
-            ex.notify(notify::ZSET, if max { "zpopmax" } else { "zpopmin" }, key);
-            if emptied {
-                ex.notify(notify::GENERIC, "del", key);
-            }
+            let event = if max { "zpopmax" } else { "zpopmin" };
+            ex.elements_removed(notify::ZSET, event, key);
         }
         return Ok(true);
     }

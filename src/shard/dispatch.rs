@@ -18,7 +18,7 @@ use std::rc::Rc;
 use bytes::{Bytes, BytesMut};
 use glommio::sync::StaticPermit;
 
-use super::keyspace::{Entry, KeyspaceStats, Str, Value, WARM_AHEAD};
+use super::keyspace::{Entry, Str, Value, WARM_AHEAD};
 use super::{CountKind, Msg, Op, OpReply, Shard, ShardCmd, ShardInfo, now_ms, shard_of};
 use crate::cmd::{self, ClientState, Kind, Lookup, Multi, Route, notify};
 use crate::glob::glob_match;
@@ -418,15 +418,9 @@ pub async fn on_all_locked_prop(
 /// DELs of keys its lookups found expired.
 pub fn apply_op(shard: &Shard, op: Op) -> OpReply {
     let reply = apply_op_inner(shard, op);
-    crate::cmd::notify::drain_expired(shard, &mut shard.ks.borrow_mut());
-    if shard
-        .shared
-        .repl
-        .active
-        .load(std::sync::atomic::Ordering::Relaxed)
-    {
-        crate::repl::master::flush_expired(shard, &mut shard.ks.borrow_mut());
-    }
+    let mut ks = shard.ks.borrow_mut();
+    notify::drain_expired(shard, &mut ks);
+    crate::repl::master::flush_expired(shard, &mut ks);
     reply
 }
 
@@ -743,12 +737,7 @@ fn apply_op_inner(shard: &Shard, op: Op) -> OpReply {
             OpReply::Done
         }
         Op::ResetStats => {
-            ks.stats = KeyspaceStats {
-                dels_pending: ks.stats.dels_pending,
-                notify_expired: ks.stats.notify_expired,
-                notes_pending: ks.stats.notes_pending,
-                ..Default::default()
-            };
+            ks.stats.reset_counters();
             shard.stats.reset();
             OpReply::Done
         }

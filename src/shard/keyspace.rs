@@ -126,6 +126,19 @@ pub struct KeyspaceStats {
     pub notes_pending: bool,
 }
 
+impl KeyspaceStats {
+    /// CONFIG RESETSTAT: the counters go back to zero; the flags, which
+    /// are bookkeeping and config rather than statistics, stay.
+    pub fn reset_counters(&mut self) {
+        *self = KeyspaceStats {
+            dels_pending: self.dels_pending,
+            notify_expired: self.notify_expired,
+            notes_pending: self.notes_pending,
+            ..Default::default()
+        };
+    }
+}
+
 impl Db {
     pub fn len(&self) -> usize {
         self.map.len()
