@@ -1397,3 +1397,95 @@ fn expired_keys_reach_the_stream_as_del_in_their_db() {
         seen.push(args);
     }
 }
+
+/// A write a client saw acknowledged is in the stream before the write it
+/// sends next, whichever shards the two keys live on.
+///
+/// A shard sequences a turn's local writes as one batch, at the turn's end
+/// or before anything leaves the shard (`repl::master::batch_begin`).
+/// Were a reply sent before its batch is sequenced, the client's next
+/// write, on the other shard, could take the earlier offset, and a replica
+/// would apply the two in the wrong order. Several clients write at once
+/// so that turns hold more than one connection; half start on each shard's
+/// key. (A pipeline's parts for two shards run concurrently by design, so
+/// each write here waits for the previous reply.)
+#[test]
+fn acknowledged_writes_reach_the_stream_in_order_across_shards() {
+    const CLIENTS: usize = 6;
+    const ROUNDS: usize = 300;
+    let master = Server::start(2);
+    let mut link = RawConn::connect(master.port);
+    let (_, off) = eof_full_sync(&mut link);
+    let _ack = Acker::start(&link, off);
+
+    // Per client, one key on shard 0 and one on shard 1.
+    let pairs: Vec<[String; 2]> = (0..CLIENTS)
+        .map(|c| {
+            let on = |s: usize| {
+                (0..)
+                    .map(|n| format!("ord:{c}:{n}"))
+                    .find(|k| common::shard_of(k, 2) == s)
+                    .expect("a key on every shard")
+            };
+            if c % 2 == 0 {
+                [on(0), on(1)]
+            } else {
+                [on(1), on(0)]
+            }
+        })
+        .collect();
+    let writers: Vec<_> = pairs
+        .iter()
+        .cloned()
+        .map(|keys| {
+            let port = master.port;
+            thread::spawn(move || {
+                let mut c = RawConn::connect(port);
+                for i in 0..ROUNDS {
+                    for k in &keys {
+                        assert!(is_ok(&c.cmds(&["SET", k, &i.to_string()])));
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().expect("writer");
+    }
+
+    // Each client's writes, as the stream orders them.
+    let mut got: Vec<Vec<(usize, String)>> = vec![Vec::new(); CLIENTS];
+    let mut left = CLIENTS * 2 * ROUNDS;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while left > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "{left} writes never reached the stream"
+        );
+        let (cmd, _) = read_reply(&mut link.reader).expect("reading the stream");
+        let args: Vec<String> = cmd.array().iter().map(|a| a.as_str()).collect();
+        if args.len() == 3
+            && args[0].eq_ignore_ascii_case("set")
+            && let Some(c) = pairs.iter().position(|p| p.contains(&args[1]))
+        {
+            let which = usize::from(pairs[c][1] == args[1]);
+            got[c].push((which, args[2].clone()));
+            left -= 1;
+        }
+    }
+    let want: Vec<(usize, String)> = (0..ROUNDS)
+        .flat_map(|i| [(0, i.to_string()), (1, i.to_string())])
+        .collect();
+    for (c, seq) in got.iter().enumerate() {
+        if let Some(at) = seq.iter().zip(&want).position(|(g, w)| g != w) {
+            let around =
+                |v: &[(usize, String)]| v[at.saturating_sub(2)..(at + 3).min(v.len())].to_vec();
+            panic!(
+                "client {c} (keys {:?}): the stream differs from the order of its acknowledged writes at write {at}: got {:?}, sent {:?}",
+                pairs[c],
+                around(seq),
+                around(&want)
+            );
+        }
+    }
+}

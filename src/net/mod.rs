@@ -936,6 +936,17 @@ impl Driver {
         if dirty.len() > 1 {
             self.warm_first_keys(&dirty);
         }
+        // The turn's writes go into the replication stream as one batch
+        // (see `repl::master::batch_begin`).
+        let batching = self
+            .shard
+            .shared
+            .repl
+            .active
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if batching {
+            crate::repl::master::batch_begin(&self.shard);
+        }
         // A connection marked twice runs once: `seen_in` holds, per slot,
         // the last turn that ran it.
         self.turn += 1;
@@ -949,6 +960,9 @@ impl Driver {
             }
             self.seen_in[i] = self.turn;
             self.process_conn(slot);
+        }
+        if batching {
+            crate::repl::master::batch_end(&self.shard);
         }
         dirty.clear();
         self.dirty_spare = dirty;
@@ -1330,13 +1344,8 @@ fn run_fast(
     let mut consumed = 0usize;
     let mut slow: Option<Vec<Vec<Bytes>>> = None;
     conn.backlogged = false;
-    let batching = shard
-        .shared
-        .repl
-        .active
-        .load(std::sync::atomic::Ordering::Relaxed);
-    if batching {
-        crate::repl::master::batch_begin(shard);
+    if shard.repl_batching.get() {
+        crate::repl::master::batch_warm(shard);
     }
     let mut ahead = std::mem::take(&mut scratch.ahead);
     let mut parse_error = None;
@@ -1450,9 +1459,6 @@ fn run_fast(
             }
             _ => slow = Some(vec![args]),
         }
-    }
-    if batching {
-        crate::repl::master::batch_end(shard);
     }
     Stats::add(&shard.stats.commands_processed, executed);
     // Requests parsed after a QUIT are dropped, as Redis drops them.

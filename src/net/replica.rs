@@ -334,6 +334,8 @@ pub fn pump(shard: &Shard, conn: &mut Conn) -> bool {
     if l.state != LinkState::Online {
         return true;
     }
+    // What this turn wrote so far goes out with this pump.
+    crate::repl::master::seal(shard);
     let mut scratch: Vec<BEntry> = Vec::new();
     loop {
         let queued = conn.wbuf.len() + conn.sending.as_ref().map_or(0, |(b, o)| b.len() - o);

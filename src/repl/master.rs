@@ -53,9 +53,9 @@ pub fn emit(shard: &Shard, db: u16, args: &[Bytes]) {
         flush_batch(shard);
     }
     // Encoded into the shard's arena: one allocation per many entries.
+    arena_room(shard);
     let body = {
         let mut arena = shard.enc_arena.borrow_mut();
-        arena_room(&mut arena);
         encode_cmd(&mut arena, args);
         if batching {
             shard.repl_pending_db.set(Some(db));
@@ -70,15 +70,25 @@ pub fn emit(shard: &Shard, db: u16, args: &[Bytes]) {
 /// encoded back to back and sequenced as one backlog entry, with one
 /// offset allocation and one backlog append, instead of one per write.
 ///
-/// Used by the network fast path around one connection's run of local
-/// commands. That is safe because nothing can observe those writes before
-/// the batch ends: the run is synchronous, other shards only see this
-/// shard's data through messages it handles afterwards, and the replies
-/// are sent after it. Anything that sequences otherwise (a MULTI block,
-/// a no-db entry) flushes the batch first, so stream order is kept.
+/// The network driver opens one around each turn's run of connections
+/// (`Driver::process_dirty`). That is safe because nothing outside this
+/// shard can observe those writes before they are sequenced: the turn is
+/// synchronous, and its writes leave the shard only
+/// - in replies to local clients, sent after the turn ([`batch_end`]);
+/// - in messages to other shards (a remote part of a pipeline, a
+///   PUBLISH, keyspace events), which [`seal`] first (`Shard::post`), so
+///   a write that caused a message is in the stream before anything the
+///   message causes;
+/// - to replicas, whose pump [`seal`]s before it reads the backlogs.
+///
+/// Anything that sequences otherwise (a MULTI block, a no-db entry)
+/// flushes the batch first, so stream order is kept. One entry per turn
+/// instead of one per connection's run takes the backlog lock, the
+/// sequencer's compare-and-swap, the arena split and the pump's reads
+/// once per turn: with a replica attached and 50 clients at -P 16 that
+/// was most of the direct cost of replication.
 pub fn batch_begin(shard: &Shard) {
     shard.repl_batching.set(true);
-    prefetch_arena(shard);
 }
 
 /// Ends a batch, sequencing what it holds.
@@ -87,10 +97,32 @@ pub fn batch_end(shard: &Shard) {
     flush_batch(shard);
 }
 
-/// Keeps at least 4 KiB free at the arena's end, in 64 KiB chunks.
-fn arena_room(arena: &mut BytesMut) {
-    if arena.capacity() - arena.len() < 4096 {
-        arena.reserve(64 << 10);
+/// Sequences what the open batch holds so far; the batch stays open.
+/// Called before this shard's writes can be seen elsewhere (see
+/// [`batch_begin`]).
+pub fn seal(shard: &Shard) {
+    if shard.repl_pending_db.get().is_some() {
+        flush_batch(shard);
+    }
+}
+
+/// Readies the arena for the next connection's run of writes inside a
+/// batch (see [`prefetch_arena`]).
+pub fn batch_warm(shard: &Shard) {
+    prefetch_arena(shard);
+}
+
+/// Keeps at least 4 KiB free at the arena's end, in 64 KiB chunks. A
+/// batch's bytes are sequenced first when a new chunk is due, or
+/// `reserve` would copy them into it.
+fn arena_room(shard: &Shard) {
+    let low = {
+        let arena = shard.enc_arena.borrow();
+        arena.capacity() - arena.len() < 4096
+    };
+    if low {
+        seal(shard);
+        shard.enc_arena.borrow_mut().reserve(64 << 10);
     }
 }
 
@@ -111,8 +143,8 @@ const ARENA_PREFETCH: usize = 1024;
 /// that makes the lines cold). Prefetching them at the batch's start
 /// overlaps the misses with parsing and running the batch's commands.
 fn prefetch_arena(shard: &Shard) {
+    arena_room(shard);
     let mut arena = shard.enc_arena.borrow_mut();
-    arena_room(&mut arena);
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};

@@ -730,6 +730,9 @@ impl Shard {
     /// Puts `msg` in shard `to`'s inbox, waking its driver if it sleeps.
     pub fn post(&self, to: usize, msg: Msg) {
         debug_assert_ne!(to, self.id, "no message to self");
+        // This turn's writes are in the replication stream before anything
+        // the message causes (`repl::master::batch_begin`).
+        crate::repl::master::seal(self);
         // Keyspace events raised so far leave first (`cmd::notify::publish`).
         if self.notify_flags.get() != 0 && !self.events.borrow().is_empty() {
             crate::cmd::notify::publish(self);
