@@ -17,8 +17,8 @@ mod common;
 
 use common::{
     Background, KeyData, Kind, RawConn, Resp, Server, StockReplica, assert_same_dataset, describe,
-    esc, info_int, info_section, info_value, read_keys, read_reply, scan_all_keys, stock_tool,
-    target_is_redis, wait_for,
+    esc, info_int, info_section, info_value, read_keys, read_reply, scan_all_keys, send_signal,
+    stock_tool, target_is_redis, wait_for,
 };
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -2477,4 +2477,99 @@ fn stream_offsets_getack_and_inline() {
         "stream handling differs from Redis:\n  {}",
         errs.join("\n  ")
     );
+}
+
+/// A replica leaves expiry to its master (Redis 7.0's `expireIfNeeded`
+/// with `masterhost` set), with 1 and 2 shards:
+///
+/// - a client reading a key whose TTL passed finds it missing (GET, EXISTS,
+///   TTL, KEYS, SCAN, MGET across shards), but the key stays (DBSIZE, no
+///   `expired_keys`) until the master's DEL arrives;
+/// - the master's writes find every key live, so they apply as they did
+///   on the master: a PERSIST, an APPEND and a SUNIONSTORE that the
+///   master ran just before the TTL passed, and that the replica applies
+///   just after (stopped with SIGSTOP meanwhile), keep the key instead
+///   of finding it gone. A replica that expired keys itself ends up
+///   without the persisted key for good.
+///
+/// The master is stock Redis with active expiry off, so only an access on
+/// the master expires a key there.
+#[test]
+fn a_replica_leaves_expiry_to_its_master() {
+    rounds("shards", &[1usize, 2], |shards| {
+        let master = stock_master();
+        let mc = |args: &[&str]| RawConn::connect(master.port).cmds(args);
+        ok(&master, &["DEBUG", "SET-ACTIVE-EXPIRE", "0"]);
+        let replica = start_with(shards, &[]);
+        replicaof(&replica, master.port, "REPLICAOF");
+        wait_link_up(&replica, master.port, SYNC_TIMEOUT);
+        let rc = |args: &[&str]| RawConn::connect(replica.port).cmds(args);
+
+        // Hidden, not deleted.
+        for k in ["gone:a", "gone:b", "gone:c"] {
+            ok(&master, &["SET", k, "v", "PX", "150"]);
+        }
+        ok(&master, &["SET", "live", "v"]);
+        wait_in_sync(&master, &replica);
+        thread::sleep(Duration::from_millis(250));
+        assert_eq!(rc(&["GET", "gone:a"]), Resp::NilBulk);
+        assert_eq!(rc(&["EXISTS", "gone:a", "gone:b", "live"]), Resp::Int(1));
+        assert_eq!(rc(&["TTL", "gone:b"]), Resp::Int(-2));
+        let mget = rc(&["MGET", "gone:a", "gone:b", "gone:c", "live"]);
+        assert_eq!(
+            mget,
+            Resp::Array(vec![
+                Resp::NilBulk,
+                Resp::NilBulk,
+                Resp::NilBulk,
+                Resp::Bulk(b"v".to_vec())
+            ])
+        );
+        assert_eq!(rc(&["KEYS", "*"]).array().len(), 1, "KEYS lists only live");
+        let scanned = scan_all_keys(&mut db_con(replica.port, 0));
+        assert_eq!(
+            scanned.into_iter().collect::<Vec<_>>(),
+            vec![b"live".to_vec()],
+            "SCAN lists only live keys"
+        );
+        assert_eq!(
+            rc(&["DBSIZE"]),
+            Resp::Int(4),
+            "expired keys stay until the DEL"
+        );
+        let stats = info_section(replica.port, "stats");
+        assert_eq!(info_int(&stats, "expired_keys"), 0, "{stats}");
+        // The master's own access expires one; its DEL reaches the replica.
+        assert_eq!(mc(&["GET", "gone:a"]), Resp::NilBulk);
+        wait_in_sync(&master, &replica);
+        assert_eq!(rc(&["DBSIZE"]), Resp::Int(3));
+
+        // The master's writes land on keys the replica's clock has expired.
+        ok(&master, &["SET", "kept", "v", "PX", "400"]);
+        ok(&master, &["SET", "grown", "ab", "PX", "400"]);
+        // Source and destination on different shards of a 2-shard replica.
+        let (src, dst) = (0..)
+            .map(|n| (format!("src{n}"), format!("dst{n}")))
+            .find(|(s, d)| common::shard_of(s, 2) != common::shard_of(d, 2))
+            .expect("a pair on two shards");
+        assert_eq!(mc(&["SADD", &src, "x"]), Resp::Int(1));
+        assert_eq!(mc(&["PEXPIRE", &src, "400"]), Resp::Int(1));
+        wait_in_sync(&master, &replica);
+        send_signal(replica.pid(), libc::SIGSTOP);
+        assert_eq!(mc(&["PERSIST", "kept"]), Resp::Int(1));
+        assert_eq!(mc(&["APPEND", "grown", "cd"]), Resp::Int(4));
+        assert_eq!(mc(&["SUNIONSTORE", &dst, &src]), Resp::Int(1));
+        thread::sleep(Duration::from_millis(600));
+        send_signal(replica.pid(), libc::SIGCONT);
+        wait_in_sync(&master, &replica);
+        assert_eq!(rc(&["GET", "kept"]), Resp::Bulk(b"v".to_vec()));
+        assert_eq!(rc(&["TTL", "kept"]), Resp::Int(-1));
+        assert_eq!(rc(&["SMEMBERS", &dst]).array().len(), 1);
+        // `grown` expired on both clocks: hidden on the replica, and the
+        // master's next access sends the DEL.
+        assert_eq!(rc(&["GET", "grown"]), Resp::NilBulk);
+        assert_eq!(mc(&["GET", "grown"]), Resp::NilBulk);
+        wait_in_sync(&master, &replica);
+        assert_same_dataset(master.port, replica.port, &[0]);
+    });
 }

@@ -104,7 +104,7 @@ fn restore(ex: &mut Exec, a: &[Bytes]) {
         (t, false) => (now as i64).wrapping_add(t),
     };
     let expire_at = when.max(0) as u64;
-    if when != 0 && when <= now as i64 {
+    if when != 0 && when <= ex.cut as i64 {
         // Already expired: nothing is stored (Redis propagates a DEL).
         if deleted {
             ex.modified(key);

@@ -320,7 +320,7 @@ fn hrandfield(ex: &mut Exec, a: &[Bytes]) {
     let Some(Entry {
         value: Value::Hash(h),
         ..
-    }) = ex.ks.dbs[ex.db].peek(&a[1], ex.now)
+    }) = ex.ks.dbs[ex.db].peek(&a[1], ex.cut)
     else {
         unreachable!("looked up above");
     };

@@ -95,7 +95,7 @@ pub static COMMANDS: &[CmdSpec] = &[
 /// EXISTS and TOUCH look keys up as Redis's `lookupKeyRead` does: each
 /// counts a keyspace hit or miss, and a miss raises `keymiss`.
 pub fn count_keys(ex: &mut Exec, keys: &[Bytes], kind: CountKind) -> i64 {
-    let now = ex.now;
+    let now = ex.cut;
     let mut n = 0;
     for k in keys {
         if kind == CountKind::Del {
@@ -181,7 +181,7 @@ fn expire_generic(ex: &mut Exec, a: &[Bytes], seconds: bool, absolute: bool, cmd
             None => return ex.r.error(&invalid),
         }
     }
-    let now = ex.now;
+    let cut = ex.cut;
     let Some(e) = ex.lookup_write(&a[1]) else {
         return ex.r.int(0);
     };
@@ -194,7 +194,7 @@ fn expire_generic(ex: &mut Exec, a: &[Bytes], seconds: bool, absolute: bool, cmd
         return ex.r.int(0);
     }
     let (db, _) = ex.db();
-    let event = if when <= now as i64 {
+    let event = if when <= cut as i64 {
         db.remove(&a[1]);
         "del"
     } else {
@@ -328,7 +328,7 @@ fn copy(ex: &mut Exec, a: &[Bytes]) {
     let Some(src) = ex.lookup_read(&a[1]).cloned() else {
         return ex.r.int(0);
     };
-    let now = ex.now;
+    let now = ex.cut;
     let (db, st) = ex.ks.db(dst_db as usize);
     if db.contains(&a[2], now, st) && !replace {
         return ex.r.int(0);
@@ -353,7 +353,7 @@ fn move_cmd(ex: &mut Exec, a: &[Bytes]) {
     let Some(src) = ex.lookup_write(&a[1]).cloned() else {
         return ex.r.int(0);
     };
-    let now = ex.now;
+    let now = ex.cut;
     let (db, st) = ex.ks.db(dst);
     if db.contains(&a[1], now, st) {
         return ex.r.int(0);
@@ -401,7 +401,7 @@ fn object(ex: &mut Exec, a: &[Bytes]) {
     }
     // Redis counts this lookup's hit or miss but raises no `keymiss`
     // (LOOKUP_NOTOUCH | LOOKUP_NONOTIFY).
-    let now = ex.now;
+    let now = ex.cut;
     let (db, st) = ex.ks.db(ex.db);
     let found = db.get(&a[2], now, st);
     if found.is_some() {

@@ -155,7 +155,7 @@ macro_rules! list {
         if $read && $ex.keymiss($key) {
             Ok(None)
         } else {
-            list_in($ex.ks, $ex.db, $ex.now, $key, $read)
+            list_in($ex.ks, $ex.db, $ex.cut, $key, $read)
         }
     };
 }

@@ -44,7 +44,12 @@ pub struct Exec<'a> {
     pub ks: &'a mut Keyspace,
     pub db: usize,
     pub r: Reply<'a>,
+    /// The clock, for TTL arithmetic (a relative TTL, TTL's answer).
     pub now: u64,
+    /// The instant a key's TTL must have passed by for a lookup to find it
+    /// expired, and for a TTL to count as already past: `now` on a master,
+    /// 0 (never) for a replica's writes (see [`expiry_cut`]).
+    pub cut: u64,
     /// Set by a blocking command (BLPOP, BZPOPMIN, ...) that found nothing
     /// to pop and wrote no reply: the caller parks the client until one of
     /// its keys changes or the timeout passes, then runs it again.
@@ -69,7 +74,7 @@ impl<'a> Exec<'a> {
         if self.keymiss(key) {
             return Ok(None);
         }
-        let now = self.now;
+        let now = self.cut;
         let (db, st) = self.ks.db(self.db);
         match db.get(key, now, st) {
             None => {
@@ -99,7 +104,7 @@ impl<'a> Exec<'a> {
         if self.keymiss(key) {
             return (None, &mut self.r);
         }
-        let now = self.now;
+        let now = self.cut;
         let (db, st) = self.ks.db(self.db);
         let e = db.get(key, now, st);
         if e.is_some() {
@@ -119,7 +124,7 @@ impl<'a> Exec<'a> {
         if self.shard.notify_flags.get() & notify::KEY_MISS == 0 {
             return false;
         }
-        let now = self.now;
+        let now = self.cut;
         let (db, st) = self.ks.db(self.db);
         if db.contains(key, now, st) {
             return false;
@@ -208,7 +213,7 @@ impl<'a> Exec<'a> {
     fn remove_if_empty(&mut self, key: &[u8]) -> bool {
         let (db, st) = self.ks.db(self.db);
         let empty = db
-            .get(key, self.now, st)
+            .get(key, self.cut, st)
             .is_some_and(|e| e.value.is_empty_collection());
         if empty {
             db.remove(key);
@@ -230,7 +235,7 @@ impl<'a> Exec<'a> {
 
     /// Looks up a key for writing (no hit/miss accounting).
     pub fn lookup_write(&mut self, key: &[u8]) -> Option<&mut Entry> {
-        let now = self.now;
+        let now = self.cut;
         let (db, st) = self.ks.db(self.db);
         db.get(key, now, st)
     }
@@ -588,12 +593,15 @@ pub fn exec_in(
         Reply::new(out, proto).error(crate::repl::master::NOREPLICAS);
         return false;
     }
+    let now = shard.now();
+    let cut = expiry_cut(shard, ks, spec.is_write(), now);
     let mut ex = Exec {
         shard,
         ks,
         db: db as usize,
         r: Reply::new(out, proto),
-        now: shard.now(),
+        now,
+        cut,
         would_block: false,
         dirty: false,
         alt: Vec::new(),
@@ -607,6 +615,26 @@ pub fn exec_in(
         crate::repl::master::after_command(shard, ks, spec, db, args, dirty, alt, emit);
     }
     would_block
+}
+
+/// When TTLs count as passed for a command about to run on `ks`, as
+/// Redis 7.0's `expireIfNeeded` and `checkAlreadyExpired` decide. On a
+/// master: at `now`, and a lookup deletes what expired. On a replica,
+/// expiry is its master's to decide (the master sends DEL): its master's
+/// writes find every key live, so they apply as they did on the master
+/// (cut 0), and a client's read finds an expired key missing but leaves
+/// it in place ([`KeyspaceStats::hide_expired`], set here). A read-only
+/// replica runs no writes but its master's, so a write is taken for one.
+///
+/// [`KeyspaceStats::hide_expired`]: crate::shard::keyspace::KeyspaceStats::hide_expired
+pub fn expiry_cut(shard: &Shard, ks: &mut Keyspace, write: bool, now: u64) -> u64 {
+    let replica = shard
+        .shared
+        .repl
+        .is_replica
+        .load(std::sync::atomic::Ordering::Relaxed);
+    ks.stats.hide_expired = replica;
+    if replica && write { 0 } else { now }
 }
 
 /// Unsubcommand error in Redis's words.

@@ -259,7 +259,7 @@ fn srandmember(ex: &mut Exec, a: &[Bytes]) {
     let Some(Entry {
         value: Value::Set(s),
         ..
-    }) = ex.ks.dbs[ex.db].peek(&a[1], ex.now)
+    }) = ex.ks.dbs[ex.db].peek(&a[1], ex.cut)
     else {
         unreachable!("looked up above");
     };
@@ -366,7 +366,7 @@ fn compute(ex: &mut Exec, keys: &[Bytes], op: Op, limit: usize) -> Option<Vec<St
     for k in keys {
         set_at(ex, k, true).ok()?;
     }
-    let now = ex.now;
+    let now = ex.cut;
     let db = &ex.ks.dbs[ex.db];
     let sets: Vec<Option<&SetValue>> = keys
         .iter()

@@ -86,7 +86,7 @@ fn get(ex: &mut Exec, a: &[Bytes]) {
         return ex.r.null();
     }
     // Field-level borrows: reply straight from the stored bytes, no clone.
-    let now = ex.now;
+    let now = ex.cut;
     let (db, st) = ex.ks.db(ex.db);
     match db.get(&a[1], now, st) {
         None => {
@@ -353,7 +353,7 @@ fn getex(ex: &mut Exec, a: &[Bytes]) {
         None => None,
     };
     match ttl {
-        Some(Ttl::At(at)) if at <= ex.now => {
+        Some(Ttl::At(at)) if at <= ex.cut => {
             ex.db().0.remove(&a[1]);
             ex.modified(&a[1]);
             ex.notify(notify::GENERIC, "del", &a[1]);
@@ -404,7 +404,7 @@ fn msetnx(ex: &mut Exec, a: &[Bytes]) {
             .r
             .error("ERR wrong number of arguments for 'msetnx' command");
     }
-    let now = ex.now;
+    let now = ex.cut;
     let (db, st) = ex.db();
     if a[1..].chunks(2).any(|p| db.contains(&p[0], now, st)) {
         return ex.r.int(0);

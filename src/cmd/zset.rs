@@ -86,7 +86,7 @@ fn look<'e, 'a>(ex: &'e mut Exec<'a>, key: &[u8], read: bool) -> (Found<'e>, &'e
     if read && ex.keymiss(key) {
         return (Ok(None), &mut ex.r);
     }
-    let now = ex.now;
+    let now = ex.cut;
     let (db, st) = ex.ks.db(ex.db);
     let found = match db.get(key, now, st) {
         None => {
@@ -1218,7 +1218,7 @@ fn setop(ex: &mut Exec, a: &[Bytes], op: SetOp, dst: bool, card: bool) {
         if ex.keymiss(k) {
             continue;
         }
-        let now = ex.now;
+        let now = ex.cut;
         let (db, st) = ex.ks.db(ex.db);
         if let Some(e) = db.get(k, now, st) {
             st.hits += 1;
@@ -1270,7 +1270,7 @@ fn setop(ex: &mut Exec, a: &[Bytes], op: SetOp, dst: bool, card: bool) {
         }
     }
 
-    let now = ex.now;
+    let now = ex.cut;
     let (db, _) = ex.ks.db(ex.db);
     let db = &*db;
     let mut srcs: Vec<(Src, f64, &[u8])> = keys

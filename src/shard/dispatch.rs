@@ -425,8 +425,22 @@ pub fn apply_op(shard: &Shard, op: Op) -> OpReply {
 }
 
 fn apply_op_inner(shard: &Shard, op: Op) -> OpReply {
-    let now = now_ms();
     let mut ks = shard.ks.borrow_mut();
+    // A write's lookups find every key live on a replica; reads there see
+    // expired keys missing without deleting them (`cmd::expiry_cut`).
+    // `Take` fetches for a command that runs on a scratch copy, whose own
+    // lookups then decide.
+    let write = matches!(
+        op,
+        Op::MSet { .. }
+            | Op::Take { .. }
+            | Op::Put { .. }
+            | Op::Count {
+                kind: CountKind::Del | CountKind::Purge | CountKind::Probe,
+                ..
+            }
+    );
+    let now = cmd::expiry_cut(shard, &mut ks, write, now_ms());
     match op {
         Op::MGet { db, keys } => {
             let (d, st) = ks.db(db as usize);
@@ -998,7 +1012,7 @@ async fn exec_scratch(
         ks.stats.misses += scratch.stats.misses;
     }
     if spec.is_write() && !blocked {
-        let now = now_ms();
+        let now = cmd::expiry_cut(shard, &mut scratch, true, now_ms());
         for (d, k, old) in before {
             let new = scratch.dbs[d as usize].peek(&k, now).cloned();
             if new == old {

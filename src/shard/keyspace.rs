@@ -124,6 +124,11 @@ pub struct KeyspaceStats {
     pub notify_expired: bool,
     /// Some db's `expired_notes` is not empty.
     pub notes_pending: bool,
+    /// This server is a replica: a key whose TTL passed reads as missing
+    /// but is not deleted; its master decides and sends the DEL (Redis
+    /// 7.0's `expireIfNeeded` with `masterhost` set). Role, not a
+    /// statistic; set before each command runs (`cmd::expiry_cut`).
+    pub hide_expired: bool,
 }
 
 impl KeyspaceStats {
@@ -134,6 +139,7 @@ impl KeyspaceStats {
             dels_pending: self.dels_pending,
             notify_expired: self.notify_expired,
             notes_pending: self.notes_pending,
+            hide_expired: self.hide_expired,
             ..Default::default()
         };
     }
@@ -152,11 +158,17 @@ impl Db {
         self.expires.len()
     }
 
-    /// Looks a key up, deleting it first if its TTL has passed (lazy expiry).
+    /// Looks a key up, deleting it first if its TTL passed by `now` (lazy
+    /// expiry; on a replica it only reads as missing, see
+    /// [`KeyspaceStats::hide_expired`]). `now` 0 finds every key live.
     pub fn get(&mut self, key: &[u8], now: u64, stats: &mut KeyspaceStats) -> Option<&mut Entry> {
         let loc = self.map.locate(key)?;
+        let expired = self.map.at(loc).expired(now);
+        if expired && stats.hide_expired {
+            return None;
+        }
         self.snap_before(key);
-        if self.map.at(loc).expired(now) {
+        if expired {
             self.remove(key);
             stats.expired += 1;
             self.log_expired(key, stats);
@@ -234,7 +246,9 @@ impl Db {
         self.expires = Table::default();
     }
 
-    /// A uniformly random live key, if any (expired picks are reaped).
+    /// A uniformly random live key, if any (expired picks are reaped; on a
+    /// replica skipped, and after 100 of them one is returned anyway, as
+    /// Redis's dbRandomKey does when every key may be logically expired).
     pub fn random_key(&mut self, now: u64, stats: &mut KeyspaceStats) -> Option<Bytes> {
         for _ in 0..100 {
             if self.map.is_empty() {
@@ -243,6 +257,9 @@ impl Db {
             let (k, e) = self.map.random()?;
             if !e.expired(now) {
                 return Some(Bytes::copy_from_slice(k.as_bytes()));
+            }
+            if stats.hide_expired {
+                continue;
             }
             let k = k.clone();
             self.remove(k.as_bytes());
