@@ -142,19 +142,28 @@ const ARENA_PREFETCH: usize = 1024;
 /// prefetch (even with a 16 KiB backlog, so it is not the backlog's size
 /// that makes the lines cold). Prefetching them at the batch's start
 /// overlaps the misses with parsing and running the batch's commands.
+/// `prefetchw` asks for the lines in exclusive state, as the stores will
+/// need them: ahead of `prefetcht0` in 9 of 11 alternating pairs, by about
+/// 1.5 % of master ops/CPU-s with a replica (SET -P 16). CPUs without it
+/// run the opcode as a no-op.
 fn prefetch_arena(shard: &Shard) {
     arena_room(shard);
     let mut arena = shard.enc_arena.borrow_mut();
     #[cfg(target_arch = "x86_64")]
     {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
         let spare = arena.spare_capacity_mut();
-        let p = spare.as_ptr().cast::<i8>();
+        let p = spare.as_ptr().cast::<u8>();
         for at in (0..ARENA_PREFETCH.min(spare.len())).step_by(64) {
-            // SAFETY: a prefetch is a hint: it never faults and reads
-            // nothing the program sees; `at` stays inside the spare
-            // capacity anyway. SSE is baseline x86_64.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(at)) };
+            // SAFETY: a prefetch is a hint: it never faults, reads nothing
+            // the program sees and writes nothing; `at` stays inside the
+            // spare capacity anyway.
+            unsafe {
+                std::arch::asm!(
+                    "prefetchw [{0}]",
+                    in(reg) p.wrapping_add(at),
+                    options(nostack, readonly, preserves_flags)
+                );
+            }
         }
     }
 }
