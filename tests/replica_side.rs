@@ -2573,3 +2573,74 @@ fn a_replica_leaves_expiry_to_its_master() {
         assert_same_dataset(master.port, replica.port, &[0]);
     });
 }
+
+/// `replica-serve-stale-data no`: while its link to the master is down, a
+/// replica answers data commands, PING and DBSIZE with MASTERDOWN (inside
+/// MULTI too, where EXEC then aborts), and still answers INFO, ROLE, ECHO
+/// and CONFIG; writes stay READONLY. Switched back to yes it serves the
+/// stale data; once the link is up again it serves reads. The master is
+/// stopped (SIGSTOP) and the link killed, so the replica cannot reconnect
+/// until the master resumes.
+#[test]
+fn a_replica_refuses_stale_reads_when_told_to() {
+    rounds("shards", &[1usize, 2], |shards| {
+        let master = stock_master();
+        let replica = start_with(shards, &["--replica-serve-stale-data", "no"]);
+        replicaof(&replica, master.port, "REPLICAOF");
+        wait_link_up(&replica, master.port, SYNC_TIMEOUT);
+        ok(&master, &["SET", "k", "v"]);
+        wait_in_sync(&master, &replica);
+        let rc = |args: &[&str]| RawConn::connect(replica.port).cmds(args);
+        assert_eq!(rc(&["GET", "k"]), Resp::Bulk(b"v".to_vec()));
+
+        send_signal(master.pid(), libc::SIGSTOP);
+        rc(&["CLIENT", "KILL", "TYPE", "master"]);
+        wait_for("the replica's link to go down", SYNC_TIMEOUT, || {
+            let s = info_value(&repl_info(replica.port), "master_link_status");
+            (s.as_deref() == Some("down"))
+                .then_some(())
+                .ok_or(format!("master_link_status {s:?}"))
+        });
+        let masterdown = Resp::Error(
+            b"MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'."
+                .to_vec(),
+        );
+        for c in [
+            &["GET", "k"][..],
+            &["MGET", "k", "x", "y"],
+            &["EXISTS", "k"],
+            &["DBSIZE"],
+            &["PING"],
+        ] {
+            assert_eq!(rc(c), masterdown, "{c:?}");
+        }
+        assert_eq!(
+            rc(&["SET", "k", "w"]),
+            Resp::Error(b"READONLY You can't write against a read only replica.".to_vec())
+        );
+        assert_eq!(rc(&["ECHO", "e"]), Resp::Bulk(b"e".to_vec()));
+        assert_eq!(rc(&["ROLE"]).array()[0], Resp::Bulk(b"slave".to_vec()));
+        let mut m = RawConn::connect(replica.port);
+        assert_eq!(m.cmds(&["MULTI"]), Resp::Simple(b"OK".to_vec()));
+        assert_eq!(m.cmds(&["GET", "k"]), masterdown);
+        match m.cmds(&["EXEC"]) {
+            Resp::Error(e) => assert!(e.starts_with(b"EXECABORT"), "{}", esc(&e)),
+            other => panic!("EXEC after a refused GET answered {other:?}"),
+        }
+        ok(
+            &replica,
+            &["CONFIG", "SET", "replica-serve-stale-data", "yes"],
+        );
+        assert_eq!(rc(&["GET", "k"]), Resp::Bulk(b"v".to_vec()));
+        ok(
+            &replica,
+            &["CONFIG", "SET", "replica-serve-stale-data", "no"],
+        );
+        assert_eq!(rc(&["GET", "k"]), masterdown);
+
+        send_signal(master.pid(), libc::SIGCONT);
+        wait_link_up(&replica, master.port, SYNC_TIMEOUT);
+        assert_eq!(rc(&["GET", "k"]), Resp::Bulk(b"v".to_vec()));
+        assert_eq!(rc(&["PING"]), Resp::Simple(b"PONG".to_vec()));
+    });
+}

@@ -54,6 +54,10 @@ pub fn queue(shard: &Shard, client: &mut ClientState, args: &[Bytes], out: &mut 
             client.multi_dirty = true;
             r.error(super::repl::READONLY);
         }
+        Lookup::Found(spec) if super::repl::stale_refused(shard, client, spec, args) => {
+            client.multi_dirty = true;
+            r.error(super::repl::MASTERDOWN);
+        }
         Lookup::Found(spec) if spec.flags.contains(&"no_multi") => {
             client.multi_dirty = true;
             r.error("ERR Command not allowed inside a transaction");
@@ -201,6 +205,17 @@ pub async fn exec(shard: &Rc<Shard>, client: &mut ClientState, out: &mut BytesMu
         return Reply::new(out, client.proto).error(
             "EXECABORT Transaction discarded because of previous errors: READONLY You can't write against a read only replica.",
         );
+    }
+    // Queued while the link was up, which has gone down since.
+    let stale = queue.iter().any(|args| {
+        matches!(lookup(args), Lookup::Found(spec) if super::repl::stale_refused(shard, client, spec, args))
+    });
+    if stale {
+        unwatch_all(shard, None, client.id, watching).await;
+        return Reply::new(out, client.proto).error(&format!(
+            "EXECABORT Transaction discarded because of: {}",
+            super::repl::MASTERDOWN
+        ));
     }
     let n = shard.nshards();
     let mut needed = Vec::new();

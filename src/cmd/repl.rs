@@ -80,6 +80,60 @@ pub fn readonly_refused(shard: &Shard, client: &super::ClientState, spec: &CmdSp
         && shard.read_only.get()
 }
 
+pub const MASTERDOWN: &str =
+    "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.";
+
+/// Whether a client's command must be refused with [`MASTERDOWN`]: we are
+/// a replica whose link to its master is not up (connecting, syncing or
+/// lost), `replica-serve-stale-data` is no, and the command is not one
+/// Redis 7.0 flags `stale` ([`allowed_stale`]). The guard against serving
+/// stale data while the master is out of reach: reads, PING and DBSIZE
+/// answer MASTERDOWN; INFO, ROLE, REPLICAOF, CONFIG and the like work.
+pub fn stale_refused(
+    shard: &Shard,
+    client: &super::ClientState,
+    spec: &CmdSpec,
+    args: &[Bytes],
+) -> bool {
+    shard.shared.repl.is_replica.load(Ordering::Relaxed)
+        && !shard.serve_stale.get()
+        && !client.repl.is_master
+        && !allowed_stale(spec, args)
+        && !master_link_up(shard)
+}
+
+/// The replica's link to its master is up (synced and streaming).
+pub fn master_link_up(shard: &Shard) -> bool {
+    crate::repl::lock(&shard.shared.repl.master)
+        .as_ref()
+        .is_some_and(|m| m.link_up)
+}
+
+/// Commands Redis 7.0 flags `stale` (runs while a replica's link is down
+/// with `replica-serve-stale-data no`), by name and, for containers, by
+/// subcommand.
+pub fn allowed_stale(spec: &CmdSpec, args: &[Bytes]) -> bool {
+    let sub = |names: &[&str]| {
+        args.get(1)
+            .is_some_and(|s| names.iter().any(|n| eq_ic(s, n)))
+    };
+    match spec.name {
+        "auth" | "debug" | "discard" | "echo" | "eval" | "eval_ro" | "evalsha" | "evalsha_ro"
+        | "exec" | "failover" | "fcall" | "fcall_ro" | "hello" | "info" | "lastsave"
+        | "monitor" | "multi" | "psubscribe" | "publish" | "punsubscribe" | "quit" | "readonly"
+        | "readwrite" | "replconf" | "replicaof" | "reset" | "role" | "select" | "shutdown"
+        | "slaveof" | "spublish" | "ssubscribe" | "subscribe" | "sunsubscribe" | "time"
+        | "unsubscribe" | "unwatch" | "watch" => true,
+        // Every subcommand of these.
+        "acl" | "client" | "cluster" | "command" | "config" | "latency" | "pubsub" | "slowlog" => {
+            true
+        }
+        "script" => sub(&["load", "help"]),
+        "function" | "memory" | "module" | "object" | "xgroup" | "xinfo" => sub(&["help"]),
+        _ => false,
+    }
+}
+
 /// REPLICAOF host port | NO ONE.
 pub fn replicaof(shard: &std::rc::Rc<Shard>, r: &mut Reply<'_>, a: &[Bytes]) {
     if eq_ic(&a[1], "no") && eq_ic(&a[2], "one") {

@@ -1430,6 +1430,10 @@ fn run_fast(
             Reply::new(&mut conn.wbuf, conn.client.proto).error(cmd::repl::READONLY);
             continue;
         }
+        if cmd::repl::stale_refused(shard, &conn.client, spec, &args) {
+            Reply::new(&mut conn.wbuf, conn.client.proto).error(cmd::repl::MASTERDOWN);
+            continue;
+        }
         match cmd::route(spec, &args, shard.id, n) {
             _ if crate::shard::blocking::timeout_index(spec.name, args.len()).is_some() => {
                 slow = Some(vec![args])

@@ -108,6 +108,10 @@ pub async fn run_batch(
             slots[i] = error_bytes(cmd::repl::READONLY);
             continue;
         }
+        if cmd::repl::stale_refused(&shard, &client, spec, &args) {
+            slots[i] = error_bytes(cmd::repl::MASTERDOWN);
+            continue;
+        }
         match cmd::route(spec, &args, shard.id, n) {
             // Blocking pops wait in their own barrier step.
             _ if super::blocking::timeout_index(spec.name, args.len()).is_some()

@@ -497,6 +497,8 @@ pub struct Shard {
     pub staging: RefCell<Option<Keyspace>>,
     /// `replica-read-only`.
     pub read_only: Cell<bool>,
+    /// `replica-serve-stale-data`.
+    pub serve_stale: Cell<bool>,
     /// Where this shard encodes its replication stream entries.
     pub enc_arena: RefCell<BytesMut>,
     /// A replication batch is open (`repl::master::batch_begin`).
@@ -554,6 +556,7 @@ impl Shard {
             snap_progress: RefCell::new(None),
             staging: RefCell::new(None),
             read_only: Cell::new(true),
+            serve_stale: Cell::new(true),
             enc_arena: RefCell::new(BytesMut::new()),
             repl_batching: Cell::new(false),
             repl_pending_db: Cell::new(None),
@@ -625,6 +628,8 @@ impl Shard {
         self.backlog_cap.set(backlog / self.shared.nshards as u64);
         self.read_only
             .set(c.get_bool("replica-read-only").unwrap_or(true));
+        self.serve_stale
+            .set(c.get_bool("replica-serve-stale-data").unwrap_or(true));
         self.shared.repl.min_to_write.store(
             c.get_int("min-replicas-to-write").unwrap_or(0) as u64,
             Ordering::Relaxed,
