@@ -2485,6 +2485,7 @@ fn stream_offsets_getack_and_inline() {
 /// - a client reading a key whose TTL passed finds it missing (GET, EXISTS,
 ///   TTL, KEYS, SCAN, MGET across shards), but the key stays (DBSIZE, no
 ///   `expired_keys`) until the master's DEL arrives;
+/// - a writable replica's clients find them missing for writes too;
 /// - the master's writes find every key live, so they apply as they did
 ///   on the master: a PERSIST, an APPEND and a SUNIONSTORE that the
 ///   master ran just before the TTL passed, and that the replica applies
@@ -2543,6 +2544,20 @@ fn a_replica_leaves_expiry_to_its_master() {
         assert_eq!(mc(&["GET", "gone:a"]), Resp::NilBulk);
         wait_in_sync(&master, &replica);
         assert_eq!(rc(&["DBSIZE"]), Resp::Int(3));
+        // A writable replica's own clients find expired keys missing when
+        // they write too (Redis deletes them first); the master's DELs
+        // then clobber what they wrote, as on Redis.
+        ok(&replica, &["CONFIG", "SET", "replica-read-only", "no"]);
+        assert_eq!(
+            rc(&["SET", "gone:b", "mine", "NX"]),
+            Resp::Simple(b"OK".to_vec())
+        );
+        assert_eq!(rc(&["INCR", "gone:c"]), Resp::Int(1));
+        ok(&replica, &["CONFIG", "SET", "replica-read-only", "yes"]);
+        assert_eq!(mc(&["GET", "gone:b"]), Resp::NilBulk);
+        assert_eq!(mc(&["GET", "gone:c"]), Resp::NilBulk);
+        wait_in_sync(&master, &replica);
+        assert_eq!(rc(&["DBSIZE"]), Resp::Int(1));
 
         // The master's writes land on keys the replica's clock has expired.
         ok(&master, &["SET", "kept", "v", "PX", "400"]);

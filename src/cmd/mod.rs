@@ -624,17 +624,19 @@ pub fn exec_in(
 /// writes find every key live, so they apply as they did on the master
 /// (cut 0), and a client's read finds an expired key missing but leaves
 /// it in place ([`KeyspaceStats::hide_expired`], set here). A read-only
-/// replica runs no writes but its master's, so a write is taken for one.
+/// replica runs no writes but its master's, so a write is taken for one;
+/// a writable one takes the writes run while its link applies a batch
+/// of the master's stream (`Repl::applying`) for the master's, and its
+/// clients' other writes, like their reads, find expired keys missing.
 ///
 /// [`KeyspaceStats::hide_expired`]: crate::shard::keyspace::KeyspaceStats::hide_expired
 pub fn expiry_cut(shard: &Shard, ks: &mut Keyspace, write: bool, now: u64) -> u64 {
-    let replica = shard
-        .shared
-        .repl
-        .is_replica
-        .load(std::sync::atomic::Ordering::Relaxed);
+    use std::sync::atomic::Ordering::Relaxed;
+    let repl = &shard.shared.repl;
+    let replica = repl.is_replica.load(Relaxed);
     ks.stats.hide_expired = replica;
-    if replica && write { 0 } else { now }
+    let masters = write && (shard.read_only.get() || repl.applying.load(Relaxed));
+    if replica && masters { 0 } else { now }
 }
 
 /// Unsubcommand error in Redis's words.
