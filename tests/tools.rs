@@ -241,3 +241,42 @@ fn redis_benchmark_default_suite_runs_clean() {
         ],
     );
 }
+
+/// `COMMAND` describes every command tether implements as stock Redis 7.0
+/// does: name, arity, flags and key positions (the first six fields,
+/// which clients and tools read to route and classify commands). The
+/// containers MEMORY, OBJECT and PUBSUB are left out: Redis gives their
+/// key positions per subcommand, tether keeps the one its routing uses.
+#[test]
+fn command_table_matches_stock_redis() {
+    let tether = Server::tether(1);
+    let redis = Server::stock_redis();
+    let rows = |s: &Server| -> Vec<common::Resp> { s.raw().cmds(&["COMMAND"]).array().to_vec() };
+    let theirs: std::collections::HashMap<String, Vec<common::Resp>> = rows(&redis)
+        .into_iter()
+        .map(|r| (r.array()[0].as_str(), r.array()[..6].to_vec()))
+        .collect();
+    let ours = rows(&tether);
+    assert!(ours.len() > 150, "tether lists {} commands", ours.len());
+    let mut diffs = Vec::new();
+    for row in &ours {
+        let name = row.array()[0].as_str();
+        if ["memory", "object", "pubsub"].contains(&name.as_str()) {
+            continue;
+        }
+        match theirs.get(&name) {
+            None => diffs.push(format!("{name}: not a Redis 7.0 command")),
+            Some(want) if want[..] != row.array()[..6] => diffs.push(format!(
+                "{name}: tether {:?}, redis {:?}",
+                &row.array()[..6],
+                want
+            )),
+            Some(_) => {}
+        }
+    }
+    assert!(
+        diffs.is_empty(),
+        "COMMAND rows differ:\n{}",
+        diffs.join("\n")
+    );
+}

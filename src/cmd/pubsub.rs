@@ -282,7 +282,7 @@ macro_rules! conn {
         CmdSpec {
             name: $name,
             arity: $arity,
-            flags: &["pubsub"],
+            flags: &["pubsub", "noscript", "loading", "stale"],
             first_key: 0,
             last_key: 0,
             step: 0,
@@ -300,7 +300,7 @@ pub static COMMANDS: &[CmdSpec] = &[
     CmdSpec {
         name: "publish",
         arity: 3,
-        flags: &["pubsub", "fast"],
+        flags: &["pubsub", "loading", "stale", "fast"],
         first_key: 0,
         last_key: 0,
         step: 0,

@@ -45,12 +45,22 @@ macro_rules! row {
 }
 
 pub static COMMANDS: &[CmdSpec] = &[
-    row!("sync", 1, &["admin", "noscript"], Kind::Conn(sync)),
-    row!("psync", -3, &["admin", "noscript"], Kind::Conn(psync)),
+    row!(
+        "sync",
+        1,
+        &["admin", "noscript", "no_async_loading", "no_multi"],
+        Kind::Conn(sync)
+    ),
+    row!(
+        "psync",
+        -3,
+        &["admin", "noscript", "no_async_loading", "no_multi"],
+        Kind::Conn(psync)
+    ),
     row!(
         "replconf",
         -1,
-        &["admin", "noscript", "loading", "stale"],
+        &["admin", "noscript", "loading", "stale", "allow_busy"],
         Kind::Conn(replconf)
     ),
     row!("wait", 3, &["noscript"], Kind::Global),
@@ -63,10 +73,15 @@ pub static COMMANDS: &[CmdSpec] = &[
     row!(
         "replicaof",
         3,
-        &["admin", "noscript", "stale"],
+        &["admin", "noscript", "stale", "no_async_loading"],
         Kind::Global
     ),
-    row!("slaveof", 3, &["admin", "noscript", "stale"], Kind::Global),
+    row!(
+        "slaveof",
+        3,
+        &["admin", "noscript", "stale", "no_async_loading"],
+        Kind::Global
+    ),
 ];
 
 pub const READONLY: &str = "READONLY You can't write against a read only replica.";
@@ -110,27 +125,22 @@ pub fn master_link_up(shard: &Shard) -> bool {
 }
 
 /// Commands Redis 7.0 flags `stale` (runs while a replica's link is down
-/// with `replica-serve-stale-data no`), by name and, for containers, by
-/// subcommand.
+/// with `replica-serve-stale-data no`): the spec's own flag (COMMAND shows
+/// Redis's), and for containers, whose subcommands Redis flags one by one,
+/// by subcommand.
 pub fn allowed_stale(spec: &CmdSpec, args: &[Bytes]) -> bool {
     let sub = |names: &[&str]| {
         args.get(1)
             .is_some_and(|s| names.iter().any(|n| eq_ic(s, n)))
     };
     match spec.name {
-        "auth" | "debug" | "discard" | "echo" | "eval" | "eval_ro" | "evalsha" | "evalsha_ro"
-        | "exec" | "failover" | "fcall" | "fcall_ro" | "hello" | "info" | "lastsave"
-        | "monitor" | "multi" | "psubscribe" | "publish" | "punsubscribe" | "quit" | "readonly"
-        | "readwrite" | "replconf" | "replicaof" | "reset" | "role" | "select" | "shutdown"
-        | "slaveof" | "spublish" | "ssubscribe" | "subscribe" | "sunsubscribe" | "time"
-        | "unsubscribe" | "unwatch" | "watch" => true,
         // Every subcommand of these.
         "acl" | "client" | "cluster" | "command" | "config" | "latency" | "pubsub" | "slowlog" => {
             true
         }
         "script" => sub(&["load", "help"]),
         "function" | "memory" | "module" | "object" | "xgroup" | "xinfo" => sub(&["help"]),
-        _ => false,
+        _ => spec.flags.contains(&"stale"),
     }
 }
 

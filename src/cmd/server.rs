@@ -49,7 +49,7 @@ pub static COMMANDS: &[CmdSpec] = &[
     CmdSpec {
         name: "echo",
         arity: 2,
-        flags: &["fast"],
+        flags: &["loading", "stale", "fast"],
         first_key: 0,
         last_key: 0,
         step: 0,
@@ -59,7 +59,7 @@ pub static COMMANDS: &[CmdSpec] = &[
     CmdSpec {
         name: "time",
         arity: 1,
-        flags: &["fast"],
+        flags: &["loading", "stale", "fast"],
         first_key: 0,
         last_key: 0,
         step: 0,
@@ -89,7 +89,7 @@ pub static COMMANDS: &[CmdSpec] = &[
     CmdSpec {
         name: "select",
         arity: 2,
-        flags: &["fast"],
+        flags: &["loading", "stale", "fast"],
         first_key: 0,
         last_key: 0,
         step: 0,
@@ -99,7 +99,14 @@ pub static COMMANDS: &[CmdSpec] = &[
     CmdSpec {
         name: "quit",
         arity: -1,
-        flags: &["fast"],
+        flags: &[
+            "noscript",
+            "loading",
+            "stale",
+            "fast",
+            "no_auth",
+            "allow_busy",
+        ],
         first_key: 0,
         last_key: 0,
         step: 0,
@@ -113,11 +120,11 @@ pub static COMMANDS: &[CmdSpec] = &[
     global!("keys", 2, &["readonly"]),
     global!("scan", -2, &["readonly"]),
     global!("randomkey", 1, &["readonly"]),
-    global!("info", -1, &[]),
+    global!("info", -1, &["loading", "stale"]),
     global!("client", -2, &[]),
     global!("config", -2, &[]),
-    global!("command", -1, &[]),
-    global!("debug", -2, &[]),
+    global!("command", -1, &["loading", "stale"]),
+    global!("debug", -2, &["admin", "noscript", "loading", "stale"]),
     global!(
         "shutdown",
         -1,
@@ -136,16 +143,56 @@ pub static COMMANDS: &[CmdSpec] = &[
         &["admin", "noscript", "no_async_loading", "no_multi"]
     ),
     global!("bgsave", -1, &["admin", "noscript", "no_async_loading"]),
-    global!("hello", -1, &["fast"]),
-    global!("reset", 1, &["fast"]),
-    global!("exec", 1, &[]),
-    global!("discard", 1, &["fast"]),
-    global!("watch", -2, &["fast"]),
-    global!("unwatch", 1, &["fast"]),
+    global!(
+        "hello",
+        -1,
+        &[
+            "noscript",
+            "loading",
+            "stale",
+            "fast",
+            "no_auth",
+            "allow_busy"
+        ]
+    ),
+    global!(
+        "reset",
+        1,
+        &[
+            "noscript",
+            "loading",
+            "stale",
+            "fast",
+            "no_auth",
+            "allow_busy"
+        ]
+    ),
+    global!("exec", 1, &["noscript", "loading", "stale", "skip_slowlog"]),
+    global!(
+        "discard",
+        1,
+        &["noscript", "loading", "stale", "fast", "allow_busy"]
+    ),
+    // Keys 1..: as COMMAND shows them; WATCH itself runs as a global command.
+    CmdSpec {
+        name: "watch",
+        arity: -2,
+        flags: &["noscript", "loading", "stale", "fast", "allow_busy"],
+        first_key: 1,
+        last_key: -1,
+        step: 1,
+        numkeys: 0,
+        kind: Kind::Global,
+    },
+    global!(
+        "unwatch",
+        1,
+        &["noscript", "loading", "stale", "fast", "allow_busy"]
+    ),
     CmdSpec {
         name: "multi",
         arity: 1,
-        flags: &["fast"],
+        flags: &["noscript", "loading", "stale", "fast", "allow_busy"],
         first_key: 0,
         last_key: 0,
         step: 0,

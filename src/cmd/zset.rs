@@ -28,7 +28,11 @@ const WRF: &[&str] = &["write", "fast"];
 const WR: &[&str] = &["write"];
 const RF: &[&str] = &["readonly", "fast"];
 const R: &[&str] = &["readonly"];
-const WB: &[&str] = &["write", "noscript", "blocking"];
+const WBF: &[&str] = &["write", "noscript", "blocking", "fast"];
+const WBM: &[&str] = &["write", "blocking", "movablekeys"];
+const WM: &[&str] = &["write", "denyoom", "movablekeys"];
+const WRM: &[&str] = &["write", "movablekeys"];
+const RM: &[&str] = &["readonly", "movablekeys"];
 
 pub static COMMANDS: &[CmdSpec] = &[
     keyed!("zadd", -4, WF, 1, 1, 1, zadd),
@@ -53,19 +57,19 @@ pub static COMMANDS: &[CmdSpec] = &[
     keyed!("zremrangebylex", 4, WR, 1, 1, 1, zremrangebylex),
     keyed!("zpopmin", -2, WRF, 1, 1, 1, zpopmin),
     keyed!("zpopmax", -2, WRF, 1, 1, 1, zpopmax),
-    keyed!("bzpopmin", -3, WB, 1, -2, 1, bzpopmin, Multi::Scratch),
-    keyed!("bzpopmax", -3, WB, 1, -2, 1, bzpopmax, Multi::Scratch),
-    keyed!(numkeys 1; "zmpop", -4, WR, 0, 0, 0, zmpop, Multi::Scratch),
-    keyed!(numkeys 2; "bzmpop", -5, WB, 0, 0, 0, bzmpop, Multi::Scratch),
+    keyed!("bzpopmin", -3, WBF, 1, -2, 1, bzpopmin, Multi::Scratch),
+    keyed!("bzpopmax", -3, WBF, 1, -2, 1, bzpopmax, Multi::Scratch),
+    keyed!(numkeys 1; "zmpop", -4, WRM, 0, 0, 0, zmpop, Multi::Scratch),
+    keyed!(numkeys 2; "bzmpop", -5, WBM, 0, 0, 0, bzmpop, Multi::Scratch),
     keyed!("zrandmember", -2, R, 1, 1, 1, zrandmember),
     keyed!("zscan", -3, R, 1, 1, 1, zscan),
-    keyed!(numkeys 2; "zunionstore", -4, W, 1, 1, 1, zunionstore, Multi::Scratch),
-    keyed!(numkeys 2; "zinterstore", -4, W, 1, 1, 1, zinterstore, Multi::Scratch),
-    keyed!(numkeys 2; "zdiffstore", -4, W, 1, 1, 1, zdiffstore, Multi::Scratch),
-    keyed!(numkeys 1; "zunion", -3, R, 0, 0, 0, zunion, Multi::Scratch),
-    keyed!(numkeys 1; "zinter", -3, R, 0, 0, 0, zinter, Multi::Scratch),
-    keyed!(numkeys 1; "zdiff", -3, R, 0, 0, 0, zdiff, Multi::Scratch),
-    keyed!(numkeys 1; "zintercard", -3, R, 0, 0, 0, zintercard, Multi::Scratch),
+    keyed!(numkeys 2; "zunionstore", -4, WM, 1, 1, 1, zunionstore, Multi::Scratch),
+    keyed!(numkeys 2; "zinterstore", -4, WM, 1, 1, 1, zinterstore, Multi::Scratch),
+    keyed!(numkeys 2; "zdiffstore", -4, WM, 1, 1, 1, zdiffstore, Multi::Scratch),
+    keyed!(numkeys 1; "zunion", -3, RM, 0, 0, 0, zunion, Multi::Scratch),
+    keyed!(numkeys 1; "zinter", -3, RM, 0, 0, 0, zinter, Multi::Scratch),
+    keyed!(numkeys 1; "zdiff", -3, RM, 0, 0, 0, zdiff, Multi::Scratch),
+    keyed!(numkeys 1; "zintercard", -3, RM, 0, 0, 0, zintercard, Multi::Scratch),
 ];
 
 /// Redis's `zset-max-listpack-entries` / `-value` defaults.
