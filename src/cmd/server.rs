@@ -20,6 +20,17 @@ use crate::shard::{Op, OpReply, Shard};
 
 const VERSION: &str = "7.0.15";
 
+/// Flags of the connection-state commands anyone may send at any time
+/// (HELLO, RESET, QUIT), as Redis 7.0 lists them.
+const SESSION: &[&str] = &[
+    "noscript",
+    "loading",
+    "stale",
+    "fast",
+    "no_auth",
+    "allow_busy",
+];
+
 macro_rules! global {
     ($name:expr, $arity:expr, $flags:expr) => {
         CmdSpec {
@@ -99,14 +110,7 @@ pub static COMMANDS: &[CmdSpec] = &[
     CmdSpec {
         name: "quit",
         arity: -1,
-        flags: &[
-            "noscript",
-            "loading",
-            "stale",
-            "fast",
-            "no_auth",
-            "allow_busy",
-        ],
+        flags: SESSION,
         first_key: 0,
         last_key: 0,
         step: 0,
@@ -143,30 +147,8 @@ pub static COMMANDS: &[CmdSpec] = &[
         &["admin", "noscript", "no_async_loading", "no_multi"]
     ),
     global!("bgsave", -1, &["admin", "noscript", "no_async_loading"]),
-    global!(
-        "hello",
-        -1,
-        &[
-            "noscript",
-            "loading",
-            "stale",
-            "fast",
-            "no_auth",
-            "allow_busy"
-        ]
-    ),
-    global!(
-        "reset",
-        1,
-        &[
-            "noscript",
-            "loading",
-            "stale",
-            "fast",
-            "no_auth",
-            "allow_busy"
-        ]
-    ),
+    global!("hello", -1, SESSION),
+    global!("reset", 1, SESSION),
     global!("exec", 1, &["noscript", "loading", "stale", "skip_slowlog"]),
     global!(
         "discard",
