@@ -551,6 +551,11 @@ pub async fn serve(shard: Rc<Shard>, listeners: Vec<RawFd>) {
             return;
         }
     };
+    // Replies queued so far may leave before the turn ends: the writes
+    // they answer must be in the replication stream first
+    // (`repl::master::batch_begin`).
+    let me = shard.clone();
+    ring.before_early_submit(move || crate::repl::master::seal(&me));
     // The eventfd the ring signals when completions are pending; a watcher
     // task reads it through glommio's reactor and wakes the driver.
     // SAFETY: plain eventfd creation.

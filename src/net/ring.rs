@@ -117,6 +117,9 @@ pub struct Ring {
     ring: IoUring,
     bufs: BufRing,
     dirty_bufs: bool,
+    /// Runs before a full submission queue is submitted in the middle of a
+    /// turn (see [`Ring::before_early_submit`]).
+    early_submit: Option<Box<dyn FnMut()>>,
 }
 
 /// A completion, copied out of the ring.
@@ -156,6 +159,7 @@ impl Ring {
             ring,
             bufs,
             dirty_bufs: false,
+            early_submit: None,
         })
     }
 
@@ -163,11 +167,21 @@ impl Ring {
         self.ring.submitter().register_eventfd(fd)
     }
 
+    /// Sets what must happen before entries queued so far reach the kernel
+    /// early: a turn's sends normally go out at its end, but a full
+    /// submission queue is submitted when the next entry is pushed.
+    pub fn before_early_submit(&mut self, f: impl FnMut() + 'static) {
+        self.early_submit = Some(Box::new(f));
+    }
+
     fn push(&mut self, e: squeue::Entry) {
         // SAFETY: every buffer an entry points to outlives its completion
         // (send buffers are kept in the connection until then).
         unsafe {
             while self.ring.submission().push(&e).is_err() {
+                if let Some(f) = self.early_submit.as_mut() {
+                    f();
+                }
                 self.ring
                     .submit()
                     .expect("io_uring submit failed while draining a full SQ");

@@ -74,7 +74,9 @@ pub fn emit(shard: &Shard, db: u16, args: &[Bytes]) {
 /// (`Driver::process_dirty`). That is safe because nothing outside this
 /// shard can observe those writes before they are sequenced: the turn is
 /// synchronous, and its writes leave the shard only
-/// - in replies to local clients, sent after the turn ([`batch_end`]);
+/// - in replies to local clients, sent after the turn ([`batch_end`]),
+///   or earlier when the ring's submission queue fills up, which [`seal`]s
+///   first (`Ring::before_early_submit`);
 /// - in messages to other shards (a remote part of a pipeline, a
 ///   PUBLISH, keyspace events), which [`seal`] first (`Shard::post`), so
 ///   a write that caused a message is in the stream before anything the
