@@ -234,8 +234,10 @@ async fn collect_parts(shard: &Rc<Shard>, tx: &Tx) -> Vec<Vec<u8>> {
 }
 
 /// This shard's keys as RDB sections (`SELECTDB` + `RESIZEDB` + entries per
-/// non-empty database). Keys already expired are left out. Runs on the
-/// owning shard (the `Op::RdbPart` handler) under the transaction lock.
+/// non-empty database). Keys whose TTL passed are written too, as Redis
+/// 7.0 writes them: the loader decides (a master drops them, a replica
+/// keeps them for its master's DEL). Runs on the owning shard (the
+/// `Op::RdbPart` handler) under the transaction lock.
 pub fn serialize_part(shard: &Shard) -> Vec<u8> {
     let opts = WriteOptions {
         compress: shard
@@ -244,7 +246,6 @@ pub fn serialize_part(shard: &Shard) -> Vec<u8> {
             .get_bool("rdbcompression")
             .unwrap_or(true),
     };
-    let now = now_ms();
     let ks = shard.ks.borrow();
     let mut out = Vec::new();
     for (i, db) in ks.dbs.iter().enumerate() {
@@ -253,9 +254,6 @@ pub fn serialize_part(shard: &Shard) -> Vec<u8> {
         }
         write_select_db(&mut out, i as u64, db.len() as u64, db.expires_len() as u64);
         for (k, e) in db.iter() {
-            if e.expire_at != 0 && e.expire_at <= now {
-                continue;
-            }
             write_entry_with(&mut out, k, e, opts);
         }
     }
@@ -664,9 +662,10 @@ pub async fn debug_reload(shard: &Rc<Shard>, a: &[Bytes], in_exec: bool, r: &mut
     }
     let path = dir.join(&name);
     let (nshards, databases) = (shard.nshards(), shard.databases);
+    let replica = shard.shared.repl.is_replica.load(Ordering::Relaxed);
     let loaded = off_executor("rdb-loader", move || {
         let f = File::open(&path).map_err(|e| format!("{}: {}", path.display(), os_error(&e)))?;
-        load_stream(f, nshards, databases, now_ms())
+        load_stream(f, nshards, databases, load_cut(replica))
     })
     .await;
     let loaded = match loaded {
@@ -887,6 +886,14 @@ pub struct Loaded {
 /// the complete log line for a fatal error (the caller exits with 1): a
 /// corrupt, truncated or unsupported file stops the start-up rather than
 /// starting empty.
+/// The instant before which a loaded key counts as expired and is left
+/// out: now on a master; never on a replica, whose keys expire by its
+/// master's DEL (Redis 7.0's rdbLoad drops expired keys only when it is
+/// a master).
+fn load_cut(replica: bool) -> u64 {
+    if replica { 0 } else { now_ms() }
+}
+
 pub fn load_at_startup(shared: &Shared) -> Result<(), String> {
     let (dir, name) = target(shared);
     let path = dir.join(&name);
@@ -903,7 +910,8 @@ pub fn load_at_startup(shared: &Shared) -> Result<(), String> {
     };
     let t0 = Instant::now();
     let databases = shared.config().databases();
-    let loaded = load_stream(file, shared.nshards, databases, now_ms()).map_err(|e| {
+    let replica = shared.config().replicaof().is_some();
+    let loaded = load_stream(file, shared.nshards, databases, load_cut(replica)).map_err(|e| {
         format!(
             "Fatal error loading the DB from {}: {e}. Exiting. (Check the file with redis-check-rdb; move it away to start with an empty dataset.)",
             path.display()

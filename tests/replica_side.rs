@@ -2659,3 +2659,74 @@ fn a_replica_refuses_stale_reads_when_told_to() {
         assert_eq!(rc(&["PING"]), Resp::Simple(b"PONG".to_vec()));
     });
 }
+
+/// Keys whose TTL passed are saved, and the loader decides, as in Redis
+/// 7.0: a replica holding an expired key (its master has not sent the DEL
+/// yet) writes it to its RDB; a server loading that file as a master
+/// leaves the key out (and counts it in `rdb_last_load_keys_expired`),
+/// one loading it as a replica keeps it for its master's DEL.
+#[test]
+fn expired_keys_are_saved_and_the_loader_decides() {
+    rounds("shards", &[1usize, 2], |shards| {
+        let master = stock_master();
+        let mc = |args: &[&str]| RawConn::connect(master.port).cmds(args);
+        ok(&master, &["DEBUG", "SET-ACTIVE-EXPIRE", "0"]);
+        ok(&master, &["SET", "live", "v"]);
+        ok(&master, &["SET", "gone", "v", "PX", "50"]);
+        let replica = start_with(shards, &[]);
+        replicaof(&replica, master.port, "REPLICAOF");
+        wait_in_sync(&master, &replica);
+        thread::sleep(Duration::from_millis(100));
+        assert_eq!(mc(&["DBSIZE"]), Resp::Int(2), "the master keeps it too");
+        ok(&replica, &["SAVE"]);
+        let dir = match RawConn::connect(replica.port).cmds(&["CONFIG", "GET", "dir"]) {
+            Resp::Array(a) if a.len() == 2 => a[1].as_str(),
+            other => panic!("CONFIG GET dir: {other:?}"),
+        };
+        let rdb = std::path::Path::new(&dir).join("dump.rdb");
+        let out = Command::new(stock_tool("redis-check-rdb"))
+            .arg(&rdb)
+            .output()
+            .expect("run redis-check-rdb");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("2 keys read") && text.contains("1 already expired"),
+            "redis-check-rdb {}:\n{text}",
+            rdb.display()
+        );
+
+        for (as_replica, want) in [(false, 1), (true, 2)] {
+            let copy = std::env::temp_dir().join(format!(
+                "tether-expired-rdb-{}-{shards}-{as_replica}",
+                std::process::id()
+            ));
+            let _ = std::fs::remove_dir_all(&copy);
+            std::fs::create_dir_all(&copy).expect("dir for the copy");
+            std::fs::copy(&rdb, copy.join("dump.rdb")).expect("copy the RDB");
+            let dir_arg = copy.to_string_lossy().into_owned();
+            let mut extra = vec!["--dir", dir_arg.as_str()];
+            if as_replica {
+                // A master that is not there: the link stays down and the
+                // loaded data stays as it was loaded.
+                extra.extend(["--replicaof", "127.0.0.1 1"]);
+            }
+            let s = start_with(shards, &extra);
+            assert_eq!(
+                RawConn::connect(s.port).cmds(&["DBSIZE"]),
+                Resp::Int(want),
+                "keys loaded {}",
+                if as_replica {
+                    "as a replica"
+                } else {
+                    "as a master"
+                }
+            );
+            if !as_replica {
+                let p = info_section(s.port, "persistence");
+                assert_eq!(info_int(&p, "rdb_last_load_keys_expired"), 1, "{p}");
+            }
+            drop(s);
+            let _ = std::fs::remove_dir_all(&copy);
+        }
+    });
+}
