@@ -882,10 +882,6 @@ pub struct Loaded {
     pub aux: Vec<(Bytes, Bytes)>,
 }
 
-/// Loads `dir/dbfilename` if it exists, before the shards start. `Err` is
-/// the complete log line for a fatal error (the caller exits with 1): a
-/// corrupt, truncated or unsupported file stops the start-up rather than
-/// starting empty.
 /// The instant before which a loaded key counts as expired and is left
 /// out: now on a master; never on a replica, whose keys expire by its
 /// master's DEL (Redis 7.0's rdbLoad drops expired keys only when it is
@@ -894,6 +890,10 @@ fn load_cut(replica: bool) -> u64 {
     if replica { 0 } else { now_ms() }
 }
 
+/// Loads `dir/dbfilename` if it exists, before the shards start. `Err` is
+/// the complete log line for a fatal error (the caller exits with 1): a
+/// corrupt, truncated or unsupported file stops the start-up rather than
+/// starting empty.
 pub fn load_at_startup(shared: &Shared) -> Result<(), String> {
     let (dir, name) = target(shared);
     let path = dir.join(&name);
