@@ -2629,6 +2629,17 @@ fn a_replica_refuses_stale_reads_when_told_to() {
         ] {
             assert_eq!(rc(c), masterdown, "{c:?}");
         }
+        // A pipeline whose reads span the shards: each one is refused.
+        let mut p = RawConn::connect(replica.port);
+        let keys: Vec<String> = (0..8).map(|i| format!("p{i}")).collect();
+        let pipe: Vec<u8> = keys
+            .iter()
+            .flat_map(|k| common::encode(&[b"GET", k.as_bytes()]))
+            .collect();
+        p.send(&pipe);
+        for k in &keys {
+            assert_eq!(p.read(), masterdown, "pipelined GET {k}");
+        }
         assert_eq!(
             rc(&["SET", "k", "w"]),
             Resp::Error(b"READONLY You can't write against a read only replica.".to_vec())

@@ -50,13 +50,9 @@ pub fn queue(shard: &Shard, client: &mut ClientState, args: &[Bytes], out: &mut 
         }
         Lookup::Found(spec) if exempt(spec.name) => return false,
         // Refused when queued, as Redis: the EXEC then aborts.
-        Lookup::Found(spec) if super::repl::readonly_refused(shard, client, spec) => {
+        Lookup::Found(spec) if let Some(e) = super::repl::refusal(shard, client, spec, args) => {
             client.multi_dirty = true;
-            r.error(super::repl::READONLY);
-        }
-        Lookup::Found(spec) if super::repl::stale_refused(shard, client, spec, args) => {
-            client.multi_dirty = true;
-            r.error(super::repl::MASTERDOWN);
+            r.error(e);
         }
         Lookup::Found(spec) if spec.flags.contains(&"no_multi") => {
             client.multi_dirty = true;

@@ -95,6 +95,25 @@ pub fn readonly_refused(shard: &Shard, client: &super::ClientState, spec: &CmdSp
         && shard.read_only.get()
 }
 
+/// The error a replica answers instead of running a client's command, if
+/// any: READONLY for a write on a read-only replica, else MASTERDOWN while
+/// its link is down and it may not serve stale data. Every path that runs
+/// a client's commands asks this one question.
+pub fn refusal(
+    shard: &Shard,
+    client: &super::ClientState,
+    spec: &CmdSpec,
+    args: &[Bytes],
+) -> Option<&'static str> {
+    if readonly_refused(shard, client, spec) {
+        Some(READONLY)
+    } else if stale_refused(shard, client, spec, args) {
+        Some(MASTERDOWN)
+    } else {
+        None
+    }
+}
+
 pub const MASTERDOWN: &str =
     "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.";
 

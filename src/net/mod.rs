@@ -1184,7 +1184,7 @@ fn one_remote_group(
             return Err(cmds);
         };
         if crate::shard::blocking::timeout_index(spec.name, args.len()).is_some()
-            || cmd::repl::readonly_refused(shard, client, spec)
+            || cmd::repl::refusal(shard, client, spec, args).is_some()
         {
             return Err(cmds);
         }
@@ -1431,12 +1431,8 @@ fn run_fast(
         if cmd::pubsub::subscribed_guard(&conn.client, spec, &args, &mut conn.wbuf) {
             continue;
         }
-        if cmd::repl::readonly_refused(shard, &conn.client, spec) {
-            Reply::new(&mut conn.wbuf, conn.client.proto).error(cmd::repl::READONLY);
-            continue;
-        }
-        if cmd::repl::stale_refused(shard, &conn.client, spec, &args) {
-            Reply::new(&mut conn.wbuf, conn.client.proto).error(cmd::repl::MASTERDOWN);
+        if let Some(e) = cmd::repl::refusal(shard, &conn.client, spec, &args) {
+            Reply::new(&mut conn.wbuf, conn.client.proto).error(e);
             continue;
         }
         match cmd::route(spec, &args, shard.id, n) {

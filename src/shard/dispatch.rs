@@ -104,12 +104,8 @@ pub async fn run_batch(
                 continue;
             }
         }
-        if cmd::repl::readonly_refused(&shard, &client, spec) {
-            slots[i] = error_bytes(cmd::repl::READONLY);
-            continue;
-        }
-        if cmd::repl::stale_refused(&shard, &client, spec, &args) {
-            slots[i] = error_bytes(cmd::repl::MASTERDOWN);
+        if let Some(e) = cmd::repl::refusal(&shard, &client, spec, &args) {
+            slots[i] = error_bytes(e);
             continue;
         }
         match cmd::route(spec, &args, shard.id, n) {
