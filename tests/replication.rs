@@ -1175,18 +1175,34 @@ fn parse_fullresync(line: &str) -> (String, i64) {
 /// `$EOF:<40-byte mark>` framing and the RDB it frames, and returns the
 /// `+FULLRESYNC` line's replid and offset. The stream follows on `c`.
 fn eof_full_sync(c: &mut RawConn) -> (String, i64) {
+    let (replid, off, _) = eof_full_sync_rdb(c);
+    (replid, off)
+}
+
+/// [`eof_full_sync`], also returning the RDB.
+fn eof_full_sync_rdb(c: &mut RawConn) -> (String, i64, Vec<u8>) {
     assert!(is_ok(
         &c.cmds(&["REPLCONF", "capa", "eof", "capa", "psync2"])
     ));
     c.send_cmd(&[b"PSYNC", b"?", b"-1"]);
     let (replid, off) = parse_fullresync(&handshake_line(c));
+    (replid, off, eof_rdb(c))
+}
+
+/// An `$EOF:<40-byte mark>` framed RDB, checked.
+fn eof_rdb(c: &mut RawConn) -> Vec<u8> {
     let framing = handshake_line(c);
     let mark = framing
         .strip_prefix("$EOF:")
         .unwrap_or_else(|| panic!("after capa eof expected $EOF:<mark>, got {framing:?}"));
     assert_eq!(mark.len(), 40, "EOF mark must be 40 bytes: {framing:?}");
-    check_rdb(&read_until_mark(c, mark.as_bytes()));
-    (replid, off)
+    let rdb = read_until_mark(c, mark.as_bytes());
+    check_rdb(&rdb);
+    rdb
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
 }
 
 fn stream_until(c: &mut RawConn, want: &[&str]) -> Vec<u8> {
@@ -1321,6 +1337,99 @@ fn psync_wire_level() {
     );
     drop((ack_a, ack_d));
     drop((a, b, d, e));
+}
+
+/// The snapshot options that `redis-cli --rdb` and `--functions-rdb` send,
+/// and that stream consumers wanting commands only send:
+/// - `REPLCONF rdb-filter-only <filters>` leaves the keys out of the
+///   snapshot (Redis's one filter keeps functions, and tether has none), and
+///   the stream follows the snapshot as usual. It needs `capa eof`.
+/// - `REPLCONF rdb-only 1` gets the whole snapshot, then the master closes
+///   the link, which no longer counts as a replica.
+/// - Bad values get Redis's errors.
+#[test]
+fn snapshot_filters_and_rdb_only() {
+    let master = Server::start(2);
+    let keys = common::keys_over_shards("filt:", 2, 3);
+    let mut admin = RawConn::connect(master.port);
+    for k in &keys {
+        assert!(is_ok(&admin.cmds(&["SET", k, "v"])));
+    }
+
+    let mut c = RawConn::connect(master.port);
+    for (args, want) in [
+        (
+            ["REPLCONF", "rdb-only", "2"],
+            "ERR value is out of range, value must between 0 and 1",
+        ),
+        (
+            ["REPLCONF", "rdb-only", "x"],
+            "ERR value is not an integer or out of range",
+        ),
+        (
+            ["REPLCONF", "rdb-filter-only", "functions bar"],
+            "ERR Unsupported rdb-filter-only option: bar",
+        ),
+        (
+            ["REPLCONF", "rdb-filter-only", "\"a"],
+            "ERR Missing rdb-filter-only values",
+        ),
+    ] {
+        assert_eq!(c.cmds(&args), Resp::Error(want.into()), "{args:?}");
+    }
+
+    // A filter without capa eof: SYNC and PSYNC are refused, and the
+    // connection stays an ordinary client.
+    let mut f = RawConn::connect(master.port);
+    assert!(is_ok(&f.cmds(&[
+        "REPLCONF",
+        "rdb-filter-only",
+        "functions"
+    ])));
+    for sync in [&["SYNC"][..], &["PSYNC", "?", "-1"]] {
+        assert_eq!(
+            f.cmds(sync),
+            Resp::Error(b"ERR Filtered replica requires EOF capability".to_vec()),
+            "{sync:?}"
+        );
+    }
+    assert_eq!(f.cmds(&["PING"]), Resp::Simple(b"PONG".to_vec()));
+
+    // Filtered: an RDB without the keys, then the stream.
+    let mut s = RawConn::connect(master.port);
+    assert!(is_ok(&s.cmds(&["REPLCONF", "rdb-filter-only", ""])));
+    let (_, off, rdb) = eof_full_sync_rdb(&mut s);
+    for k in &keys {
+        assert!(
+            !contains(&rdb, k.as_bytes()),
+            "filtered snapshot holds {k}: \"{}\"",
+            esc(&rdb)
+        );
+    }
+    let _ack = Acker::start(&s, off);
+    assert!(is_ok(&admin.cmds(&["SET", "filt:after", "v"])));
+    stream_until(&mut s, &["SET", "filt:after", "v"]);
+
+    // rdb-only, as redis-cli --rdb asks: every key, then the link closes.
+    let mut r = RawConn::connect(master.port);
+    assert!(is_ok(&r.cmds(&["REPLCONF", "capa", "eof"])));
+    assert!(is_ok(&r.cmds(&["REPLCONF", "rdb-only", "1"])));
+    r.send_cmd(&[b"SYNC"]);
+    let rdb = eof_rdb(&mut r);
+    for k in &keys {
+        assert!(contains(&rdb, k.as_bytes()), "snapshot lacks {k}");
+    }
+    assert!(
+        r.is_closed_by_peer(Duration::from_secs(10)),
+        "the master keeps an rdb-only link open after its snapshot"
+    );
+    wait_for("only the filtered link counted", SYNC_TIMEOUT, || {
+        let info = repl_info(&master);
+        match info_int(&info, "connected_slaves") {
+            1 => Ok(()),
+            n => Err(format!("connected_slaves:{n}")),
+        }
+    });
 }
 
 /// PUBLISH on the master reaches subscribers of its replica: Redis puts

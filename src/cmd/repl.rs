@@ -27,7 +27,20 @@ pub struct ReplClient {
     /// This pseudo-client applies our master's stream (writes allowed on
     /// a read-only replica).
     pub is_master: bool,
+    /// `REPLCONF rdb-only 1`: the snapshot and no stream; the link is
+    /// closed once the snapshot is sent (`redis-cli --rdb`).
+    pub rdb_only: bool,
+    /// `REPLCONF rdb-filter-only <filters>`: the snapshot leaves the keys
+    /// out. Redis's only filter keeps functions, which tether does not
+    /// have, so a filtered snapshot is an RDB with no keys; the stream
+    /// follows it as usual (`redis-cli --functions-rdb`, and stream
+    /// consumers that want the commands only).
+    pub rdb_no_data: bool,
 }
+
+/// Redis's reply to a SYNC/PSYNC that asks for a filtered snapshot without
+/// `capa eof`: filtered snapshots are only sent EOF-framed.
+pub const FILTER_NEEDS_EOF: &str = "ERR Filtered replica requires EOF capability";
 
 macro_rules! row {
     ($name:expr, $arity:expr, $flags:expr, $kind:expr) => {
@@ -190,12 +203,18 @@ fn sync(c: &mut ConnCtx, _a: &[Bytes]) {
     if c.client.repl.is_replica {
         return;
     }
+    if c.client.repl.rdb_no_data && !c.client.repl.capa_eof {
+        return c.r.error(FILTER_NEEDS_EOF);
+    }
     c.client.repl.sync = Some(None);
 }
 
 fn psync(c: &mut ConnCtx, a: &[Bytes]) {
     if c.client.repl.is_replica {
         return;
+    }
+    if c.client.repl.rdb_no_data && !c.client.repl.capa_eof {
+        return c.r.error(FILTER_NEEDS_EOF);
     }
     let Some(off) = parse_i64(&a[2]) else {
         return c.r.error("ERR value is not an integer or out of range");
@@ -235,8 +254,29 @@ fn replconf(c: &mut ConnCtx, a: &[Bytes]) {
         } else if eq_ic(opt, "getack") {
             // A master asking us: we are never a replica (yet).
             return;
-        } else if eq_ic(opt, "rdb-only") || eq_ic(opt, "rdb-filter-only") {
-            // Accepted and ignored: every snapshot is a full one.
+        } else if eq_ic(opt, "rdb-only") {
+            match parse_i64(val) {
+                Some(v @ (0 | 1)) => c.client.repl.rdb_only = v == 1,
+                Some(_) => {
+                    return c
+                        .r
+                        .error("ERR value is out of range, value must between 0 and 1");
+                }
+                None => return c.r.error("ERR value is not an integer or out of range"),
+            }
+        } else if eq_ic(opt, "rdb-filter-only") {
+            // As Redis: any filter list leaves the keys out, even one that
+            // is then refused; "functions" is the only filter known.
+            let Some(filters) = crate::config::split_args(val) else {
+                return c.r.error("ERR Missing rdb-filter-only values");
+            };
+            c.client.repl.rdb_no_data = true;
+            if let Some(f) = filters.iter().find(|f| !eq_ic(f, "functions")) {
+                return c.r.error(&format!(
+                    "ERR Unsupported rdb-filter-only option: {}",
+                    String::from_utf8_lossy(f)
+                ));
+            }
         } else {
             return c.r.error(&format!(
                 "ERR Unrecognized REPLCONF option: {}",

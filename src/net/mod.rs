@@ -984,9 +984,9 @@ impl Driver {
         for id in gone {
             crate::repl::lock(&self.shard.shared.repl.replicas).remove(&id);
         }
-        for (slot, generation, eof, psync) in self.full_syncs.drain(..) {
+        for fs in self.full_syncs.drain(..) {
             let me = self.shard.clone();
-            glommio::spawn_local(replica::full_sync(me, slot, generation, eof, psync)).detach();
+            glommio::spawn_local(replica::full_sync(me, fs)).detach();
         }
         let unwatch = std::mem::take(&mut self.shard.net.borrow_mut().unwatch);
         for (id, keys) in unwatch {

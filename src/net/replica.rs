@@ -48,9 +48,20 @@ pub struct Link {
     soft_since: Option<Instant>,
 }
 
-/// A full sync to start once no borrow is held: (slot, generation, eof,
-/// psync). A SYNC replica gets no `+FULLRESYNC` line.
-pub type FullSync = (u32, u32, bool, bool);
+/// A full sync to start once no borrow is held.
+#[derive(Clone, Copy, Debug)]
+pub struct FullSync {
+    pub slot: u32,
+    pub generation: u32,
+    /// `$EOF:<mark>` framing, else `$<len>`.
+    pub eof: bool,
+    /// PSYNC, answered `+FULLRESYNC`; a SYNC replica gets no such line.
+    pub psync: bool,
+    /// The keys go into the snapshot (not `rdb-filter-only`).
+    pub data: bool,
+    /// The link closes after the snapshot (`rdb-only`).
+    pub rdb_only: bool,
+}
 
 fn view_of(conn: &Conn, state: &'static str) -> ReplicaView {
     let ip = conn.client.repl.ip_address.clone().unwrap_or_else(|| {
@@ -134,8 +145,9 @@ pub fn on_sync(shard: &Shard, net: &mut ConnTable, slot: u32) -> Option<FullSync
         "Replica {} asks for synchronization; starting a full resync",
         conn.addr
     );
-    // Only PSYNC replicas know the EOF framing (SYNC predates it).
-    let eof = req.is_some() && conn.client.repl.capa_eof;
+    // The EOF framing goes to replicas that announced it (`capa eof`). A
+    // bare SYNC without it predates the framing.
+    let eof = conn.client.repl.capa_eof;
     conn.repl = Some(Box::new(Link {
         state: LinkState::Bulk,
         pos: u64::MAX,
@@ -143,7 +155,14 @@ pub fn on_sync(shard: &Shard, net: &mut ConnTable, slot: u32) -> Option<FullSync
     }));
     lock(&repl.replicas).insert(id, view_of(conn, "wait_bgsave"));
     net.replicas.push(slot);
-    Some((slot, conn.generation, eof, req.is_some()))
+    Some(FullSync {
+        slot,
+        generation: conn.generation,
+        eof,
+        psync: req.is_some(),
+        data: !conn.client.repl.rdb_no_data,
+        rdb_only: conn.client.repl.rdb_only,
+    })
 }
 
 /// Output not yet taken by the socket, or None when the link is gone.
@@ -182,13 +201,30 @@ fn set_link(shard: &Shard, slot: u32, generation: u32, f: impl FnOnce(&mut Link)
 }
 
 /// Streams a snapshot to a replica, then hands the link to the pump.
-pub async fn full_sync(shard: Rc<Shard>, slot: u32, generation: u32, eof: bool, psync: bool) {
+///
+/// A filtered snapshot (`rdb-filter-only`) holds no keys; an `rdb-only`
+/// link gets no stream and is closed once the snapshot has been sent, as
+/// Redis 7.0 does.
+pub async fn full_sync(shard: Rc<Shard>, fs: FullSync) {
+    let FullSync {
+        slot,
+        generation,
+        eof,
+        psync,
+        data,
+        rdb_only,
+    } = fs;
     // Hold the backlog from the current offset on (the cut can only be
     // later), so nothing the link will need is trimmed meanwhile.
     let now_off = shard.shared.repl.seq.offset();
     set_link(&shard, slot, generation, |l| l.pos = now_off);
     shard.shared.repl.hold[shard.id].fetch_min(now_off, Ordering::SeqCst);
-    let snap = Snapshot::begin(&shard, Purpose::Replication).await;
+    let purpose = if data {
+        Purpose::Replication
+    } else {
+        Purpose::ReplicationNoData
+    };
+    let snap = Snapshot::begin(&shard, purpose).await;
     let off = snap.offset;
     set_link(&shard, slot, generation, |l| l.pos = off);
     let client_id = {
@@ -240,6 +276,17 @@ pub async fn full_sync(shard: Rc<Shard>, slot: u32, generation: u32, eof: bool, 
         "Synchronization with replica succeeded (snapshot at offset {off} sent in {} ms)",
         started.elapsed().as_millis()
     );
+    if rdb_only {
+        log::info!("RDB transfer completed, rdb only replica should be disconnected asap");
+        let mut net = shard.net.borrow_mut();
+        if let Some(c) = net.get(slot, generation) {
+            c.close_after_flush = true;
+            net.mark(slot);
+        }
+        drop(net);
+        shard.wake.notify();
+        return;
+    }
     set_link(&shard, slot, generation, |l| {
         l.state = if eof {
             LinkState::WaitAck

@@ -213,6 +213,9 @@ pub fn shard_end(shard: &Shard) {
 pub enum Purpose {
     /// A full sync: the stream starts (if it has not yet) at the cut.
     Replication,
+    /// A full sync whose replica asked for no keys (`rdb-filter-only`):
+    /// the RDB's header and end only, at the cut.
+    ReplicationNoData,
     /// SAVE / BGSAVE.
     Persistence,
 }
@@ -231,6 +234,8 @@ pub struct Snapshot {
     pub offset: u64,
     pub replid: String,
     stream_db: i64,
+    /// The keys are written (else the header and the end only).
+    data: bool,
     stage: Stage,
     crc: rdb::Crc64,
     /// Bytes produced so far.
@@ -256,7 +261,8 @@ impl Snapshot {
         }
         let tx = Tx::lock(shard, &all).await;
         repl.cut_pending.store(false, Ordering::SeqCst);
-        if purpose == Purpose::Replication {
+        let data = purpose != Purpose::ReplicationNoData;
+        if purpose != Purpose::Persistence {
             repl.activate();
             // The new replica has no selected db yet.
             repl.seq.force_select();
@@ -270,14 +276,17 @@ impl Snapshot {
         } else {
             0
         };
-        for s in all {
-            tx.op(shard, s, Op::SnapBegin).await;
+        if data {
+            for s in all {
+                tx.op(shard, s, Op::SnapBegin).await;
+            }
         }
         tx.unlock(shard).await;
         Snapshot {
             offset,
             replid,
             stream_db,
+            data,
             stage: Stage::Header,
             crc: rdb::Crc64::new(),
             produced: 0,
@@ -300,7 +309,11 @@ impl Snapshot {
                     );
                     let mut out = Vec::new();
                     rdb::write_header(&mut out, &aux);
-                    self.stage = Stage::Shard(0);
+                    self.stage = if self.data {
+                        Stage::Shard(0)
+                    } else {
+                        Stage::Footer
+                    };
                     out
                 }
                 Stage::Shard(s) => {
