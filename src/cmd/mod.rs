@@ -16,6 +16,7 @@ pub mod ldouble;
 pub mod list;
 pub mod multi;
 pub mod notify;
+pub mod pause;
 pub mod pubsub;
 pub mod repl;
 pub mod server;
@@ -628,13 +629,16 @@ pub fn exec_in(
 /// a writable one takes the writes run while its link applies a batch
 /// of the master's stream (`Repl::applying`) for the master's, and its
 /// clients' other writes, like their reads, find expired keys missing.
+/// While clients are paused (CLIENT PAUSE), expired keys are hidden and
+/// kept on a master too, as Redis keeps the dataset still then.
 ///
 /// [`KeyspaceStats::hide_expired`]: crate::shard::keyspace::KeyspaceStats::hide_expired
 pub fn expiry_cut(shard: &Shard, ks: &mut Keyspace, write: bool, now: u64) -> u64 {
     use std::sync::atomic::Ordering::Relaxed;
     let repl = &shard.shared.repl;
     let replica = repl.is_replica.load(Relaxed);
-    ks.stats.hide_expired = replica;
+    ks.stats.hide_expired =
+        replica || (shard.shared.pause.maybe() && shard.shared.pause.mode(now).is_some());
     let masters = write && (shard.read_only.get() || repl.applying.load(Relaxed));
     if replica && masters { 0 } else { now }
 }

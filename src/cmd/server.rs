@@ -760,6 +760,16 @@ async fn client_cmd(
                 r.int(killed)
             }
         }
+        (b"pause", 3 | 4) => crate::cmd::pause::client_pause(&shard.shared.pause, a, r),
+        (b"pause", _) => r.error(&format!(
+            "ERR unknown subcommand or wrong number of arguments for '{}'. Try CLIENT HELP.",
+            sanitize(&a[1], 128)
+        )),
+        (b"unpause", 2) => {
+            shard.shared.pause.lift();
+            r.ok()
+        }
+        (b"unpause", _) => r.error("ERR wrong number of arguments for 'client|unpause' command"),
         (b"help", 2) => {
             let lines = [
                 "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
@@ -769,6 +779,10 @@ async fn client_cmd(
                 "KILL <ip:port>",
                 "KILL <option> <value> [<option> <value> [...]]",
                 "LIST [TYPE (NORMAL|MASTER|REPLICA|PUBSUB)] [ID id [id ...]]",
+                "PAUSE <timeout> [WRITE|ALL]",
+                "    Suspend all, or just write, clients for <timeout> milliseconds.",
+                "UNPAUSE",
+                "    Stop the current client pause, resuming traffic.",
                 "SETNAME <name>",
                 "SETINFO <option> <value>",
                 "HELP",

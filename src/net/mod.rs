@@ -1161,7 +1161,8 @@ struct Split {
 /// when the owner answers (`Shard::post_conn_batch`), with no task, no
 /// per-command reply slot and one copy less. As with `run_batch`, each
 /// shard's part runs in order. Anything else comes back untouched for
-/// `dispatch::run_batch`.
+/// `dispatch::run_batch`, as does everything while clients may be paused
+/// (`cmd::pause`).
 fn one_remote_group(
     shard: &Shard,
     client: &mut ClientState,
@@ -1173,6 +1174,7 @@ fn one_remote_group(
         || !client.channels.is_empty()
         || !client.patterns.is_empty()
         || !shard.gate_open()
+        || shard.shared.pause.maybe()
     {
         return Err(cmds);
     }
@@ -1413,6 +1415,11 @@ fn run_fast(
                 batch.extend(ahead.drain(..));
                 break;
             }
+            continue;
+        }
+        // While clients may be paused, the slow path decides what waits.
+        if shard.shared.pause.maybe() && !conn.client.repl.is_replica {
+            slow = Some(vec![args]);
             continue;
         }
         if conn.client.multi.is_some()

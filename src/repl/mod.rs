@@ -247,7 +247,8 @@ pub struct Repl {
     /// (offset, unix ms) samples: when the stream reached each offset.
     samples: Mutex<VecDeque<(u64, u64)>>,
     last_sample_ms: AtomicU64,
-    /// Unix ms of the last PING put into the stream.
+    /// Unix ms of the last PING put into the stream; the start time at
+    /// first, so PINGs come a period apart from the start, as in Redis.
     pub last_ping_ms: AtomicU64,
 }
 
@@ -288,7 +289,7 @@ impl Repl {
             sync_partial_err: AtomicU64::new(0),
             samples: Mutex::new(VecDeque::with_capacity(SAMPLES)),
             last_sample_ms: AtomicU64::new(0),
-            last_ping_ms: AtomicU64::new(0),
+            last_ping_ms: AtomicU64::new(crate::shard::now_ms()),
         }
     }
 

@@ -602,6 +602,8 @@ async fn stream(shard: &Rc<Shard>, w: &mut Wire, epoch: u64) -> Result<(), Strin
         // replica's offset only outside MULTI), so a link lost mid-block
         // resumes from the MULTI instead of losing the queued commands.
         let (mut in_multi, mut safe_used, mut safe_cmds) = (false, 0usize, 0usize);
+        // Every such point: (commands, bytes) up to it.
+        let mut safe_points: Vec<(usize, usize)> = Vec::new();
         // Parse what is buffered, up to a GETACK (answered after what
         // precedes it is applied).
         loop {
@@ -669,6 +671,7 @@ async fn stream(shard: &Rc<Shard>, w: &mut Wire, epoch: u64) -> Result<(), Strin
                     if !in_multi {
                         safe_used = used_total;
                         safe_cmds = cmds.len();
+                        safe_points.push((safe_cmds, safe_used));
                         if cmds.len() >= 1024 {
                             break;
                         }
@@ -677,8 +680,27 @@ async fn stream(shard: &Rc<Shard>, w: &mut Wire, epoch: u64) -> Result<(), Strin
             }
         }
         cmds.truncate(safe_cmds);
-        let used_total = safe_used;
-        if used_total > 0 {
+        let mut used_total = safe_used;
+        // CLIENT PAUSE holds the master's writes too, as Redis holds its
+        // master client: what precedes the first held command is applied
+        // (up to the last point outside MULTI), the rest stays buffered,
+        // unapplied and uncounted, while the link goes on reading.
+        let mut held = false;
+        if used_total > 0
+            && shard.shared.pause.maybe()
+            && let Some(first) =
+                crate::cmd::pause::first_held(&shard.shared.pause, crate::shard::now_ms(), &cmds)
+        {
+            match safe_points.iter().rev().find(|(n, _)| *n <= first) {
+                Some(&(n, bytes)) if n > 0 => {
+                    cmds.truncate(n);
+                    used_total = bytes;
+                    getack = None;
+                }
+                _ => held = true,
+            }
+        }
+        if used_total > 0 && !held {
             // A snapshot cut must not fall between applying a batch and
             // counting its bytes (a sub-replica would get both the effect
             // and the commands): wait while one is being taken.
@@ -716,8 +738,9 @@ async fn stream(shard: &Rc<Shard>, w: &mut Wire, epoch: u64) -> Result<(), Strin
                 super::master::append_nodb(shard, bytes.slice(applied..));
             }
             repl.applying.store(false, Ordering::SeqCst);
+            // Read: what was applied and what is buffered behind it.
             info_mut(shard, |m| {
-                m.read_offset = repl.seq.offset();
+                m.read_offset = repl.seq.offset() + w.buf.len() as u64;
                 m.last_io_ms = crate::shard::now_ms();
             });
             continue;
@@ -733,12 +756,19 @@ async fn stream(shard: &Rc<Shard>, w: &mut Wire, epoch: u64) -> Result<(), Strin
             .get_int("repl-timeout")
             .unwrap_or(60)
             .max(1) as u64;
-        // Wake for the next ACK or exactly when repl-timeout would expire.
+        // Wake for the next ACK or exactly when repl-timeout would expire;
+        // while paused, soon enough to see the pause end.
         let left = (timeout * 1000).saturating_sub(crate::shard::now_ms().saturating_sub(last));
+        let wake = if held { 5 } else { 1000 };
         let _ =
-            w.s.set_read_timeout(Some(Duration::from_millis(left.clamp(5, 1000))));
+            w.s.set_read_timeout(Some(Duration::from_millis(left.clamp(5, wake))));
         if w.try_fill().await? {
-            info_mut(shard, |m| m.last_io_ms = crate::shard::now_ms());
+            info_mut(shard, |m| {
+                m.last_io_ms = crate::shard::now_ms();
+                if held {
+                    m.read_offset = repl.seq.offset() + w.buf.len() as u64;
+                }
+            });
         } else {
             if crate::shard::now_ms().saturating_sub(last) >= timeout * 1000 {
                 return Err(format!(

@@ -82,6 +82,20 @@ pub async fn run_batch(
         if client.close_after_reply {
             break;
         }
+        // A paused command waits here, and the rest of the pipeline behind
+        // it (CLIENT PAUSE). A replica's master link is held by its apply
+        // loop instead, outside its `applying` window.
+        if shard.shared.pause.maybe()
+            && !client.repl.is_replica
+            && !client.repl.is_master
+            && let Lookup::Found(spec) = cmd::lookup(&args)
+            && shard.shared.pause.mode(super::now_ms()).is_some()
+        {
+            flush(&shard, client.proto, &mut groups, &mut slots).await;
+            if !cmd::pause::wait(&shard, spec, &client, &closed).await {
+                break;
+            }
+        }
         if client.multi.is_some() {
             let mut out = BytesMut::new();
             if cmd::multi::queue(&shard, &mut client, &args, &mut out) {

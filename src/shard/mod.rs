@@ -97,6 +97,8 @@ pub struct Shared {
     /// Per shard: it has a subscriber keyspace events could reach (see
     /// `cmd::notify`).
     pub key_listeners: Vec<AtomicBool>,
+    /// CLIENT PAUSE (see `cmd::pause`).
+    pub pause: crate::cmd::pause::Pause,
 }
 
 impl Shared {
@@ -118,6 +120,7 @@ impl Shared {
             persist: crate::persist::PersistState::new(nshards),
             mesh: mesh::Mesh::new(nshards),
             key_listeners: (0..nshards).map(|_| AtomicBool::new(false)).collect(),
+            pause: Default::default(),
         }
     }
 
@@ -921,7 +924,11 @@ async fn cron(shard: Rc<Shard>) {
         let _ = max_bulk;
         shard.refresh_config();
         // A replica never expires keys itself: its master sends the DELs.
-        if shard.gate_open() && !shard.shared.repl.is_replica.load(Ordering::Relaxed) {
+        // Nor does a paused server: its dataset stays still (`cmd::pause`).
+        if shard.gate_open()
+            && !shard.shared.repl.is_replica.load(Ordering::Relaxed)
+            && shard.shared.pause.mode(now_ms()).is_none()
+        {
             let deadline = std::time::Instant::now() + period / 4;
             let now = now_ms();
             let mut ks = shard.ks.borrow_mut();

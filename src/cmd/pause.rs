@@ -1,0 +1,188 @@
+//! CLIENT PAUSE / CLIENT UNPAUSE: holding clients' commands for a while,
+//! as an operator does around a manual failover (pause writes, wait for
+//! the replica to reach the master's offset, promote it, repoint clients).
+//!
+//! As in Redis 7.0 (`processCommand`, `pauseClients`):
+//! - `ALL` holds every command of every client but replicas; `WRITE`
+//!   holds writes, the commands that may replicate (PUBLISH, SPUBLISH), and
+//!   an EXEC whose queue holds one. A held command waits, and the commands
+//!   its client sent after it wait behind it, until the pause ends; it
+//!   then runs. A command with a syntax or arity error is answered at once.
+//! - A new pause keeps the later end and the stricter mode of the two.
+//! - While paused, the dataset stays still: keys whose TTL passed read as
+//!   missing but are not deleted, lazily or by the active cycle, so no DEL
+//!   enters the stream. A replica stops applying its master's writes (it
+//!   keeps reading them) and its offset stays.
+//! - A pause set inside MULTI starts when the transaction ends.
+//!
+//! The state is one word shared by every shard; a command checks it with
+//! one relaxed load. Held commands wait on the slow path
+//! (`shard::dispatch::run_batch`), counted in `blocked_clients`, polling
+//! every few milliseconds, so an UNPAUSE takes effect within one poll.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::{CmdSpec, eq_ic, parse_i64};
+use crate::resp::Reply;
+
+/// How long a held command sleeps between looks at the pause.
+const POLL: Duration = Duration::from_millis(2);
+
+/// What a pause holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Mode {
+    Write,
+    All,
+}
+
+/// The pause: its end (Unix ms) shifted left by one, with the low bit set
+/// for `ALL`; 0 when none was ever set or it was lifted.
+#[derive(Default, Debug)]
+pub struct Pause(AtomicU64);
+
+impl Pause {
+    /// The mode in force at `now`, if any.
+    pub fn mode(&self, now: u64) -> Option<Mode> {
+        let w = self.0.load(Ordering::Relaxed);
+        if w == 0 || w >> 1 <= now {
+            return None;
+        }
+        Some(if w & 1 == 1 { Mode::All } else { Mode::Write })
+    }
+
+    /// Whether any pause was set and not lifted (it may have run out): the
+    /// cheap first look on the hot path.
+    pub fn maybe(&self) -> bool {
+        self.0.load(Ordering::Relaxed) != 0
+    }
+
+    /// Pauses until `end` in `mode`; a pause in force keeps its end if later
+    /// and its mode if stricter.
+    pub fn set(&self, now: u64, end: u64, mode: Mode) {
+        let _ = self
+            .0
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |w| {
+                let (mut end, mut all) = (end, mode == Mode::All);
+                if w != 0 && w >> 1 > now {
+                    end = end.max(w >> 1);
+                    all |= w & 1 == 1;
+                }
+                Some(end << 1 | all as u64)
+            });
+    }
+
+    pub fn lift(&self) {
+        self.0.store(0, Ordering::SeqCst);
+    }
+}
+
+/// Commands that are not writes but go into the stream, which a `WRITE`
+/// pause holds too (Redis's `may_replicate`).
+fn may_replicate(spec: &CmdSpec) -> bool {
+    matches!(spec.name, "publish" | "spublish")
+}
+
+/// Whether a pause in `mode` holds `spec` from a client whose MULTI queue
+/// is `queued`.
+pub fn holds(mode: Mode, spec: &CmdSpec, queued: Option<&[Vec<Bytes>]>) -> bool {
+    let writes = |s: &CmdSpec| s.is_write() || may_replicate(s);
+    match mode {
+        Mode::All => true,
+        Mode::Write if spec.name == "exec" => queued.is_some_and(|q| {
+            q.iter().any(|args| match super::lookup(args) {
+                super::Lookup::Found(s) => writes(s),
+                super::Lookup::Error(_) => false,
+            })
+        }),
+        Mode::Write => writes(spec),
+    }
+}
+
+/// The first of a replica's batch of its master's commands that a pause at
+/// `now` holds: the replica applies what precedes it and leaves the rest
+/// for after the pause.
+pub fn first_held(pause: &Pause, now: u64, cmds: &[Vec<Bytes>]) -> Option<usize> {
+    let mode = pause.mode(now)?;
+    cmds.iter().position(|args| match super::lookup(args) {
+        super::Lookup::Found(s) => holds(mode, s, None),
+        super::Lookup::Error(_) => mode == Mode::All,
+    })
+}
+
+/// Waits while the pause holds `spec` (with `client`'s MULTI queue); false
+/// when `closed` ended the wait first.
+pub async fn wait(
+    shard: &crate::shard::Shard,
+    spec: &CmdSpec,
+    client: &super::ClientState,
+    closed: &crate::shard::blocking::CloseFlag,
+) -> bool {
+    let pause = &shard.shared.pause;
+    let held = |now| {
+        pause
+            .mode(now)
+            .is_some_and(|m| holds(m, spec, client.multi.as_deref()))
+    };
+    if !held(crate::shard::now_ms()) {
+        return true;
+    }
+    let _blocked = crate::shard::blocking::BlockedCount::new(&shard.stats.blocked_clients);
+    while held(crate::shard::now_ms()) {
+        if closed.is_set() || shard.shared.shutdown.load(Ordering::Relaxed) {
+            return false;
+        }
+        glommio::timer::sleep(POLL).await;
+    }
+    true
+}
+
+/// CLIENT PAUSE timeout [WRITE|ALL].
+pub fn client_pause(pause: &Pause, a: &[Bytes], r: &mut Reply<'_>) {
+    let timeout = match parse_i64(&a[2]) {
+        Some(t) if t < 0 => return r.error("ERR timeout is negative"),
+        Some(t) => t as u64,
+        None => return r.error("ERR timeout is not an integer or out of range"),
+    };
+    let mode = match a.get(3) {
+        None => Mode::All,
+        Some(m) if eq_ic(m, "all") => Mode::All,
+        Some(m) if eq_ic(m, "write") => Mode::Write,
+        Some(_) => return r.error("ERR CLIENT PAUSE mode must be WRITE or ALL"),
+    };
+    let now = crate::shard::now_ms();
+    let Some(end) = now.checked_add(timeout).filter(|e| *e < 1 << 62) else {
+        return r.error("ERR timeout is out of range");
+    };
+    pause.set(now, end, mode);
+    r.ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_pause_keeps_the_later_end_and_the_stricter_mode() {
+        let p = Pause::default();
+        assert_eq!(p.mode(100), None);
+        p.set(100, 300, Mode::All);
+        p.set(100, 150, Mode::Write);
+        assert_eq!(p.mode(200), Some(Mode::All), "ALL until 300 holds");
+        assert_eq!(p.mode(300), None, "ends at its end");
+        p.set(400, 500, Mode::Write);
+        p.set(400, 450, Mode::All);
+        assert_eq!(p.mode(460), Some(Mode::All), "stricter mode, later end");
+        p.set(600, 700, Mode::Write);
+        assert_eq!(
+            p.mode(650),
+            Some(Mode::Write),
+            "an ended pause does not carry its mode over"
+        );
+        p.lift();
+        assert_eq!(p.mode(650), None);
+        assert!(!p.maybe());
+    }
+}
