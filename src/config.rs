@@ -299,7 +299,7 @@ static PARAMS: &[Param] = &[
     p("latency-monitor-threshold", NONE, int(0, LONG_MAX), "0", MUTABLE),
     p("latency-tracking", NONE, BOOL, "yes", MUTABLE | ADVISORY),
     p("notify-keyspace-events", NONE, Kind::Events, "", MUTABLE),
-    p("shutdown-timeout", NONE, int(0, INT_MAX), "10", MUTABLE | ADVISORY),
+    p("shutdown-timeout", NONE, int(0, INT_MAX), "10", MUTABLE),
     p("tracking-table-max-keys", NONE, int(0, LONG_MAX), "1000000", MUTABLE | ADVISORY),
     p("crash-log-enabled", NONE, BOOL, "yes", MUTABLE | ADVISORY),
     p("crash-memcheck-enabled", NONE, BOOL, "yes", MUTABLE | ADVISORY),

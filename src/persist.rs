@@ -100,7 +100,14 @@ pub struct PersistState {
     loaded_repl: Mutex<Option<(String, i64)>>,
     /// A termination signal waiting to be handled by the cron (0 = none).
     signal: AtomicI32,
+    /// A shutdown waiting for its replicas: `WAIT_IDLE`, `WAIT_ON`, or
+    /// `WAIT_ABORT` once SHUTDOWN ABORT asked it to stop.
+    shutdown_wait: AtomicU8,
 }
+
+const WAIT_IDLE: u8 = 0;
+const WAIT_ON: u8 = 1;
+const WAIT_ABORT: u8 = 2;
 
 impl PersistState {
     pub fn new(nshards: usize) -> PersistState {
@@ -119,6 +126,7 @@ impl PersistState {
             preload: Mutex::new((0..nshards).map(|_| None).collect()),
             loaded_repl: Mutex::new(None),
             signal: AtomicI32::new(0),
+            shutdown_wait: AtomicU8::new(WAIT_IDLE),
         }
     }
 
@@ -525,14 +533,15 @@ pub async fn shutdown_cmd(
     in_exec: bool,
     r: &mut Reply<'_>,
 ) {
-    let (mut save, mut nosave, mut force, mut abort, mut flags) =
-        (false, false, false, false, false);
+    let (mut save, mut nosave, mut force, mut abort, mut flags, mut now) =
+        (false, false, false, false, false, false);
     for o in &a[1..] {
         if eq_ic(o, "nosave") {
             nosave = true;
         } else if eq_ic(o, "save") {
             save = true;
         } else if eq_ic(o, "now") {
+            now = true;
         } else if eq_ic(o, "force") {
             force = true;
         } else if eq_ic(o, "abort") {
@@ -547,7 +556,16 @@ pub async fn shutdown_cmd(
         return r.error(SYNTAX);
     }
     if abort {
-        return r.error("ERR No shutdown in progress.");
+        let p = &shard.shared.persist;
+        return match p.shutdown_wait.compare_exchange(
+            WAIT_ON,
+            WAIT_ABORT,
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        ) {
+            Ok(_) => r.ok(),
+            Err(_) => r.error("ERR No shutdown in progress."),
+        };
     }
     if in_exec {
         return r.error("ERR Command not allowed inside a transaction");
@@ -560,15 +578,18 @@ pub async fn shutdown_cmd(
         ShutdownSave::Default
     };
     log::warn!("User requested shutdown... (client id={})", client.id);
-    if prepare_shutdown(shard, mode, force).await.is_err() {
+    let _blocked = crate::shard::blocking::BlockedCount::new(&shard.stats.blocked_clients);
+    if prepare_shutdown(shard, mode, force, now).await.is_err() {
         return r.error("ERR Errors trying to SHUTDOWN. Check logs.");
     }
     client.close_after_reply = true;
     // Redis closes the connection without a reply on success.
 }
 
-/// Saves if `mode` says so and stops the server. On a save error without
-/// `force` the server keeps running and `Err` comes back.
+/// Waits for the replicas unless `now` (see [`wait_for_replicas`]), saves
+/// if `mode` says so and stops the server. When SHUTDOWN ABORT ends the
+/// wait, or on a save error without `force`, the server keeps running and
+/// `Err` comes back.
 ///
 /// The final save keeps every shard locked to the end: a write that
 /// arrives after the snapshot waits and is never acknowledged, so nothing
@@ -577,8 +598,12 @@ pub async fn prepare_shutdown(
     shard: &Rc<Shard>,
     mode: ShutdownSave,
     force: bool,
+    now: bool,
 ) -> Result<(), ()> {
     let shared = &shard.shared;
+    if !now && !wait_for_replicas(shard).await {
+        return Err(());
+    }
     let wants_save = match mode {
         ShutdownSave::Save => true,
         ShutdownSave::NoSave => false,
@@ -612,6 +637,8 @@ pub async fn prepare_shutdown(
                     log::warn!("Error trying to save the DB, can't exit.");
                     tx.unlock(shard).await;
                     drop(guard);
+                    shared.pause.end_shutdown();
+                    p.shutdown_wait.store(WAIT_IDLE, Ordering::SeqCst);
                     return Err(());
                 }
             }
@@ -622,6 +649,68 @@ pub async fn prepare_shutdown(
     }
     shared.request_shutdown();
     Ok(())
+}
+
+/// Redis 7.0's graceful shutdown: while some replica has not acknowledged
+/// the whole stream, and `shutdown-timeout` is not 0, writes are paused
+/// (`cmd::pause`), the replicas are asked for their offsets (REPLCONF
+/// GETACK) and the shutdown waits until every one has acknowledged it all,
+/// or the timeout passes: writes acknowledged to clients reach the
+/// replicas before the master goes, so a failover does not lose them. The
+/// pause lasts until the process exits. SHUTDOWN ABORT ends the wait and
+/// the shutdown, and lifts the pause: then false comes back, as it does to
+/// a second shutdown that found this one waiting and saw it aborted.
+async fn wait_for_replicas(shard: &Rc<Shard>) -> bool {
+    let shared = &shard.shared;
+    let (repl, p) = (&shared.repl, &shared.persist);
+    let in_sync = || {
+        let off = repl.seq.offset();
+        let all = crate::repl::lock(&repl.replicas);
+        (all.values().filter(|v| v.ack_off >= off).count(), all.len())
+    };
+    let secs = shared
+        .config()
+        .get_int("shutdown-timeout")
+        .unwrap_or(10)
+        .max(0) as u64;
+    let (synced, all) = in_sync();
+    if secs == 0 || synced == all {
+        return true;
+    }
+    if p.shutdown_wait
+        .compare_exchange(WAIT_IDLE, WAIT_ON, Ordering::SeqCst, Ordering::SeqCst)
+        .is_err()
+    {
+        // Another shutdown is under way: it ends in exit, or in an abort.
+        while p.shutdown_wait.load(Ordering::SeqCst) != WAIT_IDLE
+            && !shared.shutdown.load(Ordering::SeqCst)
+        {
+            glommio::timer::sleep(Duration::from_millis(10)).await;
+        }
+        return shared.shutdown.load(Ordering::SeqCst);
+    }
+    if shared.pause.mode(crate::shard::now_ms()).is_none() {
+        repl.getack_at.store(repl.seq.offset(), Ordering::SeqCst);
+        crate::repl::master::emit_getack(shard);
+    }
+    shared.pause.begin_shutdown();
+    log::warn!("Waiting for replicas before shutting down.");
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        glommio::timer::sleep(Duration::from_millis(10)).await;
+        if p.shutdown_wait.load(Ordering::SeqCst) == WAIT_ABORT {
+            shared.pause.end_shutdown();
+            p.shutdown_wait.store(WAIT_IDLE, Ordering::SeqCst);
+            log::warn!("Shutdown manually aborted.");
+            return false;
+        }
+        let (synced, all) = in_sync();
+        if synced == all || std::time::Instant::now() >= deadline {
+            log::warn!("{synced} of {all} replicas are in sync when shutting down.");
+            // Under way until exit, or until the save fails.
+            return true;
+        }
+    }
 }
 
 /// DEBUG RELOAD [NOSAVE]: save, then empty every database and load the
@@ -772,7 +861,7 @@ pub async fn cron(shard: Rc<Shard>) {
         let sig = p.signal.swap(0, Ordering::SeqCst);
         if sig != 0 {
             let name = signal_name(sig);
-            if prepare_shutdown(&shard, ShutdownSave::Default, false)
+            if prepare_shutdown(&shard, ShutdownSave::Default, false, false)
                 .await
                 .is_err()
             {

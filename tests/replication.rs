@@ -1432,6 +1432,90 @@ fn snapshot_filters_and_rdb_only() {
     });
 }
 
+/// Redis 7.0's graceful shutdown, against a replica stopped (SIGSTOP) so
+/// that it lags:
+/// - SHUTDOWN waits instead of exiting, counted as a blocked client; reads
+///   are answered meanwhile and writes wait; SHUTDOWN ABORT from another
+///   client ends it: the SHUTDOWN is told it failed and the held write runs;
+/// - SIGTERM waits the same way, until the resumed replica has acknowledged
+///   everything: then the master exits, and every acknowledged write is on
+///   the replica;
+/// - SHUTDOWN NOW does not wait.
+#[test]
+fn shutdown_waits_for_a_lagging_replica() {
+    let mut master = Server::start(2);
+    tune_master(&master);
+    ok(&master, &["CONFIG", "SET", "shutdown-timeout", "60"]);
+    let mut replica = attach_replica(&master);
+    replica.pause();
+    let mut c = RawConn::connect(master.port);
+    for i in 0..100 {
+        assert!(is_ok(&c.cmds(&["SET", &format!("k{i}"), "v"])));
+    }
+
+    let mut sd = RawConn::connect(master.port);
+    sd.send_cmd(&[b"SHUTDOWN", b"NOSAVE"]);
+    wait_for(
+        "SHUTDOWN to wait as a blocked client",
+        SYNC_TIMEOUT,
+        || match info_int(&info_section(master.port, "clients"), "blocked_clients") {
+            1 => Ok(()),
+            n => Err(format!("blocked_clients:{n}")),
+        },
+    );
+    assert_eq!(c.cmds(&["GET", "k0"]), Resp::Bulk(b"v".to_vec()));
+    let mut w = RawConn::connect(master.port);
+    w.send_cmd(&[b"SET", b"late", b"x"]);
+    w.set_read_timeout(Duration::from_millis(300));
+    assert!(
+        w.try_read().is_err(),
+        "a write ran during the shutdown's wait"
+    );
+    w.set_read_timeout(SYNC_TIMEOUT);
+    assert!(is_ok(&c.cmds(&["SHUTDOWN", "ABORT"])));
+    assert_eq!(
+        sd.read(),
+        Resp::Error(b"ERR Errors trying to SHUTDOWN. Check logs.".to_vec())
+    );
+    assert!(is_ok(&w.read()), "the held write runs after the abort");
+    assert!(master.is_alive());
+    assert_eq!(
+        c.cmds(&["SHUTDOWN", "ABORT"]),
+        Resp::Error(b"ERR No shutdown in progress.".to_vec())
+    );
+
+    common::send_signal(master.pid(), libc::SIGTERM);
+    thread::sleep(Duration::from_millis(500));
+    assert!(master.is_alive(), "SIGTERM did not wait for the replica");
+    replica.resume();
+    wait_for("the master to exit", SYNC_TIMEOUT, || {
+        if master.is_alive() {
+            Err("still running".into())
+        } else {
+            Ok(())
+        }
+    });
+    let mut r = RawConn::connect(replica.port);
+    assert_eq!(r.cmds(&["DBSIZE"]), Resp::Int(101));
+    assert_eq!(r.cmds(&["GET", "late"]), Resp::Bulk(b"x".to_vec()));
+
+    // NOW: no wait, even with a replica that is behind.
+    let mut master = Server::start(2);
+    tune_master(&master);
+    let mut replica = attach_replica(&master);
+    replica.pause();
+    let mut c = RawConn::connect(master.port);
+    assert!(is_ok(&c.cmds(&["SET", "a", "b"])));
+    c.send_cmd(&[b"SHUTDOWN", b"NOW", b"NOSAVE"]);
+    wait_for("SHUTDOWN NOW to exit", Duration::from_secs(5), || {
+        if master.is_alive() {
+            Err("still running".into())
+        } else {
+            Ok(())
+        }
+    });
+}
+
 /// PUBLISH on the master reaches subscribers of its replica: Redis puts
 /// PUBLISH into the replication stream, and so must tether.
 #[test]

@@ -14,6 +14,8 @@
 //!   enters the stream. A replica stops applying its master's writes (it
 //!   keeps reading them) and its offset stays.
 //! - A pause set inside MULTI starts when the transaction ends.
+//! - A shutdown that waits for its replicas pauses writes of its own
+//!   (`persist::prepare_shutdown`); CLIENT UNPAUSE leaves that one alone.
 //!
 //! The state is one word shared by every shard; a command checks it with
 //! one relaxed load. Held commands wait on the slow path
@@ -38,25 +40,43 @@ pub enum Mode {
     All,
 }
 
-/// The pause: its end (Unix ms) shifted left by one, with the low bit set
-/// for `ALL`; 0 when none was ever set or it was lifted.
+/// The pauses in force, by purpose, as Redis keeps them: CLIENT PAUSE's,
+/// and the write pause of a shutdown that waits for its replicas
+/// (`persist::prepare_shutdown`). CLIENT UNPAUSE lifts only the first.
+///
+/// CLIENT PAUSE's is one word: its end (Unix ms) shifted left by one, with
+/// the low bit set for `ALL`; 0 when none was set or it was lifted. The
+/// shutdown's is 1 while it lasts (it has no end of its own).
 #[derive(Default, Debug)]
-pub struct Pause(AtomicU64);
+pub struct Pause(AtomicU64, AtomicU64);
 
 impl Pause {
-    /// The mode in force at `now`, if any.
+    /// The strictest mode in force at `now`, if any.
     pub fn mode(&self, now: u64) -> Option<Mode> {
         let w = self.0.load(Ordering::Relaxed);
-        if w == 0 || w >> 1 <= now {
-            return None;
-        }
-        Some(if w & 1 == 1 { Mode::All } else { Mode::Write })
+        let client = if w == 0 || w >> 1 <= now {
+            None
+        } else {
+            Some(if w & 1 == 1 { Mode::All } else { Mode::Write })
+        };
+        let shutdown = (self.1.load(Ordering::Relaxed) != 0).then_some(Mode::Write);
+        client.max(shutdown)
     }
 
     /// Whether any pause was set and not lifted (it may have run out): the
     /// cheap first look on the hot path.
     pub fn maybe(&self) -> bool {
-        self.0.load(Ordering::Relaxed) != 0
+        self.0.load(Ordering::Relaxed) != 0 || self.1.load(Ordering::Relaxed) != 0
+    }
+
+    /// Holds writes for a shutdown that waits for its replicas, until
+    /// [`Pause::end_shutdown`].
+    pub fn begin_shutdown(&self) {
+        self.1.store(1, Ordering::SeqCst);
+    }
+
+    pub fn end_shutdown(&self) {
+        self.1.store(0, Ordering::SeqCst);
     }
 
     /// Pauses until `end` in `mode`; a pause in force keeps its end if later
@@ -74,6 +94,7 @@ impl Pause {
             });
     }
 
+    /// CLIENT UNPAUSE: lifts CLIENT PAUSE's pause (not a shutdown's).
     pub fn lift(&self) {
         self.0.store(0, Ordering::SeqCst);
     }
@@ -184,5 +205,18 @@ mod tests {
         p.lift();
         assert_eq!(p.mode(650), None);
         assert!(!p.maybe());
+    }
+
+    #[test]
+    fn unpause_leaves_a_shutdown_pause_in_place() {
+        let p = Pause::default();
+        p.begin_shutdown();
+        assert_eq!(p.mode(0), Some(Mode::Write));
+        p.set(0, 100, Mode::All);
+        assert_eq!(p.mode(50), Some(Mode::All), "the stricter of the two");
+        p.lift();
+        assert_eq!(p.mode(50), Some(Mode::Write));
+        p.end_shutdown();
+        assert_eq!(p.mode(50), None);
     }
 }
