@@ -269,6 +269,11 @@ fn a_paused_replica_reads_its_stream_but_does_not_apply_it() {
         "a paused replica's offset must stop right before its master's write"
     );
     assert_eq!(r.cmds(&["GET", "foo2"]), Resp::NilBulk);
+    assert_eq!(
+        r.cmds(&["SET", "mine", "x"]),
+        Resp::Error(b"READONLY You can't write against a read only replica.".to_vec()),
+        "a write a read-only replica refuses is refused at once, not held"
+    );
 
     assert!(ok(&r.cmds(&["CLIENT", "UNPAUSE"])));
     wait_for(

@@ -51,10 +51,17 @@ pub enum Mode {
 pub struct Pause(AtomicU64, AtomicU64);
 
 impl Pause {
-    /// The strictest mode in force at `now`, if any.
+    /// The strictest mode in force at `now`, if any. A CLIENT PAUSE found
+    /// run out is cleared, so that [`Pause::maybe`] is false again and
+    /// commands go back to the fast path.
     pub fn mode(&self, now: u64) -> Option<Mode> {
         let w = self.0.load(Ordering::Relaxed);
-        let client = if w == 0 || w >> 1 <= now {
+        let client = if w == 0 {
+            None
+        } else if w >> 1 <= now {
+            let _ = self
+                .0
+                .compare_exchange(w, 0, Ordering::SeqCst, Ordering::Relaxed);
             None
         } else {
             Some(if w & 1 == 1 { Mode::All } else { Mode::Write })
@@ -193,6 +200,7 @@ mod tests {
         p.set(100, 150, Mode::Write);
         assert_eq!(p.mode(200), Some(Mode::All), "ALL until 300 holds");
         assert_eq!(p.mode(300), None, "ends at its end");
+        assert!(!p.maybe(), "an ended pause is cleared once seen");
         p.set(400, 500, Mode::Write);
         p.set(400, 450, Mode::All);
         assert_eq!(p.mode(460), Some(Mode::All), "stricter mode, later end");

@@ -90,6 +90,8 @@ pub async fn run_batch(
             && !client.repl.is_master
             && let Lookup::Found(spec) = cmd::lookup(&args)
             && shard.shared.pause.mode(super::now_ms()).is_some()
+            // Refused at once rather than held, as Redis checks first.
+            && cmd::repl::refusal(&shard, &client, spec, &args).is_none()
         {
             flush(&shard, client.proto, &mut groups, &mut slots).await;
             if !cmd::pause::wait(&shard, spec, &client, &closed).await {
