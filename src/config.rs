@@ -99,13 +99,19 @@ enum Kind {
     Dir,
     /// `notify-keyspace-events` flag letters.
     Events,
+    /// `shutdown-on-sigterm` / `shutdown-on-sigint`: `default`, or any of
+    /// `save` `nosave` `now` `force` ([`SHUTDOWN_FLAGS`]).
+    ShutdownFlags,
 }
 
 impl Kind {
     /// Kinds that take several words in a config file and a space-separated
     /// list in CONFIG SET (Redis's MULTI_ARG_CONFIG).
     fn multi_arg(self) -> bool {
-        matches!(self, Kind::Bind | Kind::Save | Kind::Obuf | Kind::ReplicaOf)
+        matches!(
+            self,
+            Kind::Bind | Kind::Save | Kind::Obuf | Kind::ReplicaOf | Kind::ShutdownFlags
+        )
     }
 }
 
@@ -300,6 +306,8 @@ static PARAMS: &[Param] = &[
     p("latency-tracking", NONE, BOOL, "yes", MUTABLE | ADVISORY),
     p("notify-keyspace-events", NONE, Kind::Events, "", MUTABLE),
     p("shutdown-timeout", NONE, int(0, INT_MAX), "10", MUTABLE),
+    p("shutdown-on-sigterm", NONE, Kind::ShutdownFlags, "default", MUTABLE),
+    p("shutdown-on-sigint", NONE, Kind::ShutdownFlags, "default", MUTABLE),
     p("tracking-table-max-keys", NONE, int(0, LONG_MAX), "1000000", MUTABLE | ADVISORY),
     p("crash-log-enabled", NONE, BOOL, "yes", MUTABLE | ADVISORY),
     p("crash-memcheck-enabled", NONE, BOOL, "yes", MUTABLE | ADVISORY),
@@ -441,6 +449,33 @@ enum Value {
     Obuf([ObufLimit; 3]),
     ReplicaOf(Option<(String, u16)>),
     Events(u32),
+    /// Bits of [`SHUTDOWN_FLAGS`].
+    ShutdownFlags(u8),
+}
+
+/// The words of `shutdown-on-sig*` and their bits, in Redis's order;
+/// `default` (no bit) asks for SHUTDOWN's defaults.
+pub const SHUTDOWN_FLAGS: [(&str, u8); 4] = [
+    ("save", SHUTDOWN_SAVE),
+    ("nosave", SHUTDOWN_NOSAVE),
+    ("now", SHUTDOWN_NOW),
+    ("force", SHUTDOWN_FORCE),
+];
+pub const SHUTDOWN_SAVE: u8 = 1;
+pub const SHUTDOWN_NOSAVE: u8 = 2;
+pub const SHUTDOWN_NOW: u8 = 4;
+pub const SHUTDOWN_FORCE: u8 = 8;
+
+fn shutdown_flags_to_string(f: u8) -> String {
+    if f == 0 {
+        return "default".into();
+    }
+    SHUTDOWN_FLAGS
+        .iter()
+        .filter(|(_, b)| f & b != 0)
+        .map(|(w, _)| *w)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 // notify-keyspace-events flags, Redis 7.0 values and letters.
@@ -1288,6 +1323,9 @@ impl Config {
                 format!("{name} {}", repr(events_to_string(*f).as_bytes())),
                 *f != 0,
             )],
+            (Kind::ShutdownFlags, Value::ShutdownFlags(f)) => {
+                vec![(format!("{name} {}", shutdown_flags_to_string(*f)), *f != 0)]
+            }
             _ => unreachable!("value does not match kind for {name}"),
         }
     }
@@ -1345,6 +1383,30 @@ impl Config {
                 let f = events_from_str(one())
                     .ok_or("Invalid event class character. Use 'Ag$lshzxeKEtmdn'.")?;
                 Value::Events(f)
+            }
+            Kind::ShutdownFlags => {
+                let mut f = 0;
+                for w in words {
+                    f |= match SHUTDOWN_FLAGS
+                        .iter()
+                        .find(|(n, _)| n.as_bytes().eq_ignore_ascii_case(w))
+                    {
+                        Some((_, b)) => *b,
+                        None if w.eq_ignore_ascii_case(b"default") => 0,
+                        None => {
+                            return Err("argument(s) must be one of the following: default, save, nosave, now, force".into());
+                        }
+                    };
+                }
+                if words.is_empty() {
+                    return Err("argument(s) must be one of the following: default, save, nosave, now, force".into());
+                }
+                if f & SHUTDOWN_SAVE != 0 && f & SHUTDOWN_NOSAVE != 0 {
+                    return Err(
+                        "shutdown options SAVE and NOSAVE can't be used simultaneously".into(),
+                    );
+                }
+                Value::ShutdownFlags(f)
             }
             Kind::Bind => {
                 if words.len() > 16 {
@@ -1498,6 +1560,7 @@ impl Config {
             (_, Value::ReplicaOf(Some((h, p)))) => format!("{h} {p}"),
             (_, Value::ReplicaOf(None)) => String::new(),
             (_, Value::Events(f)) => events_to_string(*f),
+            (_, Value::ShutdownFlags(f)) => shutdown_flags_to_string(*f),
             (_, Value::Enum(_)) => unreachable!(),
         }
     }
@@ -1635,6 +1698,20 @@ impl Config {
     pub fn client_output_buffer_limits(&self) -> [ObufLimit; 3] {
         match self.value("client-output-buffer-limit") {
             Value::Obuf(l) => *l,
+            _ => unreachable!(),
+        }
+    }
+
+    /// `shutdown-on-sigterm` or `shutdown-on-sigint` (`sigint`): bits of
+    /// [`SHUTDOWN_FLAGS`], 0 for SHUTDOWN's defaults.
+    pub fn shutdown_on_signal(&self, sigint: bool) -> u8 {
+        let name = if sigint {
+            "shutdown-on-sigint"
+        } else {
+            "shutdown-on-sigterm"
+        };
+        match self.value(name) {
+            Value::ShutdownFlags(f) => *f,
             _ => unreachable!(),
         }
     }
@@ -1991,6 +2068,43 @@ mod tests {
         assert!(
             is_sensitive(b"REQUIREPASS") && is_sensitive(b"masterauth") && !is_sensitive(b"port")
         );
+    }
+
+    /// `shutdown-on-sig*` as Redis 7.0 takes and prints it (checked
+    /// against stock redis-server).
+    #[test]
+    fn shutdown_on_signal_flags() {
+        let mut c = Config::default();
+        let get = |c: &Config| get1(c, "shutdown-on-sigterm")[0].1.clone();
+        assert_eq!(get(&c), "default");
+        assert_eq!(c.shutdown_on_signal(false), 0);
+        set1(&mut c, "shutdown-on-sigterm", "force now save").unwrap();
+        assert_eq!(get(&c), "save now force");
+        assert_eq!(
+            c.shutdown_on_signal(false),
+            SHUTDOWN_SAVE | SHUTDOWN_NOW | SHUTDOWN_FORCE
+        );
+        assert_eq!(c.shutdown_on_signal(true), 0, "sigint is its own");
+        set1(&mut c, "shutdown-on-sigterm", "default NOW").unwrap();
+        assert_eq!(get(&c), "now");
+        let words = "argument(s) must be one of the following: default, save, nosave, now, force";
+        for (v, why) in [
+            (
+                "save nosave",
+                "shutdown options SAVE and NOSAVE can't be used simultaneously",
+            ),
+            ("foo", words),
+            ("", words),
+        ] {
+            assert_eq!(
+                set1(&mut c, "shutdown-on-sigterm", v).unwrap_err(),
+                format!(
+                    "ERR CONFIG SET failed (possibly related to argument 'shutdown-on-sigterm') - {why}"
+                ),
+                "{v:?}"
+            );
+        }
+        assert_eq!(get(&c), "now", "a refused value changes nothing");
     }
 
     #[test]

@@ -861,10 +861,18 @@ pub async fn cron(shard: Rc<Shard>) {
         let sig = p.signal.swap(0, Ordering::SeqCst);
         if sig != 0 {
             let name = signal_name(sig);
-            if prepare_shutdown(&shard, ShutdownSave::Default, false, false)
-                .await
-                .is_err()
-            {
+            // shutdown-on-sigterm / shutdown-on-sigint: SHUTDOWN's flags.
+            use crate::config::{SHUTDOWN_FORCE, SHUTDOWN_NOSAVE, SHUTDOWN_NOW, SHUTDOWN_SAVE};
+            let f = shared.config().shutdown_on_signal(sig == libc::SIGINT);
+            let mode = if f & SHUTDOWN_SAVE != 0 {
+                ShutdownSave::Save
+            } else if f & SHUTDOWN_NOSAVE != 0 {
+                ShutdownSave::NoSave
+            } else {
+                ShutdownSave::Default
+            };
+            let (force, now) = (f & SHUTDOWN_FORCE != 0, f & SHUTDOWN_NOW != 0);
+            if prepare_shutdown(&shard, mode, force, now).await.is_err() {
                 log::warn!(
                     "{name} received but errors trying to shut down the server, check the logs for more information"
                 );

@@ -1440,7 +1440,8 @@ fn snapshot_filters_and_rdb_only() {
 /// - SIGTERM waits the same way, until the resumed replica has acknowledged
 ///   everything: then the master exits, and every acknowledged write is on
 ///   the replica;
-/// - SHUTDOWN NOW does not wait.
+/// - SHUTDOWN NOW does not wait, nor does SIGTERM with
+///   `shutdown-on-sigterm now`.
 #[test]
 fn shutdown_waits_for_a_lagging_replica() {
     let mut master = Server::start(2);
@@ -1499,21 +1500,32 @@ fn shutdown_waits_for_a_lagging_replica() {
     assert_eq!(r.cmds(&["DBSIZE"]), Resp::Int(101));
     assert_eq!(r.cmds(&["GET", "late"]), Resp::Bulk(b"x".to_vec()));
 
-    // NOW: no wait, even with a replica that is behind.
-    let mut master = Server::start(2);
-    tune_master(&master);
-    let mut replica = attach_replica(&master);
-    replica.pause();
-    let mut c = RawConn::connect(master.port);
-    assert!(is_ok(&c.cmds(&["SET", "a", "b"])));
-    c.send_cmd(&[b"SHUTDOWN", b"NOW", b"NOSAVE"]);
-    wait_for("SHUTDOWN NOW to exit", Duration::from_secs(5), || {
-        if master.is_alive() {
-            Err("still running".into())
+    // NOW: no wait, even with a replica that is behind; for SIGTERM,
+    // shutdown-on-sigterm says so.
+    for by_signal in [false, true] {
+        let mut master = Server::start(2);
+        tune_master(&master);
+        ok(
+            &master,
+            &["CONFIG", "SET", "shutdown-on-sigterm", "nosave now"],
+        );
+        let mut replica = attach_replica(&master);
+        replica.pause();
+        let mut c = RawConn::connect(master.port);
+        assert!(is_ok(&c.cmds(&["SET", "a", "b"])));
+        if by_signal {
+            common::send_signal(master.pid(), libc::SIGTERM);
         } else {
-            Ok(())
+            c.send_cmd(&[b"SHUTDOWN", b"NOW", b"NOSAVE"]);
         }
-    });
+        wait_for("a shutdown NOW to exit", Duration::from_secs(5), || {
+            if master.is_alive() {
+                Err("still running".into())
+            } else {
+                Ok(())
+            }
+        });
+    }
 }
 
 /// PUBLISH on the master reaches subscribers of its replica: Redis puts
