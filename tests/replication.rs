@@ -1528,6 +1528,96 @@ fn shutdown_waits_for_a_lagging_replica() {
     }
 }
 
+/// INFO stats counts replication traffic, as Redis 7.0 does: a master's
+/// bytes to its replicas (snapshot and stream) in
+/// total_net_repl_output_bytes, a replica's bytes from its master in
+/// total_net_repl_input_bytes, each also once in total_net_output_bytes /
+/// total_net_input_bytes; and the instantaneous rates (ops/s, kbps) move
+/// while writes flow.
+#[test]
+fn info_stats_count_replication_traffic() {
+    let master = Server::start(2);
+    tune_master(&master);
+    let replica = Server::start(2);
+    ok(
+        &replica,
+        &["REPLICAOF", "127.0.0.1", &master.port.to_string()],
+    );
+    wait_in_sync(&master, &replica);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (stop, port) = (stop.clone(), master.port);
+        thread::spawn(move || {
+            let mut c = RawConn::connect(port);
+            let value = vec![b'x'; 1000];
+            let mut batch = Vec::new();
+            for i in 0..50 {
+                batch.extend(common::encode(&[
+                    b"SET",
+                    format!("k{i}").as_bytes(),
+                    &value,
+                ]));
+            }
+            let started = Instant::now();
+            while !stop.load(Ordering::Relaxed) && started.elapsed() < SYNC_TIMEOUT {
+                c.send(&batch);
+                for _ in 0..50 {
+                    assert!(is_ok(&c.read()));
+                }
+            }
+        })
+    };
+    let stat = |s: &Server, name: &str| -> f64 {
+        info_value(&info_section(s.port, "stats"), name)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("INFO stats has no number for {name}"))
+    };
+    wait_for("instantaneous rates under load", SYNC_TIMEOUT, || {
+        let rates = [
+            stat(&master, "instantaneous_ops_per_sec"),
+            stat(&master, "instantaneous_input_kbps"),
+            stat(&master, "instantaneous_output_repl_kbps"),
+            stat(&replica, "instantaneous_input_repl_kbps"),
+        ];
+        if rates.iter().all(|r| *r > 0.0) {
+            Ok(())
+        } else {
+            Err(format!(
+                "master ops/s, input kbps, repl output kbps; replica repl input kbps: {rates:?}"
+            ))
+        }
+    });
+    stop.store(true, Ordering::Relaxed);
+    writer.join().expect("writer");
+    wait_in_sync(&master, &replica);
+
+    let stream = info_int(&repl_info(&master), "master_repl_offset") as f64;
+    assert!(
+        stream > 1e6,
+        "a megabyte or more went into the stream: {stream}"
+    );
+    let repl_out = stat(&master, "total_net_repl_output_bytes");
+    let out = stat(&master, "total_net_output_bytes");
+    let repl_in = stat(&replica, "total_net_repl_input_bytes");
+    let input = stat(&replica, "total_net_input_bytes");
+    assert!(
+        repl_out >= stream,
+        "the master sent its replica the stream ({stream} bytes) and more, counted {repl_out}"
+    );
+    assert!(
+        repl_in >= stream,
+        "the replica read the stream ({stream} bytes) and more, counted {repl_in}"
+    );
+    // The rest is replies (+OK) and INFO calls: far less than the stream.
+    for (what, total, repl) in [("output", out, repl_out), ("input", input, repl_in)] {
+        assert!(
+            total >= repl && total - repl < stream / 10.0,
+            "total_net_{what}_bytes {total} must hold the replication bytes ({repl}) once"
+        );
+    }
+}
+
 /// PUBLISH on the master reaches subscribers of its replica: Redis puts
 /// PUBLISH into the replication stream, and so must tether.
 #[test]

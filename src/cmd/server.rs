@@ -1004,6 +1004,8 @@ async fn info(shard: &Rc<Shard>, tx: Option<&Tx>, a: &[Bytes]) -> String {
     };
     let infos = dispatch::gather_info(shard, tx).await;
     let sum = |f: fn(&crate::shard::ShardInfo) -> u64| infos.iter().map(f).sum::<u64>();
+    // Bytes per second as Redis prints its instantaneous kbps.
+    let kbps = |bytes_per_sec: u64| format!("{:.2}", bytes_per_sec as f64 / 1024.0);
     let shared = &shard.shared;
     let cfg = shared.config();
     let mut s = String::new();
@@ -1073,18 +1075,25 @@ async fn info(shard: &Rc<Shard>, tx: Option<&Tx>, a: &[Bytes]) -> String {
     if show("stats") {
         let _ = write!(
             s,
-            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\nevicted_keys:0\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\nsync_full:{}\r\nsync_partial_ok:{}\r\nsync_partial_err:{}\r\n\r\n",
+            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\ntotal_net_repl_input_bytes:{}\r\ntotal_net_repl_output_bytes:{}\r\ninstantaneous_input_kbps:{}\r\ninstantaneous_output_kbps:{}\r\ninstantaneous_input_repl_kbps:{}\r\ninstantaneous_output_repl_kbps:{}\r\nrejected_connections:{}\r\nsync_full:{}\r\nsync_partial_ok:{}\r\nsync_partial_err:{}\r\nexpired_keys:{}\r\nevicted_keys:0\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\n\r\n",
             sum(|i| i.connections_received),
             sum(|i| i.commands_processed),
-            sum(|i| i.net_input_bytes),
-            sum(|i| i.net_output_bytes),
+            sum(|i| i.inst[0]),
+            sum(|i| i.net_input_bytes) + shared.repl.net_input_bytes.load(Ordering::Relaxed),
+            sum(|i| i.net_output_bytes + i.net_repl_output_bytes),
+            shared.repl.net_input_bytes.load(Ordering::Relaxed),
+            sum(|i| i.net_repl_output_bytes),
+            kbps(sum(|i| i.inst[1])),
+            kbps(sum(|i| i.inst[2])),
+            kbps(sum(|i| i.inst[3])),
+            kbps(sum(|i| i.inst[4])),
             sum(|i| i.rejected_connections),
-            sum(|i| i.expired),
-            sum(|i| i.hits),
-            sum(|i| i.misses),
             shared.repl.sync_full.load(Ordering::Relaxed),
             shared.repl.sync_partial_ok.load(Ordering::Relaxed),
             shared.repl.sync_partial_err.load(Ordering::Relaxed),
+            sum(|i| i.expired),
+            sum(|i| i.hits),
+            sum(|i| i.misses),
         );
     }
     if show("replication") {

@@ -913,7 +913,13 @@ impl Driver {
             net.begin_close(slot);
         } else {
             let off = off + c.result as usize;
-            Stats::add(&self.shard.stats.net_output_bytes, c.result as u64);
+            let st = &self.shard.stats;
+            let counter = if conn.repl.is_some() {
+                &st.net_repl_output_bytes
+            } else {
+                &st.net_output_bytes
+            };
+            Stats::add(counter, c.result as u64);
             if off < buf.len() {
                 conn.sending = Some((buf, off));
             }

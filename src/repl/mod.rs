@@ -242,6 +242,9 @@ pub struct Repl {
     /// One snapshot (full sync or BGSAVE) at a time.
     pub snapshot_busy: AtomicBool,
     pub sync_full: AtomicU64,
+    /// Bytes read from our master, snapshots included (INFO
+    /// `total_net_repl_input_bytes`).
+    pub net_input_bytes: AtomicU64,
     pub sync_partial_ok: AtomicU64,
     pub sync_partial_err: AtomicU64,
     /// (offset, unix ms) samples: when the stream reached each offset.
@@ -285,6 +288,7 @@ impl Repl {
             max_lag: AtomicU64::new(10),
             snapshot_busy: AtomicBool::new(false),
             sync_full: AtomicU64::new(0),
+            net_input_bytes: AtomicU64::new(0),
             sync_partial_ok: AtomicU64::new(0),
             sync_partial_err: AtomicU64::new(0),
             samples: Mutex::new(VecDeque::with_capacity(SAMPLES)),

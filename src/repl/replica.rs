@@ -181,6 +181,8 @@ async fn link(shard: Rc<Shard>, epoch: u64) {
 struct Wire {
     s: TcpStream,
     buf: BytesMut,
+    /// Where the bytes read are counted (`Repl::net_input_bytes`).
+    shared: std::sync::Arc<crate::shard::Shared>,
 }
 
 impl Wire {
@@ -198,6 +200,8 @@ impl Wire {
             Ok(0) => Err("connection closed by master".into()),
             Ok(n) => {
                 self.buf.extend_from_slice(&tmp[..n]);
+                let counter = &self.shared.repl.net_input_bytes;
+                counter.fetch_add(n as u64, Ordering::Relaxed);
                 Ok(true)
             }
             Err(e) if e.raw_os_error() == Some(libc::ETIMEDOUT) => Err(format!(
@@ -288,6 +292,7 @@ async fn session(shard: &Rc<Shard>, epoch: u64) -> Result<(), String> {
     let mut w = Wire {
         s,
         buf: BytesMut::new(),
+        shared: shard.shared.clone(),
     };
     log::info!("MASTER <-> REPLICA sync started");
     w.send(&[b"PING"]).await?;

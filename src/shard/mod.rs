@@ -140,10 +140,54 @@ pub struct Stats {
     pub commands_processed: Cell<u64>,
     pub rejected_connections: Cell<u64>,
     pub net_input_bytes: Cell<u64>,
+    /// Bytes sent to clients; what replica links carry counts apart, in
+    /// `net_repl_output_bytes`, as Redis 7.0 counts them (INFO's totals
+    /// add the two).
     pub net_output_bytes: Cell<u64>,
+    pub net_repl_output_bytes: Cell<u64>,
     pub remote_batches: Cell<u64>,
     /// Clients of this shard currently blocked (BLPOP and friends).
     pub blocked_clients: Cell<u64>,
+    /// INFO's `instantaneous_*` rates of this shard's counters.
+    pub inst: std::cell::RefCell<InstMetrics>,
+}
+
+/// Redis's instantaneous metrics (`trackInstantaneousMetric`): the cron
+/// takes the rate of a counter since its last look, per second, and the
+/// metric is the mean of the last 16 rates (Redis samples every 100 ms).
+#[derive(Default, Debug)]
+pub struct InstMetric {
+    last_ms: u64,
+    last_value: u64,
+    samples: [u64; 16],
+    next: usize,
+}
+
+impl InstMetric {
+    pub fn sample(&mut self, now_ms: u64, value: u64) {
+        if self.last_ms != 0 && now_ms > self.last_ms {
+            let rate = value.saturating_sub(self.last_value) * 1000 / (now_ms - self.last_ms);
+            self.samples[self.next] = rate;
+            self.next = (self.next + 1) % self.samples.len();
+        }
+        self.last_ms = now_ms;
+        self.last_value = value;
+    }
+
+    pub fn get(&self) -> u64 {
+        self.samples.iter().sum::<u64>() / self.samples.len() as u64
+    }
+}
+
+/// A shard's instantaneous metrics: commands, network input and output,
+/// and replication input and output, per second.
+#[derive(Default, Debug)]
+pub struct InstMetrics {
+    pub ops: InstMetric,
+    pub input: InstMetric,
+    pub output: InstMetric,
+    pub repl_input: InstMetric,
+    pub repl_output: InstMetric,
 }
 
 impl Stats {
@@ -158,6 +202,7 @@ impl Stats {
             &self.rejected_connections,
             &self.net_input_bytes,
             &self.net_output_bytes,
+            &self.net_repl_output_bytes,
             &self.remote_batches,
         ] {
             c.set(0);
@@ -339,6 +384,10 @@ pub struct ShardInfo {
     pub rejected_connections: u64,
     pub net_input_bytes: u64,
     pub net_output_bytes: u64,
+    pub net_repl_output_bytes: u64,
+    /// Instantaneous rates, per second: commands, input bytes, output
+    /// bytes, replication input and output bytes.
+    pub inst: [u64; 5],
     pub used_memory: u64,
     /// Clients of this shard waiting in a blocking pop.
     pub blocked_clients: u64,
@@ -905,6 +954,26 @@ pub async fn run(id: usize, shared: Arc<Shared>, listen: Vec<std::net::SocketAdd
     crate::net::serve(shard, fds).await;
 }
 
+/// One sample of the shard's instantaneous metrics (see [`InstMetric`]);
+/// shard 0 also samples the replica link's input, which is global.
+fn sample_metrics(shard: &Shard) {
+    let now = now_ms();
+    let st = &shard.stats;
+    let mut m = st.inst.borrow_mut();
+    // As Redis 7.0: the input and output rates include replication's.
+    let repl_out = st.net_repl_output_bytes.get();
+    let repl_in = if shard.id == 0 {
+        shard.shared.repl.net_input_bytes.load(Ordering::Relaxed)
+    } else {
+        0
+    };
+    m.ops.sample(now, st.commands_processed.get());
+    m.input.sample(now, st.net_input_bytes.get() + repl_in);
+    m.output.sample(now, st.net_output_bytes.get() + repl_out);
+    m.repl_output.sample(now, repl_out);
+    m.repl_input.sample(now, repl_in);
+}
+
 /// The shard's heartbeat, `hz` times a second: active expiry with a time
 /// budget of a quarter of the period (as Redis's slow cycle), client idle
 /// timeouts, refreshed config values, and waking the driver on shutdown.
@@ -923,6 +992,7 @@ async fn cron(shard: Rc<Shard>) {
         }
         let _ = max_bulk;
         shard.refresh_config();
+        sample_metrics(&shard);
         // A replica never expires keys itself: its master sends the DELs.
         // Nor does a paused server: its dataset stays still (`cmd::pause`).
         if shard.gate_open()
