@@ -100,14 +100,16 @@ pub struct PersistState {
     loaded_repl: Mutex<Option<(String, i64)>>,
     /// A termination signal waiting to be handled by the cron (0 = none).
     signal: AtomicI32,
-    /// A shutdown waiting for its replicas: `WAIT_IDLE`, `WAIT_ON`, or
-    /// `WAIT_ABORT` once SHUTDOWN ABORT asked it to stop.
+    /// A shutdown waiting for its replicas: `WAIT_IDLE`, `WAIT_ON`,
+    /// `WAIT_ABORT` once SHUTDOWN ABORT asked it to stop, `WAIT_DONE` once
+    /// it goes on to exit (too late to abort).
     shutdown_wait: AtomicU8,
 }
 
 const WAIT_IDLE: u8 = 0;
 const WAIT_ON: u8 = 1;
 const WAIT_ABORT: u8 = 2;
+const WAIT_DONE: u8 = 3;
 
 impl PersistState {
     pub fn new(nshards: usize) -> PersistState {
@@ -705,7 +707,11 @@ async fn wait_for_replicas(shard: &Rc<Shard>) -> bool {
             return false;
         }
         let (synced, all) = in_sync();
-        if synced == all || std::time::Instant::now() >= deadline {
+        if (synced == all || std::time::Instant::now() >= deadline)
+            && p.shutdown_wait
+                .compare_exchange(WAIT_ON, WAIT_DONE, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+        {
             log::warn!("{synced} of {all} replicas are in sync when shutting down.");
             // Under way until exit, or until the save fails.
             return true;
