@@ -7,18 +7,20 @@
 //!   holds writes, the commands that may replicate (PUBLISH, SPUBLISH), and
 //!   an EXEC whose queue holds one. A held command waits, and the commands
 //!   its client sent after it wait behind it, until the pause ends; it
-//!   then runs. A command with a syntax or arity error is answered at once.
+//!   then runs. A command with a syntax or arity error is answered at once,
+//!   as is one a refusal answers (READONLY on a read-only replica).
 //! - A new pause keeps the later end and the stricter mode of the two.
 //! - While paused, the dataset stays still: keys whose TTL passed read as
 //!   missing but are not deleted, lazily or by the active cycle, so no DEL
-//!   enters the stream. A replica stops applying its master's writes (it
-//!   keeps reading them) and its offset stays.
+//!   enters the stream. A replica applies its master's stream up to the
+//!   first command the pause holds and keeps reading the rest; its offset
+//!   stops there.
 //! - A pause set inside MULTI starts when the transaction ends.
 //! - A shutdown that waits for its replicas pauses writes of its own
 //!   (`persist::prepare_shutdown`); CLIENT UNPAUSE leaves that one alone.
 //!
-//! The state is one word shared by every shard; a command checks it with
-//! one relaxed load. Held commands wait on the slow path
+//! The state is two words shared by every shard ([`Pause`]); a command
+//! checks them with relaxed loads. Held commands wait on the slow path
 //! (`shard::dispatch::run_batch`), counted in `blocked_clients`, polling
 //! every few milliseconds, so an UNPAUSE takes effect within one poll.
 
