@@ -199,22 +199,30 @@ pub fn replicaof(shard: &std::rc::Rc<Shard>, r: &mut Reply<'_>, a: &[Bytes]) {
     r.ok()
 }
 
-fn sync(c: &mut ConnCtx, _a: &[Bytes]) {
+/// Whether SYNC/PSYNC from `c` goes no further: it is a replica link
+/// already, or it asked for a filtered snapshot without `capa eof`
+/// (answered [`FILTER_NEEDS_EOF`]).
+fn sync_refused(c: &mut ConnCtx) -> bool {
     if c.client.repl.is_replica {
-        return;
+        return true;
     }
     if c.client.repl.rdb_no_data && !c.client.repl.capa_eof {
-        return c.r.error(FILTER_NEEDS_EOF);
+        c.r.error(FILTER_NEEDS_EOF);
+        return true;
+    }
+    false
+}
+
+fn sync(c: &mut ConnCtx, _a: &[Bytes]) {
+    if sync_refused(c) {
+        return;
     }
     c.client.repl.sync = Some(None);
 }
 
 fn psync(c: &mut ConnCtx, a: &[Bytes]) {
-    if c.client.repl.is_replica {
+    if sync_refused(c) {
         return;
-    }
-    if c.client.repl.rdb_no_data && !c.client.repl.capa_eof {
-        return c.r.error(FILTER_NEEDS_EOF);
     }
     let Some(off) = parse_i64(&a[2]) else {
         return c.r.error("ERR value is not an integer or out of range");

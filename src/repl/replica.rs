@@ -591,6 +591,8 @@ async fn stream(shard: &Rc<Shard>, w: &mut Wire, epoch: u64) -> Result<(), Strin
     // reads is otherwise parsed ~700 times (see `parse_command_resumable`).
     let (mut part_args, mut part_resume, mut part_at) = (Vec::new(), Resume::default(), 0usize);
     let mut args_scratch = Vec::new();
+    // A batch's points outside MULTI: (commands, bytes) up to each one.
+    let mut safe_points: Vec<(usize, usize)> = Vec::new();
     loop {
         if repl.epoch.load(Ordering::SeqCst) != epoch {
             return Ok(());
@@ -606,9 +608,9 @@ async fn stream(shard: &Rc<Shard>, w: &mut Wire, epoch: u64) -> Result<(), Strin
         // are consumed and counted only with its EXEC (as Redis advances a
         // replica's offset only outside MULTI), so a link lost mid-block
         // resumes from the MULTI instead of losing the queued commands.
-        let (mut in_multi, mut safe_used, mut safe_cmds) = (false, 0usize, 0usize);
-        // Every such point: (commands, bytes) up to it.
-        let mut safe_points: Vec<(usize, usize)> = Vec::new();
+        // The batch ends at its last safe point (`safe_points`).
+        let mut in_multi = false;
+        safe_points.clear();
         // Parse what is buffered, up to a GETACK (answered after what
         // precedes it is applied).
         loop {
@@ -654,8 +656,7 @@ async fn stream(shard: &Rc<Shard>, w: &mut Wire, epoch: u64) -> Result<(), Strin
                             && args[1].eq_ignore_ascii_case(b"getack")
                         {
                             getack = Some(used);
-                            safe_used = used_total;
-                            safe_cmds = cmds.len();
+                            safe_points.push((cmds.len(), used_total));
                             break;
                         }
                         if name.eq_ignore_ascii_case(b"multi") {
@@ -674,9 +675,7 @@ async fn stream(shard: &Rc<Shard>, w: &mut Wire, epoch: u64) -> Result<(), Strin
                         cmds.push(args);
                     }
                     if !in_multi {
-                        safe_used = used_total;
-                        safe_cmds = cmds.len();
-                        safe_points.push((safe_cmds, safe_used));
+                        safe_points.push((cmds.len(), used_total));
                         if cmds.len() >= 1024 {
                             break;
                         }
@@ -684,8 +683,8 @@ async fn stream(shard: &Rc<Shard>, w: &mut Wire, epoch: u64) -> Result<(), Strin
                 }
             }
         }
+        let (safe_cmds, mut used_total) = safe_points.last().copied().unwrap_or((0, 0));
         cmds.truncate(safe_cmds);
-        let mut used_total = safe_used;
         // CLIENT PAUSE holds the master's writes too, as Redis holds its
         // master client: what precedes the first held command is applied
         // (up to the last point outside MULTI), the rest stays buffered,

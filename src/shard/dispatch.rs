@@ -810,16 +810,7 @@ fn shard_info(shard: &Shard, now: u64) -> ShardInfo {
         net_input_bytes: st.net_input_bytes.get(),
         net_output_bytes: st.net_output_bytes.get(),
         net_repl_output_bytes: st.net_repl_output_bytes.get(),
-        inst: {
-            let m = st.inst.borrow();
-            [
-                m.ops.get(),
-                m.input.get(),
-                m.output.get(),
-                m.repl_input.get(),
-                m.repl_output.get(),
-            ]
-        },
+        inst: st.inst.borrow().rates(),
         used_memory: 0,
         blocked_clients: st.blocked_clients.get(),
         busy_clients: shard.net.borrow().busy(),

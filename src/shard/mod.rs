@@ -190,6 +190,28 @@ pub struct InstMetrics {
     pub repl_output: InstMetric,
 }
 
+/// The rates of a shard's [`InstMetrics`], per second, as INFO sums them.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct InstRates {
+    pub ops: u64,
+    pub input: u64,
+    pub output: u64,
+    pub repl_input: u64,
+    pub repl_output: u64,
+}
+
+impl InstMetrics {
+    pub fn rates(&self) -> InstRates {
+        InstRates {
+            ops: self.ops.get(),
+            input: self.input.get(),
+            output: self.output.get(),
+            repl_input: self.repl_input.get(),
+            repl_output: self.repl_output.get(),
+        }
+    }
+}
+
 impl Stats {
     pub fn add(c: &Cell<u64>, n: u64) {
         c.set(c.get() + n);
@@ -385,9 +407,8 @@ pub struct ShardInfo {
     pub net_input_bytes: u64,
     pub net_output_bytes: u64,
     pub net_repl_output_bytes: u64,
-    /// Instantaneous rates, per second: commands, input bytes, output
-    /// bytes, replication input and output bytes.
-    pub inst: [u64; 5],
+    /// Instantaneous rates, per second.
+    pub inst: InstRates,
     pub used_memory: u64,
     /// Clients of this shard waiting in a blocking pop.
     pub blocked_clients: u64,
