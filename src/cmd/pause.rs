@@ -17,7 +17,8 @@
 //!   stops there.
 //! - A pause set inside MULTI starts when the transaction ends.
 //! - A shutdown that waits for its replicas pauses writes of its own
-//!   (`persist::prepare_shutdown`); CLIENT UNPAUSE leaves that one alone.
+//!   (`persist::prepare_shutdown`), and so does a FAILOVER
+//!   (`repl::failover`); CLIENT UNPAUSE leaves those alone.
 //!
 //! The state is two words shared by every shard ([`Pause`]); a command
 //! checks them with relaxed loads. Held commands wait on the slow path
@@ -43,14 +44,21 @@ pub enum Mode {
 }
 
 /// The pauses in force, by purpose, as Redis keeps them: CLIENT PAUSE's,
-/// and the write pause of a shutdown that waits for its replicas
-/// (`persist::prepare_shutdown`). CLIENT UNPAUSE lifts only the first.
+/// and the write pauses of a shutdown that waits for its replicas
+/// (`persist::prepare_shutdown`) and of a FAILOVER (`repl::failover`).
+/// CLIENT UNPAUSE lifts only the first.
 ///
 /// CLIENT PAUSE's is one word: its end (Unix ms) shifted left by one, with
 /// the low bit set for `ALL`; 0 when none was set or it was lifted. The
-/// shutdown's is 1 while it lasts (it has no end of its own).
+/// other word holds one bit per purpose ([`SHUTDOWN`], [`FAILOVER`]) while
+/// it lasts: those pauses have no end of their own.
 #[derive(Default, Debug)]
 pub struct Pause(AtomicU64, AtomicU64);
+
+/// The write pause of a shutdown waiting for its replicas.
+const SHUTDOWN: u64 = 1;
+/// The write pause of a FAILOVER, from its start until it ends.
+const FAILOVER: u64 = 2;
 
 impl Pause {
     /// The strictest mode in force at `now`, if any. A CLIENT PAUSE found
@@ -81,11 +89,20 @@ impl Pause {
     /// Holds writes for a shutdown that waits for its replicas, until
     /// [`Pause::end_shutdown`].
     pub fn begin_shutdown(&self) {
-        self.1.store(1, Ordering::SeqCst);
+        self.1.fetch_or(SHUTDOWN, Ordering::SeqCst);
     }
 
     pub fn end_shutdown(&self) {
-        self.1.store(0, Ordering::SeqCst);
+        self.1.fetch_and(!SHUTDOWN, Ordering::SeqCst);
+    }
+
+    /// Holds writes while a FAILOVER runs, until [`Pause::end_failover`].
+    pub fn begin_failover(&self) {
+        self.1.fetch_or(FAILOVER, Ordering::SeqCst);
+    }
+
+    pub fn end_failover(&self) {
+        self.1.fetch_and(!FAILOVER, Ordering::SeqCst);
     }
 
     /// Pauses until `end` in `mode`; a pause in force keeps its end if later

@@ -36,6 +36,9 @@ pub struct ReplClient {
     /// follows it as usual (`redis-cli --functions-rdb`, and stream
     /// consumers that want the commands only).
     pub rdb_no_data: bool,
+    /// `PSYNC <our replid> <offset> FAILOVER`: our master hands its role
+    /// over to us (`repl::failover`); we promote ourselves before answering.
+    pub failover: bool,
 }
 
 /// Redis's reply to a SYNC/PSYNC that asks for a filtered snapshot without
@@ -93,6 +96,12 @@ pub static COMMANDS: &[CmdSpec] = &[
         "slaveof",
         3,
         &["admin", "noscript", "stale", "no_async_loading"],
+        Kind::Global
+    ),
+    row!(
+        "failover",
+        -1,
+        &["admin", "noscript", "stale"],
         Kind::Global
     ),
 ];
@@ -178,8 +187,11 @@ pub fn allowed_stale(spec: &CmdSpec, args: &[Bytes]) -> bool {
 
 /// REPLICAOF host port | NO ONE.
 pub fn replicaof(shard: &std::rc::Rc<Shard>, r: &mut Reply<'_>, a: &[Bytes]) {
+    if crate::repl::failover::state(shard) != crate::repl::failover::State::None {
+        return r.error("ERR REPLICAOF not allowed while failing over.");
+    }
     if eq_ic(&a[1], "no") && eq_ic(&a[2], "one") {
-        crate::repl::replica::promote(shard);
+        crate::repl::replica::promote(shard, None);
         return r.ok();
     }
     let Some(port) = parse_i64(&a[2]) else {
@@ -199,12 +211,25 @@ pub fn replicaof(shard: &std::rc::Rc<Shard>, r: &mut Reply<'_>, a: &[Bytes]) {
     r.ok()
 }
 
-/// Whether SYNC/PSYNC from `c` goes no further: it is a replica link
-/// already, or it asked for a filtered snapshot without `capa eof`
-/// (answered [`FILTER_NEEDS_EOF`]).
-fn sync_refused(c: &mut ConnCtx) -> bool {
+/// Whether SYNC/PSYNC from `c` goes no further, as Redis's `syncCommand`
+/// refuses it: it is a replica link already; we fail over
+/// (`repl::failover`) or, as a replica, have no live link to our master
+/// (both -NOMASTERLINK: the replica retries); or it asked for a filtered
+/// snapshot without `capa eof` (answered [`FILTER_NEEDS_EOF`]). A PSYNC
+/// FAILOVER that will promote us (`failover`) is past the second check.
+fn sync_refused(c: &mut ConnCtx, failover: bool) -> bool {
     if c.client.repl.is_replica {
         return true;
+    }
+    if !failover {
+        if crate::repl::failover::state(c.shard) != crate::repl::failover::State::None {
+            c.r.error("NOMASTERLINK Can't SYNC while failing over");
+            return true;
+        }
+        if c.shard.shared.repl.is_replica.load(Ordering::SeqCst) && !master_link_up(c.shard) {
+            c.r.error("NOMASTERLINK Can't SYNC while not connected with my master");
+            return true;
+        }
     }
     if c.client.repl.rdb_no_data && !c.client.repl.capa_eof {
         c.r.error(FILTER_NEEDS_EOF);
@@ -214,19 +239,28 @@ fn sync_refused(c: &mut ConnCtx) -> bool {
 }
 
 fn sync(c: &mut ConnCtx, _a: &[Bytes]) {
-    if sync_refused(c) {
+    if sync_refused(c, false) {
         return;
     }
     c.client.repl.sync = Some(None);
 }
 
+/// PSYNC replid offset [FAILOVER]. With FAILOVER (from our own master,
+/// `repl::failover`) the id must be ours: we promote ourselves when the
+/// link is set up (`net::replica::on_sync`), then serve the PSYNC from our
+/// history as any other.
 fn psync(c: &mut ConnCtx, a: &[Bytes]) {
-    if sync_refused(c) {
+    let failover = a.len() > 3 && eq_ic(&a[3], "failover");
+    if failover && a[1].as_ref() != c.shard.shared.repl.ids().replid.as_bytes() {
+        return c.r.error("ERR PSYNC FAILOVER replid must match my replid.");
+    }
+    if sync_refused(c, failover) {
         return;
     }
     let Some(off) = parse_i64(&a[2]) else {
         return c.r.error("ERR value is not an integer or out of range");
     };
+    c.client.repl.failover = failover;
     c.client.repl.sync = Some(Some((a[1].clone(), off)));
 }
 

@@ -437,6 +437,7 @@ pub async fn exec_global(
         }
         "role" => super::repl::role(shard, &mut r),
         "replicaof" | "slaveof" => super::repl::replicaof(shard, &mut r, a),
+        "failover" => crate::repl::failover::command(shard, &mut r, a),
         "discard" => super::multi::discard(shard, client, &mut r).await,
         "watch" => super::multi::watch(shard, client, a, &mut r).await,
         "unwatch" => {

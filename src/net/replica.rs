@@ -81,11 +81,21 @@ fn view_of(conn: &Conn, state: &'static str) -> ReplicaView {
 
 /// Handles a SYNC/PSYNC just parsed on `slot`. Returns a full sync to
 /// spawn, or None when the link continues from the backlog.
-pub fn on_sync(shard: &Shard, net: &mut ConnTable, slot: u32) -> Option<FullSync> {
+pub fn on_sync(shard: &std::rc::Rc<Shard>, net: &mut ConnTable, slot: u32) -> Option<FullSync> {
     let conn = net.slots[slot as usize].as_mut()?;
     let req = conn.client.repl.sync.take()?;
     let repl = &shard.shared.repl;
     conn.client.repl.is_replica = true;
+    if std::mem::take(&mut conn.client.repl.failover) {
+        // Our master hands over (`repl::failover`): we become the master,
+        // and its PSYNC continues from the history we share.
+        log::info!(
+            "MASTER MODE enabled (failover request from 'id={} addr={}')",
+            conn.client.id,
+            conn.addr
+        );
+        crate::repl::replica::promote(shard, Some(conn.client.id));
+    }
     {
         let c = shard.shared.config();
         crate::net::sockopt::repl_user_timeout(

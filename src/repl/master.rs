@@ -463,7 +463,10 @@ pub fn cron(shard: &Shard) {
         .max(1) as u64;
     let now = crate::shard::now_ms();
     repl.recount_good();
-    let any = !repl.replicas_empty();
+    // No PING while a failover runs: the offset its target must reach
+    // holds still (Redis skips it during a timed one).
+    let any =
+        !repl.replicas_empty() && super::failover::state(shard) == super::failover::State::None;
     if any && now.saturating_sub(repl.last_ping_ms.load(Ordering::Relaxed)) >= period * 1000 {
         repl.last_ping_ms.store(now, Ordering::Relaxed);
         emit_ping(shard);
@@ -556,7 +559,8 @@ pub fn info_replication(shared: &crate::shard::Shared, cfg: &crate::config::Conf
     let first = repl.first_offset();
     let _ = write!(
         s,
-        "master_failover_state:no-failover\r\nmaster_replid:{}\r\nmaster_replid2:{}\r\nmaster_repl_offset:{}\r\nsecond_repl_offset:{}\r\nrepl_backlog_active:{}\r\nrepl_backlog_size:{}\r\nrepl_backlog_first_byte_offset:{}\r\nrepl_backlog_histlen:{}\r\n\r\n",
+        "master_failover_state:{}\r\nmaster_replid:{}\r\nmaster_replid2:{}\r\nmaster_repl_offset:{}\r\nsecond_repl_offset:{}\r\nrepl_backlog_active:{}\r\nrepl_backlog_size:{}\r\nrepl_backlog_first_byte_offset:{}\r\nrepl_backlog_histlen:{}\r\n\r\n",
+        super::lock(&repl.failover).state.name(),
         ids.replid,
         ids.replid2,
         master,

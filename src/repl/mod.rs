@@ -24,6 +24,7 @@
 //! activation happens at the first full sync's cut, under every shard's
 //! transaction lock.
 
+pub mod failover;
 pub mod master;
 pub mod replica;
 pub mod snapshot;
@@ -253,6 +254,8 @@ pub struct Repl {
     /// Unix ms of the last PING put into the stream; the start time at
     /// first, so PINGs come a period apart from the start, as in Redis.
     pub last_ping_ms: AtomicU64,
+    /// The FAILOVER under way, if any.
+    pub failover: Mutex<failover::Failover>,
 }
 
 impl Repl {
@@ -294,6 +297,7 @@ impl Repl {
             samples: Mutex::new(VecDeque::with_capacity(SAMPLES)),
             last_sample_ms: AtomicU64::new(0),
             last_ping_ms: AtomicU64::new(crate::shard::now_ms()),
+            failover: Mutex::new(failover::Failover::default()),
         }
     }
 

@@ -87,15 +87,17 @@ pub fn replicaof(shard: &Rc<Shard>, host: String, port: u16) {
         ..Default::default()
     });
     log::info!("Connecting to MASTER {host}:{port}");
-    disconnect_replicas(shard);
+    disconnect_replicas(shard, None);
     let me = shard.clone();
     glommio::spawn_local(async move { link(me, epoch).await }).detach();
 }
 
 /// REPLICAOF NO ONE: become a master, keeping the history under a new id
 /// (Redis's `shiftReplicationId`): replid2 = the old id, valid up to
-/// offset + 1, so our former siblings resume by PSYNC.
-pub fn promote(shard: &Rc<Shard>) {
+/// offset + 1, so our former siblings resume by PSYNC. Our replicas are
+/// dropped to learn the new id, but for client `keep` (the old master
+/// whose PSYNC FAILOVER promotes us, `repl::failover`).
+pub fn promote(shard: &Rc<Shard>, keep: Option<u64>) {
     let repl = &shard.shared.repl;
     if !repl.is_replica.swap(false, Ordering::SeqCst) {
         return;
@@ -120,20 +122,27 @@ pub fn promote(shard: &Rc<Shard>) {
         // A master propagates expiries as DELs: track them from now on.
         let me = shard.clone();
         glommio::spawn_local(async move {
+            // Not inline: a PSYNC FAILOVER promotes us from inside the
+            // network driver, with the connection table borrowed.
+            futures_lite::future::yield_now().await;
             crate::shard::dispatch::broadcast(&me, None, |_| Op::TrackExpired).await;
         })
         .detach();
     }
-    disconnect_replicas(shard);
+    disconnect_replicas(shard, keep);
     log::info!("MASTER MODE enabled");
 }
 
-/// Drops our sub-replicas so they resync against our new history.
-fn disconnect_replicas(shard: &Rc<Shard>) {
+/// Drops our sub-replicas (but client `keep`) so they resync against our
+/// new history.
+fn disconnect_replicas(shard: &Rc<Shard>, keep: Option<u64>) {
     let me = shard.clone();
     glommio::spawn_local(async move {
+        // After the caller's turn (see `promote`).
+        futures_lite::future::yield_now().await;
         let filter = crate::net::KillFilter {
             typ: Some("replica".into()),
+            skip_id: keep,
             ..Default::default()
         };
         crate::shard::dispatch::broadcast(&me, None, |_| Op::ClientKill {
@@ -156,6 +165,8 @@ async fn link(shard: Rc<Shard>, epoch: u64) {
             && repl.epoch.load(Ordering::SeqCst) == epoch
         {
             log::warn!("MASTER <-> REPLICA sync: {e}");
+            // A failover that could not reach its target ends here.
+            super::failover::on_link_error(&shard, &e);
         }
         if repl.epoch.load(Ordering::SeqCst) != epoch {
             // REPLICAOF moved on: the INFO state belongs to the new link.
@@ -330,7 +341,15 @@ async fn session(shard: &Rc<Shard>, epoch: u64) -> Result<(), String> {
     let (replid, off) = (repl.ids().replid, repl.seq.offset());
     let history = repl.backlog_on.load(Ordering::SeqCst);
     let off_s = (off + 1).to_string();
-    if history {
+    // A demoted master hands over in the same request (`repl::failover`).
+    let failover = history && super::failover::psync_wants_failover(shard);
+    if failover {
+        log::info!(
+            "Trying a partial resynchronization (request {replid}:{off_s}), asking the target to take over (FAILOVER)."
+        );
+        w.send(&[b"PSYNC", replid.as_bytes(), off_s.as_bytes(), b"FAILOVER"])
+            .await?;
+    } else if history {
         log::info!("Trying a partial resynchronization (request {replid}:{off_s}).");
         w.send(&[b"PSYNC", replid.as_bytes(), off_s.as_bytes()])
             .await?;
@@ -340,6 +359,10 @@ async fn session(shard: &Rc<Shard>, epoch: u64) -> Result<(), String> {
     }
     let reply = w.line().await?;
     let _ = w.s.set_read_timeout(Some(timeout));
+    let accepted = reply.starts_with("+FULLRESYNC") || reply.starts_with("+CONTINUE");
+    if !super::failover::on_psync_reply(shard, accepted) {
+        return Err(format!("the failover target refused our PSYNC: {reply}"));
+    }
     if let Some(rest) = reply.strip_prefix("+FULLRESYNC") {
         let mut it = rest.split_whitespace();
         let id = it.next().unwrap_or("").to_string();
@@ -356,7 +379,7 @@ async fn session(shard: &Rc<Shard>, epoch: u64) -> Result<(), String> {
             log::info!("Master replication ID changed to {new}");
             drop(ids);
             // Our replicas must learn the new id too (Redis drops them).
-            disconnect_replicas(shard);
+            disconnect_replicas(shard, None);
         }
         log::info!("MASTER <-> REPLICA sync: Master accepted a Partial Resynchronization.");
     } else if reply.starts_with("-NOMASTERLINK") || reply.starts_with("-LOADING") {
