@@ -75,7 +75,8 @@ fn follow(replica: &Server, master: &Server) {
 }
 
 /// Waits until `replica` follows `master` with its link up and has
-/// processed everything the master has.
+/// processed everything the master has, and the master lists it online
+/// (a diskless sync's replica is online from its first ACK).
 fn wait_synced(master: &Server, replica: &Server) {
     wait_for("the replica to catch up", SYNC_TIMEOUT, || {
         let r = repl(replica);
@@ -86,7 +87,15 @@ fn wait_synced(master: &Server, replica: &Server) {
         if host_port != (master.port.to_string(), "up".to_string()) {
             return Err(format!("replica's master port and link: {host_port:?}"));
         }
-        let m = info_int(&repl(master), "master_repl_offset");
+        let mr = repl(master);
+        let listed = format!("port={},state=online", replica.port);
+        if !mr
+            .lines()
+            .any(|l| l.starts_with("slave") && l.contains(&listed))
+        {
+            return Err(format!("the master does not list it online: {mr}"));
+        }
+        let m = info_int(&mr, "master_repl_offset");
         let o = info_int(&r, "slave_repl_offset");
         if m == o {
             Ok(())
@@ -262,6 +271,7 @@ fn failover_timeout_and_abort_let_the_held_writes_run() {
     let n1_port = n1.port.to_string();
     // A replica whose master is out of reach serves no SYNC.
     follow(&n1, &n0);
+    wait_synced(&n0, &n1);
     let dead = common::free_port().to_string();
     ok(&n1, &["REPLICAOF", "127.0.0.1", &dead]);
     assert_eq!(

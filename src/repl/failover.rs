@@ -6,11 +6,8 @@
 //! 1. **waiting-for-sync.** The master pauses writes (a pause of its own,
 //!    which CLIENT UNPAUSE leaves alone, `cmd::pause`) and waits until the
 //!    target (or, without TO, any online replica) has acknowledged the
-//!    whole stream, which its once-a-second `REPLCONF ACK` tells. The
-//!    master sends no PING meanwhile, so the offset holds still. Reads are
-//!    answered; held writes run when the failover ends. (A GETACK would not
-//!    shorten the wait: a replica answers it with its offset before it,
-//!    one command short of the master's.)
+//!    whole stream. The master sends no PING meanwhile, so the offset holds
+//!    still. Reads are answered; held writes run when the failover ends.
 //! 2. **failover-in-progress.** The master demotes itself: it becomes a
 //!    replica of the target, keeping its data, and offers its own history
 //!    with `PSYNC <replid> <offset+1> FAILOVER`. The target, finding its own
@@ -26,9 +23,15 @@
 //! in either state. While a failover runs, SYNC/PSYNC (other than the
 //! target's own) and REPLICAOF are refused, as in Redis.
 //!
-//! Where tether differs: the wait is checked every `hz` tick instead of
-//! once a second, PINGs stop for an untimed failover too, and a target
-//! that cannot be reached
+//! Where tether differs: Redis waits for the target's once-a-second ACK,
+//! and checks once a second, so writes stay held for up to two seconds.
+//! tether asks at once with a `REPLCONF GETACK *` after pausing, and
+//! checks every 2 ms. A replica answers a GETACK with its offset
+//! before it, one command short of the master's; so a target whose ACK
+//! stops exactly at a GETACK that ends the stream counts as synced: what
+//! it has not acknowledged carries no data. PINGs stop for an untimed
+//! failover too (Redis stops them for a timed one), and a target that
+//! cannot be reached
 //! ends the failover (Redis stays a replica of it, writes paused, until
 //! FAILOVER ABORT). After a PSYNC FAILOVER went out and its reply was lost,
 //! the retry sends a plain PSYNC: the target may have promoted itself, and
@@ -176,12 +179,32 @@ pub fn command(shard: &Rc<Shard>, r: &mut Reply<'_>, a: &[Bytes]) {
     f.psync_sent = false;
     f.state = State::WaitForSync;
     shard.shared.pause.begin_failover();
+    // Writes are held from here on: the GETACK ends the stream, unless a
+    // write already under way lands behind it (then the target's next
+    // ACK, a second later, must cover that write too).
+    super::master::emit_getack(shard);
+    // The watcher may run at once, inline: the state must be free.
+    drop(f);
+    let me = shard.clone();
+    glommio::spawn_local(async move {
+        loop {
+            glommio::timer::sleep(POLL).await;
+            if state(&me) != State::WaitForSync {
+                return;
+            }
+            update(&me);
+        }
+    })
+    .detach();
     r.ok()
 }
 
-/// Moves a waiting failover on (shard 0's cron, every `hz` tick): aborts
-/// or forces it when its TIMEOUT ran out, and demotes this master once the
-/// target has acknowledged the whole stream.
+/// How often a waiting failover looks at its target's ACK.
+const POLL: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// Moves a waiting failover on (a task of the FAILOVER's shard, every
+/// [`POLL`]): aborts or forces it when its TIMEOUT ran out, and demotes
+/// this master once the target has acknowledged the whole stream.
 pub fn update(shard: &Rc<Shard>) {
     let repl = &shard.shared.repl;
     let mut f = lock(&repl.failover);
@@ -197,11 +220,12 @@ pub fn update(shard: &Rc<Shard>) {
         return demote(shard, &mut f, host, port);
     }
     let off = repl.seq.offset();
+    let short = trailing_getack(repl, off);
     let synced = {
         let views = lock(&repl.replicas);
         let mut online = views
             .values()
-            .filter(|v| v.state == "online" && v.ack_off == off);
+            .filter(|v| v.state == "online" && (v.ack_off == off || Some(v.ack_off) == short));
         match &f.target {
             Some((host, port)) => online
                 .find(|v| v.ip.eq_ignore_ascii_case(host) && v.port == *port)
@@ -213,6 +237,19 @@ pub fn update(shard: &Rc<Shard>) {
         log::info!("Failover target {host}:{port} is synced, failing over.");
         demote(shard, &mut f, host, port);
     }
+}
+
+/// Where the stream's last command starts when it is a `REPLCONF GETACK *`
+/// (as `master::emit_getack` writes it, an entry of its own) ending at
+/// `off`: an ACK there means everything with data was received.
+fn trailing_getack(repl: &super::Repl, off: u64) -> Option<u64> {
+    let mut getack = bytes::BytesMut::new();
+    super::encode_cmd(&mut getack, &[&b"REPLCONF"[..], b"GETACK", b"*"]);
+    repl.backlogs.iter().find_map(|b| {
+        let b = lock(b);
+        let e = b.entries.back()?;
+        (e.off + e.len() == off && e.select.is_none() && e.body[..] == getack[..]).then_some(e.off)
+    })
 }
 
 /// Step 2: become a replica of the target (the link task sends it the

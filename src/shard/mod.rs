@@ -1033,7 +1033,6 @@ async fn cron(shard: Rc<Shard>) {
         shard.net.borrow_mut().reap_idle(timeout);
         crate::net::replica::cron(&shard, &mut shard.net.borrow_mut());
         if shard.id == 0 {
-            crate::repl::failover::update(&shard);
             crate::repl::master::cron(&shard);
         }
         // Safety net: a driver turn every tick, so no missed wake-up can
