@@ -533,6 +533,63 @@ fn failover_refused_by_its_target_leaves_the_master_in_charge() {
     }
 }
 
+/// Writers that keep writing through the hand-over lose nothing: every
+/// write the old master acknowledged is on the new one, and from the
+/// pause on the writers are held, then told READONLY; nothing they were
+/// told was written is missing, on any shard.
+#[test]
+fn failover_under_write_load_keeps_every_acknowledged_write() {
+    let (n0, n1) = (node(), node());
+    follow(&n1, &n0);
+    wait_synced(&n0, &n1);
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let port = n0.port;
+            thread::spawn(move || {
+                let mut c = RawConn::connect(port);
+                let mut acked = Vec::new();
+                for i in 0.. {
+                    let key = format!("w{w}:{i}");
+                    match c.cmds(&["SET", &key, "v"]) {
+                        Resp::Simple(s) if s == b"OK" => acked.push(key),
+                        Resp::Error(e) if e.starts_with(b"READONLY") => return acked,
+                        other => panic!("SET {key}: {other:?}"),
+                    }
+                }
+                unreachable!()
+            })
+        })
+        .collect();
+    wait_for("the writers to get going", SYNC_TIMEOUT, || match info_int(
+        &repl(&n0),
+        "master_repl_offset",
+    ) {
+        o if o > 20_000 => Ok(()),
+        o => Err(format!("offset {o}")),
+    });
+    ok(&n0, &["FAILOVER"]);
+    let acked: Vec<String> = writers
+        .into_iter()
+        .flat_map(|w| w.join().expect("a writer failed"))
+        .collect();
+    wait_failover_state(&n0, "no-failover", SYNC_TIMEOUT);
+    assert_eq!(role(&n1), "master");
+    let mut c = RawConn::connect(n1.port);
+    let missing: Vec<&String> = acked
+        .iter()
+        .filter(|k| c.cmds(&["EXISTS", k]) != Resp::Int(1))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged writes missing on the new master, e.g. {:?}",
+        missing.len(),
+        acked.len(),
+        &missing[..missing.len().min(5)]
+    );
+    wait_synced(&n1, &n0);
+    assert_same_dataset(n1.port, n0.port, &[0]);
+}
+
 /// tether and stock Redis 7.0 hand the master role to each other.
 #[test]
 fn failover_between_tether_and_stock_redis() {
