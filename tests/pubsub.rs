@@ -146,3 +146,60 @@ fn a_subscriber_that_stops_reading_is_disconnected() {
         assert_eq!(publisher.cmds(&["PUBLISH", "ch", "hi"]).as_int(), Some(1));
     }
 }
+
+/// INFO stats counts what Redis 7.0 counts there: channels and patterns
+/// with a subscriber (each once, whichever shards their subscribers are
+/// on), error replies, and reads and writes on client sockets.
+#[test]
+fn info_stats_counts_subscriptions_errors_and_socket_io() {
+    let s = Server::start(4);
+    let stats = |name: &str| common::info_int(&common::info_section(s.port, "stats"), name);
+    assert_eq!(stats("pubsub_channels"), 0);
+    assert_eq!(stats("pubsub_patterns"), 0);
+    // Spread over the shards: the same channels and pattern from many
+    // connections count once.
+    let mut subs: Vec<_> = (0..8).map(|_| s.raw()).collect();
+    for (i, c) in subs.iter_mut().enumerate() {
+        cmd_n(c, &["SUBSCRIBE", "a", &format!("only{}", i % 2)], 2);
+        cmd(c, &["PSUBSCRIBE", "p.*"]);
+    }
+    assert_eq!(stats("pubsub_channels"), 3);
+    assert_eq!(stats("pubsub_patterns"), 1);
+    drop(subs);
+    common::wait_for(
+        "the subscriptions to go",
+        Duration::from_secs(10),
+        || match (stats("pubsub_channels"), stats("pubsub_patterns")) {
+            (0, 0) => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    );
+
+    let errors = stats("total_error_replies");
+    let (reads, writes) = (
+        stats("total_reads_processed"),
+        stats("total_writes_processed"),
+    );
+    let mut c = s.raw();
+    let mut got = Vec::new();
+    for args in [
+        &["SET", "k", "v"][..],
+        &["LPUSH", "k", "x"],
+        &["INCR", "k"],
+        &["NOSUCHCOMMAND"],
+        &["GET"],
+        &["GET", "k"],
+    ] {
+        got.push(cmd(&mut c, args));
+    }
+    assert_eq!(
+        got.iter().filter(|r| r.starts_with(b"-")).count(),
+        4,
+        "{got:?}"
+    );
+    assert_eq!(stats("total_error_replies"), errors + 4);
+    // Each request was read and answered on its own (at least; the INFO
+    // calls add their own).
+    assert!(stats("total_reads_processed") >= reads + 6);
+    assert!(stats("total_writes_processed") >= writes + 6);
+}

@@ -449,6 +449,25 @@ pub async fn exec_global(
     }
 }
 
+/// Channels (or, with `patterns`, patterns) with a subscriber on any
+/// shard, each once (INFO's `pubsub_channels` / `pubsub_patterns`).
+async fn pubsub_count(shard: &Rc<Shard>, tx: Option<&Tx>, patterns: bool) -> usize {
+    let mut names: Vec<Bytes> = Vec::new();
+    let reps = if patterns {
+        dispatch::broadcast(shard, tx, |_| Op::PubsubPatterns).await
+    } else {
+        dispatch::broadcast(shard, tx, |_| Op::PubsubChannels { pattern: None }).await
+    };
+    for rep in reps {
+        if let OpReply::Keys(k) = rep {
+            names.extend(k);
+        }
+    }
+    names.sort();
+    names.dedup();
+    names.len()
+}
+
 /// PUBSUB CHANNELS [pattern] | NUMSUB [channel ...] | NUMPAT, over all shards.
 async fn pubsub_cmd(shard: &Rc<Shard>, tx: Option<&Tx>, a: &[Bytes], r: &mut Reply<'_>) {
     let sub = a[1].to_ascii_lowercase();
@@ -1076,7 +1095,7 @@ async fn info(shard: &Rc<Shard>, tx: Option<&Tx>, a: &[Bytes]) -> String {
     if show("stats") {
         let _ = write!(
             s,
-            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\ntotal_net_repl_input_bytes:{}\r\ntotal_net_repl_output_bytes:{}\r\ninstantaneous_input_kbps:{}\r\ninstantaneous_output_kbps:{}\r\ninstantaneous_input_repl_kbps:{}\r\ninstantaneous_output_repl_kbps:{}\r\nrejected_connections:{}\r\nsync_full:{}\r\nsync_partial_ok:{}\r\nsync_partial_err:{}\r\nexpired_keys:{}\r\nevicted_keys:0\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\n\r\n",
+            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\ntotal_net_repl_input_bytes:{}\r\ntotal_net_repl_output_bytes:{}\r\ninstantaneous_input_kbps:{}\r\ninstantaneous_output_kbps:{}\r\ninstantaneous_input_repl_kbps:{}\r\ninstantaneous_output_repl_kbps:{}\r\nrejected_connections:{}\r\nsync_full:{}\r\nsync_partial_ok:{}\r\nsync_partial_err:{}\r\nexpired_keys:{}\r\nevicted_keys:0\r\nevicted_clients:0\r\ntotal_eviction_exceeded_time:0\r\ncurrent_eviction_exceeded_time:0\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:{}\r\npubsub_patterns:{}\r\nlatest_fork_usec:0\r\ntotal_forks:0\r\nmigrate_cached_sockets:0\r\nslave_expires_tracked_keys:0\r\ntracking_total_keys:0\r\ntracking_total_items:0\r\ntracking_total_prefixes:0\r\ntotal_error_replies:{}\r\ndump_payload_sanitizations:0\r\ntotal_reads_processed:{}\r\ntotal_writes_processed:{}\r\nio_threaded_reads_processed:0\r\nio_threaded_writes_processed:0\r\n\r\n",
             sum(|i| i.connections_received),
             sum(|i| i.commands_processed),
             sum(|i| i.inst.ops),
@@ -1095,6 +1114,11 @@ async fn info(shard: &Rc<Shard>, tx: Option<&Tx>, a: &[Bytes]) -> String {
             sum(|i| i.expired),
             sum(|i| i.hits),
             sum(|i| i.misses),
+            pubsub_count(shard, tx, false).await,
+            pubsub_count(shard, tx, true).await,
+            crate::resp::ERROR_REPLIES.load(Ordering::Relaxed),
+            sum(|i| i.reads_processed),
+            sum(|i| i.writes_processed),
         );
     }
     if show("replication") {

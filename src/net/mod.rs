@@ -868,6 +868,7 @@ impl Driver {
             }
         }
         Stats::add(&self.shard.stats.net_input_bytes, data_len as u64);
+        Stats::add(&self.shard.stats.reads_processed, 1);
         if close {
             if conn.repl.is_some() && !conn.closing {
                 log::warn!(
@@ -899,6 +900,7 @@ impl Driver {
             return;
         };
         conn.send_inflight = false;
+        Stats::add(&self.shard.stats.writes_processed, 1);
         let Some((buf, off)) = conn.sending.take() else {
             return;
         };

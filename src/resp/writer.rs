@@ -15,6 +15,10 @@
 
 use bytes::{BufMut, BytesMut};
 
+/// Error replies written, process-wide (INFO's `total_error_replies`).
+/// One relaxed add per error: errors are the rare reply.
+pub static ERROR_REPLIES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Protocol version negotiated with HELLO.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Proto {
@@ -54,6 +58,7 @@ impl<'a> Reply<'a> {
     /// An error; `msg` includes its code (`ERR ...`, `WRONGTYPE ...`).
     /// Newlines would break the framing, so they become spaces as in Redis.
     pub fn error(&mut self, msg: &str) {
+        ERROR_REPLIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.out.put_u8(b'-');
         for &b in msg.as_bytes() {
             self.out

@@ -810,6 +810,8 @@ fn shard_info(shard: &Shard, now: u64) -> ShardInfo {
         net_input_bytes: st.net_input_bytes.get(),
         net_output_bytes: st.net_output_bytes.get(),
         net_repl_output_bytes: st.net_repl_output_bytes.get(),
+        reads_processed: st.reads_processed.get(),
+        writes_processed: st.writes_processed.get(),
         inst: st.inst.borrow().rates(),
         used_memory: 0,
         blocked_clients: st.blocked_clients.get(),

@@ -145,6 +145,11 @@ pub struct Stats {
     /// add the two).
     pub net_output_bytes: Cell<u64>,
     pub net_repl_output_bytes: Cell<u64>,
+    /// Reads and writes done on client sockets (INFO's
+    /// `total_reads_processed` / `total_writes_processed`): each recv and
+    /// send completion, as Redis counts each read and write call.
+    pub reads_processed: Cell<u64>,
+    pub writes_processed: Cell<u64>,
     pub remote_batches: Cell<u64>,
     /// Clients of this shard currently blocked (BLPOP and friends).
     pub blocked_clients: Cell<u64>,
@@ -407,6 +412,8 @@ pub struct ShardInfo {
     pub net_input_bytes: u64,
     pub net_output_bytes: u64,
     pub net_repl_output_bytes: u64,
+    pub reads_processed: u64,
+    pub writes_processed: u64,
     /// Instantaneous rates, per second.
     pub inst: InstRates,
     pub used_memory: u64,
