@@ -1023,6 +1023,15 @@ async fn info(shard: &Rc<Shard>, tx: Option<&Tx>, a: &[Bytes]) -> String {
             || (default && s != "commandstats" && s != "latencystats")
     };
     let infos = dispatch::gather_info(shard, tx).await;
+    // Gathered before the config is locked: no lock across an await.
+    let pubsub = if show("stats") {
+        (
+            pubsub_count(shard, tx, false).await,
+            pubsub_count(shard, tx, true).await,
+        )
+    } else {
+        (0, 0)
+    };
     let sum = |f: fn(&crate::shard::ShardInfo) -> u64| infos.iter().map(f).sum::<u64>();
     // Bytes per second as Redis prints its instantaneous kbps.
     let kbps = |bytes_per_sec: u64| format!("{:.2}", bytes_per_sec as f64 / 1024.0);
@@ -1114,8 +1123,8 @@ async fn info(shard: &Rc<Shard>, tx: Option<&Tx>, a: &[Bytes]) -> String {
             sum(|i| i.expired),
             sum(|i| i.hits),
             sum(|i| i.misses),
-            pubsub_count(shard, tx, false).await,
-            pubsub_count(shard, tx, true).await,
+            pubsub.0,
+            pubsub.1,
             crate::resp::ERROR_REPLIES.load(Ordering::Relaxed),
             sum(|i| i.reads_processed),
             sum(|i| i.writes_processed),
