@@ -590,6 +590,55 @@ fn failover_under_write_load_keeps_every_acknowledged_write() {
     assert_same_dataset(n1.port, n0.port, &[0]);
 }
 
+/// A big transaction already running when FAILOVER comes in: its writes
+/// were accepted before the pause, so the hand-over waits for them to
+/// reach the target; a transaction answered OK is on the new master.
+#[test]
+fn failover_waits_for_a_transaction_under_way() {
+    let (n0, n1) = (node(), node());
+    follow(&n1, &n0);
+    wait_synced(&n0, &n1);
+    let n = 50_000;
+    let mut tx = RawConn::connect(n0.port);
+    let mut batch = common::encode(&[b"MULTI"]);
+    for i in 0..n {
+        let key = format!("tx:{i}");
+        batch.extend(common::encode(&[b"SET", key.as_bytes(), b"v"]));
+    }
+    tx.send(&batch);
+    for _ in 0..=n {
+        let r = tx.read();
+        assert!(
+            matches!(&r, Resp::Simple(s) if s == b"OK" || s == b"QUEUED"),
+            "{r:?}"
+        );
+    }
+    tx.send_cmd(&[b"EXEC"]);
+    thread::sleep(Duration::from_millis(5));
+    ok(&n0, &["FAILOVER"]);
+    let exec = tx.read();
+    wait_failover_state(&n0, "no-failover", SYNC_TIMEOUT);
+    assert_eq!(role(&n1), "master");
+    let want = match exec {
+        Resp::Array(v) => {
+            assert_eq!(v.len(), n);
+            n as i64
+        }
+        // Held by the pause, then refused by the demoted master.
+        Resp::Error(e) => {
+            assert!(
+                e.starts_with(b"READONLY") || e.starts_with(b"EXECABORT"),
+                "{e:?}"
+            );
+            0
+        }
+        other => panic!("EXEC: {other:?}"),
+    };
+    assert_eq!(RawConn::connect(n1.port).cmds(&["DBSIZE"]), Resp::Int(want));
+    wait_synced(&n1, &n0);
+    assert_same_dataset(n1.port, n0.port, &[0]);
+}
+
 /// tether and stock Redis 7.0 hand the master role to each other.
 #[test]
 fn failover_between_tether_and_stock_redis() {

@@ -185,39 +185,65 @@ pub fn command(shard: &Rc<Shard>, r: &mut Reply<'_>, a: &[Bytes]) {
     super::master::emit_getack(shard);
     // The watcher may run at once, inline: the state must be free.
     drop(f);
-    let me = shard.clone();
-    glommio::spawn_local(async move {
-        loop {
-            glommio::timer::sleep(POLL).await;
-            if state(&me) != State::WaitForSync {
-                return;
-            }
-            update(&me);
-        }
-    })
-    .detach();
+    glommio::spawn_local(watch(shard.clone())).detach();
     r.ok()
 }
 
 /// How often a waiting failover looks at its target's ACK.
 const POLL: std::time::Duration = std::time::Duration::from_millis(2);
 
-/// Moves a waiting failover on (a task of the FAILOVER's shard, every
-/// [`POLL`]): aborts or forces it when its TIMEOUT ran out, and demotes
-/// this master once the target has acknowledged the whole stream.
-pub fn update(shard: &Rc<Shard>) {
+/// Moves a waiting failover on, every [`POLL`], as a task of the
+/// FAILOVER's shard: aborts or forces it when its TIMEOUT runs out, and
+/// demotes this master once the target has acknowledged the whole stream.
+///
+/// Before demoting it waits for writes accepted before the pause to be in
+/// the stream ([`writes_settled`]), then looks again: a write that passed
+/// its pause check just before the pause began, and ran on another shard
+/// or in a transaction after the target's ACK, would otherwise be
+/// answered OK here and never reach the target.
+async fn watch(shard: Rc<Shard>) {
+    loop {
+        glommio::timer::sleep(POLL).await;
+        match step(&shard, false) {
+            Step::Over => return,
+            Step::Wait => continue,
+            Step::Ready => {}
+        }
+        if writes_settled(&shard).await && step(&shard, true) == Step::Over {
+            return;
+        }
+    }
+}
+
+#[derive(PartialEq, Eq)]
+enum Step {
+    /// The failover ended, or moved past waiting.
+    Over,
+    Wait,
+    /// The target is synced (or the TIMEOUT forces the hand-over).
+    Ready,
+}
+
+/// One look at a waiting failover; with `demote_now`, a target found
+/// ready is handed the role (`Over`).
+fn step(shard: &Rc<Shard>, demote_now: bool) -> Step {
     let repl = &shard.shared.repl;
     let mut f = lock(&repl.failover);
     if f.state != State::WaitForSync {
-        return;
+        return Step::Over;
     }
     if f.end_ms != 0 && f.end_ms <= crate::shard::now_ms() {
         if !f.force {
-            return abort(shard, &mut f, "Replica never caught up before timeout");
+            abort(shard, &mut f, "Replica never caught up before timeout");
+            return Step::Over;
+        }
+        if !demote_now {
+            return Step::Ready;
         }
         let (host, port) = f.target.clone().expect("FORCE requires TO");
         log::info!("FAILOVER to {host}:{port} time out exceeded, failing over.");
-        return demote(shard, &mut f, host, port);
+        demote(shard, &mut f, host, port);
+        return Step::Over;
     }
     let off = repl.seq.offset();
     let short = trailing_getack(repl, off);
@@ -233,10 +259,28 @@ pub fn update(shard: &Rc<Shard>) {
             None => online.next().map(|v| (v.ip.clone(), v.port)),
         }
     };
-    if let Some((host, port)) = synced {
-        log::info!("Failover target {host}:{port} is synced, failing over.");
-        demote(shard, &mut f, host, port);
+    match synced {
+        None => Step::Wait,
+        Some(_) if !demote_now => Step::Ready,
+        Some((host, port)) => {
+            log::info!("Failover target {host}:{port} is synced, failing over.");
+            demote(shard, &mut f, host, port);
+            Step::Over
+        }
     }
+}
+
+/// Whether no shard has a client command under way other than those the
+/// pause holds (and blocked pops): every write that got past its pause
+/// check is then in the stream. Each shard answers at the start of its
+/// next turn, so a fast-path turn running now has ended and sealed its
+/// writes by then; a slow-path batch or a transaction keeps its
+/// connection busy until it is done; a held command counts as blocked.
+async fn writes_settled(shard: &Rc<Shard>) -> bool {
+    crate::shard::dispatch::gather_info(shard, None)
+        .await
+        .iter()
+        .all(|i| i.busy_clients as u64 <= i.blocked_clients)
 }
 
 /// Where the stream's last command starts when it is a `REPLCONF GETACK *`

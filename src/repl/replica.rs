@@ -89,7 +89,13 @@ pub fn replicaof(shard: &Rc<Shard>, host: String, port: u16) {
     log::info!("Connecting to MASTER {host}:{port}");
     disconnect_replicas(shard, None);
     let me = shard.clone();
-    glommio::spawn_local(async move { link(me, epoch).await }).detach();
+    glommio::spawn_local(async move {
+        // Not inline: the caller may hold the failover state
+        // (`repl::failover`), which a link that fails at once takes.
+        futures_lite::future::yield_now().await;
+        link(me, epoch).await
+    })
+    .detach();
 }
 
 /// REPLICAOF NO ONE: become a master, keeping the history under a new id
@@ -359,6 +365,11 @@ async fn session(shard: &Rc<Shard>, epoch: u64) -> Result<(), String> {
     }
     let reply = w.line().await?;
     let _ = w.s.set_read_timeout(Some(timeout));
+    if repl.epoch.load(Ordering::SeqCst) != epoch {
+        // REPLICAOF (or a FAILOVER ABORT) moved on while we waited: the
+        // reply must not touch the ids the new role has.
+        return Err("the replication role changed during the handshake".into());
+    }
     let accepted = reply.starts_with("+FULLRESYNC") || reply.starts_with("+CONTINUE");
     if !super::failover::on_psync_reply(shard, accepted) {
         return Err(format!("the failover target refused our PSYNC: {reply}"));
