@@ -193,14 +193,15 @@ pub async fn exec(shard: &Rc<Shard>, client: &mut ClientState, out: &mut BytesMu
         return Reply::new(out, client.proto)
             .error("EXECABORT Transaction discarded because of previous errors.");
     }
-    let refused = queue.iter().any(|args| {
-        matches!(lookup(args), Lookup::Found(spec) if super::repl::readonly_refused(shard, client, spec))
-    });
-    if refused {
+    let refused = |client: &ClientState| {
+        queue.iter().any(|args| {
+            matches!(lookup(args), Lookup::Found(spec) if super::repl::readonly_refused(shard, client, spec))
+        })
+    };
+    const EXEC_READONLY: &str = "EXECABORT Transaction discarded because of previous errors: READONLY You can't write against a read only replica.";
+    if refused(client) {
         unwatch_all(shard, None, client.id, watching).await;
-        return Reply::new(out, client.proto).error(
-            "EXECABORT Transaction discarded because of previous errors: READONLY You can't write against a read only replica.",
-        );
+        return Reply::new(out, client.proto).error(EXEC_READONLY);
     }
     // Queued while the link was up, which has gone down since.
     let stale = queue.iter().any(|args| {
@@ -231,6 +232,14 @@ pub async fn exec(shard: &Rc<Shard>, client: &mut ClientState, out: &mut BytesMu
     needed.dedup();
     let mut tx = Tx::lock(shard, &needed).await;
     tx.collect = true;
+    // We may have become a replica while waiting for the locks (REPLICAOF,
+    // a FAILOVER's demotion): writes run now would be answered and never
+    // replicated. Redis runs EXEC at once, so it never meets this.
+    if refused(client) {
+        unwatch_all(shard, Some(&tx), client.id, watching).await;
+        tx.unlock(shard).await;
+        return Reply::new(out, client.proto).error(EXEC_READONLY);
+    }
 
     // WATCH check, per owner shard, under the lock.
     let mut per: Vec<Vec<(u16, Bytes, u8)>> = (0..n).map(|_| Vec::new()).collect();
