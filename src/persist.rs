@@ -692,7 +692,6 @@ async fn wait_for_replicas(shard: &Rc<Shard>) -> bool {
         return shared.shutdown.load(Ordering::SeqCst);
     }
     if shared.pause.mode(crate::shard::now_ms()).is_none() {
-        repl.getack_at.store(repl.seq.offset(), Ordering::SeqCst);
         crate::repl::master::emit_getack(shard);
     }
     shared.pause.begin_shutdown();

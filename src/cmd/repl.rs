@@ -393,7 +393,6 @@ pub async fn wait(
     // end (offsets restart when the role changes) is answered for us too.
     let asked = repl.getack_at.load(Ordering::SeqCst);
     if !(target..=repl.seq.offset()).contains(&asked) && !repl.replicas_empty() {
-        repl.getack_at.store(repl.seq.offset(), Ordering::SeqCst);
         crate::repl::master::emit_getack(shard);
     }
     let timer = std::time::Duration::from_millis(t as u64);

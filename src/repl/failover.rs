@@ -288,7 +288,7 @@ async fn writes_settled(shard: &Rc<Shard>) -> bool {
 /// `off`: an ACK there means everything with data was received.
 fn trailing_getack(repl: &super::Repl, off: u64) -> Option<u64> {
     let mut getack = bytes::BytesMut::new();
-    super::encode_cmd(&mut getack, &[&b"REPLCONF"[..], b"GETACK", b"*"]);
+    super::encode_cmd(&mut getack, &super::master::GETACK);
     repl.backlogs.iter().find_map(|b| {
         let b = lock(b);
         let e = b.entries.back()?;

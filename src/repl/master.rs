@@ -239,8 +239,15 @@ pub fn emit_ping(shard: &Shard) {
     emit_nodb(shard, &[b"PING"]);
 }
 
+/// `REPLCONF GETACK *`, the request for replicas' offsets.
+pub const GETACK: [&[u8]; 3] = [b"REPLCONF", b"GETACK", b"*"];
+
+/// Asks the replicas for their offsets: a GETACK into the stream, its start
+/// recorded in `getack_at` so that WAITs up to there share it.
 pub fn emit_getack(shard: &Shard) {
-    emit_nodb(shard, &[b"REPLCONF", b"GETACK", b"*"]);
+    let repl = &shard.shared.repl;
+    repl.getack_at.store(repl.seq.offset(), Ordering::SeqCst);
+    emit_nodb(shard, &GETACK);
 }
 
 /// Emits several commands: one alone as itself, several wrapped in
