@@ -202,4 +202,9 @@ fn info_stats_counts_subscriptions_errors_and_socket_io() {
     // calls add their own).
     assert!(stats("total_reads_processed") >= reads + 6);
     assert!(stats("total_writes_processed") >= writes + 6);
+    // CONFIG RESETSTAT starts them over, as Redis's resetServerStats.
+    assert_eq!(cmd(&mut c, &["CONFIG", "RESETSTAT"]), b"+OK\r\n".to_vec());
+    assert_eq!(stats("total_error_replies"), 0);
+    assert!(stats("total_reads_processed") < 10);
+    assert!(stats("total_writes_processed") < 10);
 }

@@ -384,6 +384,7 @@ pub async fn exec_global(
         "config" => {
             if a.len() == 2 && eq_ic(&a[1], "resetstat") {
                 dispatch::broadcast(shard, tx, |_| Op::ResetStats).await;
+                crate::resp::ERROR_REPLIES.store(0, Ordering::Relaxed);
                 return r.ok();
             }
             config_cmd(shard, a, &mut r);

@@ -230,6 +230,8 @@ impl Stats {
             &self.net_input_bytes,
             &self.net_output_bytes,
             &self.net_repl_output_bytes,
+            &self.reads_processed,
+            &self.writes_processed,
             &self.remote_batches,
         ] {
             c.set(0);
