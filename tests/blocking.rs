@@ -234,3 +234,98 @@ fn replicaof_unblocks_blocked_pops() {
     assert!(info.contains("blocked_clients:0"), "{info}");
     admin.cmds(&["REPLICAOF", "NO", "ONE"]);
 }
+
+/// As Redis's `handleClientsBlockedOnKeys`: a waiter is served only from a
+/// key of the type it pops (a transaction that leaves its key a string
+/// leaves it blocked), from the key that became ready (not the first
+/// non-empty key of its list), keys in the order they became ready, and
+/// SWAPDB serves waiters whose key it brings in. Redis's
+/// `tests/unit/type/list.tcl` and `zset.tcl` cases, plus the ready order.
+#[test]
+fn served_by_kind_from_the_ready_key_in_ready_order() {
+    for shards in [1, 2] {
+        let s = Server::start(shards);
+        let mut p = s.raw();
+        let pop = |args: &'static [&'static str]| {
+            let mut c = s.raw();
+            let h = thread::spawn(move || c.cmds(args));
+            thread::sleep(Duration::from_millis(150));
+            h
+        };
+        let strs =
+            |r: common::Resp| -> Vec<String> { r.array().iter().map(|v| v.as_str()).collect() };
+
+        // LPUSH + DEL + SET in one transaction: not served, still blocked.
+        for (blk, push) in [
+            (&["BLPOP", "bk", "5"][..], &["LPUSH", "bk", "a"][..]),
+            (&["BZPOPMIN", "bk", "5"][..], &["ZADD", "bk", "1", "a"][..]),
+        ] {
+            p.cmds(&["DEL", "bk"]);
+            let h = pop(blk);
+            p.cmds(&["MULTI"]);
+            p.cmds(push);
+            p.cmds(&["DEL", "bk"]);
+            p.cmds(&["SET", "bk", "foo"]);
+            assert_eq!(p.cmds(&["EXEC"]).array().len(), 3, "{}", s.label());
+            thread::sleep(Duration::from_millis(100));
+            assert!(
+                !h.is_finished(),
+                "{}: {blk:?} served by a string",
+                s.label()
+            );
+            p.cmds(&["DEL", "bk"]);
+            let b = if blk[0] == "BLPOP" {
+                &["LPUSH", "bk", "b"][..]
+            } else {
+                &["ZADD", "bk", "2", "b"][..]
+            };
+            p.cmds(b);
+            let got = strs(h.join().unwrap());
+            assert_eq!(
+                &got[..2],
+                &["bk".to_string(), "b".to_string()],
+                "{}: {blk:?}",
+                s.label()
+            );
+        }
+
+        // Two keys filled by one transaction: the first filled serves, and
+        // from itself, though the other key comes first in BLPOP's list.
+        p.cmds(&["DEL", "{t}a", "{t}b"]);
+        let h = pop(&["BLPOP", "{t}a", "{t}b", "5"]);
+        p.cmds(&["MULTI"]);
+        p.cmds(&["RPUSH", "{t}b", "x"]);
+        p.cmds(&["RPUSH", "{t}a", "y"]);
+        p.cmds(&["EXEC"]);
+        assert_eq!(strs(h.join().unwrap()), vec!["{t}b", "x"], "{}", s.label());
+        assert_eq!(strs(p.cmds(&["LRANGE", "{t}a", "0", "-1"])), vec!["y"]);
+        // The same through BLMPOP, whose reply names the key.
+        p.cmds(&["DEL", "{t}a", "{t}b"]);
+        let h = pop(&["BLMPOP", "5", "2", "{t}a", "{t}b", "LEFT", "COUNT", "5"]);
+        p.cmds(&["MULTI"]);
+        p.cmds(&["RPUSH", "{t}b", "x1", "x2"]);
+        p.cmds(&["RPUSH", "{t}a", "y"]);
+        p.cmds(&["EXEC"]);
+        let r = h.join().unwrap();
+        let r = r.array();
+        assert_eq!(r[0].as_str(), "{t}b", "{}", s.label());
+        assert_eq!(
+            r[1].array().iter().map(|v| v.as_str()).collect::<Vec<_>>(),
+            vec!["x1", "x2"]
+        );
+
+        // SWAPDB brings a list in under a blocked key.
+        p.cmds(&["FLUSHALL"]);
+        p.cmds(&["SELECT", "1"]);
+        p.cmds(&["RPUSH", "sk", "hello"]);
+        p.cmds(&["SELECT", "0"]);
+        let h = pop(&["BRPOP", "sk", "5"]);
+        p.cmds(&["SWAPDB", "1", "0"]);
+        assert_eq!(
+            strs(h.join().unwrap()),
+            vec!["sk", "hello"],
+            "{}",
+            s.label()
+        );
+    }
+}

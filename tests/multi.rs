@@ -103,6 +103,67 @@ fn multi_exec_matches_redis() {
     }
 }
 
+/// FLUSHALL, FLUSHDB and SWAPDB fail a WATCH only when its key exists in
+/// the database emptied or in the one replacing it, as Redis 7.0's
+/// `touchAllWatchedKeysInDb` (`tests/unit/multi.tcl`: "FLUSHALL does not
+/// touch non affected keys").
+#[test]
+fn flush_and_swapdb_fail_only_watches_of_existing_keys() {
+    let redis = Server::stock_redis();
+    for shards in [1, 4] {
+        let tether = Server::tether(shards);
+        let ks = common::keys_over_shards("fw", 4, 1);
+        let (x, y, z) = (ks[0].as_str(), ks[1].as_str(), ks[2].as_str());
+        same_replies(
+            &redis,
+            &tether,
+            &[
+                &["WATCH", x],
+                &["FLUSHALL"],
+                &["MULTI"],
+                &["PING"],
+                &["EXEC"],
+                &["SET", x, "30"],
+                &["WATCH", x],
+                &["FLUSHDB"],
+                &["MULTI"],
+                &["PING"],
+                &["EXEC"],
+                &["WATCH", x],
+                &["FLUSHDB"],
+                &["MULTI"],
+                &["PING"],
+                &["EXEC"],
+                &["SET", z, "1"],
+                &["WATCH", x],
+                &["FLUSHALL"],
+                &["MULTI"],
+                &["PING"],
+                &["EXEC"],
+                // SWAPDB: a key the swap brings in, or takes away, fails it.
+                &["SELECT", "1"],
+                &["SET", y, "1"],
+                &["SELECT", "0"],
+                &["WATCH", y],
+                &["SWAPDB", "0", "1"],
+                &["MULTI"],
+                &["PING"],
+                &["EXEC"],
+                &["WATCH", y],
+                &["SWAPDB", "0", "1"],
+                &["MULTI"],
+                &["PING"],
+                &["EXEC"],
+                &["WATCH", z],
+                &["SWAPDB", "0", "1"],
+                &["MULTI"],
+                &["PING"],
+                &["EXEC"],
+            ],
+        );
+    }
+}
+
 #[test]
 fn watch_sees_other_clients_and_expiry() {
     for shards in [1, 4] {

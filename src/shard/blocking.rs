@@ -7,8 +7,11 @@
 //! key changes (`Shard::key_modified`) it is marked ready and the shard's
 //! ready task, once no transaction holds the shard, re-runs the waiters'
 //! commands in blocking order, exactly as Redis's
-//! `handleClientsBlockedOnKeys`: the first waiter gets the first element,
-//! and a waiter that still finds nothing stays parked.
+//! `handleClientsBlockedOnKeys`: keys are served in the order they became
+//! ready, a waiter pops from the ready key only (its command cut down to
+//! that key) and only when the key holds the type it pops, the first
+//! waiter gets the first element, and a waiter that still finds nothing
+//! stays parked. SWAPDB marks every waited-on key it brings in ready.
 //!
 //! A command whose keys span shards cannot be served by one owner: its
 //! owners only notify it, and the coordinator retries through the
@@ -28,6 +31,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use bytes::{Bytes, BytesMut};
 
 use super::dispatch::{self, exec_multi};
+use super::keyspace::Value;
 use super::sync::Notify;
 use super::{Msg, Op, OpReply, Shard, ShardCmd, shard_of};
 use crate::cmd::{self, ClientState, Route};
@@ -57,7 +61,10 @@ pub struct Parked {
 pub struct Blocking {
     by_key: HashMap<(u16, Bytes), VecDeque<Waiter>>,
     parked: HashMap<Waiter, Parked>,
-    ready: Vec<(u16, Bytes)>,
+    /// Keys to serve, in the order they became ready (Redis's
+    /// `ready_keys` list): FIFO, so of two keys a transaction filled, the
+    /// first filled serves first.
+    ready: VecDeque<(u16, Bytes)>,
 }
 
 impl Blocking {
@@ -77,11 +84,25 @@ impl Blocking {
         {
             let k = k.clone();
             if !self.ready.contains(&k) {
-                self.ready.push(k);
+                self.ready.push_back(k);
                 return true;
             }
         }
         false
+    }
+
+    /// Queues every waited-on key of database `db` that `present` says
+    /// exists (after SWAPDB). Returns true when the ready task must be
+    /// woken.
+    pub fn db_ready(&mut self, db: u16, present: impl Fn(&[u8]) -> bool) -> bool {
+        let mut wake = false;
+        for k in self.by_key.keys() {
+            if k.0 == db && present(&k.1) && !self.ready.contains(k) {
+                self.ready.push_back(k.clone());
+                wake = true;
+            }
+        }
+        wake
     }
 
     fn park(&mut self, w: Waiter, p: Parked) {
@@ -170,7 +191,7 @@ pub async fn serve_ready(shard: Rc<Shard>) {
     loop {
         shard.blocking_wake.wait().await;
         loop {
-            let Some(key) = shard.blocking.borrow_mut().ready.pop() else {
+            let Some(key) = shard.blocking.borrow_mut().ready.pop_front() else {
                 break;
             };
             serve_key(&shard, key).await;
@@ -207,8 +228,17 @@ async fn serve_key(shard: &Rc<Shard>, key: (u16, Bytes)) {
                 if !shard.blocking.borrow().parked.contains_key(&w) {
                     continue;
                 }
+                // Served only from a key of the kind it waits for: a key
+                // that is now, say, a string leaves it blocked (Redis's
+                // `handleClientsBlockedOnKeys` serves list waiters from
+                // lists only), and it pops from this key, not from the
+                // first non-empty one of its list.
+                if !holds_kind(shard, c.spec.name, &key) {
+                    continue;
+                }
+                let args = narrow_to_key(c.spec.name, &c.args, &key.1);
                 let mut out = BytesMut::new();
-                let blocked = cmd::exec_local(shard, c.spec, c.db, proto, &c.args, &mut out);
+                let blocked = cmd::exec_local(shard, c.spec, c.db, proto, &args, &mut out);
                 if blocked {
                     continue;
                 }
@@ -229,6 +259,52 @@ async fn serve_key(shard: &Rc<Shard>, key: (u16, Bytes)) {
                 deliver(shard, w, OpReply::Done).await;
             }
         }
+    }
+}
+
+/// Whether `key` now holds the type the blocking command `name` pops:
+/// a list for the list pops, a sorted set for the sorted-set ones.
+fn holds_kind(shard: &Shard, name: &str, key: &(u16, Bytes)) -> bool {
+    let ks = shard.ks.borrow();
+    let Some(e) = ks.dbs[key.0 as usize].peek(&key.1, shard.now()) else {
+        return false;
+    };
+    match e.value {
+        Value::List(_) => !name.starts_with("bz"),
+        Value::ZSet(_) => name.starts_with("bz"),
+        _ => false,
+    }
+}
+
+/// A blocking command's arguments with its key list cut down to the key
+/// being served: `BLPOP a b 0` served for `b` runs as `BLPOP b 0`, and
+/// `BLMPOP 0 2 a b LEFT` as `BLMPOP 0 1 b LEFT`. Single-key forms (BLMOVE,
+/// BRPOPLPUSH) are unchanged.
+fn narrow_to_key(name: &str, args: &[Bytes], key: &Bytes) -> Vec<Bytes> {
+    match name {
+        "blpop" | "brpop" | "bzpopmin" | "bzpopmax" if args.len() > 3 => {
+            vec![args[0].clone(), key.clone(), args[args.len() - 1].clone()]
+        }
+        "blmpop" | "bzmpop" => {
+            let n = std::str::from_utf8(&args[2])
+                .ok()
+                .and_then(|s| s.parse::<usize>().ok())
+                .filter(|n| 3 + n <= args.len());
+            match n {
+                Some(n) if n > 1 => {
+                    let mut v = vec![
+                        args[0].clone(),
+                        args[1].clone(),
+                        Bytes::from_static(b"1"),
+                        key.clone(),
+                    ];
+                    v.extend_from_slice(&args[3 + n..]);
+                    v
+                }
+                _ => args.to_vec(),
+            }
+        }
+        _ => args.to_vec(),
     }
 }
 

@@ -552,7 +552,14 @@ fn apply_op_inner(shard: &Shard, op: Op) -> OpReply {
         }
         Op::DbSize { db } => OpReply::Int(ks.dbs[db as usize].len() as i64),
         Op::Flush { db } => {
-            shard.db_modified(db);
+            shard.shared.persist.bump(shard.id, 1);
+            let all: Vec<u16> = match db {
+                Some(d) => vec![d],
+                None => (0..ks.dbs.len() as u16).collect(),
+            };
+            for d in all {
+                shard.touch_watched_in_db(&ks, d, None, now);
+            }
             match db {
                 Some(db) => ks.dbs[db as usize].clear(),
                 None => ks.dbs.iter_mut().for_each(|d| d.clear()),
@@ -560,8 +567,10 @@ fn apply_op_inner(shard: &Shard, op: Op) -> OpReply {
             OpReply::Done
         }
         Op::SwapDb { a, b } => {
-            shard.db_modified(Some(a));
-            shard.db_modified(Some(b));
+            shard.shared.persist.bump(shard.id, 1);
+            shard.touch_watched_in_db(&ks, a, Some(b), now);
+            shard.touch_watched_in_db(&ks, b, Some(a), now);
+            let (a16, b16) = (a, b);
             let (a, b) = (a as usize, b as usize);
             // A snapshot in progress keeps each index's content as of the
             // cut: finish both walks, swap, and swap the parts back.
@@ -571,6 +580,18 @@ fn apply_op_inner(shard: &Shard, op: Op) -> OpReply {
             let (sa, sb) = (ks.dbs[a].snap.take(), ks.dbs[b].snap.take());
             ks.dbs[a].snap = sb;
             ks.dbs[b].snap = sa;
+            // Clients blocked on a key the swap brought in are served, as
+            // Redis's `scanDatabaseForReadyKeys` after `dbSwapDatabases`.
+            let mut wake = false;
+            {
+                let mut bl = shard.blocking.borrow_mut();
+                for d in [a16, b16] {
+                    wake |= bl.db_ready(d, |k| ks.dbs[d as usize].peek(k, now).is_some());
+                }
+            }
+            if wake {
+                shard.blocking_wake.notify();
+            }
             OpReply::Done
         }
         Op::Keys { db, pattern } => {

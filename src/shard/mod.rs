@@ -666,7 +666,34 @@ impl Shard {
         }
     }
 
-    /// FLUSHDB / FLUSHALL / SWAPDB: every WATCHer of the database(s) fails.
+    /// FLUSHDB / FLUSHALL / SWAPDB, called before the change: as Redis
+    /// 7.0's `touchAllWatchedKeysInDb`, a WATCH on a key of database `db`
+    /// fails only when the key is live in `db` or in `with`, the database
+    /// about to replace it. A key in neither changes nothing a client can
+    /// see. An expired key is left to EXEC's own check: one watched while
+    /// live with a TTL fails there once gone, one watched already expired
+    /// does not, as in Redis.
+    pub fn touch_watched_in_db(&self, ks: &Keyspace, db: u16, with: Option<u16>, now: u64) {
+        let mut w = self.watched.borrow_mut();
+        if w.is_empty() {
+            return;
+        }
+        let live = |d: u16, k: &[u8]| ks.dbs[d as usize].peek(k, now).is_some();
+        let hit: Vec<(u16, Bytes)> = w
+            .keys()
+            .filter(|(d, k)| *d == db && (live(db, k) || with.is_some_and(|o| live(o, k))))
+            .cloned()
+            .collect();
+        let mut dirty = self.watch_dirty.borrow_mut();
+        for k in hit {
+            if let Some(clients) = w.remove(&k) {
+                dirty.extend(clients);
+            }
+        }
+    }
+
+    /// The dataset was replaced whole (a full sync's load, DEBUG RELOAD):
+    /// every WATCHer of the database(s) fails.
     pub fn db_modified(&self, db: Option<u16>) {
         self.shared.persist.bump(self.id, 1);
         let mut w = self.watched.borrow_mut();
