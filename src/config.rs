@@ -66,6 +66,13 @@ const PROTECTED: u8 = 2;
 const SENSITIVE: u8 = 4;
 /// Advisory in tether: accepted and reported, but nothing reads it.
 const ADVISORY: u8 = 8;
+/// Where the shards listen: bound once at start-up, so CONFIG SET takes
+/// only the value already in force.
+const LISTEN: u8 = 16;
+/// tether's own knobs: CONFIG GET lists them for their exact name only, not
+/// for a pattern (Redis's `HIDDEN_CONFIG`), so `CONFIG GET *` shows what a
+/// Redis 7.0 tool expects and can set back.
+const HIDDEN: u8 = 32;
 
 const INT_MAX: i128 = i32::MAX as i128;
 const INT_MIN: i128 = i32::MIN as i128;
@@ -203,8 +210,8 @@ static PARAMS: &[Param] = &[
     // --- network -----------------------------------------------------------
     // Redis defaults to "* -::*" guarded by protected-mode; tether listens on
     // loopback unless told otherwise, which is safer with no password set.
-    p("bind", NONE, Kind::Bind, "127.0.0.1", MUTABLE),
-    p("port", NONE, int(0, 65535), "6379", MUTABLE),
+    p("bind", NONE, Kind::Bind, "127.0.0.1", MUTABLE | LISTEN),
+    p("port", NONE, int(0, 65535), "6379", MUTABLE | LISTEN),
     p("protected-mode", NONE, BOOL, "yes", MUTABLE),
     p("tcp-backlog", NONE, int(0, INT_MAX), "511", 0),
     p("timeout", NONE, int(0, INT_MAX), "0", MUTABLE),
@@ -216,9 +223,9 @@ static PARAMS: &[Param] = &[
     p("io-threads", NONE, int(1, 128), "1", ADVISORY),
     // --- tether threading (not in Redis) ------------------------------------
     // Number of shard executors; 0 = one per CPU in `cpus` (or the affinity mask).
-    p("shards", NONE, int(0, 1024), "0", 0),
+    p("shards", NONE, int(0, 1024), "0", HIDDEN),
     // CPU list like "0,2-3"; empty = the process affinity mask.
-    pc("cpus", NONE, STR, "", 0, check_cpus),
+    pc("cpus", NONE, STR, "", HIDDEN, check_cpus),
     // --- general -------------------------------------------------------------
     pc("daemonize", NONE, BOOL, "no", 0, check_daemonize),
     p("supervised", NONE, Kind::Enum(SUPERVISED), "no", ADVISORY),
@@ -1077,6 +1084,13 @@ impl Config {
                     PARAMS[i].name, e
                 )
             })?;
+            if PARAMS[i].flags & LISTEN != 0 && v != self.values[i] {
+                return Err(format!(
+                    "ERR CONFIG SET failed (possibly related to argument '{}') - tether binds its \
+                     listeners at start-up only: restart it with the new value",
+                    PARAMS[i].name
+                ));
+            }
             parsed.push((i, v));
         }
         for (i, v) in parsed {
@@ -1085,31 +1099,44 @@ impl Config {
         Ok(())
     }
 
-    /// CONFIG GET pattern [pattern ...]: (name, value) for every parameter
-    /// matching any pattern (glob, case-insensitive), each once, in table
-    /// order. A pattern without glob characters is an exact lookup and may
-    /// name an alias; the reply then uses the name as the client wrote it,
-    /// like Redis.
+    /// CONFIG GET pattern [pattern ...]: (name, value) for every name
+    /// (parameter or alias) matching any pattern (glob, case-insensitive),
+    /// in table order. A pattern without glob characters is an exact lookup
+    /// and may name an alias; the reply then uses the name as the client
+    /// wrote it, like Redis.
     pub fn get(&self, patterns: &[&[u8]]) -> Vec<(String, String)> {
+        let is_glob = |pat: &[u8]| pat.iter().any(|b| matches!(b, b'*' | b'?' | b'['));
         let mut out = Vec::new();
         for (i, p) in PARAMS.iter().enumerate() {
-            let found = patterns.iter().find_map(|pat| {
-                let is_glob = pat.iter().any(|b| matches!(b, b'*' | b'?' | b'['));
-                if !is_glob {
-                    let hit = std::iter::once(&p.name)
-                        .chain(p.aliases)
-                        .any(|n| n.as_bytes().eq_ignore_ascii_case(pat));
-                    hit.then(|| String::from_utf8_lossy(pat).into_owned())
-                } else if glob_match(pat, p.name.as_bytes(), true) {
-                    Some(p.name.to_string())
-                } else {
-                    p.aliases
-                        .iter()
-                        .find(|a| glob_match(pat, a.as_bytes(), true))
-                        .map(|a| a.to_string())
+            // As Redis 7.0's configGetCommand, whose table holds every alias
+            // as an entry of its own: an exact name asked for is an entry
+            // as written (`slaveof replicaof` prints both; one name asked
+            // twice, in any case, prints once), and a pattern adds every
+            // name of the parameter it matches, aliases included.
+            let mut names: Vec<String> = Vec::new();
+            let add = |names: &mut Vec<String>, n: &[u8]| {
+                if !names.iter().any(|x| x.as_bytes().eq_ignore_ascii_case(n)) {
+                    names.push(String::from_utf8_lossy(n).into_owned());
                 }
-            });
-            if let Some(name) = found {
+            };
+            let all_names = || std::iter::once(&p.name).chain(p.aliases);
+            for pat in patterns.iter().filter(|pat| !is_glob(pat)) {
+                if all_names().any(|n| n.as_bytes().eq_ignore_ascii_case(pat)) {
+                    add(&mut names, pat);
+                }
+            }
+            if p.flags & HIDDEN == 0 {
+                for n in all_names() {
+                    let hit = patterns
+                        .iter()
+                        .filter(|pat| is_glob(pat))
+                        .any(|pat| glob_match(pat, n.as_bytes(), true));
+                    if hit {
+                        add(&mut names, n.as_bytes());
+                    }
+                }
+            }
+            for name in names {
                 out.push((name, self.format(i)));
             }
         }
@@ -2034,8 +2061,14 @@ mod tests {
     #[test]
     fn config_set_basics_and_aliases() {
         let mut c = Config::default();
-        set1(&mut c, "port", "7777").unwrap();
-        assert_eq!(c.port(), 7777);
+        // Listeners are bound at start-up: only the value in force is taken.
+        set1(&mut c, "port", "6379").unwrap();
+        assert!(
+            set1(&mut c, "port", "7777")
+                .unwrap_err()
+                .contains("restart")
+        );
+        assert_eq!(c.port(), 6379);
         set1(&mut c, "SLAVE-READ-ONLY", "No").unwrap();
         assert_eq!(c.get_str("replica-read-only").unwrap(), "no");
         set1(&mut c, "maxmemory-policy", "ALLKEYS-LRU").unwrap();
@@ -2044,8 +2077,9 @@ mod tests {
         assert_eq!(c.get_str("save").unwrap(), "");
         set1(&mut c, "save", "100 10 20 2").unwrap();
         assert_eq!(c.save_params(), vec![(100, 10), (20, 2)]);
-        set1(&mut c, "bind", "0.0.0.0 ::").unwrap();
-        assert_eq!(c.bind(), vec!["0.0.0.0", "::"]);
+        set1(&mut c, "bind", "127.0.0.1").unwrap();
+        assert!(set1(&mut c, "bind", "0.0.0.0 ::").is_err());
+        assert_eq!(c.bind(), vec!["127.0.0.1"]);
         set1(
             &mut c,
             "client-output-buffer-limit",
@@ -2220,7 +2254,7 @@ mod tests {
         let before = c.get(&[b"*"]);
         let e = c
             .set(&[
-                (b"port".as_slice(), b"7000".as_slice()),
+                (b"hz".as_slice(), b"20".as_slice()),
                 (b"maxmemory", b"1gb"),
                 (b"timeout", b"-5"),
             ])
@@ -2230,12 +2264,9 @@ mod tests {
             "ERR CONFIG SET failed (possibly related to argument 'timeout') - argument must be between 0 and 2147483647 inclusive"
         );
         assert_eq!(c.get(&[b"*"]), before, "nothing applied");
-        c.set(&[
-            (b"port".as_slice(), b"7000".as_slice()),
-            (b"maxmemory", b"1gb"),
-        ])
-        .unwrap();
-        assert_eq!((c.port(), c.maxmemory()), (7000, 1 << 30));
+        c.set(&[(b"hz".as_slice(), b"20".as_slice()), (b"maxmemory", b"1gb")])
+            .unwrap();
+        assert_eq!((c.get_int("hz"), c.maxmemory()), (Some(20), 1 << 30));
     }
 
     #[test]
@@ -2295,7 +2326,10 @@ mod tests {
                 "maxmemory-eviction-tenacity"
             ]
         );
-        assert_eq!(names(get1(&c, "*-read-only")), ["replica-read-only"]);
+        assert_eq!(
+            names(get1(&c, "*-read-only")),
+            ["replica-read-only", "slave-read-only"]
+        );
         assert_eq!(names(get1(&c, "slave-read-*")), ["slave-read-only"]);
         assert_eq!(names(get1(&c, "slave-read-only")), ["slave-read-only"]);
         assert_eq!(names(get1(&c, "ti?eout")), ["timeout"]);
@@ -2306,8 +2340,18 @@ mod tests {
             names(c.get(&[b"timeout", b"port", b"po*"])),
             ["port", "timeout"]
         );
+        // Every name, aliases included, but tether's own two knobs, which
+        // need their exact name.
+        let every: usize = PARAMS.iter().map(|p| 1 + p.aliases.len()).sum();
         let all = c.get(&[b"*"]);
-        assert_eq!(all.len(), PARAMS.len());
+        assert_eq!(all.len(), every - 2);
+        assert!(!all.iter().any(|(n, _)| n == "shards" || n == "cpus"));
+        assert_eq!(names(c.get(&[b"shards", b"*"])).len(), every - 1);
+        // Exact names are entries of their own, aliases included.
+        assert_eq!(
+            names(c.get(&[b"slaveof", b"replicaof", b"SLAVEOF"])),
+            ["slaveof", "replicaof"]
+        );
         assert!(all.iter().any(|(n, v)| n == "maxmemory" && v == "0"));
     }
 
@@ -2352,7 +2396,7 @@ mod tests {
         let d = TempDir::new("rw");
         let f = d.0.join("tether.conf");
         let original = "# tether test config\n\
-                        port 7000\n\
+                        timeout 7000\n\
                         \n\
                         # snapshots\n\
                         save 900 1\n\
@@ -2369,7 +2413,7 @@ mod tests {
         let mut cfg = Config::from_args(&args(&[f.to_str().unwrap()])).unwrap();
 
         cfg.set(&[
-            (b"port".as_slice(), b"7001".as_slice()),
+            (b"timeout".as_slice(), b"7001".as_slice()),
             (b"save", b"60 5"),
             (b"replica-read-only", b"no"),
             (b"maxmemory", b"2gb"),
@@ -2382,7 +2426,7 @@ mod tests {
         let text = std::fs::read_to_string(&f).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], "# tether test config");
-        assert_eq!(lines[1], "port 7001");
+        assert_eq!(lines[1], "timeout 7001");
         assert_eq!(lines[3], "# snapshots");
         assert_eq!(lines[4], "save 60 5");
         // The second old save line is blanked and folded into one empty line.

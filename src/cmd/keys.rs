@@ -390,13 +390,16 @@ fn object(ex: &mut Exec, a: &[Bytes]) {
             "FREQ <key>",
             "    Return the access frequency index of the <key>. The returned integer is",
             "    proportional to the logarithm of the recent access frequency of the key.",
+            "REFCOUNT <key>",
+            "    Return the number of references of the value associated with the specified",
+            "    <key>.",
             "HELP",
             "    Prints this help.",
         ];
         ex.r.lines(&lines);
         return;
     }
-    if a.len() != 3 || !(eq_ic(sub, "encoding") || eq_ic(sub, "freq")) {
+    if a.len() != 3 || !(eq_ic(sub, "encoding") || eq_ic(sub, "freq") || eq_ic(sub, "refcount")) {
         return ex.r.error(&unknown_subcommand(sub, "object"));
     }
     // Redis counts this lookup's hit or miss but raises no `keymiss`
@@ -412,31 +415,55 @@ fn object(ex: &mut Exec, a: &[Bytes]) {
     let Some(e) = found else {
         return ex.r.null();
     };
+    // Every value has one owner, its key: tether shares no objects (Redis
+    // shares small integers and answers INT_MAX for them).
+    if eq_ic(sub, "refcount") {
+        return ex.r.int(1);
+    }
     if eq_ic(sub, "freq") {
         return ex.r.error(
             "ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.",
         );
     }
+    // Redis 7.0's encoding for the value's size at the configured
+    // thresholds (advisory: tether's structures are its own, and Redis
+    // never converts a grown collection back, which this does not track).
+    let limit = |name: &str, default: i64| {
+        ex.shard
+            .shared
+            .config()
+            .get_int(name)
+            .unwrap_or(default)
+            .max(0) as usize
+    };
     let enc = match &e.value {
         Value::Str(s) => str_encoding(s),
-        // Redis 7.0 encodings at its default thresholds (advisory here).
         Value::List(_) => "quicklist",
         Value::Hash(h) => {
-            if h.len() <= 512 && h.iter().all(|(k, v)| k.len() <= 64 && v.len() <= 64) {
+            let (n, v) = (
+                limit("hash-max-listpack-entries", 512),
+                limit("hash-max-listpack-value", 64),
+            );
+            if h.len() <= n && h.iter().all(|(k, x)| k.len() <= v && x.len() <= v) {
                 "listpack"
             } else {
                 "hashtable"
             }
         }
         Value::Set(st) => {
-            if st.len() <= 512 && st.iter().all(|m| m.len() <= 20 && parse_i64(m).is_some()) {
+            let n = limit("set-max-intset-entries", 512);
+            if st.len() <= n && st.iter().all(|m| m.len() <= 20 && parse_i64(m).is_some()) {
                 "intset"
             } else {
                 "hashtable"
             }
         }
         Value::ZSet(z) => {
-            if z.len() <= 128 && z.iter().all(|(m, _)| m.len() <= 64) {
+            let (n, v) = (
+                limit("zset-max-listpack-entries", 128),
+                limit("zset-max-listpack-value", 64),
+            );
+            if z.len() <= n && z.iter().all(|(m, _)| m.len() <= v) {
                 "listpack"
             } else {
                 "skiplist"

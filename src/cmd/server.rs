@@ -711,10 +711,12 @@ async fn client_cmd(
             }
             r.text(&text)
         }
-        (b"kill", n) if n >= 3 => {
+        (b"kill", 2) => r.error("ERR wrong number of arguments for 'client|kill' command"),
+        (b"kill", n) => {
             let old_style = n == 3;
             let mut f = KillFilter {
                 skip_id: Some(client.id),
+                me: Some(client.id),
                 ..Default::default()
             };
             if old_style {
@@ -742,7 +744,9 @@ async fn client_cmd(
                             }
                             f.typ = Some(t);
                         }
-                        b"user" => f.user = Some(v),
+                        // tether has one user, `default` (no ACL).
+                        b"user" if v == "default" => f.user = Some(v),
+                        b"user" => return r.error(&format!("ERR No such user '{v}'")),
                         // MAXAGE arrived in Redis 7.4; 7.0 calls it a syntax error.
                         b"skipme" => match v.to_lowercase().as_str() {
                             "yes" => f.skip_id = Some(client.id),
@@ -1087,10 +1091,13 @@ async fn info(shard: &Rc<Shard>, tx: Option<&Tx>, a: &[Bytes]) -> String {
         );
     }
     if show("memory") {
+        // tether frees in the foreground (FLUSHALL ASYNC and UNLINK
+        // included) and never defragments: the lazyfree and defrag
+        // counters are truly 0.
         let rss = rss_bytes();
         let _ = write!(
             s,
-            "# Memory\r\nused_memory:{rss}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nmaxmemory:{}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:{}\r\nmem_allocator:libc\r\n\r\n",
+            "# Memory\r\nused_memory:{rss}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nmaxmemory:{}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:{}\r\nmem_allocator:libc\r\nactive_defrag_running:0\r\nlazyfree_pending_objects:0\r\nlazyfreed_objects:0\r\n\r\n",
             human(rss),
             human(rss),
             cfg.maxmemory(),

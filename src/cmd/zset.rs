@@ -1263,10 +1263,10 @@ fn setop(ex: &mut Exec, a: &[Bytes], op: SetOp, dst: bool, card: bool) {
             withscores = true;
             j += 1;
         } else if card && left >= 2 && eq_ic(o, "limit") {
+            // getPositiveLongFromObjectOrReply: one message for both.
             match parse_i64(&a[j + 1]) {
-                None => return ex.r.error(NOT_INT),
-                Some(l) if l < 0 => return ex.r.error("ERR LIMIT can't be negative"),
-                Some(l) => limit = l as usize,
+                Some(l) if l >= 0 => limit = l as usize,
+                _ => return ex.r.error("ERR LIMIT can't be negative"),
             }
             j += 2;
         } else {

@@ -64,6 +64,9 @@ pub struct KillFilter {
     pub typ: Option<String>,
     pub user: Option<String>,
     pub skip_id: Option<u64>,
+    /// The client running the CLIENT KILL: if it matches, it gets its
+    /// reply before it is closed (Redis's `CLIENT_CLOSE_AFTER_REPLY`).
+    pub me: Option<u64>,
 }
 
 /// A finished slow-path batch: (slot, generation, replies, client state).
@@ -504,6 +507,10 @@ impl ConnTable {
         for &v in &victims {
             if let Some(c) = self.slots[v as usize].as_mut() {
                 c.close_after_flush = true;
+                if f.me == Some(c.client.id) {
+                    // Busy running the kill: closes once its reply is sent.
+                    continue;
+                }
             }
             self.begin_close(v);
         }

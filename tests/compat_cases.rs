@@ -1,0 +1,166 @@
+//! Cases Redis 7.0.15's own tcl suite (`tests/unit/*.tcl`, run against
+//! tether as an external server) found tether answering differently:
+//! compared with stock redis-server on the same scripted session.
+mod common;
+
+use common::{Resp, Server, esc};
+use std::io::Read;
+use std::time::Duration;
+
+/// Runs `script` on a fresh connection to each server and compares the
+/// replies: raw bytes, or, for a map-shaped reply (CONFIG GET), its pairs
+/// in any order, as Redis prints them in its dict's order.
+fn same_replies(redis: &Server, tether: &Server, script: &[&[&str]]) {
+    let mut r = redis.raw();
+    let mut t = tether.raw();
+    for cmd in script {
+        let args: Vec<&[u8]> = cmd.iter().map(|s| s.as_bytes()).collect();
+        r.send_cmd(&args);
+        t.send_cmd(&args);
+        let (rr, rb) = r.read_raw();
+        let (tr, tb) = t.read_raw();
+        if cmd[0].eq_ignore_ascii_case("config") && cmd[1].eq_ignore_ascii_case("get") {
+            assert_eq!(pairs(&tr), pairs(&rr), "{} on {cmd:?}", tether.label());
+        } else {
+            assert_eq!(
+                esc(&tb),
+                esc(&rb),
+                "{} differs from redis on {cmd:?}",
+                tether.label()
+            );
+        }
+    }
+}
+
+fn pairs(r: &Resp) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = r
+        .array()
+        .chunks(2)
+        .map(|p| (p[0].as_str(), p[1].as_str()))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn replies_match_redis() {
+    let redis = Server::stock_redis();
+    for shards in [1, 2] {
+        let tether = Server::tether(shards);
+        same_replies(
+            &redis,
+            &tether,
+            &[
+                &["FLUSHALL"],
+                // CLIENT KILL's argument checks (introspection.tcl).
+                &["CLIENT", "KILL"],
+                &["CLIENT", "KILL", "USER", "wrong_user"],
+                &["CLIENT", "KILL", "USER", "default", "SKIPME", "yes"],
+                &["CLIENT", "KILL", "ID", "str"],
+                // getPositiveLongFromObjectOrReply's one message (zset.tcl).
+                &["ZINTERCARD", "1", "z", "LIMIT", "a"],
+                &["ZINTERCARD", "1", "z", "LIMIT", "1.5"],
+                &["ZINTERCARD", "1", "z", "LIMIT", "-1"],
+                &["SINTERCARD", "1", "s", "LIMIT", "a"],
+                // Exact names are entries of their own, aliases included.
+                &["CONFIG", "GET", "slaveof", "replicaof"],
+                &["CONFIG", "GET", "maxmemory", "MAXMEMORY"],
+                &[
+                    "CONFIG",
+                    "GET",
+                    "hash-max-ziplist-entries",
+                    "hash-max-listpack-entries",
+                ],
+                &["CONFIG", "GET", "*max-*-entries"],
+                // OBJECT REFCOUNT (keyspace.tcl's COPY tests).
+                &["RPUSH", "l", "a"],
+                &["OBJECT", "REFCOUNT", "l"],
+                &["OBJECT", "REFCOUNT", "nosuch"],
+                // OBJECT ENCODING at the configured thresholds (zset.tcl,
+                // hash.tcl, set.tcl).
+                &["CONFIG", "SET", "zset-max-listpack-entries", "0"],
+                &["ZADD", "z", "1", "a"],
+                &["OBJECT", "ENCODING", "z"],
+                &["CONFIG", "SET", "zset-max-listpack-entries", "128"],
+                &["DEL", "z"],
+                &["ZADD", "z", "1", "a"],
+                &["OBJECT", "ENCODING", "z"],
+                &["CONFIG", "SET", "hash-max-listpack-value", "4"],
+                &["HSET", "h", "f", "a-long-value"],
+                &["OBJECT", "ENCODING", "h"],
+                &["CONFIG", "SET", "hash-max-listpack-value", "64"],
+                &["CONFIG", "SET", "set-max-intset-entries", "1"],
+                &["SADD", "s", "1", "2"],
+                &["OBJECT", "ENCODING", "s"],
+                &["CONFIG", "SET", "set-max-intset-entries", "512"],
+                &["FLUSHALL"],
+            ],
+        );
+    }
+}
+
+/// CLIENT KILL SKIPME no kills the caller too, after its reply
+/// (introspection.tcl: "CLIENT KILL SKIPME YES/NO will kill all clients").
+#[test]
+fn client_kill_of_self_answers_first() {
+    for shards in [1, 2] {
+        let s = Server::start(shards);
+        let mut others: Vec<_> = (0..3).map(|_| s.raw()).collect();
+        let mut me = s.raw();
+        // Every connection is registered once it answered something.
+        for o in &mut others {
+            assert_eq!(o.cmds(&["PING"]).as_str(), "PONG");
+        }
+        let n = me.cmds(&["CLIENT", "KILL", "SKIPME", "no"]).as_int();
+        assert!(n.is_some_and(|n| n >= 4), "{}: killed {n:?}", s.label());
+        // Then the caller's own connection is closed.
+        me.stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut buf = [0u8; 16];
+        let got = me.reader.read(&mut buf);
+        assert!(
+            matches!(got, Ok(0)) || got.is_err(),
+            "{}: caller not closed: {got:?}",
+            s.label()
+        );
+        drop(others);
+    }
+}
+
+/// tether binds its listeners at start-up: CONFIG SET port/bind takes the
+/// value in force (so a tool setting back what CONFIG GET * printed works)
+/// and refuses another, instead of answering OK and staying where it was.
+/// Its own knobs (`shards`, `cpus`) answer exact names only.
+#[test]
+fn listeners_and_own_knobs_in_config() {
+    if common::target_is_redis() {
+        return;
+    }
+    let s = Server::tether(2);
+    let mut c = s.raw();
+    let port = c.cmds(&["CONFIG", "GET", "port"]).array()[1].as_str();
+    assert_eq!(c.cmds(&["CONFIG", "SET", "port", &port]).as_str(), "OK");
+    let e = c.cmds(&["CONFIG", "SET", "port", "1"]);
+    assert!(e.is_error() && e.as_str().contains("restart"), "{e:?}");
+    let bind = c.cmds(&["CONFIG", "GET", "bind"]).array()[1].as_str();
+    assert_eq!(c.cmds(&["CONFIG", "SET", "bind", &bind]).as_str(), "OK");
+    assert!(c.cmds(&["CONFIG", "SET", "bind", "0.0.0.0"]).is_error());
+    assert_eq!(c.cmds(&["PING"]).as_str(), "PONG");
+    let all = c.cmds(&["CONFIG", "GET", "*"]);
+    let names: Vec<String> = all.array().chunks(2).map(|p| p[0].as_str()).collect();
+    assert!(!names.iter().any(|n| n == "shards" || n == "cpus"));
+    assert_eq!(
+        c.cmds(&["CONFIG", "GET", "shards"]).array()[1].as_str(),
+        "2"
+    );
+    // INFO memory carries 7.0's lazyfree and defrag counters.
+    let info = c.cmds(&["INFO", "memory"]).as_str();
+    for f in [
+        "active_defrag_running:0",
+        "lazyfree_pending_objects:0",
+        "lazyfreed_objects:0",
+    ] {
+        assert!(info.contains(f), "INFO memory lacks {f}");
+    }
+}
