@@ -197,6 +197,7 @@ const MAXMEMORY_POLICIES: &[&str] = &[
 const FSYNC: &[&str] = &["everysec", "always", "no"];
 const PROTECTED_ACTION: &[&str] = &["no", "yes", "local"];
 const SUPERVISED: &[&str] = &["upstart", "systemd", "auto", "no"];
+const PROPAGATION_ERROR: &[&str] = &["ignore", "panic", "panic-on-replicas"];
 const DISKLESS_LOAD: &[&str] = &["disabled", "on-empty-db", "swapdb"];
 
 /// Same default as Redis (0 for normal, 256mb/64mb/60s for replicas,
@@ -256,6 +257,10 @@ static PARAMS: &[Param] = &[
     p("masteruser", NONE, NSTR, "", MUTABLE | SENSITIVE),
     p("replica-serve-stale-data", &["slave-serve-stale-data"], BOOL, "yes", MUTABLE),
     p("replica-read-only", &["slave-read-only"], BOOL, "yes", MUTABLE),
+    // What a read-only replica does when a command from its master fails:
+    // log it (ignore), or crash rather than diverge (panic,
+    // panic-on-replicas; tether has no AOF, so the two are the same).
+    p("propagation-error-behavior", NONE, Kind::Enum(PROPAGATION_ERROR), "ignore", MUTABLE),
     p("repl-diskless-sync", NONE, BOOL, "yes", MUTABLE),
     p("repl-diskless-sync-delay", NONE, int(0, INT_MAX), "5", MUTABLE),
     p("repl-diskless-sync-max-replicas", NONE, int(0, INT_MAX), "0", MUTABLE | ADVISORY),

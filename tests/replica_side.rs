@@ -2741,3 +2741,56 @@ fn expired_keys_are_saved_and_the_loader_decides() {
         }
     });
 }
+
+/// A command from the master that fails on the replica means the datasets
+/// diverged. As Redis 7.0's `afterErrorReply`: the replica counts it in
+/// INFO's `unexpected_error_replies`, logs it as CRITICAL and goes on by
+/// default; with `propagation-error-behavior panic` a read-only replica
+/// crashes instead of serving diverged data.
+#[test]
+fn errors_from_the_master_are_counted_and_can_panic() {
+    let rdb = empty_rdb();
+    let mut r = Server::start(2);
+    let fake = FakeMaster::new();
+    replicaof(&r, fake.port, "REPLICAOF");
+    let mut p = fake.expect_connection(RECONNECT_TIMEOUT, "after REPLICAOF", &r);
+    p.handshake();
+    p.send(format!("+FULLRESYNC {REPLID} 0\r\n").as_bytes());
+    p.send(&bulk(&rdb));
+    wait_link_up(&r, fake.port, SYNC_TIMEOUT);
+
+    let mut stream = encode_cmd(&["SELECT", "0"]);
+    stream.extend(encode_cmd(&["SET", "k", "abc"]));
+    stream.extend(encode_cmd(&["INCR", "k"]));
+    stream.extend(encode_cmd(&["SET", "after", "1"]));
+    p.send(&stream);
+    let mut c = RawConn::connect(r.port);
+    wait_for("the stream applied", Duration::from_secs(10), || {
+        match c.cmds(&["GET", "after"]) {
+            Resp::Bulk(v) if v == b"1" => Ok(()),
+            other => Err(format!("GET after: {other:?}")),
+        }
+    });
+    let stats = c.cmds(&["INFO", "stats"]).as_str();
+    assert_eq!(info_int(&stats, "unexpected_error_replies"), 1, "{stats}");
+    let log = r.logs();
+    assert!(
+        log.contains("== CRITICAL == This replica is sending an error to its master"),
+        "no CRITICAL line in the log:\n{}",
+        tail(&log, 3000)
+    );
+
+    assert_eq!(
+        c.cmds(&["CONFIG", "SET", "propagation-error-behavior", "panic"]),
+        Resp::Simple(b"OK".to_vec())
+    );
+    p.send(&encode_cmd(&["INCR", "k"]));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while r.is_alive() {
+        assert!(
+            Instant::now() < deadline,
+            "the replica did not panic on an error with propagation-error-behavior panic"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -762,10 +762,12 @@ async fn stream(shard: &Rc<Shard>, w: &mut Wire, epoch: u64) -> Result<(), Strin
                 return Ok(());
             }
             if !cmds.is_empty() {
-                let (_, c) =
+                let names: Vec<Bytes> = cmds.iter().map(|c| c[0].clone()).collect();
+                let (out, c) =
                     crate::shard::dispatch::run_batch(shard.clone(), client, cmds, closed.clone())
                         .await;
                 client = c;
+                check_master_replies(shard, &out, &names);
             }
             repl.stream_db.store(client.db as i64, Ordering::SeqCst);
             // The applied bytes, verbatim, at the master's offsets; a GETACK
@@ -817,7 +819,105 @@ async fn stream(shard: &Rc<Shard>, w: &mut Wire, epoch: u64) -> Result<(), Strin
     }
 }
 
+/// The replies to a batch from the master, one per command, are dropped;
+/// an error among them means this replica's dataset now differs from its
+/// master's. As Redis 7.0's `afterErrorReply` for the master client: count
+/// it (INFO `unexpected_error_replies`), log it as CRITICAL, and with
+/// `propagation-error-behavior panic` or `panic-on-replicas` on a
+/// read-only replica, crash rather than go on serving diverged data.
+fn check_master_replies(shard: &Shard, out: &[u8], names: &[Bytes]) {
+    // Almost every batch answers +OK, :n, +QUEUED...: no '-' anywhere.
+    if !out.contains(&b'-') {
+        return;
+    }
+    let mut at = 0;
+    for name in names {
+        let Some((len, err)) = reply_frame(&out[at..]) else {
+            return;
+        };
+        at += len;
+        let Some(err) = err else { continue };
+        crate::resp::UNEXPECTED_ERROR_REPLIES.fetch_add(1, Ordering::Relaxed);
+        let (err, name) = (String::from_utf8_lossy(err), String::from_utf8_lossy(name));
+        log::error!(
+            "== CRITICAL == This replica is sending an error to its master: '{err}' after processing the command '{name}'"
+        );
+        let (behavior, read_only) = {
+            let c = shard.shared.config();
+            (
+                c.get_str("propagation-error-behavior").unwrap_or_default(),
+                c.get_bool("replica-read-only").unwrap_or(true),
+            )
+        };
+        if read_only && behavior != "ignore" {
+            log::error!(
+                "This replica panicked sending an error to its master after processing the command '{name}' (propagation-error-behavior {behavior})"
+            );
+            std::process::abort();
+        }
+    }
+}
+
+/// The length of the RESP2 reply at the start of `b` and the first error
+/// message in it (itself, or an element of an array such as EXEC's);
+/// `None` if it is incomplete or not RESP.
+fn reply_frame(b: &[u8]) -> Option<(usize, Option<&[u8]>)> {
+    let eol = b.windows(2).position(|w| w == b"\r\n")?;
+    let line = &b[1..eol];
+    let head = eol + 2;
+    let num = || std::str::from_utf8(line).ok()?.parse::<i64>().ok();
+    match b.first()? {
+        b'-' => Some((head, Some(line))),
+        b'+' | b':' => Some((head, None)),
+        b'$' => match num()? {
+            n if n < 0 => Some((head, None)),
+            n => {
+                let end = head.checked_add(n as usize)?.checked_add(2)?;
+                (end <= b.len()).then_some((end, None))
+            }
+        },
+        b'*' => {
+            let mut at = head;
+            let mut first = None;
+            for _ in 0..num()?.max(0) {
+                let (len, err) = reply_frame(&b[at..])?;
+                at += len;
+                first = first.or(err);
+            }
+            Some((at, first))
+        }
+        _ => None,
+    }
+}
+
 async fn send_ack(w: &mut Wire, off: u64) -> Result<(), String> {
     let o = off.to_string();
     w.send(&[b"REPLCONF", b"ACK", o.as_bytes()]).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reply_frame;
+
+    #[test]
+    fn reply_frames_and_their_errors() {
+        assert_eq!(reply_frame(b"+OK\r\n:1\r\n"), Some((5, None)));
+        assert_eq!(reply_frame(b"-ERR x\r\n"), Some((8, Some(&b"ERR x"[..]))));
+        assert_eq!(
+            reply_frame(b"$3\r\n-a-\r\n"),
+            Some((9, None)),
+            "a bulk's bytes are data"
+        );
+        assert_eq!(reply_frame(b"$-1\r\n"), Some((5, None)));
+        // EXEC's array: its first failed command.
+        let exec = b"*3\r\n+OK\r\n-WRONGTYPE w\r\n*1\r\n-ERR e\r\n";
+        assert_eq!(
+            reply_frame(exec),
+            Some((exec.len(), Some(&b"WRONGTYPE w"[..])))
+        );
+        assert_eq!(reply_frame(b"*-1\r\n"), Some((5, None)));
+        assert_eq!(reply_frame(b"$5\r\nab"), None, "incomplete");
+        assert_eq!(reply_frame(b"*2\r\n+OK\r\n"), None, "incomplete");
+        assert_eq!(reply_frame(b"?x\r\n"), None);
+    }
 }

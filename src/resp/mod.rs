@@ -9,4 +9,4 @@ pub use parser::{
     Arg, ParseError, ParseLimits, Resume, parse_command, parse_command_into,
     parse_command_resumable,
 };
-pub use writer::{ERROR_REPLIES, Proto, Reply};
+pub use writer::{ERROR_REPLIES, Proto, Reply, UNEXPECTED_ERROR_REPLIES};

@@ -19,6 +19,11 @@ use bytes::{BufMut, BytesMut};
 /// One relaxed add per error: errors are the rare reply.
 pub static ERROR_REPLIES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
+/// Errors a replica's commands from its master answered with (INFO's
+/// `unexpected_error_replies`): each one means the datasets diverged.
+pub static UNEXPECTED_ERROR_REPLIES: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(0);
+
 /// Protocol version negotiated with HELLO.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Proto {
