@@ -329,3 +329,64 @@ fn served_by_kind_from_the_ready_key_in_ready_order() {
         );
     }
 }
+
+/// CLIENT UNBLOCK ends a blocking pop (as a timeout, or with -UNBLOCKED)
+/// and a WAIT (with its count so far), answers 0 for a client that is not
+/// blocked, and checks its reason word, as Redis 7.0's `clientCommand`.
+#[test]
+fn client_unblock_releases_pops_and_wait() {
+    for shards in [1, 2] {
+        let s = Server::start(shards);
+        let mut p = s.raw();
+        let block = |args: &'static [&'static str]| {
+            let mut c = s.raw();
+            let id = c.cmds(&["CLIENT", "ID"]).as_int().unwrap().to_string();
+            let h = thread::spawn(move || c.cmds(args));
+            thread::sleep(Duration::from_millis(150));
+            (id, h)
+        };
+        let (id, h) = block(&["BLPOP", "ub", "0"]);
+        assert_eq!(p.cmds(&["CLIENT", "UNBLOCK", &id]).as_int(), Some(1));
+        assert_eq!(h.join().unwrap(), common::Resp::NilArray, "{}", s.label());
+        let (id, h) = block(&["BZPOPMIN", "ub", "0"]);
+        assert_eq!(
+            p.cmds(&["CLIENT", "UNBLOCK", &id, "ERROR"]).as_int(),
+            Some(1)
+        );
+        let r = h.join().unwrap();
+        assert_eq!(
+            r.as_str(),
+            "UNBLOCKED client unblocked via CLIENT UNBLOCK",
+            "{}",
+            s.label()
+        );
+        assert!(r.is_error());
+        // WAIT with no replica: the count so far, 0.
+        let (id, h) = block(&["WAIT", "1", "0"]);
+        assert_eq!(
+            p.cmds(&["CLIENT", "UNBLOCK", &id, "TIMEOUT"]).as_int(),
+            Some(1)
+        );
+        assert_eq!(h.join().unwrap().as_int(), Some(0), "{}", s.label());
+        // Not blocked, no such client, a bad reason.
+        let me = p.cmds(&["CLIENT", "ID"]).as_int().unwrap().to_string();
+        assert_eq!(p.cmds(&["CLIENT", "UNBLOCK", &me]).as_int(), Some(0));
+        assert_eq!(p.cmds(&["CLIENT", "UNBLOCK", "999999"]).as_int(), Some(0));
+        let e = p.cmds(&["CLIENT", "UNBLOCK", &me, "LATER"]);
+        assert_eq!(
+            e.as_str(),
+            "ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR"
+        );
+        // An unblocked client blocks again as usual.
+        let (_, h) = block(&["BLPOP", "ub", "5"]);
+        p.cmds(&["RPUSH", "ub", "x"]);
+        let got: Vec<String> = h
+            .join()
+            .unwrap()
+            .array()
+            .iter()
+            .map(|v| v.as_str())
+            .collect();
+        assert_eq!(got, vec!["ub", "x"]);
+    }
+}

@@ -388,6 +388,7 @@ pub async fn wait(
     waiters.fetch_add(1, Ordering::SeqCst);
     let _waiting = Waiting(waiters);
     let _blocked = crate::shard::blocking::BlockedCount::new(&shard.stats.blocked_clients);
+    let _unblockable = closed.map(|c| c.blocking());
     std::sync::atomic::fence(Ordering::SeqCst);
     // A GETACK at or after the target that is still ahead of the stream's
     // end (offsets restart when the role changes) is answered for us too.
@@ -406,6 +407,16 @@ pub async fn wait(
             return true;
         }
         let got = repl.count_acked(target);
+        // CLIENT UNBLOCK: answered as a timeout (the count so far), or
+        // with Redis's error.
+        if let Some(error) = closed.and_then(|c| c.take_unblock()) {
+            if error {
+                r.error(crate::shard::blocking::UNBLOCKED_BY_CLIENT);
+            } else {
+                r.int(got);
+            }
+            return false;
+        }
         let expired = deadline.is_some_and(|d| std::time::Instant::now() >= d);
         if got >= n
             || expired

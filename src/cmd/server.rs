@@ -786,6 +786,31 @@ async fn client_cmd(
                 r.int(killed)
             }
         }
+        (b"unblock", 3 | 4) => {
+            let error = match a.get(3) {
+                None => false,
+                Some(w) if eq_ic(w, "timeout") => false,
+                Some(w) if eq_ic(w, "error") => true,
+                Some(_) => return r.error("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR"),
+            };
+            let Some(id) = parse_i64(&a[2]) else {
+                return r.error("ERR value is not an integer or out of range");
+            };
+            let mut n = 0;
+            if id > 0 {
+                for rep in dispatch::broadcast(shard, tx, |_| Op::ClientUnblock {
+                    id: id as u64,
+                    error,
+                })
+                .await
+                {
+                    if let OpReply::Int(k) = rep {
+                        n += k;
+                    }
+                }
+            }
+            r.int(n.min(1))
+        }
         (b"pause", 3 | 4) => crate::cmd::pause::client_pause(&shard.shared.pause, a, r),
         (b"pause", _) => r.error(&format!(
             "ERR unknown subcommand or wrong number of arguments for '{}'. Try CLIENT HELP.",
@@ -811,6 +836,8 @@ async fn client_cmd(
                 "    Stop the current client pause, resuming traffic.",
                 "SETNAME <name>",
                 "SETINFO <option> <value>",
+                "UNBLOCK <clientid> [TIMEOUT|ERROR]",
+                "    Unblock the specified blocked client.",
                 "HELP",
             ];
             r.lines(&lines);

@@ -517,6 +517,16 @@ impl ConnTable {
         victims.len()
     }
 
+    /// CLIENT UNBLOCK: asks connection `id`'s blocking pop or WAIT to end as
+    /// if timed out (or with -UNBLOCKED); false if it is not blocked here.
+    pub fn unblock(&self, id: u64, error: bool) -> bool {
+        self.slots
+            .iter()
+            .flatten()
+            .find(|c| c.client.id == id && !c.closing)
+            .is_some_and(|c| c.closed.request_unblock(error))
+    }
+
     /// Closes connections idle longer than `timeout` seconds (0 = never).
     pub fn reap_idle(&mut self, timeout: u64) -> usize {
         if timeout == 0 {

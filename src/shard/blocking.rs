@@ -335,6 +335,7 @@ pub async fn exec_blocking(
         .map(std::time::Duration::from_millis);
     let deadline = timeout.map(|t| std::time::Instant::now() + t);
     let _blocked = BlockedCount::new(&shard.stats.blocked_clients);
+    let _unblockable = closed.blocking();
     loop {
         // A retry after the server became a replica must not pop: the
         // client is unblocked instead (the wait below ends for that too).
@@ -431,6 +432,18 @@ pub async fn exec_blocking(
                 if closed.is_set() {
                     return false;
                 }
+                // CLIENT UNBLOCK: a timeout's reply, or Redis's error.
+                match closed.take_unblock() {
+                    Some(true) => {
+                        Reply::new(out, client.proto).error(UNBLOCKED_BY_CLIENT);
+                        return false;
+                    }
+                    Some(false) => {
+                        Reply::new(out, client.proto).null_array();
+                        return false;
+                    }
+                    None => {}
+                }
                 // Became a replica: the loop's first check answers.
                 if !became_replica(shard, epoch)
                     && deadline.is_some_and(|d| std::time::Instant::now() >= d)
@@ -443,6 +456,9 @@ pub async fn exec_blocking(
         }
     }
 }
+
+/// CLIENT UNBLOCK id ERROR's reply to the blocked client.
+pub const UNBLOCKED_BY_CLIENT: &str = "UNBLOCKED client unblocked via CLIENT UNBLOCK";
 
 /// Whether the server turned into a replica (REPLICAOF) since `epoch`.
 fn became_replica(shard: &Shard, epoch: u64) -> bool {
@@ -483,13 +499,32 @@ async fn wait_any(
     or(reply, stop).await
 }
 
-/// Set when a connection closes; wakes whatever it is blocked on.
+/// Set when a connection closes; wakes whatever it is blocked on. Also
+/// carries CLIENT UNBLOCK's request to the blocked command.
 #[derive(Default)]
 pub struct CloseFlag {
     set: std::cell::Cell<bool>,
     wake: Notify,
     /// The same fact for owner shards holding this client's parked pops.
     shared: Arc<AtomicBool>,
+    /// Blocking calls (a pop or WAIT) waiting now: CLIENT UNBLOCK counts
+    /// only while one is.
+    blocked: std::cell::Cell<u32>,
+    /// CLIENT UNBLOCK's request: 0 none, 1 as a timeout, 2 with an error.
+    unblock: std::cell::Cell<u8>,
+}
+
+/// A blocking call's registration with its connection's [`CloseFlag`];
+/// dropping it also drops a request that came too late.
+pub struct BlockedOn<'a>(&'a CloseFlag);
+
+impl Drop for BlockedOn<'_> {
+    fn drop(&mut self) {
+        self.0.blocked.set(self.0.blocked.get() - 1);
+        if self.0.blocked.get() == 0 {
+            self.0.unblock.set(0);
+        }
+    }
 }
 
 impl CloseFlag {
@@ -507,9 +542,35 @@ impl CloseFlag {
         self.set.get()
     }
 
+    /// Until the connection closes or CLIENT UNBLOCK asks.
     pub async fn wait(&self) {
-        while !self.set.get() {
+        while !self.set.get() && self.unblock.get() == 0 {
             self.wake.wait().await;
+        }
+    }
+
+    /// Registers a blocking call for CLIENT UNBLOCK.
+    pub fn blocking(&self) -> BlockedOn<'_> {
+        self.blocked.set(self.blocked.get() + 1);
+        BlockedOn(self)
+    }
+
+    /// CLIENT UNBLOCK: false when nothing is blocked.
+    pub fn request_unblock(&self, error: bool) -> bool {
+        if self.blocked.get() == 0 {
+            return false;
+        }
+        self.unblock.set(if error { 2 } else { 1 });
+        self.wake.notify();
+        true
+    }
+
+    /// The pending CLIENT UNBLOCK request, if any (taken): Some(true) to
+    /// answer with the -UNBLOCKED error, Some(false) as a timeout.
+    pub fn take_unblock(&self) -> Option<bool> {
+        match self.unblock.replace(0) {
+            0 => None,
+            u => Some(u == 2),
         }
     }
 }

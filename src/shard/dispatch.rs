@@ -801,6 +801,10 @@ fn apply_op_inner(shard: &Shard, op: Op) -> OpReply {
             crate::persist::adopt(shard, keyspace);
             OpReply::Done
         }
+        Op::ClientUnblock { id, error } => {
+            drop(ks);
+            OpReply::Int(shard.net.borrow().unblock(id, error) as i64)
+        }
         Op::ClientKill { filter } => {
             drop(ks);
             let n = shard.net.borrow_mut().kill(&filter);

@@ -323,6 +323,12 @@ pub enum Op {
     ClientKill {
         filter: crate::net::KillFilter,
     },
+    /// CLIENT UNBLOCK: release client `id` from a blocking pop or WAIT;
+    /// Int(1) if it was blocked on this shard.
+    ClientUnblock {
+        id: u64,
+        error: bool,
+    },
     /// CONFIG RESETSTAT: zero this shard's counters.
     ResetStats,
     /// CONFIG SET happened: reload cached config values now.
