@@ -164,3 +164,76 @@ fn listeners_and_own_knobs_in_config() {
         assert!(info.contains(f), "INFO memory lacks {f}");
     }
 }
+
+/// Everything a connection receives for `script` (pipelined at once),
+/// up to and including the reply to a final `PING end`.
+fn session_bytes(s: &Server, script: &[&[&str]]) -> Vec<u8> {
+    let mut c = s.raw();
+    let mut all: Vec<&[&str]> = script.to_vec();
+    all.push(&["PING", "end"]);
+    for cmd in &all {
+        let args: Vec<&[u8]> = cmd.iter().map(|a| a.as_bytes()).collect();
+        c.send_cmd(&args);
+    }
+    c.stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.ends_with(b"$3\r\nend\r\n") {
+        match c.reader.read(&mut buf) {
+            Ok(0) | Err(_) => panic!("{}: session ended early: {}", s.label(), esc(&got)),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    got
+}
+
+/// CLIENT REPLY OFF / SKIP / ON (introspection.tcl, pubsub.tcl): the
+/// silenced replies are not sent, ON and RESET answer, and Pub/Sub
+/// confirmations and messages still arrive.
+#[test]
+fn client_reply_modes() {
+    let redis = Server::stock_redis();
+    for shards in [1, 2] {
+        let tether = Server::tether(shards);
+        for script in [
+            &[
+                &["FLUSHALL"][..],
+                &["CLIENT", "REPLY", "OFF"],
+                &["PING", "a"],
+                &["SET", "k1", "v"],
+                &["GET", "nosuchkey"],
+                &["CLIENT", "REPLY", "SKIP"],
+                &["CLIENT", "REPLY", "ON"],
+                &["PING", "b"],
+                &["CLIENT", "REPLY", "SKIP"],
+                &["PING", "c"],
+                &["PING", "d"],
+                &["CLIENT", "REPLY", "SKIP"],
+                &["CLIENT", "REPLY", "ON"],
+                &["PING", "e"],
+                &["CLIENT", "REPLY", "MAYBE"],
+                &["CLIENT", "REPLY", "OFF"],
+                &["MULTI"],
+                &["INCR", "n"],
+                &["EXEC"],
+                &["RESET"],
+                &["GET", "n"],
+            ][..],
+            &[
+                &["CLIENT", "REPLY", "OFF"][..],
+                &["SUBSCRIBE", "ch"],
+                &["PING", "hidden"],
+                &["UNSUBSCRIBE", "ch"],
+                &["CLIENT", "REPLY", "ON"],
+            ][..],
+        ] {
+            let (t, r) = (
+                session_bytes(&tether, script),
+                session_bytes(&redis, script),
+            );
+            assert_eq!(esc(&t), esc(&r), "{} on {script:?}", tether.label());
+        }
+    }
+}

@@ -269,6 +269,39 @@ pub struct ClientState {
     pub patterns: Vec<Bytes>,
     /// What a replica told us (REPLCONF) and asked for (SYNC/PSYNC).
     pub repl: repl::ReplClient,
+    /// CLIENT REPLY's state.
+    pub reply_mode: ReplyMode,
+}
+
+/// CLIENT REPLY ON | OFF | SKIP: whether the connection's next replies are
+/// sent. Anything but `On` sends the connection down the slow path
+/// (`dispatch::run_batch`), which drops the silenced replies.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ReplyMode {
+    #[default]
+    On,
+    Off,
+    /// The next command's reply only.
+    SkipNext,
+}
+
+impl ReplyMode {
+    /// Whether the reply of `args`, about to run in this mode, is dropped.
+    /// CLIENT REPLY and RESET answer for themselves (ON and RESET say so,
+    /// OFF and SKIP say nothing), and Pub/Sub confirmations are pushes,
+    /// which Redis sends whatever the mode (`CLIENT_PUSHING`).
+    pub fn silences(self, args: &[Bytes]) -> bool {
+        if self == ReplyMode::On {
+            return false;
+        }
+        let name = args.first().map_or(&b""[..], |a| a.as_ref());
+        let own = (eq_ic(name, "client") && args.get(1).is_some_and(|s| eq_ic(s, "reply")))
+            || eq_ic(name, "reset");
+        let push = ["subscribe", "unsubscribe", "psubscribe", "punsubscribe"]
+            .iter()
+            .any(|c| eq_ic(name, c));
+        !(own || push)
+    }
 }
 
 impl ClientState {
@@ -289,6 +322,7 @@ impl ClientState {
             channels: Vec::new(),
             patterns: Vec::new(),
             repl: Default::default(),
+            reply_mode: ReplyMode::On,
         }
     }
 }

@@ -786,6 +786,22 @@ async fn client_cmd(
                 r.int(killed)
             }
         }
+        // OFF and SKIP answer nothing; the slow path drops what follows
+        // (see `ReplyMode`).
+        (b"reply", 3) => {
+            if eq_ic(&a[2], "on") {
+                client.reply_mode = super::ReplyMode::On;
+                r.ok()
+            } else if eq_ic(&a[2], "off") {
+                client.reply_mode = super::ReplyMode::Off;
+            } else if eq_ic(&a[2], "skip") {
+                if client.reply_mode != super::ReplyMode::Off {
+                    client.reply_mode = super::ReplyMode::SkipNext;
+                }
+            } else {
+                r.error(SYNTAX)
+            }
+        }
         (b"unblock", 3 | 4) => {
             let error = match a.get(3) {
                 None => false,
@@ -834,6 +850,8 @@ async fn client_cmd(
                 "    Suspend all, or just write, clients for <timeout> milliseconds.",
                 "UNPAUSE",
                 "    Stop the current client pause, resuming traffic.",
+                "REPLY (ON|OFF|SKIP)",
+                "    Control the replies sent to the current connection.",
                 "SETNAME <name>",
                 "SETINFO <option> <value>",
                 "UNBLOCK <clientid> [TIMEOUT|ERROR]",

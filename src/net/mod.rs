@@ -1442,8 +1442,11 @@ fn run_fast(
             }
             continue;
         }
-        // While clients may be paused, the slow path decides what waits.
-        if shard.shared.pause.maybe() && !conn.client.repl.is_replica {
+        // While clients may be paused, the slow path decides what waits;
+        // it also drops what CLIENT REPLY OFF / SKIP silences.
+        if (shard.shared.pause.maybe() && !conn.client.repl.is_replica)
+            || conn.client.reply_mode != cmd::ReplyMode::On
+        {
             slow = Some(vec![args]);
             continue;
         }

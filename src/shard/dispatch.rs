@@ -77,6 +77,8 @@ pub async fn run_batch(
 ) -> (BytesMut, ClientState) {
     let n = shard.nshards();
     let mut slots: Vec<Bytes> = vec![Bytes::new(); cmds.len()];
+    // Replies CLIENT REPLY OFF / SKIP drops.
+    let mut silent: Vec<bool> = Vec::new();
     let mut groups: Vec<Vec<(usize, ShardCmd)>> = (0..n).map(|_| Vec::new()).collect();
     for (i, args) in cmds.into_iter().enumerate() {
         if client.close_after_reply {
@@ -96,6 +98,13 @@ pub async fn run_batch(
             flush(&shard, client.proto, &mut groups, &mut slots).await;
             if !cmd::pause::wait(&shard, spec, &client, &closed).await {
                 break;
+            }
+        }
+        if client.reply_mode.silences(&args) {
+            silent.resize(slots.len(), false);
+            silent[i] = true;
+            if client.reply_mode == cmd::ReplyMode::SkipNext {
+                client.reply_mode = cmd::ReplyMode::On;
             }
         }
         if client.multi.is_some() {
@@ -179,8 +188,10 @@ pub async fn run_batch(
     }
     flush(&shard, client.proto, &mut groups, &mut slots).await;
     let mut out = BytesMut::with_capacity(slots.iter().map(|s| s.len()).sum());
-    for s in slots {
-        out.extend_from_slice(&s);
+    for (i, s) in slots.iter().enumerate() {
+        if !silent.get(i).copied().unwrap_or(false) {
+            out.extend_from_slice(s);
+        }
     }
     (out, client)
 }
