@@ -84,6 +84,8 @@ const ULLONG_MAX: i128 = u64::MAX as i128;
 enum Kind {
     /// `yes` / `no`.
     Bool,
+    /// An integer written in octal (file modes), as Redis's OCTAL_CONFIG.
+    Octal { max: i128 },
     /// Plain integer (Redis `string2ll`: no sign `+`, no leading zeros).
     Int { min: i128, max: i128 },
     /// Byte count with optional unit (`k`=1000, `kb`=1024, `m`, `mb`, `g`, `gb`);
@@ -212,6 +214,9 @@ static PARAMS: &[Param] = &[
     // Redis defaults to "* -::*" guarded by protected-mode; tether listens on
     // loopback unless told otherwise, which is safer with no password set.
     p("bind", NONE, Kind::Bind, "127.0.0.1", MUTABLE | LISTEN),
+    // A unix socket to listen on besides TCP ("" = none), and its mode.
+    p("unixsocket", NONE, NSTR, "", 0),
+    p("unixsocketperm", NONE, Kind::Octal { max: 0o777 }, "0", 0),
     p("port", NONE, int(0, 65535), "6379", MUTABLE | LISTEN),
     p("protected-mode", NONE, BOOL, "yes", MUTABLE),
     p("tcp-backlog", NONE, int(0, INT_MAX), "511", 0),
@@ -1294,6 +1299,7 @@ impl Config {
                 !is_default(),
             )],
             (Kind::Int { .. }, Value::Int(n)) => vec![(format!("{name} {n}"), !is_default())],
+            (Kind::Octal { .. }, Value::Int(n)) => vec![(format!("{name} {n:o}"), !is_default())],
             (Kind::Mem { .. }, Value::Int(n)) => {
                 vec![(format!("{name} {}", format_memory(*n)), !is_default())]
             }
@@ -1382,6 +1388,13 @@ impl Config {
                 let n =
                     string2ll(one()).ok_or("argument couldn't be parsed into an integer")? as i128;
                 bounds(n, min, max)?
+            }
+            Kind::Octal { max } => {
+                let n = std::str::from_utf8(one())
+                    .ok()
+                    .and_then(|s| i64::from_str_radix(s, 8).ok())
+                    .ok_or("failed to parse octal value")? as i128;
+                bounds(n, 0, max)?
             }
             Kind::Mem { min, max } => {
                 let n = memtoull(one()).ok_or("argument must be a memory value")? as i128;
@@ -1568,6 +1581,7 @@ impl Config {
     fn format(&self, i: usize) -> String {
         match (&PARAMS[i].kind, &self.values[i]) {
             (_, Value::Bool(b)) => if *b { "yes" } else { "no" }.to_string(),
+            (Kind::Octal { .. }, Value::Int(n)) => format!("{n:o}"),
             (_, Value::Int(n)) => n.to_string(),
             (Kind::Enum(words), Value::Enum(e)) => words[*e].to_string(),
             (Kind::Dir, Value::Str(s)) => match std::fs::canonicalize(s) {
@@ -1628,6 +1642,12 @@ impl Config {
 
     pub fn port(&self) -> u16 {
         self.int("port") as u16
+    }
+
+    /// `unixsocket` and `unixsocketperm`, when a unix socket is configured.
+    pub fn unix_socket(&self) -> Option<(String, u32)> {
+        let path = self.get_str("unixsocket").filter(|p| !p.is_empty())?;
+        Some((path, self.int("unixsocketperm") as u32))
     }
 
     pub fn bind(&self) -> Vec<String> {

@@ -50,8 +50,9 @@ fn main() {
             sockopt::IO_URING_REMEDY
         ));
     }
+    // Port 0 listens on no TCP port, as in Redis (a unix socket only).
     let mut addrs = Vec::new();
-    for b in config.bind() {
+    for b in config.bind().into_iter().filter(|_| config.port() != 0) {
         match sockopt::resolve(&b, config.port()) {
             Ok(a) => addrs.extend(a),
             Err(e) => fail(&format!("cannot resolve bind address '{b}': {e}")),
@@ -64,6 +65,14 @@ fn main() {
             ));
         }
     }
+    let unix = config.unix_socket();
+    if addrs.is_empty() && unix.is_none() {
+        fail("Configured to not listen anywhere, exiting.");
+    }
+    let unix_fd = unix.as_ref().map(|(path, perm)| {
+        sockopt::unix_listener(path, *perm, config.tcp_backlog())
+            .unwrap_or_else(|e| fail(&format!("Failed opening Unix socket {path}: {e}")))
+    });
     let port = config.port();
     let shared = Arc::new(Shared::new(config, nshards));
     log::info!(
@@ -83,6 +92,8 @@ fn main() {
     let mut handles = Vec::new();
     for i in 0..nshards {
         let (shared, addrs) = (shared.clone(), addrs.clone());
+        // Shard 0 accepts the unix socket's connections.
+        let unix = if i == 0 { unix_fd } else { None };
         let builder = LocalExecutorBuilder::new(Placement::Fixed(cpus[i % cpus.len()]))
             .name(&format!("tether-shard-{i}"))
             .io_memory(256 << 10)
@@ -92,7 +103,7 @@ fn main() {
             // for seconds (CI's 4-shard hang). 100 ms (glommio's default)
             // makes that window far wider than any scheduling hiccup.
             .preempt_timer(Duration::from_millis(100));
-        match builder.spawn(move || shard::run(i, shared, addrs)) {
+        match builder.spawn(move || shard::run(i, shared, addrs, unix)) {
             Ok(h) => handles.push(h),
             Err(e) => fail(&format!(
                 "cannot start shard {i} on cpu {}: {e}. {}",
@@ -124,6 +135,10 @@ fn main() {
         }
     }
     tether::persist::remove_temp_file(&shared);
+    if let Some((path, _)) = &unix {
+        log::info!("Removing the unix socket file.");
+        let _ = std::fs::remove_file(path);
+    }
     log::warn!("tether is now ready to exit, bye bye...");
     std::process::exit(shared.exit_code.load(std::sync::atomic::Ordering::SeqCst) as i32);
 }

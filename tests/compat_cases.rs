@@ -237,3 +237,101 @@ fn client_reply_modes() {
         }
     }
 }
+
+fn sock_path(tag: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("tether-{tag}-{}.sock", std::process::id()))
+}
+
+/// One command over a unix socket connection, its reply parsed.
+fn unix_cmd(c: &mut std::io::BufReader<std::os::unix::net::UnixStream>, args: &[&str]) -> Resp {
+    use std::io::Write;
+    let v: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+    c.get_mut().write_all(&common::encode(&v)).unwrap();
+    common::read_reply(c).unwrap().0
+}
+
+/// Sends a command whose reply may never come (SHUTDOWN).
+fn send_only(c: &mut std::io::BufReader<std::os::unix::net::UnixStream>, args: &[&str]) {
+    use std::io::Write;
+    let v: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+    c.get_mut().write_all(&common::encode(&v)).unwrap();
+}
+
+/// `unixsocket` / `unixsocketperm`: the socket is created with the mode
+/// asked for, serves like TCP, shows in CLIENT LIST as Redis 7.0 shows it
+/// (`addr=<path>:0`, flag `U`), and is removed at shutdown. `port 0`
+/// listens on the socket alone; with no socket either, the server refuses
+/// to start, as Redis does.
+#[test]
+fn unix_socket() {
+    use std::os::unix::fs::PermissionsExt;
+    for (i, kind) in [common::Kind::StockRedis, common::Kind::Tether]
+        .into_iter()
+        .enumerate()
+    {
+        let path = sock_path(&format!("u{i}"));
+        let p = path.to_str().unwrap();
+        let s = Server::spawn(kind, 2, &["--unixsocket", p, "--unixsocketperm", "700"]);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "{}", s.label());
+        let stream = std::os::unix::net::UnixStream::connect(&path).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut c = std::io::BufReader::new(stream);
+        assert_eq!(unix_cmd(&mut c, &["SET", "k", "v"]).as_str(), "OK");
+        assert_eq!(unix_cmd(&mut c, &["GET", "k"]).as_str(), "v");
+        let info = unix_cmd(&mut c, &["CLIENT", "INFO"]).as_str();
+        assert!(
+            info.contains(&format!(" addr={p}:0 laddr={p}:0 ")),
+            "{}: {info}",
+            s.label()
+        );
+        assert!(info.contains(" flags=U "), "{}: {info}", s.label());
+        let perm = unix_cmd(&mut c, &["CONFIG", "GET", "unixsocketperm"]);
+        assert_eq!(perm.array()[1].as_str(), "700", "{}", s.label());
+        // TCP still serves, and sees the same data.
+        assert_eq!(s.raw().cmds(&["GET", "k"]).as_str(), "v");
+        send_only(&mut c, &["SHUTDOWN", "NOSAVE"]);
+        assert!(
+            common::wait_until(Duration::from_secs(10), || !path.exists()),
+            "{}: socket file left behind",
+            s.label()
+        );
+    }
+
+    // Port 0: the unix socket only.
+    let tether = env!("CARGO_BIN_EXE_tether");
+    let path = sock_path("p0");
+    let mut child = std::process::Command::new(tether)
+        .args([
+            "--port",
+            "0",
+            "--save",
+            "",
+            "--unixsocket",
+            path.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(common::wait_until(Duration::from_secs(10), || {
+        std::os::unix::net::UnixStream::connect(&path).is_ok()
+    }));
+    let mut c = std::io::BufReader::new(std::os::unix::net::UnixStream::connect(&path).unwrap());
+    assert_eq!(unix_cmd(&mut c, &["PING"]).as_str(), "PONG");
+    send_only(&mut c, &["SHUTDOWN", "NOSAVE"]);
+    assert!(child.wait().unwrap().success());
+    // Nowhere to listen.
+    let out = std::process::Command::new(tether)
+        .args(["--port", "0", "--save", ""])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Configured to not listen anywhere"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -114,6 +114,8 @@ pub struct Conn {
     closed: Rc<crate::shard::blocking::CloseFlag>,
     addr: String,
     laddr: String,
+    /// Accepted on the unix socket (CLIENT LIST's `U` flag).
+    unix: bool,
     created: Instant,
     last_active: Instant,
     /// Set once the connection is a replica link (after SYNC/PSYNC).
@@ -455,10 +457,14 @@ impl ConnTable {
                     .unwrap_or_default(),
                 c.created.elapsed().as_secs(),
                 c.last_active.elapsed().as_secs(),
-                match c.kind() {
-                    "replica" => "S",
-                    "pubsub" => "P",
-                    _ => "N",
+                // Redis's letters in its order; N when there is none.
+                match (c.kind(), c.unix) {
+                    ("replica", false) => "S",
+                    ("replica", true) => "SU",
+                    ("pubsub", false) => "P",
+                    ("pubsub", true) => "PU",
+                    (_, false) => "N",
+                    (_, true) => "U",
                 },
                 cl.db,
                 c.rbuf.len(),
@@ -813,8 +819,10 @@ impl Driver {
             Stats::add(&self.shard.stats.rejected_connections, 1);
             return;
         }
-        sockopt::tune_client(fd, keepalive);
-        let (addr, laddr) = sockopt::addrs(fd);
+        let (addr, laddr, unix) = sockopt::addrs(fd);
+        if !unix {
+            sockopt::tune_client(fd, keepalive);
+        }
         let id = self
             .shard
             .shared
@@ -839,6 +847,7 @@ impl Driver {
             closed: Rc::default(),
             addr,
             laddr,
+            unix,
             created: now,
             last_active: now,
             repl: None,

@@ -1,6 +1,7 @@
-//! Socket set-up: SO_REUSEPORT listeners (one per shard per address) and
-//! the options every accepted socket gets (TCP_NODELAY, Redis-style
-//! keepalive: idle N, interval N/3, 3 probes).
+//! Socket set-up: SO_REUSEPORT listeners (one per shard per address), the
+//! `unixsocket` listener (shard 0's), and the options every accepted TCP
+//! socket gets (TCP_NODELAY, Redis-style keepalive: idle N, interval N/3,
+//! 3 probes).
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::{FromRawFd, IntoRawFd, RawFd};
@@ -38,6 +39,21 @@ pub fn listener(addr: SocketAddr, backlog: i32) -> std::io::Result<RawFd> {
     Ok(s.into_raw_fd())
 }
 
+/// The `unixsocket` listener, as Redis's `anetUnixServer`: a stale file
+/// at `path` is removed first, and `perm` (`unixsocketperm`, 0 = leave the
+/// umask's) is applied to the new one. One shard accepts on it.
+pub fn unix_listener(path: &str, perm: u32, backlog: i32) -> std::io::Result<RawFd> {
+    let _ = std::fs::remove_file(path);
+    let s = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+    s.bind(&SockAddr::unix(path)?)?;
+    if perm != 0 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(perm))?;
+    }
+    s.listen(backlog)?;
+    Ok(s.into_raw_fd())
+}
+
 /// Fails when something else already listens on `addr` (a plain bind
 /// without SO_REUSEPORT, released at once).
 pub fn check_free(addr: SocketAddr) -> std::io::Result<()> {
@@ -49,7 +65,8 @@ pub fn check_free(addr: SocketAddr) -> std::io::Result<()> {
     s.bind(&SockAddr::from(addr))
 }
 
-/// Options for an accepted client socket.
+/// Options for an accepted TCP client socket (a unix socket has neither
+/// Nagle nor keepalive).
 pub fn tune_client(fd: RawFd, keepalive_secs: u64) {
     // SAFETY: borrow the fd for the calls, then give it back unclosed.
     let s = unsafe { Socket::from_raw_fd(fd) };
@@ -64,17 +81,31 @@ pub fn tune_client(fd: RawFd, keepalive_secs: u64) {
     let _ = s.into_raw_fd();
 }
 
-/// Peer and local address of a socket, as `ip:port` strings.
-pub fn addrs(fd: RawFd) -> (String, String) {
+/// Peer and local address of a socket, as `ip:port` strings, and whether
+/// it is a unix socket, whose two addresses are both `<socket path>:0`, as
+/// Redis 7.0 prints them.
+pub fn addrs(fd: RawFd) -> (String, String, bool) {
     // SAFETY: as above, borrowed only.
     let s = unsafe { Socket::from_raw_fd(fd) };
-    let f = |a: std::io::Result<SockAddr>| {
-        a.ok()
-            .and_then(|a| a.as_socket())
-            .map(|a| a.to_string())
-            .unwrap_or_default()
+    let local = s.local_addr();
+    let r = match &local {
+        Ok(l) if l.is_unix() => {
+            let path = l
+                .as_pathname()
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            (format!("{path}:0"), format!("{path}:0"), true)
+        }
+        _ => {
+            let f = |a: std::io::Result<SockAddr>| {
+                a.ok()
+                    .and_then(|a| a.as_socket())
+                    .map(|a| a.to_string())
+                    .unwrap_or_default()
+            };
+            (f(s.peer_addr()), f(local), false)
+        }
     };
-    let r = (f(s.peer_addr()), f(s.local_addr()));
     let _ = s.into_raw_fd();
     r
 }

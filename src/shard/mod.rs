@@ -985,7 +985,12 @@ impl Shard {
 
 /// Body of one shard's executor: builds the shard, starts its timers, then
 /// serves connections (and its inbox, from the same driver) until shutdown.
-pub async fn run(id: usize, shared: Arc<Shared>, listen: Vec<std::net::SocketAddr>) {
+pub async fn run(
+    id: usize,
+    shared: Arc<Shared>,
+    listen: Vec<std::net::SocketAddr>,
+    unix: Option<std::os::fd::RawFd>,
+) {
     log::debug!("shard {id}: executor up");
     let shard = Rc::new(Shard::new(id, shared.clone()));
     shard.refresh_config();
@@ -1002,9 +1007,15 @@ pub async fn run(id: usize, shared: Arc<Shared>, listen: Vec<std::net::SocketAdd
             }
         }
     }
+    fds.extend(unix);
     if shared.ready.fetch_add(1, Ordering::SeqCst) + 1 == shared.nshards {
         // Redis's words: scripts and test harnesses wait for this line.
-        log::info!("Ready to accept connections tcp on {listen:?}");
+        if !listen.is_empty() {
+            log::info!("Ready to accept connections tcp on {listen:?}");
+        }
+        if let Some((path, _)) = shared.config().unix_socket() {
+            log::info!("The server is now ready to accept connections at {path}");
+        }
     }
     glommio::spawn_local(cron(shard.clone())).detach();
     glommio::spawn_local(blocking::serve_ready(shard.clone())).detach();
