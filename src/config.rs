@@ -239,7 +239,7 @@ static PARAMS: &[Param] = &[
     p("loglevel", NONE, Kind::Enum(LOGLEVELS), "notice", MUTABLE),
     p("logfile", NONE, STR, "", 0),
     p("databases", NONE, int(1, INT_MAX), "16", 0),
-    p("always-show-logo", NONE, BOOL, "no", ADVISORY),
+    p("always-show-logo", NONE, BOOL, "no", 0),
     p("set-proc-title", NONE, BOOL, "yes", ADVISORY),
     p("enable-protected-configs", NONE, Kind::Enum(PROTECTED_ACTION), "no", 0),
     p("enable-debug-command", NONE, Kind::Enum(PROTECTED_ACTION), "no", 0),

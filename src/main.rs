@@ -84,6 +84,15 @@ fn main() {
             .collect::<Vec<_>>(),
         shared.run_id
     );
+    // Redis's logo carries these two fields, which scripts (and Redis's
+    // test harness) read off the log.
+    if shared.config().get_bool("always-show-logo") == Some(true) {
+        log::info!(
+            "tether {}, Redis 7.0 compatible, standalone mode. Port: {port} PID: {}",
+            env!("CARGO_PKG_VERSION"),
+            std::process::id()
+        );
+    }
     // Before any other thread starts, so they all inherit the signal mask.
     tether::persist::install_signal_thread(shared.clone());
     if let Err(e) = tether::persist::load_at_startup(&shared) {
@@ -173,6 +182,10 @@ fn init_logging(config: &Config) {
                 std::process::exit(1);
             }
         }
+    } else {
+        // `logfile ""` is standard output in Redis, where scripts and
+        // harnesses look for its lines.
+        b.target(env_logger::Target::Stdout);
     }
     b.init();
 }
