@@ -9,6 +9,7 @@
 //! - `Global`: needs every shard (DBSIZE, FLUSHALL, INFO, SCAN, ...); runs
 //!   as an async coordinator in `shard::dispatch`.
 
+pub mod digest;
 pub mod dump;
 pub mod hash;
 pub mod keys;

@@ -398,7 +398,7 @@ pub async fn exec_global(
         "debug" if eq_ic(&a[1], "reload") => {
             crate::persist::debug_reload(shard, a, tx.is_some(), &mut r).await
         }
-        "debug" => debug_cmd(a, &mut r).await,
+        "debug" => debug_cmd(shard, tx, client, a, &mut r).await,
         "save" => crate::persist::save_cmd(shard, tx.is_some(), &mut r).await,
         "bgsave" => crate::persist::bgsave_cmd(shard, a, tx.is_some(), &mut r),
         "shutdown" => crate::persist::shutdown_cmd(shard, client, a, tx.is_some(), &mut r).await,
@@ -1015,7 +1015,43 @@ fn command_cmd(a: &[Bytes], r: &mut Reply<'_>) {
     }
 }
 
-async fn debug_cmd(a: &[Bytes], r: &mut Reply<'_>) {
+async fn debug_cmd(
+    shard: &Rc<Shard>,
+    tx: Option<&Tx>,
+    client: &ClientState,
+    a: &[Bytes],
+    r: &mut Reply<'_>,
+) {
+    use super::digest;
+    if eq_ic(&a[1], "digest") && a.len() == 2 {
+        let mut dbs = vec![([0u8; 20], 0u64); shard.databases];
+        for rep in dispatch::broadcast(shard, tx, |_| Op::Digest { db: 0, key: None }).await {
+            let OpReply::Bytes(b) = rep else { continue };
+            for (acc, part) in dbs.iter_mut().zip(b.chunks_exact(28)) {
+                for (x, y) in acc.0.iter_mut().zip(&part[..20]) {
+                    *x ^= y;
+                }
+                acc.1 += u64::from_le_bytes(part[20..].try_into().expect("8 bytes"));
+            }
+        }
+        return r.simple(&digest::hex(&digest::dataset_digest(&dbs)));
+    }
+    if eq_ic(&a[1], "digest-value") {
+        r.array(a.len() - 2);
+        for k in &a[2..] {
+            let owner = crate::shard::shard_of(k, shard.nshards());
+            let op = Op::Digest {
+                db: client.db,
+                key: Some(k.clone()),
+            };
+            let d = match dispatch::op_on(shard, tx, owner, op).await {
+                OpReply::Bytes(b) if b.len() == 20 => b,
+                _ => vec![0; 20],
+            };
+            r.simple(&d.iter().map(|b| format!("{b:02x}")).collect::<String>());
+        }
+        return;
+    }
     if eq_ic(&a[1], "sleep") && a.len() == 3 {
         // Bounded (a year) so `inf` or 1e300 cannot overflow the timer.
         let secs = super::parse_f64(&a[2])

@@ -562,6 +562,28 @@ fn apply_op_inner(shard: &Shard, op: Op) -> OpReply {
             OpReply::Int(1)
         }
         Op::DbSize { db } => OpReply::Int(ks.dbs[db as usize].len() as i64),
+        Op::Digest { db, key } => {
+            use crate::cmd::digest;
+            let mut out = Vec::new();
+            match key {
+                Some(k) => {
+                    let mut d = [0u8; 20];
+                    // As Redis: a logically expired key still counts.
+                    if let Some(e) = ks.dbs[db as usize].raw(&k) {
+                        digest::value_digest(&mut d, e);
+                    }
+                    out.extend_from_slice(&d);
+                }
+                None => {
+                    for d in &ks.dbs {
+                        let (x, n) = digest::db_digest(d);
+                        out.extend_from_slice(&x);
+                        out.extend_from_slice(&n.to_le_bytes());
+                    }
+                }
+            }
+            OpReply::Bytes(out)
+        }
         Op::Flush { db } => {
             shard.shared.persist.bump(shard.id, 1);
             let all: Vec<u16> = match db {

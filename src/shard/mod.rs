@@ -294,6 +294,13 @@ pub enum Op {
     DbSize {
         db: u16,
     },
+    /// DEBUG DIGEST-VALUE (a key in `db`): Bytes(its 20-byte digest, zeros
+    /// when absent); DEBUG DIGEST (no key): Bytes(per database, its keys'
+    /// XORed digest and their count as 8 little-endian bytes).
+    Digest {
+        db: u16,
+        key: Option<Bytes>,
+    },
     Flush {
         db: Option<u16>,
     },
