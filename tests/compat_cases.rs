@@ -419,3 +419,44 @@ fn debug_digest_matches_redis() {
         "the replica's digest did not follow the stream"
     );
 }
+
+/// DEBUG SET-ACTIVE-EXPIRE 0 stops the active expiry cycle (lookups still
+/// expire), and 1 starts it again; Redis's replication tests rely on it.
+#[test]
+fn debug_set_active_expire() {
+    let redis = Server::spawn(
+        common::Kind::StockRedis,
+        1,
+        &["--enable-debug-command", "yes"],
+    );
+    let tether = Server::tether(2);
+    for s in [&redis, &tether] {
+        let mut c = s.raw();
+        c.cmds(&["FLUSHALL"]);
+        assert_eq!(c.cmds(&["DEBUG", "SET-ACTIVE-EXPIRE", "0"]).as_str(), "OK");
+        for i in 0..20 {
+            c.cmds(&["SET", &format!("k{i}"), "v", "PX", "20"]);
+        }
+        std::thread::sleep(Duration::from_millis(400));
+        assert_eq!(
+            c.cmds(&["DBSIZE"]).as_int(),
+            Some(20),
+            "{}: expired actively",
+            s.label()
+        );
+        assert_eq!(c.cmds(&["GET", "k0"]), Resp::NilBulk, "{}", s.label());
+        assert_eq!(
+            c.cmds(&["DBSIZE"]).as_int(),
+            Some(19),
+            "{}: lookup expiry",
+            s.label()
+        );
+        assert_eq!(c.cmds(&["DEBUG", "SET-ACTIVE-EXPIRE", "1"]).as_str(), "OK");
+        assert!(
+            common::wait_until(Duration::from_secs(5), || c.cmds(&["DBSIZE"]).as_int()
+                == Some(0)),
+            "{}: the cycle did not resume",
+            s.label()
+        );
+    }
+}

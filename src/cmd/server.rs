@@ -1036,6 +1036,15 @@ async fn debug_cmd(
         }
         return r.simple(&digest::hex(&digest::dataset_digest(&dbs)));
     }
+    if eq_ic(&a[1], "set-active-expire") && a.len() == 3 {
+        // As Redis: atoi, so anything but a non-zero number turns it off.
+        let on = std::str::from_utf8(&a[2])
+            .ok()
+            .and_then(|s| s.trim().parse::<i64>().ok())
+            .is_some_and(|n| n != 0);
+        shard.shared.active_expire.store(on, Ordering::Relaxed);
+        return r.ok();
+    }
     if eq_ic(&a[1], "digest-value") {
         r.array(a.len() - 2);
         for k in &a[2..] {

@@ -99,6 +99,9 @@ pub struct Shared {
     pub key_listeners: Vec<AtomicBool>,
     /// CLIENT PAUSE (see `cmd::pause`).
     pub pause: crate::cmd::pause::Pause,
+    /// The active expiry cycle runs (DEBUG SET-ACTIVE-EXPIRE turns it off,
+    /// leaving expiry to lookups).
+    pub active_expire: AtomicBool,
 }
 
 impl Shared {
@@ -121,6 +124,7 @@ impl Shared {
             mesh: mesh::Mesh::new(nshards),
             key_listeners: (0..nshards).map(|_| AtomicBool::new(false)).collect(),
             pause: Default::default(),
+            active_expire: AtomicBool::new(true),
         }
     }
 
@@ -1078,6 +1082,7 @@ async fn cron(shard: Rc<Shard>) {
         // A replica never expires keys itself: its master sends the DELs.
         // Nor does a paused server: its dataset stays still (`cmd::pause`).
         if shard.gate_open()
+            && shard.shared.active_expire.load(Ordering::Relaxed)
             && !shard.shared.repl.is_replica.load(Ordering::Relaxed)
             && shard.shared.pause.mode(now_ms()).is_none()
         {
