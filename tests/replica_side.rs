@@ -2794,3 +2794,53 @@ fn errors_from_the_master_are_counted_and_can_panic() {
         thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// CLIENT KILL on a replica reaches its link to the master as Redis's
+/// master client: by ADDR (new and old style), and not by TYPE normal. The
+/// link comes back with a partial resync. Redis's
+/// integration/replication-psync.tcl breaks links this way.
+#[test]
+fn client_kill_addr_drops_the_master_link() {
+    let master = Server::start(1);
+    tune_master(&master);
+    let replica = Server::start(2);
+    replicaof(&replica, master.port, "REPLICAOF");
+    wait_link_up(&replica, master.port, SYNC_TIMEOUT);
+    let addr = format!("127.0.0.1:{}", master.port);
+    let mut c = RawConn::connect(replica.port);
+    assert_eq!(
+        c.cmds(&["CLIENT", "KILL", "TYPE", "normal"]).as_int(),
+        Some(0)
+    );
+    for old_style in [false, true] {
+        RawConn::connect(master.port).cmds(&["SET", "k", if old_style { "b" } else { "a" }]);
+        wait_in_sync(&master, &replica);
+        let before = sync_counters(master.port);
+        let r = if old_style {
+            c.cmds(&["CLIENT", "KILL", &addr])
+        } else {
+            c.cmds(&["CLIENT", "KILL", "ADDR", &addr])
+        };
+        let want = if old_style {
+            Resp::Simple(b"OK".to_vec())
+        } else {
+            Resp::Int(1)
+        };
+        assert_eq!(
+            r,
+            want,
+            "{}: CLIENT KILL of the master link",
+            replica.label()
+        );
+        wait_for("a partial resync after the kill", SYNC_TIMEOUT, || {
+            let now = sync_counters(master.port);
+            if now.1 > before.1 {
+                Ok(())
+            } else {
+                Err(format!("sync counters {before:?} -> {now:?}"))
+            }
+        });
+        wait_link_up(&replica, master.port, SYNC_TIMEOUT);
+        assert_eq!(sync_counters(master.port).0, before.0, "no full sync");
+    }
+}

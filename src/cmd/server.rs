@@ -766,13 +766,18 @@ async fn client_cmd(
                     killed += k;
                 }
             }
-            // Our link to our master is not a connection of the table.
+            // Our link to our master is not a connection of the table; it
+            // matches as Redis's master client would (TYPE master, its
+            // addresses, or no narrower filter: SKIPME no kills it too).
             let repl = &shard.shared.repl;
-            if f.typ.as_deref() == Some("master")
-                && crate::repl::lock(&repl.master)
-                    .as_ref()
-                    .is_some_and(|m| m.link_up)
-            {
+            let master_matches = crate::repl::lock(&repl.master).as_ref().is_some_and(|m| {
+                m.link_up
+                    && f.typ.as_deref().is_none_or(|t| t == "master")
+                    && f.id.is_none()
+                    && f.addr.as_ref().is_none_or(|a| *a == m.addr)
+                    && f.laddr.as_ref().is_none_or(|a| *a == m.laddr)
+            });
+            if master_matches {
                 repl.kill_master.store(true, Ordering::SeqCst);
                 killed += 1;
             }

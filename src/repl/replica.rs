@@ -49,6 +49,10 @@ const LOAD_BATCH: usize = 1024;
 pub struct MasterInfo {
     pub host: String,
     pub port: u16,
+    /// The link's peer and local `ip:port`, for CLIENT KILL ADDR / LADDR
+    /// (the master client is not in the connection table).
+    pub addr: String,
+    pub laddr: String,
     pub link_up: bool,
     /// Unix ms of the last byte from the master.
     pub last_io_ms: u64,
@@ -296,6 +300,11 @@ async fn session(shard: &Rc<Shard>, epoch: u64) -> Result<(), String> {
         .map_err(|e| format!("error connecting to master {addr}: {e}"))?;
     {
         use std::os::fd::AsRawFd;
+        let (peer, local, _) = crate::net::sockopt::addrs(s.as_raw_fd());
+        info_mut(shard, |m| {
+            m.addr = peer;
+            m.laddr = local;
+        });
         crate::net::sockopt::tune_client(s.as_raw_fd(), keepalive);
         crate::net::sockopt::repl_user_timeout(
             s.as_raw_fd(),
