@@ -80,6 +80,9 @@ pub struct PersistState {
     saved_dirty: AtomicU64,
     /// IDLE, FOREGROUND (SAVE, SHUTDOWN, DEBUG RELOAD) or BACKGROUND.
     saving: AtomicU8,
+    /// Unix ms a shutdown waiting for its replicas gives up (0 = none
+    /// waiting): INFO's `shutdown_in_milliseconds`.
+    pub shutdown_deadline_ms: AtomicU64,
     /// A BGSAVE was asked for inside EXEC: the cron starts it.
     bgsave_scheduled: AtomicBool,
     /// Unix ms when the running BGSAVE started.
@@ -117,6 +120,7 @@ impl PersistState {
             dirty: (0..nshards).map(|_| DirtySlot::default()).collect(),
             saved_dirty: AtomicU64::new(0),
             saving: AtomicU8::new(IDLE),
+            shutdown_deadline_ms: AtomicU64::new(0),
             bgsave_scheduled: AtomicBool::new(false),
             bgsave_started_ms: AtomicU64::new(0),
             last_bgsave_ok: AtomicBool::new(true),
@@ -697,10 +701,13 @@ async fn wait_for_replicas(shard: &Rc<Shard>) -> bool {
     shared.pause.begin_shutdown();
     log::warn!("Waiting for replicas before shutting down.");
     let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    p.shutdown_deadline_ms
+        .store(crate::shard::now_ms() + secs * 1000, Ordering::SeqCst);
     loop {
         glommio::timer::sleep(Duration::from_millis(10)).await;
         if p.shutdown_wait.load(Ordering::SeqCst) == WAIT_ABORT {
             shared.pause.end_shutdown();
+            p.shutdown_deadline_ms.store(0, Ordering::SeqCst);
             p.shutdown_wait.store(WAIT_IDLE, Ordering::SeqCst);
             log::warn!("Shutdown manually aborted.");
             return false;
@@ -711,6 +718,21 @@ async fn wait_for_replicas(shard: &Rc<Shard>) -> bool {
                 .compare_exchange(WAIT_ON, WAIT_DONE, Ordering::SeqCst, Ordering::SeqCst)
                 .is_ok()
         {
+            // Redis's words for each replica the wait gave up on.
+            let off = repl.seq.offset();
+            let now = crate::shard::now_ms();
+            for v in crate::repl::lock(&repl.replicas).values() {
+                if v.ack_off < off {
+                    log::warn!(
+                        "Lagging replica {}:{} reported offset {} behind master, lag={}, state={}.",
+                        v.ip,
+                        v.port,
+                        off - v.ack_off,
+                        now.saturating_sub(v.ack_ms) / 1000,
+                        v.state
+                    );
+                }
+            }
             log::warn!("{synced} of {all} replicas are in sync when shutting down.");
             // Under way until exit, or until the save fails.
             return true;

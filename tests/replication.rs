@@ -1448,11 +1448,19 @@ fn shutdown_waits_for_a_lagging_replica() {
     tune_master(&master);
     ok(&master, &["CONFIG", "SET", "shutdown-timeout", "60"]);
     let mut replica = attach_replica(&master);
+    // connected_clients leaves replicas out (INFO's own connection only).
+    let clients = info_section(master.port, "clients");
+    assert_eq!(info_int(&clients, "connected_clients"), 1, "{clients}");
     replica.pause();
     let mut c = RawConn::connect(master.port);
     for i in 0..100 {
         assert!(is_ok(&c.cmds(&["SET", &format!("k{i}"), "v"])));
     }
+    // What replication holds in memory.
+    let mem = info_section(master.port, "memory");
+    let backlog = info_int(&mem, "mem_replication_backlog");
+    assert!(backlog > 0, "{mem}");
+    assert!(info_int(&mem, "mem_total_replication_buffers") > 0, "{mem}");
 
     let mut sd = RawConn::connect(master.port);
     sd.send_cmd(&[b"SHUTDOWN", b"NOSAVE"]);
@@ -1465,6 +1473,15 @@ fn shutdown_waits_for_a_lagging_replica() {
         },
     );
     assert_eq!(c.cmds(&["GET", "k0"]), Resp::Bulk(b"v".to_vec()));
+    // INFO says a shutdown is under way, and how long it may still wait.
+    let left = info_int(
+        &info_section(master.port, "server"),
+        "shutdown_in_milliseconds",
+    );
+    assert!(
+        (1..=60_000).contains(&left),
+        "shutdown_in_milliseconds:{left}"
+    );
     let mut w = RawConn::connect(master.port);
     w.send_cmd(&[b"SET", b"late", b"x"]);
     w.set_read_timeout(Duration::from_millis(300));
@@ -1480,6 +1497,8 @@ fn shutdown_waits_for_a_lagging_replica() {
     );
     assert!(is_ok(&w.read()), "the held write runs after the abort");
     assert!(master.is_alive());
+    let server = info_section(master.port, "server");
+    assert!(!server.contains("shutdown_in_milliseconds"), "{server}");
     assert_eq!(
         c.cmds(&["SHUTDOWN", "ABORT"]),
         Resp::Error(b"ERR No shutdown in progress.".to_vec())

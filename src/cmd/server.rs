@@ -1158,7 +1158,7 @@ async fn info(shard: &Rc<Shard>, tx: Option<&Tx>, a: &[Bytes]) -> String {
         };
         let _ = write!(
             s,
-            "# Server\r\nredis_version:{VERSION}\r\nredis_git_sha1:00000000\r\nredis_git_dirty:0\r\nredis_build_id:0\r\nredis_mode:standalone\r\nos:{uname}\r\narch_bits:64\r\nmonotonic_clock:POSIX clock_gettime\r\nmultiplexing_api:io_uring\r\nprocess_id:{}\r\nprocess_supervised:no\r\nrun_id:{}\r\ntcp_port:{}\r\nserver_time_usec:{now_us}\r\nuptime_in_seconds:{uptime}\r\nuptime_in_days:{}\r\nhz:{}\r\nconfigured_hz:{}\r\nexecutable:{}\r\nconfig_file:{}\r\nio_threads_active:0\r\ntether_version:{}\r\ntether_shards:{}\r\n\r\n",
+            "# Server\r\nredis_version:{VERSION}\r\nredis_git_sha1:00000000\r\nredis_git_dirty:0\r\nredis_build_id:0\r\nredis_mode:standalone\r\nos:{uname}\r\narch_bits:64\r\nmonotonic_clock:POSIX clock_gettime\r\nmultiplexing_api:io_uring\r\nprocess_id:{}\r\nprocess_supervised:no\r\nrun_id:{}\r\ntcp_port:{}\r\nserver_time_usec:{now_us}\r\nuptime_in_seconds:{uptime}\r\nuptime_in_days:{}\r\nhz:{}\r\nconfigured_hz:{}\r\nexecutable:{}\r\nconfig_file:{}\r\nio_threads_active:0\r\n{}tether_version:{}\r\ntether_shards:{}\r\n\r\n",
             std::process::id(),
             shared.run_id,
             cfg.port(),
@@ -1171,6 +1171,14 @@ async fn info(shard: &Rc<Shard>, tx: Option<&Tx>, a: &[Bytes]) -> String {
             cfg.config_file()
                 .map(|p| p.display().to_string())
                 .unwrap_or_default(),
+            // Only while a shutdown waits for its replicas, as in Redis.
+            match shared.persist.shutdown_deadline_ms.load(Ordering::SeqCst) {
+                0 => String::new(),
+                d => format!(
+                    "shutdown_in_milliseconds:{}\r\n",
+                    d.saturating_sub(crate::shard::now_ms())
+                ),
+            },
             env!("CARGO_PKG_VERSION"),
             shared.nshards,
         );
@@ -1190,16 +1198,22 @@ async fn info(shard: &Rc<Shard>, tx: Option<&Tx>, a: &[Bytes]) -> String {
         // tether frees in the foreground (FLUSHALL ASYNC and UNLINK
         // included) and never defragments: the lazyfree and defrag
         // counters are truly 0.
+        // Replication's memory: the backlogs' bytes, and what replicas
+        // have queued and not yet taken (tether copies a replica's output
+        // out of the backlog, so the total is the sum).
         let rss = rss_bytes();
+        let backlog = shared.repl.backlog_bytes();
+        let replica_out: u64 = infos.iter().map(|i| i.replica_output).sum();
         let _ = write!(
             s,
-            "# Memory\r\nused_memory:{rss}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nmaxmemory:{}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:{}\r\nmem_allocator:libc\r\nactive_defrag_running:0\r\nlazyfree_pending_objects:0\r\nlazyfreed_objects:0\r\n\r\n",
+            "# Memory\r\nused_memory:{rss}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nmaxmemory:{}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:{}\r\nmem_replication_backlog:{backlog}\r\nmem_total_replication_buffers:{}\r\nmem_clients_slaves:{replica_out}\r\nmem_allocator:libc\r\nactive_defrag_running:0\r\nlazyfree_pending_objects:0\r\nlazyfreed_objects:0\r\n\r\n",
             human(rss),
             human(rss),
             cfg.maxmemory(),
             human(cfg.maxmemory()),
             cfg.get_str("maxmemory-policy")
-                .unwrap_or_else(|| "noeviction".into())
+                .unwrap_or_else(|| "noeviction".into()),
+            backlog + replica_out,
         );
     }
     if show("persistence") {

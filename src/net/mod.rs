@@ -523,6 +523,22 @@ impl ConnTable {
         victims.len()
     }
 
+    /// INFO's `connected_clients`: every connection but replicas', as Redis
+    /// counts (`connected_slaves` has those).
+    pub fn clients_not_replicas(&self) -> usize {
+        self.len().saturating_sub(self.replicas.len())
+    }
+
+    /// Output queued for this shard's replicas and not yet written to their
+    /// sockets (INFO's `mem_clients_slaves`).
+    pub fn replica_output_bytes(&self) -> u64 {
+        self.replicas
+            .iter()
+            .filter_map(|&s| self.slots.get(s as usize)?.as_ref())
+            .map(|c| (c.wbuf.len() + c.sending.as_ref().map_or(0, |(b, at)| b.len() - at)) as u64)
+            .sum()
+    }
+
     /// CLIENT UNBLOCK: asks connection `id`'s blocking pop or WAIT to end as
     /// if timed out (or with -UNBLOCKED); false if it is not blocked here.
     pub fn unblock(&self, id: u64, error: bool) -> bool {

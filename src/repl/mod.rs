@@ -306,6 +306,11 @@ impl Repl {
     }
 
     /// The first offset every shard still holds (`repl_backlog_first_byte_offset` - 1).
+    /// Bytes the backlogs hold, all shards (INFO's `mem_replication_backlog`).
+    pub fn backlog_bytes(&self) -> u64 {
+        self.backlogs.iter().map(|b| lock(b).bytes).sum()
+    }
+
     pub fn first_offset(&self) -> u64 {
         self.backlogs
             .iter()

@@ -858,7 +858,7 @@ fn shard_info(shard: &Shard, now: u64) -> ShardInfo {
             .iter()
             .map(|d| (d.len(), d.expires_len(), d.avg_ttl(now)))
             .collect(),
-        connected_clients: shard.net.borrow().len(),
+        connected_clients: shard.net.borrow().clients_not_replicas(),
         hits: ks.stats.hits,
         misses: ks.stats.misses,
         expired: ks.stats.expired,
@@ -875,6 +875,7 @@ fn shard_info(shard: &Shard, now: u64) -> ShardInfo {
         blocked_clients: st.blocked_clients.get(),
         busy_clients: shard.net.borrow().busy(),
         pending_requests: shard.pending_len(),
+        replica_output: shard.net.borrow().replica_output_bytes(),
     }
 }
 

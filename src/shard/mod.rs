@@ -442,6 +442,8 @@ pub struct ShardInfo {
     /// requests awaiting a reply (diagnostics for stalls).
     pub busy_clients: usize,
     pub pending_requests: usize,
+    /// Output queued for replicas on this shard.
+    pub replica_output: u64,
 }
 
 /// A reply to a [`Msg`].
