@@ -1803,3 +1803,50 @@ fn acknowledged_writes_reach_the_stream_in_order_across_shards() {
         }
     }
 }
+
+/// `repl-backlog-ttl`: a master left without replicas for that long frees
+/// its backlog (INFO: repl_backlog_active:0, histlen 0) and takes a new
+/// replication id, so a returning replica full-syncs; the next replica
+/// starts the backlog again. Redis's integration/replication-psync.tcl
+/// "backlog expired" case.
+#[test]
+fn backlog_freed_after_ttl_without_replicas() {
+    let master = Server::start(2);
+    tune_master(&master);
+    ok(&master, &["CONFIG", "SET", "repl-backlog-ttl", "1"]);
+    let replica = attach_replica(&master);
+    let mut c = RawConn::connect(master.port);
+    assert!(is_ok(&c.cmds(&["SET", "k", "v"])));
+    wait_in_sync(&master, &replica);
+    let before = info_section(master.port, "replication");
+    let old_id = common::info_value(&before, "master_replid").unwrap();
+    drop(replica);
+    wait_for("the backlog to be freed", SYNC_TIMEOUT, || {
+        let r = info_section(master.port, "replication");
+        match common::info_value(&r, "repl_backlog_active").as_deref() {
+            Some("0") => Ok(()),
+            other => Err(format!("repl_backlog_active {other:?}")),
+        }
+    });
+    let after = info_section(master.port, "replication");
+    assert_ne!(
+        common::info_value(&after, "master_replid").unwrap(),
+        old_id,
+        "{after}"
+    );
+    assert_eq!(info_int(&after, "repl_backlog_histlen"), 0, "{after}");
+    // Writes meanwhile, then a new replica: it syncs, and has everything.
+    assert!(is_ok(&c.cmds(&["SET", "k2", "v2"])));
+    let (full, _, _) = sync_counters(&master);
+    let replica = attach_replica(&master);
+    assert_eq!(sync_counters(&master).0, full + 1);
+    assert_eq!(
+        info_int(
+            &info_section(master.port, "replication"),
+            "repl_backlog_active"
+        ),
+        1
+    );
+    let mut r = RawConn::connect(replica.port);
+    assert_eq!(r.cmds(&["GET", "k2"]), Resp::Bulk(b"v2".to_vec()));
+}

@@ -470,6 +470,28 @@ pub fn cron(shard: &Shard) {
         .max(1) as u64;
     let now = crate::shard::now_ms();
     repl.recount_good();
+    // repl-backlog-ttl (a replica keeps its backlog: it may be promoted).
+    if repl.replicas_empty() {
+        let since = repl.no_replicas_since_ms.load(Ordering::Relaxed);
+        if since == 0 {
+            repl.no_replicas_since_ms.store(now, Ordering::Relaxed);
+        } else if repl.backlog_on.load(Ordering::SeqCst) && !repl.is_replica.load(Ordering::SeqCst)
+        {
+            let ttl = shard
+                .shared
+                .config()
+                .get_int("repl-backlog-ttl")
+                .unwrap_or(3600);
+            if ttl > 0 && now.saturating_sub(since) > ttl as u64 * 1000 {
+                repl.free_backlog();
+                log::info!(
+                    "Replication backlog freed after {ttl} seconds without connected replicas."
+                );
+            }
+        }
+    } else {
+        repl.no_replicas_since_ms.store(0, Ordering::Relaxed);
+    }
     // No PING while a failover runs: the offset its target must reach
     // holds still (Redis skips it during a timed one).
     let any =

@@ -254,6 +254,9 @@ pub struct Repl {
     /// Unix ms of the last PING put into the stream; the start time at
     /// first, so PINGs come a period apart from the start, as in Redis.
     pub last_ping_ms: AtomicU64,
+    /// Unix ms since when a master has had no replica (0 while it has
+    /// some), for `repl-backlog-ttl`.
+    pub no_replicas_since_ms: AtomicU64,
     /// The FAILOVER under way, if any.
     pub failover: Mutex<failover::Failover>,
 }
@@ -297,6 +300,7 @@ impl Repl {
             samples: Mutex::new(VecDeque::with_capacity(SAMPLES)),
             last_sample_ms: AtomicU64::new(0),
             last_ping_ms: AtomicU64::new(crate::shard::now_ms()),
+            no_replicas_since_ms: AtomicU64::new(crate::shard::now_ms()),
             failover: Mutex::new(failover::Failover::default()),
         }
     }
@@ -448,6 +452,25 @@ impl Repl {
         if !self.is_replica.load(Ordering::SeqCst) {
             self.active.store(true, Ordering::SeqCst);
         }
+    }
+
+    /// `repl-backlog-ttl`: a master with no replica for that long frees its
+    /// backlog and stops feeding it, as Redis's `replicationCron`; it takes
+    /// a new replication id (and drops the old pair), because its offset
+    /// no longer moves with its writes, so no one may continue the old
+    /// history. The next replica starts it again, with a full sync.
+    pub fn free_backlog(&self) {
+        self.active.store(false, Ordering::SeqCst);
+        self.backlog_on.store(false, Ordering::SeqCst);
+        for b in &self.backlogs {
+            let mut b = lock(b);
+            b.entries.clear();
+            b.bytes = 0;
+        }
+        let mut ids = lock(&self.ids);
+        ids.replid = random_id();
+        ids.replid2 = "0".repeat(40);
+        ids.second_offset = -1;
     }
 
     /// Empties every backlog and restarts the stream at `off` (a replica
