@@ -460,3 +460,53 @@ fn debug_set_active_expire() {
         );
     }
 }
+
+/// A client may pipeline requests and close (or half-close) without
+/// reading: everything it sent before the EOF still runs, slow-path and
+/// multi-key commands included, as in Redis; a half-closed client still
+/// gets its replies.
+#[test]
+fn requests_sent_before_eof_run() {
+    use std::io::Write;
+    use std::net::Shutdown;
+    let redis = Server::stock_redis();
+    for s in [&redis, &Server::tether(1), &Server::tether(3)] {
+        let script: &[&[&str]] = &[
+            &["SET", "a", "1"],
+            &["FLUSHALL"],
+            &["SET", "b", "1"],
+            &["MSET", "c", "1", "d", "1"],
+            &["INCR", "n"],
+        ];
+        let mut bytes = Vec::new();
+        for cmd in script {
+            let v: Vec<&[u8]> = cmd.iter().map(|a| a.as_bytes()).collect();
+            bytes.extend(common::encode(&v));
+        }
+        // Closed without reading.
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+        c.write_all(&bytes).unwrap();
+        drop(c);
+        let mut q = s.raw();
+        assert!(
+            common::wait_until(Duration::from_secs(5), || {
+                q.cmds(&["EXISTS", "a", "b", "c", "d", "n"]).as_int() == Some(4)
+            }),
+            "{}: the requests before the close did not all run",
+            s.label()
+        );
+        // Half-closed: the replies still come.
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+        c.write_all(&bytes).unwrap();
+        c.shutdown(Shutdown::Write).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut got = Vec::new();
+        let _ = c.read_to_end(&mut got);
+        assert_eq!(
+            esc(&got),
+            esc(b"+OK\r\n+OK\r\n+OK\r\n+OK\r\n:1\r\n"),
+            "{}: replies to a half-closed client",
+            s.label()
+        );
+    }
+}

@@ -109,6 +109,10 @@ pub struct Conn {
     partial: Option<Box<(Vec<Arg>, Resume)>>,
     /// Shut down; the slot is freed once no operation is in flight.
     closing: bool,
+    /// The peer closed its side (recv saw EOF): what it sent before is
+    /// still run, as Redis runs a query buffer read before the EOF, and
+    /// then the connection closes.
+    peer_eof: bool,
     pub client: ClientState,
     /// Set when the connection closes, to release a blocked command.
     closed: Rc<crate::shard::blocking::CloseFlag>,
@@ -859,6 +863,7 @@ impl Driver {
             busy: false,
             close_after_flush: false,
             closing: false,
+            peer_eof: false,
             client: ClientState::new(id),
             closed: Rc::default(),
             addr,
@@ -911,7 +916,13 @@ impl Driver {
         }
         Stats::add(&self.shard.stats.net_input_bytes, data_len as u64);
         Stats::add(&self.shard.stats.reads_processed, 1);
-        if close {
+        if c.result == 0 && conn.repl.is_none() && !conn.closing {
+            // EOF: requests received before it still run (a client may
+            // pipeline writes and close without reading). A blocked
+            // command ends now, as it would on a close.
+            conn.peer_eof = true;
+            conn.closed.set();
+        } else if close {
             if conn.repl.is_some() && !conn.closing {
                 log::warn!(
                     "Connection with replica {} lost: {}",
@@ -1161,6 +1172,11 @@ impl Driver {
             }
         }
         let conn = net.slots[slot as usize].as_mut().expect("present");
+        // After EOF, once what was received has run: close, after the
+        // replies (a half-closed peer still reads them).
+        if conn.peer_eof && !conn.busy && !conn.backlogged {
+            conn.close_after_flush = true;
+        }
         if !conn.send_inflight && !conn.closing {
             if conn.sending.is_none() && !conn.wbuf.is_empty() {
                 conn.sending = Some((conn.wbuf.split().freeze(), 0));
