@@ -1738,6 +1738,15 @@ impl Config {
         }
     }
 
+    /// REPLICAOF at runtime (and promotion): CONFIG GET replicaof and CONFIG
+    /// REWRITE follow the role, as Redis's (a rewritten config restarts the
+    /// server as the replica it was, resuming by PSYNC from its RDB).
+    pub fn set_replicaof(&mut self, to: Option<(String, u16)>) {
+        if let Some(i) = lookup(b"replicaof") {
+            self.values[i] = Value::ReplicaOf(to);
+        }
+    }
+
     /// `replicaof` from the config file or command line: (host, port).
     pub fn replicaof(&self) -> Option<(String, u16)> {
         match self.value("replicaof") {

@@ -100,7 +100,7 @@ pub struct PersistState {
     /// Keyspaces built at start-up, taken by each shard as it starts.
     preload: Mutex<Vec<Option<Keyspace>>>,
     /// `repl-id` and `repl-offset` of the loaded file, for replication.
-    loaded_repl: Mutex<Option<(String, i64)>>,
+    loaded_repl: Mutex<Option<(String, i64, i64)>>,
     /// A termination signal waiting to be handled by the cron (0 = none).
     signal: AtomicI32,
     /// A shutdown waiting for its replicas: `WAIT_IDLE`, `WAIT_ON`,
@@ -159,8 +159,9 @@ impl PersistState {
         self.saving.load(Ordering::SeqCst) == BACKGROUND
     }
 
-    /// The replication id and offset recorded in the loaded RDB, if any.
-    pub fn loaded_repl(&self) -> Option<(String, i64)> {
+    /// The replication id, offset and stream db recorded in the loaded
+    /// RDB, if any.
+    pub fn loaded_repl(&self) -> Option<(String, i64, i64)> {
         self.loaded_repl
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -276,8 +277,31 @@ pub fn serialize_part(shard: &Shard) -> Vec<u8> {
 
 /// Header + parts + footer + CRC-64 (0 with `rdbchecksum no`, as Redis).
 fn assemble(shared: &Shared, parts: Vec<Vec<u8>>) -> Vec<u8> {
+    assemble_with(shared, parts, None)
+}
+
+/// Where a replica's data stands in its master's stream (Redis's
+/// `rdbPopulateSaveInfo`), for the file it saves; None on a master, or a
+/// replica with no history yet. Called at a cut, under every shard's lock.
+fn replica_position(shared: &Shared) -> Option<crate::rdb::ReplInfo> {
+    let repl = &shared.repl;
+    (repl.is_replica.load(Ordering::SeqCst) && repl.backlog_on.load(Ordering::SeqCst)).then(|| {
+        crate::rdb::ReplInfo {
+            stream_db: repl.stream_db.load(Ordering::SeqCst),
+            repl_id: repl.ids().replid,
+            offset: repl.seq.offset() as i64,
+        }
+    })
+}
+
+/// [`assemble`] with the replication fields in the header.
+fn assemble_with(
+    shared: &Shared,
+    parts: Vec<Vec<u8>>,
+    repl: Option<&crate::rdb::ReplInfo>,
+) -> Vec<u8> {
     let checksum = shared.config().get_bool("rdbchecksum").unwrap_or(true);
-    let aux = default_aux(unix_secs(), rss_bytes(), None);
+    let aux = default_aux(unix_secs(), rss_bytes(), repl);
     let body: usize = parts.iter().map(Vec::len).sum();
     let mut out = Vec::with_capacity(body + 256);
     write_header(&mut out, &aux);
@@ -625,9 +649,19 @@ pub async fn prepare_shutdown(
         let guard = p.claim_foreground_wait().await;
         log::info!("Saving the final RDB snapshot before exiting.");
         let all: Vec<usize> = (0..shard.nshards()).collect();
+        // A replica's file records where in its master's stream its data
+        // is, so it resumes by PSYNC after a restart; the cut falls
+        // between two applied batches (as `repl::snapshot`'s).
+        let repl = &shared.repl;
+        repl.cut_pending.store(true, Ordering::SeqCst);
+        while repl.applying.load(Ordering::SeqCst) {
+            glommio::timer::sleep(Duration::from_millis(1)).await;
+        }
         let tx = Tx::lock(shard, &all).await;
+        repl.cut_pending.store(false, Ordering::SeqCst);
+        let position = replica_position(shared);
         let before = p.dirty_total();
-        let bytes = assemble(shared, collect_parts(shard, &tx).await);
+        let bytes = assemble_with(shared, collect_parts(shard, &tx).await, position.as_ref());
         match write_and_record(shared, bytes, before).await {
             Ok(()) => {
                 log::info!("DB saved on disk");
@@ -1058,6 +1092,20 @@ pub fn load_at_startup(shared: &Shared) -> Result<(), String> {
         "DB loaded from disk: {:.3} seconds",
         t0.elapsed().as_secs_f64()
     );
+    // A replica resumes from where its file says it was: its link offers
+    // PSYNC <id> <offset+1> (Redis's replicationCacheMasterUsingMyself).
+    if replica && let Some((id, off, db)) = p.loaded_repl().filter(|r| r.0.len() == 40 && r.1 >= 0)
+    {
+        let repl = &shared.repl;
+        repl.reset_backlog(off as u64);
+        {
+            let mut ids = crate::repl::lock(&repl.ids);
+            ids.replid = id;
+            ids.replid2 = "0".repeat(40);
+            ids.second_offset = -1;
+        }
+        repl.stream_db.store(db, Ordering::SeqCst);
+    }
     Ok(())
 }
 
@@ -1067,6 +1115,7 @@ fn log_aux(aux: &[(Bytes, Bytes)], shared: &Shared) {
     let text = |b: &Bytes| String::from_utf8_lossy(b).into_owned();
     let mut repl_id = None;
     let mut repl_offset = None;
+    let mut stream_db = -1;
     for (k, v) in aux {
         match k.as_ref() {
             b"redis-ver" => log::info!("Loading RDB produced by version {}", text(v)),
@@ -1086,6 +1135,7 @@ fn log_aux(aux: &[(Bytes, Bytes)], shared: &Shared) {
             }
             b"repl-id" => repl_id = Some(text(v)),
             b"repl-offset" => repl_offset = text(v).parse::<i64>().ok(),
+            b"repl-stream-db" => stream_db = text(v).parse::<i64>().unwrap_or(-1),
             _ => log::debug!("RDB AUX field '{}' = '{}'", text(k), text(v)),
         }
     }
@@ -1097,7 +1147,7 @@ fn log_aux(aux: &[(Bytes, Bytes)], shared: &Shared) {
             .persist
             .loaded_repl
             .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some((id, off));
+            .unwrap_or_else(|e| e.into_inner()) = Some((id, off, stream_db));
     }
 }
 

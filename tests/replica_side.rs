@@ -2844,3 +2844,95 @@ fn client_kill_addr_drops_the_master_link() {
         assert_eq!(sync_counters(master.port).0, before.0, "no full sync");
     }
 }
+
+/// A replica restarted from the RDB its SHUTDOWN saved resumes by partial
+/// resync, in the database its master's stream had selected: the file
+/// records the replication id, offset and stream db (Redis's
+/// `rdbPopulateSaveInfo`), and the loader hands them to the link.
+/// Redis's integration/psync2.tcl "Partial resync after restart using RDB
+/// aux fields".
+#[test]
+fn restarted_replica_resumes_by_psync() {
+    let master = Server::start(2);
+    tune_master(&master);
+    let dir = std::env::temp_dir().join(format!("tether-restart-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = common::free_port();
+    let program = if target_is_redis() {
+        stock_tool("redis-server")
+    } else {
+        std::path::PathBuf::from(env!("CARGO_BIN_EXE_tether"))
+    };
+    let follow = format!("127.0.0.1 {}", master.port);
+    let starts = std::cell::Cell::new(0);
+    // Retried while the port is still held by the previous process's
+    // closing sockets (EADDRINUSE at start-up).
+    let start = || {
+        for _ in 0..50 {
+            starts.set(starts.get() + 1);
+            let log = std::fs::File::create(dir.join(format!("log-{}", starts.get()))).unwrap();
+            let mut child = std::process::Command::new(&program)
+                .args(["--port", &port.to_string(), "--dir", dir.to_str().unwrap()])
+                .args(["--save", "", "--replicaof", &follow])
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .unwrap();
+            thread::sleep(Duration::from_millis(200));
+            if child.try_wait().unwrap().is_none() {
+                return child;
+            }
+        }
+        panic!("the replica would not start; logs in {}", dir.display());
+    };
+    let up = |what: &str| {
+        wait_for(what, SYNC_TIMEOUT, || {
+            let r =
+                std::panic::catch_unwind(|| repl_info(port)).map_err(|_| "not up".to_string())?;
+            match info_value(&r, "master_link_status").as_deref() {
+                Some("up") => Ok(()),
+                other => Err(format!("master_link_status {other:?}")),
+            }
+        })
+    };
+    let mut child = start();
+    up("the replica's first sync");
+    let mut m = RawConn::connect(master.port);
+    m.cmds(&["SELECT", "3"]);
+    m.cmds(&["SET", "a", "1"]);
+    let m_off = || info_int(&repl_info(master.port), "master_repl_offset");
+    wait_for("the replica to catch up", SYNC_TIMEOUT, || {
+        let r = info_int(&repl_info(port), "slave_repl_offset");
+        if r == m_off() {
+            Ok(())
+        } else {
+            Err(format!("{r} of {}", m_off()))
+        }
+    });
+    RawConn::connect(port).send_cmd(&[b"SHUTDOWN", b"SAVE"]);
+    assert!(child.wait().unwrap().success());
+    // Written while the replica is down, in the stream's db 3.
+    m.cmds(&["SET", "b", "2"]);
+    let (full, partial, _) = sync_counters(master.port);
+    let mut child = start();
+    up("the restarted replica's link");
+    let after = sync_counters(master.port);
+    assert_eq!(
+        (after.0, after.1),
+        (full, partial + 1),
+        "sync counters (full, partial)"
+    );
+    m.cmds(&["SET", "c", "3"]);
+    wait_for("the stream to continue in db 3", SYNC_TIMEOUT, || {
+        let mut c = RawConn::connect(port);
+        c.cmds(&["SELECT", "3"]);
+        match c.cmds(&["MGET", "a", "b", "c"]) {
+            Resp::Array(v) if v.iter().all(|x| matches!(x, Resp::Bulk(_))) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -90,6 +90,7 @@ pub fn replicaof(shard: &Rc<Shard>, host: String, port: u16) {
         down_since_ms: crate::shard::now_ms(),
         ..Default::default()
     });
+    record_role(shard, epoch, Some((host.clone(), port)));
     log::info!("Connecting to MASTER {host}:{port}");
     disconnect_replicas(shard, None);
     let me = shard.clone();
@@ -98,6 +99,23 @@ pub fn replicaof(shard: &Rc<Shard>, host: String, port: u16) {
         // (`repl::failover`), which a link that fails at once takes.
         futures_lite::future::yield_now().await;
         link(me, epoch).await
+    })
+    .detach();
+}
+
+/// Writes the new role into the config (`replicaof`), as Redis keeps it, so
+/// CONFIG GET and CONFIG REWRITE follow REPLICAOF. Done by a task of its
+/// own: the caller may hold the failover state, and INFO takes that under
+/// the config's read lock; a role changed again meanwhile (a newer epoch)
+/// writes its own.
+fn record_role(shard: &Rc<Shard>, epoch: u64, to: Option<(String, u16)>) {
+    let me = shard.clone();
+    glommio::spawn_local(async move {
+        futures_lite::future::yield_now().await;
+        let mut c = me.shared.config.write().unwrap_or_else(|e| e.into_inner());
+        if me.shared.repl.epoch.load(Ordering::SeqCst) == epoch {
+            c.set_replicaof(to);
+        }
     })
     .detach();
 }
@@ -112,8 +130,9 @@ pub fn promote(shard: &Rc<Shard>, keep: Option<u64>) {
     if !repl.is_replica.swap(false, Ordering::SeqCst) {
         return;
     }
-    repl.epoch.fetch_add(1, Ordering::SeqCst);
+    let epoch = repl.epoch.fetch_add(1, Ordering::SeqCst) + 1;
     *lock(&repl.master) = None;
+    record_role(shard, epoch, None);
     let off = repl.seq.offset();
     {
         let mut ids = lock(&repl.ids);
