@@ -693,36 +693,27 @@ impl Shard {
     /// live with a TTL fails there once gone, one watched already expired
     /// does not, as in Redis.
     pub fn touch_watched_in_db(&self, ks: &Keyspace, db: u16, with: Option<u16>, now: u64) {
-        let mut w = self.watched.borrow_mut();
-        if w.is_empty() {
+        if self.watched.borrow().is_empty() {
             return;
         }
         let live = |d: u16, k: &[u8]| ks.dbs[d as usize].peek(k, now).is_some();
-        let hit: Vec<(u16, Bytes)> = w
-            .keys()
-            .filter(|(d, k)| *d == db && (live(db, k) || with.is_some_and(|o| live(o, k))))
-            .cloned()
-            .collect();
-        let mut dirty = self.watch_dirty.borrow_mut();
-        for k in hit {
-            if let Some(clients) = w.remove(&k) {
-                dirty.extend(clients);
-            }
-        }
+        self.fail_watches(|(d, k)| *d == db && (live(db, k) || with.is_some_and(|o| live(o, k))));
     }
 
     /// The dataset was replaced whole (a full sync's load, DEBUG RELOAD):
     /// every WATCHer of the database(s) fails.
     pub fn db_modified(&self, db: Option<u16>) {
         self.shared.persist.bump(self.id, 1);
+        self.fail_watches(|(d, _)| db.is_none_or(|x| x == *d));
+    }
+
+    /// Marks dirty every client watching a key `hit` picks, and forgets
+    /// those watches.
+    fn fail_watches(&self, hit: impl Fn(&(u16, Bytes)) -> bool) {
         let mut w = self.watched.borrow_mut();
-        let hit: Vec<(u16, Bytes)> = w
-            .keys()
-            .filter(|(d, _)| db.is_none_or(|x| x == *d))
-            .cloned()
-            .collect();
+        let keys: Vec<(u16, Bytes)> = w.keys().filter(|k| hit(k)).cloned().collect();
         let mut dirty = self.watch_dirty.borrow_mut();
-        for k in hit {
+        for k in keys {
             if let Some(clients) = w.remove(&k) {
                 dirty.extend(clients);
             }
