@@ -934,7 +934,7 @@ impl Driver {
         } else {
             let limit = self.shard.query_buf_limit.get() as usize;
             let conn = net.get(slot, generation).expect("present above");
-            if conn.rbuf.len() > limit {
+            if conn.rbuf.len() > limit && !conn.closing {
                 log::warn!(
                     "closing client {} ({}): query buffer {} bytes exceeds client-query-buffer-limit",
                     conn.client.id,
