@@ -650,15 +650,8 @@ pub async fn prepare_shutdown(
         log::info!("Saving the final RDB snapshot before exiting.");
         let all: Vec<usize> = (0..shard.nshards()).collect();
         // A replica's file records where in its master's stream its data
-        // is, so it resumes by PSYNC after a restart; the cut falls
-        // between two applied batches (as `repl::snapshot`'s).
-        let repl = &shared.repl;
-        repl.cut_pending.store(true, Ordering::SeqCst);
-        while repl.applying.load(Ordering::SeqCst) {
-            glommio::timer::sleep(Duration::from_millis(1)).await;
-        }
-        let tx = Tx::lock(shard, &all).await;
-        repl.cut_pending.store(false, Ordering::SeqCst);
+        // is, so it resumes by PSYNC after a restart.
+        let tx = crate::repl::snapshot::lock_at_cut(shard, &all).await;
         let position = replica_position(shared);
         let before = p.dirty_total();
         let bytes = assemble_with(shared, collect_parts(shard, &tx).await, position.as_ref());

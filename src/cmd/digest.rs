@@ -79,7 +79,7 @@ pub fn value_digest(d: &mut Digest, e: &Entry) {
 /// more, as `xorDigest` does), and how many keys
 /// (Redis skips an empty database; expired keys not yet deleted count, as
 /// they are still in its dict).
-pub fn db_digest(db: &Db) -> (Digest, u64) {
+fn db_digest(db: &Db) -> (Digest, u64) {
     let mut acc = [0u8; 20];
     let mut n = 0;
     for (k, e) in db.iter() {
@@ -90,6 +90,28 @@ pub fn db_digest(db: &Db) -> (Digest, u64) {
         n += 1;
     }
     (acc, n)
+}
+
+/// A shard's shares for DEBUG DIGEST, as the bytes its reply carries: per
+/// database, [`db_digest`]'s 20 bytes and its key count (8, little-endian).
+pub fn shares(dbs: &[Db]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(dbs.len() * 28);
+    for db in dbs {
+        let (x, n) = db_digest(db);
+        out.extend_from_slice(&x);
+        out.extend_from_slice(&n.to_le_bytes());
+    }
+    out
+}
+
+/// Adds one shard's [`shares`] into the per-database totals.
+pub fn add_shares(total: &mut [(Digest, u64)], shares: &[u8]) {
+    for (acc, part) in total.iter_mut().zip(shares.chunks_exact(28)) {
+        for (x, y) in acc.0.iter_mut().zip(&part[..20]) {
+            *x ^= y;
+        }
+        acc.1 += u64::from_le_bytes(part[20..].try_into().expect("8 bytes"));
+    }
 }
 
 /// `computeDatasetDigest` from every database's shares, summed over shards.
@@ -107,7 +129,7 @@ pub fn dataset_digest(dbs: &[(Digest, u64)]) -> Digest {
     out
 }
 
-pub fn hex(d: &Digest) -> String {
+pub fn hex(d: &[u8]) -> String {
     d.iter().map(|b| format!("{b:02x}")).collect()
 }
 

@@ -758,14 +758,8 @@ async fn client_cmd(
                     }
                 }
             }
-            let mut killed = 0;
-            for rep in
-                dispatch::broadcast(shard, tx, |_| Op::ClientKill { filter: f.clone() }).await
-            {
-                if let OpReply::Int(k) = rep {
-                    killed += k;
-                }
-            }
+            let mut killed =
+                dispatch::sum_ints(shard, tx, |_| Op::ClientKill { filter: f.clone() }).await;
             // Our link to our master is not a connection of the table; it
             // matches as Redis's master client would (TYPE master, its
             // addresses, or no narrower filter: SKIPME no kills it too).
@@ -817,19 +811,12 @@ async fn client_cmd(
             let Some(id) = parse_i64(&a[2]) else {
                 return r.error("ERR value is not an integer or out of range");
             };
-            let mut n = 0;
-            if id > 0 {
-                for rep in dispatch::broadcast(shard, tx, |_| Op::ClientUnblock {
-                    id: id as u64,
-                    error,
-                })
-                .await
-                {
-                    if let OpReply::Int(k) = rep {
-                        n += k;
-                    }
-                }
-            }
+            let n = if id > 0 {
+                let id = id as u64;
+                dispatch::sum_ints(shard, tx, |_| Op::ClientUnblock { id, error }).await
+            } else {
+                0
+            };
             r.int(n.min(1))
         }
         (b"pause", 3 | 4) => crate::cmd::pause::client_pause(&shard.shared.pause, a, r),
@@ -1031,12 +1018,8 @@ async fn debug_cmd(
     if eq_ic(&a[1], "digest") && a.len() == 2 {
         let mut dbs = vec![([0u8; 20], 0u64); shard.databases];
         for rep in dispatch::broadcast(shard, tx, |_| Op::Digest { db: 0, key: None }).await {
-            let OpReply::Bytes(b) = rep else { continue };
-            for (acc, part) in dbs.iter_mut().zip(b.chunks_exact(28)) {
-                for (x, y) in acc.0.iter_mut().zip(&part[..20]) {
-                    *x ^= y;
-                }
-                acc.1 += u64::from_le_bytes(part[20..].try_into().expect("8 bytes"));
+            if let OpReply::Bytes(b) = rep {
+                digest::add_shares(&mut dbs, &b);
             }
         }
         return r.simple(&digest::hex(&digest::dataset_digest(&dbs)));
@@ -1062,7 +1045,7 @@ async fn debug_cmd(
                 OpReply::Bytes(b) if b.len() == 20 => b,
                 _ => vec![0; 20],
             };
-            r.simple(&d.iter().map(|b| format!("{b:02x}")).collect::<String>());
+            r.simple(&digest::hex(&d));
         }
         return;
     }

@@ -227,6 +227,21 @@ enum Stage {
     Done,
 }
 
+/// Locks `shards` at a point the data and the replication offset agree:
+/// on a replica, between two applied batches of its master's stream (the
+/// apply loop holds back while `cut_pending` is up), so the offset read
+/// under the lock counts exactly what the data holds.
+pub async fn lock_at_cut(shard: &Rc<Shard>, shards: &[usize]) -> Tx {
+    let repl = &shard.shared.repl;
+    repl.cut_pending.store(true, Ordering::SeqCst);
+    while repl.applying.load(Ordering::SeqCst) {
+        glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    let tx = Tx::lock(shard, shards).await;
+    repl.cut_pending.store(false, Ordering::SeqCst);
+    tx
+}
+
 /// A snapshot being produced; see the module doc. Pull its bytes with
 /// [`Snapshot::next`] and always finish with [`Snapshot::end`].
 pub struct Snapshot {
@@ -254,13 +269,7 @@ impl Snapshot {
             glommio::timer::sleep(std::time::Duration::from_millis(5)).await;
         }
         let all: Vec<usize> = (0..shard.nshards()).collect();
-        // On a replica, cut between two applied batches of the stream.
-        repl.cut_pending.store(true, Ordering::SeqCst);
-        while repl.applying.load(Ordering::SeqCst) {
-            glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
-        }
-        let tx = Tx::lock(shard, &all).await;
-        repl.cut_pending.store(false, Ordering::SeqCst);
+        let tx = lock_at_cut(shard, &all).await;
         let data = purpose != Purpose::ReplicationNoData;
         if purpose != Purpose::Persistence {
             repl.activate();

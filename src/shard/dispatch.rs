@@ -564,25 +564,17 @@ fn apply_op_inner(shard: &Shard, op: Op) -> OpReply {
         Op::DbSize { db } => OpReply::Int(ks.dbs[db as usize].len() as i64),
         Op::Digest { db, key } => {
             use crate::cmd::digest;
-            let mut out = Vec::new();
-            match key {
+            OpReply::Bytes(match key {
                 Some(k) => {
                     let mut d = [0u8; 20];
                     // As Redis: a logically expired key still counts.
                     if let Some(e) = ks.dbs[db as usize].raw(&k) {
                         digest::value_digest(&mut d, e);
                     }
-                    out.extend_from_slice(&d);
+                    d.to_vec()
                 }
-                None => {
-                    for d in &ks.dbs {
-                        let (x, n) = digest::db_digest(d);
-                        out.extend_from_slice(&x);
-                        out.extend_from_slice(&n.to_le_bytes());
-                    }
-                }
-            }
-            OpReply::Bytes(out)
+                None => digest::shares(&ks.dbs),
+            })
         }
         Op::Flush { db } => {
             shard.shared.persist.bump(shard.id, 1);
