@@ -235,6 +235,19 @@ fn replicaof_unblocks_blocked_pops() {
     admin.cmds(&["REPLICAOF", "NO", "ONE"]);
 }
 
+/// Runs `args` (a blocking command) on a fresh connection in a thread,
+/// given time to block; returns the connection's client id and the thread.
+fn blocked(
+    s: &Server,
+    args: &'static [&'static str],
+) -> (String, thread::JoinHandle<common::Resp>) {
+    let mut c = s.raw();
+    let id = c.cmds(&["CLIENT", "ID"]).as_int().unwrap().to_string();
+    let h = thread::spawn(move || c.cmds(args));
+    thread::sleep(Duration::from_millis(150));
+    (id, h)
+}
+
 /// As Redis's `handleClientsBlockedOnKeys`: a waiter is served only from a
 /// key of the type it pops (a transaction that leaves its key a string
 /// leaves it blocked), from the key that became ready (not the first
@@ -246,12 +259,7 @@ fn served_by_kind_from_the_ready_key_in_ready_order() {
     for shards in [1, 2] {
         let s = Server::start(shards);
         let mut p = s.raw();
-        let pop = |args: &'static [&'static str]| {
-            let mut c = s.raw();
-            let h = thread::spawn(move || c.cmds(args));
-            thread::sleep(Duration::from_millis(150));
-            h
-        };
+        let pop = |args| blocked(&s, args).1;
         let strs =
             |r: common::Resp| -> Vec<String> { r.array().iter().map(|v| v.as_str()).collect() };
 
@@ -338,13 +346,7 @@ fn client_unblock_releases_pops_and_wait() {
     for shards in [1, 2] {
         let s = Server::start(shards);
         let mut p = s.raw();
-        let block = |args: &'static [&'static str]| {
-            let mut c = s.raw();
-            let id = c.cmds(&["CLIENT", "ID"]).as_int().unwrap().to_string();
-            let h = thread::spawn(move || c.cmds(args));
-            thread::sleep(Duration::from_millis(150));
-            (id, h)
-        };
+        let block = |args| blocked(&s, args);
         let (id, h) = block(&["BLPOP", "ub", "0"]);
         assert_eq!(p.cmds(&["CLIENT", "UNBLOCK", &id]).as_int(), Some(1));
         assert_eq!(h.join().unwrap(), common::Resp::NilArray, "{}", s.label());
