@@ -510,3 +510,37 @@ fn requests_sent_before_eof_run() {
         );
     }
 }
+
+/// DEBUG SLEEP stops the whole server, as Redis's single thread does:
+/// a client on any shard gets no answer until the sleep ends. Redis's
+/// replication tests rely on it (a sleeping replica does not reconnect).
+#[test]
+fn debug_sleep_stops_every_client() {
+    let redis = Server::spawn(
+        common::Kind::StockRedis,
+        1,
+        &["--enable-debug-command", "yes"],
+    );
+    let tether = Server::tether(2);
+    for s in [&redis, &tether] {
+        // Several connections: with 2 shards they land on both.
+        let mut others: Vec<_> = (0..6).map(|_| s.raw()).collect();
+        for o in &mut others {
+            assert_eq!(o.cmds(&["PING"]).as_str(), "PONG");
+        }
+        let mut sleeper = s.raw();
+        let start = std::time::Instant::now();
+        sleeper.send_cmd(&[b"DEBUG", b"SLEEP", b"0.6"]);
+        std::thread::sleep(Duration::from_millis(100));
+        for o in &mut others {
+            assert_eq!(o.cmds(&["PING"]).as_str(), "PONG");
+            assert!(
+                start.elapsed() >= Duration::from_millis(550),
+                "{}: a PING was answered during DEBUG SLEEP",
+                s.label()
+            );
+        }
+        assert_eq!(sleeper.read_raw().0.as_str(), "OK", "{}", s.label());
+        assert!(start.elapsed() >= Duration::from_millis(550));
+    }
+}

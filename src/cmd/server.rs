@@ -1055,8 +1055,9 @@ async fn debug_cmd(
             .filter(|v| v.is_finite())
             .unwrap_or(0.0)
             .clamp(0.0, 365.0 * 86400.0);
-        // Sleeps this connection only: the shard keeps serving others.
-        glommio::timer::sleep(std::time::Duration::from_secs_f64(secs)).await;
+        shard
+            .shared
+            .debug_sleep(shard.id, std::time::Duration::from_secs_f64(secs));
         return r.ok();
     }
     r.error(&unknown_subcommand(&a[1], "debug"))

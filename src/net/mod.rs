@@ -672,6 +672,7 @@ impl Driver {
                 self.close_all();
                 return;
             }
+            self.shard.shared.sleep_if_asked();
             self.shard.wake.take();
             let me = self.shard.id;
             self.shard.shared.mesh.awake(me);

@@ -102,6 +102,10 @@ pub struct Shared {
     /// The active expiry cycle runs (DEBUG SET-ACTIVE-EXPIRE turns it off,
     /// leaving expiry to lookups).
     pub active_expire: AtomicBool,
+    /// DEBUG SLEEP's deadline, in nanoseconds since `started` (0: none):
+    /// every shard's driver blocks its thread until then (see
+    /// [`Shared::debug_sleep`]).
+    pub sleep_until: AtomicU64,
 }
 
 impl Shared {
@@ -125,6 +129,7 @@ impl Shared {
             key_listeners: (0..nshards).map(|_| AtomicBool::new(false)).collect(),
             pause: Default::default(),
             active_expire: AtomicBool::new(true),
+            sleep_until: AtomicU64::new(0),
         }
     }
 
@@ -134,6 +139,41 @@ impl Shared {
 
     pub fn request_shutdown(&self) {
         self.shutdown.store(true, Ordering::SeqCst);
+    }
+
+    /// DEBUG SLEEP: the whole server stops for `dur`, as Redis's single
+    /// thread does (replication tests rely on it: a sleeping replica does
+    /// not reconnect, a sleeping master sends no PINGs). Raises the
+    /// deadline, wakes every other driver so it blocks in
+    /// [`Shared::sleep_if_asked`], and blocks the caller's thread.
+    pub fn debug_sleep(&self, me: usize, dur: std::time::Duration) {
+        let until = self.started.elapsed().saturating_add(dur);
+        let nanos = u64::try_from(until.as_nanos()).unwrap_or(u64::MAX);
+        self.sleep_until.fetch_max(nanos, Ordering::SeqCst);
+        for i in (0..self.nshards).filter(|&i| i != me) {
+            self.repl.wake_driver(i);
+        }
+        self.sleep_if_asked();
+    }
+
+    /// Blocks this thread until a pending DEBUG SLEEP's deadline. The
+    /// network driver calls it at the start of every turn.
+    #[inline]
+    pub fn sleep_if_asked(&self) {
+        let until = self.sleep_until.load(Ordering::Relaxed);
+        if until == 0 {
+            return;
+        }
+        let deadline = std::time::Duration::from_nanos(until);
+        let now = self.started.elapsed();
+        if deadline > now {
+            std::thread::sleep(deadline - now);
+        } else {
+            // Past: later turns skip the clock read.
+            let _ =
+                self.sleep_until
+                    .compare_exchange(until, 0, Ordering::SeqCst, Ordering::Relaxed);
+        }
     }
 }
 
