@@ -2936,3 +2936,63 @@ fn restarted_replica_resumes_by_psync() {
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A writable replica deletes the keys its own clients gave a TTL once it
+/// passes (Redis's `expireSlaveKeys`; `replication-3.tcl`, "Slave is able
+/// to evict keys created in writable slaves"), while keys from its master
+/// stay until the master's DEL: expired, they only read as missing.
+#[test]
+fn writable_replica_expires_its_own_ttl_keys() {
+    let master = start_with(2, &["--enable-debug-command", "yes"]);
+    let replica = Server::start(2);
+    tune_master(&master);
+    replicaof(&replica, master.port, "REPLICAOF");
+    wait_link_up(&replica, master.port, SYNC_TIMEOUT);
+    let mut m = RawConn::connect(master.port);
+    assert_eq!(m.cmds(&["DEBUG", "SET-ACTIVE-EXPIRE", "0"]).as_str(), "OK");
+    for k in ["m1", "m2", "m3"] {
+        assert_eq!(m.cmds(&["SET", k, "v", "PX", "50"]).as_str(), "OK");
+    }
+    wait_in_sync(&master, &replica);
+    ok(&replica, &["CONFIG", "SET", "replica-read-only", "no"]);
+    let mut r = RawConn::connect(replica.port);
+    for i in 0..20 {
+        let k = format!("r{i}");
+        match i % 3 {
+            0 => assert_eq!(r.cmds(&["SET", &k, "v", "PX", "100"]).as_str(), "OK"),
+            1 => {
+                r.cmds(&["RPUSH", &k, "a"]);
+                assert_eq!(r.cmds(&["PEXPIRE", &k, "100"]).as_int(), Some(1));
+            }
+            _ => {
+                r.cmds(&["SET", &k, "v"]);
+                assert_eq!(r.cmds(&["EXPIRE", &k, "1"]).as_int(), Some(1));
+                // Made persistent again: it must stay.
+                assert_eq!(r.cmds(&["PERSIST", &k]).as_int(), Some(1));
+            }
+        }
+    }
+    // Without a TTL: stays.
+    r.cmds(&["SET", "plain", "v"]);
+    assert_eq!(r.cmds(&["DBSIZE"]).as_int(), Some(24));
+    // 6 persisted + plain + the master's 3, which only the master expires.
+    let left = 6 + 1 + 3;
+    assert!(
+        common::wait_until(Duration::from_secs(5), || r.cmds(&["DBSIZE"]).as_int()
+            == Some(left)),
+        "{}: DBSIZE {:?}, want {left}",
+        replica.label(),
+        r.cmds(&["DBSIZE"])
+    );
+    assert_eq!(r.cmds(&["EXISTS", "m1", "m2", "m3"]).as_int(), Some(0));
+    assert_eq!(r.cmds(&["EXISTS", "r2", "plain"]).as_int(), Some(2));
+    // The master's DELs still arrive, and nothing the replica expired
+    // went the other way.
+    assert_eq!(m.cmds(&["DEBUG", "SET-ACTIVE-EXPIRE", "1"]).as_str(), "OK");
+    assert!(
+        common::wait_until(Duration::from_secs(5), || r.cmds(&["DBSIZE"]).as_int()
+            == Some(7)),
+        "the master's expiries did not reach the replica"
+    );
+    assert_eq!(m.cmds(&["DBSIZE"]).as_int(), Some(0));
+}

@@ -643,6 +643,7 @@ pub fn exec_in(
         alt: Vec::new(),
     };
     f(&mut ex, args);
+    crate::shard::keyspace::track_replica_ttls(false);
     let (would_block, dirty, alt) = (ex.would_block, ex.dirty, std::mem::take(&mut ex.alt));
     if ks.stats.notes_pending {
         notify::drain_expired(shard, ks);
@@ -675,6 +676,7 @@ pub fn expiry_cut(shard: &Shard, ks: &mut Keyspace, write: bool, now: u64) -> u6
     ks.stats.hide_expired =
         replica || (shard.shared.pause.maybe() && shard.shared.pause.mode(now).is_some());
     let masters = write && (shard.read_only.get() || repl.applying.load(Relaxed));
+    crate::shard::keyspace::track_replica_ttls(replica && write && !masters);
     if replica && masters { 0 } else { now }
 }
 

@@ -445,6 +445,7 @@ pub async fn on_all_locked_prop(
 /// DELs of keys its lookups found expired.
 pub fn apply_op(shard: &Shard, op: Op) -> OpReply {
     let reply = apply_op_inner(shard, op);
+    super::keyspace::track_replica_ttls(false);
     let mut ks = shard.ks.borrow_mut();
     notify::drain_expired(shard, &mut ks);
     crate::repl::master::flush_expired(shard, &mut ks);
@@ -788,6 +789,7 @@ fn apply_op_inner(shard: &Shard, op: Op) -> OpReply {
         Op::TrackExpired => {
             for d in ks.dbs.iter_mut() {
                 d.expired_log.get_or_insert_with(Vec::new);
+                d.forget_replica_ttls();
             }
             OpReply::Done
         }
@@ -1084,6 +1086,8 @@ async fn exec_scratch(
     }
     if spec.is_write() && !blocked {
         let now = cmd::expiry_cut(shard, &mut scratch, true, now_ms());
+        // The owners track TTLs as their `Put`s land, not the copy.
+        super::keyspace::track_replica_ttls(false);
         for (d, k, old) in before {
             let new = scratch.dbs[d as usize].peek(&k, now).cloned();
             if new == old {

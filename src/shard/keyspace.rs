@@ -91,6 +91,24 @@ impl Entry {
 
 pub(crate) type Map = Table;
 
+thread_local! {
+    /// Set while a client's write runs on a writable replica (see
+    /// [`track_replica_ttls`]).
+    static TRACK_TTLS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the write about to run is a client's on a replica: a TTL it
+/// gives a key is then remembered in [`Db::replica_ttls`], as Redis's
+/// `rememberSlaveKeyWithExpire` does. `cmd::expiry_cut` sets it before
+/// each command and op; it is cleared after.
+pub fn track_replica_ttls(on: bool) {
+    TRACK_TTLS.with(|t| t.set(on));
+}
+
+fn tracking_ttls() -> bool {
+    TRACK_TTLS.with(|t| t.get())
+}
+
 /// One logical database's share on this shard.
 #[derive(Default)]
 pub struct Db {
@@ -107,6 +125,11 @@ pub struct Db {
     /// A snapshot in progress over this db (see `repl::snapshot`): every
     /// key is serialised as it was at the cut before anything touches it.
     pub snap: Option<Box<crate::repl::snapshot::DbSnap>>,
+    /// Keys a writable replica's own clients gave a TTL. A replica leaves
+    /// expiry to its master, which knows nothing of these, so the replica
+    /// deletes them itself once due ([`Db::expire_replica_keys`]), as
+    /// Redis's `expireSlaveKeys` does.
+    replica_ttls: std::collections::HashSet<Bytes>,
 }
 
 /// Counters the keyspace keeps for INFO stats.
@@ -209,6 +232,9 @@ impl Db {
         } else if !has_ttl && had_ttl {
             self.expires.remove(key);
         }
+        if has_ttl && tracking_ttls() {
+            self.replica_ttls.insert(Bytes::copy_from_slice(key));
+        }
     }
 
     pub fn remove(&mut self, key: &[u8]) -> Option<Entry> {
@@ -232,6 +258,9 @@ impl Db {
         e.expire_at = at;
         if at != 0 {
             self.expires.insert(key, (), true);
+            if tracking_ttls() {
+                self.replica_ttls.insert(Bytes::copy_from_slice(key));
+            }
         } else {
             self.expires.remove(key);
         }
@@ -244,6 +273,7 @@ impl Db {
         }
         self.map = Map::default();
         self.expires = Table::default();
+        self.replica_ttls.clear();
     }
 
     /// A uniformly random live key, if any (expired picks are reaped; on a
@@ -358,6 +388,56 @@ impl Db {
             }
         }
         deleted
+    }
+
+    /// On a writable replica: deletes the keys its own clients gave a TTL
+    /// once that TTL passed (see [`Db::replica_ttls`]), and forgets those
+    /// gone or made persistent meanwhile. Like Redis's `expireSlaveKeys`
+    /// it walks the whole list each time, until `deadline`. A key its
+    /// master later wrote with a TTL of its own is expired here too, as in
+    /// Redis, which tracks these by name.
+    pub fn expire_replica_keys(
+        &mut self,
+        now: u64,
+        deadline: std::time::Instant,
+        stats: &mut KeyspaceStats,
+    ) {
+        if self.replica_ttls.is_empty() || self.snap.is_some() {
+            return;
+        }
+        let mut forget = Vec::new();
+        let mut due = Vec::new();
+        for (n, k) in self.replica_ttls.iter().enumerate() {
+            match self.map.get(k) {
+                Some(e) if e.expire_at == 0 => forget.push(k.clone()),
+                Some(e) if e.expired(now) => due.push(k.clone()),
+                Some(_) => {}
+                None => forget.push(k.clone()),
+            }
+            if n % 64 == 63 && std::time::Instant::now() >= deadline {
+                break;
+            }
+        }
+        for k in forget {
+            self.replica_ttls.remove(&k);
+        }
+        for k in due {
+            self.replica_ttls.remove(&k);
+            self.remove(&k);
+            stats.expired += 1;
+            // Its `expired` event; never a DEL for the stream: a replica
+            // only passes its master's stream on.
+            if stats.notify_expired {
+                self.expired_notes.push(k);
+                stats.notes_pending = true;
+            }
+        }
+    }
+
+    /// Stops tracking client TTLs (this server became a master, whose own
+    /// expiry cycle covers every key).
+    pub fn forget_replica_ttls(&mut self) {
+        self.replica_ttls = Default::default();
     }
 
     /// Records a key deleted by expiry, for propagation as DEL and for its

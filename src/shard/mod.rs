@@ -1112,8 +1112,10 @@ async fn cron(shard: Rc<Shard>) {
         let _ = max_bulk;
         shard.refresh_config();
         sample_metrics(&shard);
-        // A replica never expires keys itself: its master sends the DELs.
-        // Nor does a paused server: its dataset stays still (`cmd::pause`).
+        // A replica leaves expiry to its master, which sends the DELs,
+        // except for keys its own clients gave a TTL (a writable replica).
+        // A paused server expires nothing: its dataset stays still
+        // (`cmd::pause`).
         if shard.gate_open()
             && shard.shared.active_expire.load(Ordering::Relaxed)
             && !shard.shared.repl.is_replica.load(Ordering::Relaxed)
@@ -1127,6 +1129,19 @@ async fn cron(shard: Rc<Shard>) {
                 db.active_expire(now, deadline, stats);
             }
             crate::repl::master::flush_expired(&shard, &mut ks);
+            crate::cmd::notify::drain_expired(&shard, &mut ks);
+        } else if shard.gate_open()
+            && shard.shared.active_expire.load(Ordering::Relaxed)
+            && shard.shared.pause.mode(now_ms()).is_none()
+        {
+            // A writable replica's clients' TTL keys (`Db::replica_ttls`).
+            let deadline = std::time::Instant::now() + period / 4;
+            let now = now_ms();
+            let mut ks = shard.ks.borrow_mut();
+            let Keyspace { dbs, stats } = &mut *ks;
+            for db in dbs.iter_mut() {
+                db.expire_replica_keys(now, deadline, stats);
+            }
             crate::cmd::notify::drain_expired(&shard, &mut ks);
         }
         shard.net.borrow_mut().reap_idle(timeout);
