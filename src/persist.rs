@@ -280,20 +280,6 @@ fn assemble(shared: &Shared, parts: Vec<Vec<u8>>) -> Vec<u8> {
     assemble_with(shared, parts, None)
 }
 
-/// Where a replica's data stands in its master's stream (Redis's
-/// `rdbPopulateSaveInfo`), for the file it saves; None on a master, or a
-/// replica with no history yet. Called at a cut, under every shard's lock.
-fn replica_position(shared: &Shared) -> Option<crate::rdb::ReplInfo> {
-    let repl = &shared.repl;
-    (repl.is_replica.load(Ordering::SeqCst) && repl.backlog_on.load(Ordering::SeqCst)).then(|| {
-        crate::rdb::ReplInfo {
-            stream_db: repl.stream_db.load(Ordering::SeqCst),
-            repl_id: repl.ids().replid,
-            offset: repl.seq.offset() as i64,
-        }
-    })
-}
-
 /// [`assemble`] with the replication fields in the header.
 fn assemble_with(
     shared: &Shared,
@@ -649,10 +635,10 @@ pub async fn prepare_shutdown(
         let guard = p.claim_foreground_wait().await;
         log::info!("Saving the final RDB snapshot before exiting.");
         let all: Vec<usize> = (0..shard.nshards()).collect();
-        // A replica's file records where in its master's stream its data
-        // is, so it resumes by PSYNC after a restart.
+        // The file records where in the stream its data is, so a restart
+        // resumes the history by PSYNC (replica or master).
         let tx = crate::repl::snapshot::lock_at_cut(shard, &all).await;
-        let position = replica_position(shared);
+        let position = shared.repl.save_info();
         let before = p.dirty_total();
         let bytes = assemble_with(shared, collect_parts(shard, &tx).await, position.as_ref());
         match write_and_record(shared, bytes, before).await {
@@ -1031,6 +1017,11 @@ pub struct Loaded {
     pub keys: u64,
     pub expired: u64,
     pub aux: Vec<(Bytes, Bytes)>,
+    /// The keys left out as expired, by (shard, db), kept when a master
+    /// loads a file it resumes a stream from ([`master_resumes`]): their
+    /// DELs go into that stream, so its replicas drop them too (Redis
+    /// feeds them to the backlog while loading, `RDBFLAGS_FEED_REPL`).
+    pub expired_keys: Option<Vec<(usize, u16, Bytes)>>,
 }
 
 /// The instant before which a loaded key counts as expired and is left
@@ -1077,10 +1068,27 @@ pub fn load_at_startup(shared: &Shared) -> Result<(), String> {
     let p = &shared.persist;
     p.loaded_keys.store(loaded.keys, Ordering::Relaxed);
     p.loaded_expired.store(loaded.expired, Ordering::Relaxed);
+    let resume = !replica && master_resumes(&loaded.aux);
+    let mut keyspaces = loaded.keyspaces;
+    if resume {
+        // Expiries from here on are propagated, the load's first.
+        for ks in keyspaces.iter_mut() {
+            for db in ks.dbs.iter_mut() {
+                db.expired_log = Some(Vec::new());
+            }
+        }
+        for (s, db, key) in loaded.expired_keys.unwrap_or_default() {
+            if let Some(log) = keyspaces[s].dbs[db as usize].expired_log.as_mut() {
+                log.push(key);
+                keyspaces[s].stats.dels_pending = true;
+            }
+        }
+    }
     let mut pre = p.preload.lock().unwrap_or_else(|e| e.into_inner());
-    for (slot, ks) in pre.iter_mut().zip(loaded.keyspaces) {
+    for (slot, ks) in pre.iter_mut().zip(keyspaces) {
         *slot = Some(ks);
     }
+    drop(pre);
     log::info!(
         "DB loaded from disk: {:.3} seconds",
         t0.elapsed().as_secs_f64()
@@ -1099,6 +1107,25 @@ pub fn load_at_startup(shared: &Shared) -> Result<(), String> {
         }
         repl.stream_db.store(db, Ordering::SeqCst);
     }
+    // A master takes the file's id as its secondary one, valid up to the
+    // file's offset, and goes on from that offset with a backlog: its
+    // replicas, and one that was its replica before a failover, continue
+    // by PSYNC instead of a full sync (Redis 7.0's `loadDataFromDisk`).
+    if resume && let Some((id, off, _)) = p.loaded_repl() {
+        let repl = &shared.repl;
+        repl.reset_backlog(off as u64);
+        {
+            let mut ids = crate::repl::lock(&repl.ids);
+            log::info!(
+                "Setting secondary replication ID to {id}, valid up to offset: {}. New replication ID is {}",
+                off + 1,
+                ids.replid
+            );
+            ids.replid2 = id;
+            ids.second_offset = off + 1;
+        }
+        repl.active.store(true, Ordering::SeqCst);
+    }
     Ok(())
 }
 
@@ -1106,9 +1133,6 @@ pub fn load_at_startup(shared: &Shared) -> Result<(), String> {
 /// replication id and offset for replication to resume from.
 fn log_aux(aux: &[(Bytes, Bytes)], shared: &Shared) {
     let text = |b: &Bytes| String::from_utf8_lossy(b).into_owned();
-    let mut repl_id = None;
-    let mut repl_offset = None;
-    let mut stream_db = -1;
     for (k, v) in aux {
         match k.as_ref() {
             b"redis-ver" => log::info!("Loading RDB produced by version {}", text(v)),
@@ -1126,13 +1150,11 @@ fn log_aux(aux: &[(Bytes, Bytes)], shared: &Shared) {
                     );
                 }
             }
-            b"repl-id" => repl_id = Some(text(v)),
-            b"repl-offset" => repl_offset = text(v).parse::<i64>().ok(),
-            b"repl-stream-db" => stream_db = text(v).parse::<i64>().unwrap_or(-1),
+            b"repl-id" | b"repl-offset" | b"repl-stream-db" => {}
             _ => log::debug!("RDB AUX field '{}' = '{}'", text(k), text(v)),
         }
     }
-    if let (Some(id), Some(off)) = (repl_id, repl_offset) {
+    if let Some((id, off, stream_db)) = aux_repl(aux) {
         log::info!(
             "RDB holds replication id {id} at offset {off} (kept for a later partial resync)"
         );
@@ -1142,6 +1164,29 @@ fn log_aux(aux: &[(Bytes, Bytes)], shared: &Shared) {
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = Some((id, off, stream_db));
     }
+}
+
+/// The header's replication fields: `repl-id`, `repl-offset` and
+/// `repl-stream-db` (-1 when absent), if the first two are there.
+fn aux_repl(aux: &[(Bytes, Bytes)]) -> Option<(String, i64, i64)> {
+    let field = |name: &[u8]| {
+        aux.iter()
+            .rev()
+            .find(|(k, _)| k.as_ref() == name)
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    };
+    let id = field(b"repl-id")?;
+    let off = field(b"repl-offset")?.parse::<i64>().ok()?;
+    let db = field(b"repl-stream-db")
+        .and_then(|v| v.parse::<i64>().ok())
+        .unwrap_or(-1);
+    Some((id, off, db))
+}
+
+/// Whether a master restarting from a file with these fields continues
+/// its stream history (Redis's `rsi_is_valid` in `loadDataFromDisk`).
+fn master_resumes(aux: &[(Bytes, Bytes)]) -> bool {
+    aux_repl(aux).is_some_and(|(id, off, db)| id.len() == 40 && off >= 0 && db != -1)
 }
 
 /// Parses an RDB stream, routing every live key to the builder thread of
@@ -1174,6 +1219,7 @@ pub fn load_stream(
         keys: 0,
         expired: 0,
         aux: Vec::new(),
+        expired_keys: None,
     };
     let parsed = parse_into(
         &mut input,
@@ -1256,6 +1302,13 @@ fn parse_into(
                     } => {
                         if expire_at != 0 && expire_at <= now {
                             loaded.expired += 1;
+                            // The header came first: decide once.
+                            if loaded.expired == 1 && master_resumes(&loaded.aux) {
+                                loaded.expired_keys = Some(Vec::new());
+                            }
+                            if let Some(v) = loaded.expired_keys.as_mut() {
+                                v.push((shard_of(&key, nshards), db, key));
+                            }
                             continue;
                         }
                         loaded.keys += 1;

@@ -2845,6 +2845,39 @@ fn client_kill_addr_drops_the_master_link() {
     }
 }
 
+/// Starts tether (stock Redis under `TETHER_TEST_TARGET=redis`) on `port`
+/// with `dir` as its working directory, for tests that restart a server
+/// from its own files. Retried while the port is still held by the
+/// previous process's closing sockets (EADDRINUSE at start-up).
+fn start_in(
+    dir: &std::path::Path,
+    port: u16,
+    args: &[&str],
+    starts: &std::cell::Cell<u32>,
+) -> std::process::Child {
+    let program = if target_is_redis() {
+        stock_tool("redis-server")
+    } else {
+        std::path::PathBuf::from(env!("CARGO_BIN_EXE_tether"))
+    };
+    for _ in 0..50 {
+        starts.set(starts.get() + 1);
+        let log = std::fs::File::create(dir.join(format!("log-{}", starts.get()))).unwrap();
+        let mut child = std::process::Command::new(&program)
+            .args(["--port", &port.to_string(), "--dir", dir.to_str().unwrap()])
+            .args(args)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        thread::sleep(Duration::from_millis(200));
+        if child.try_wait().unwrap().is_none() {
+            return child;
+        }
+    }
+    panic!("the server would not start; logs in {}", dir.display());
+}
+
 /// A replica restarted from the RDB its SHUTDOWN saved resumes by partial
 /// resync, in the database its master's stream had selected: the file
 /// records the replication id, offset and stream db (Redis's
@@ -2859,33 +2892,9 @@ fn restarted_replica_resumes_by_psync() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let port = common::free_port();
-    let program = if target_is_redis() {
-        stock_tool("redis-server")
-    } else {
-        std::path::PathBuf::from(env!("CARGO_BIN_EXE_tether"))
-    };
     let follow = format!("127.0.0.1 {}", master.port);
     let starts = std::cell::Cell::new(0);
-    // Retried while the port is still held by the previous process's
-    // closing sockets (EADDRINUSE at start-up).
-    let start = || {
-        for _ in 0..50 {
-            starts.set(starts.get() + 1);
-            let log = std::fs::File::create(dir.join(format!("log-{}", starts.get()))).unwrap();
-            let mut child = std::process::Command::new(&program)
-                .args(["--port", &port.to_string(), "--dir", dir.to_str().unwrap()])
-                .args(["--save", "", "--replicaof", &follow])
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .unwrap();
-            thread::sleep(Duration::from_millis(200));
-            if child.try_wait().unwrap().is_none() {
-                return child;
-            }
-        }
-        panic!("the replica would not start; logs in {}", dir.display());
-    };
+    let start = || start_in(&dir, port, &["--save", "", "--replicaof", &follow], &starts);
     let up = |what: &str| {
         wait_for(what, SYNC_TIMEOUT, || {
             let r =
@@ -2995,4 +3004,96 @@ fn writable_replica_expires_its_own_ttl_keys() {
         "the master's expiries did not reach the replica"
     );
     assert_eq!(m.cmds(&["DBSIZE"]).as_int(), Some(0));
+}
+
+/// A master restarted from the RDB its SHUTDOWN saved keeps its stream
+/// history: the file records the replication id and offset, the restarted
+/// master takes that id as `master_replid2` (valid up to the offset) and
+/// goes on from the offset, so its replica continues by PSYNC. Keys that
+/// expired while it was down are left out of the load and reach the
+/// replica as DELs. Redis 7.0's `loadDataFromDisk`;
+/// integration/psync2-master-restart.tcl.
+#[test]
+fn restarted_master_keeps_history() {
+    let dir = std::env::temp_dir().join(format!("tether-mrestart-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = common::free_port();
+    let starts = std::cell::Cell::new(0);
+    let args = [
+        "--save",
+        "",
+        "--repl-diskless-sync-delay",
+        "0",
+        "--repl-backlog-size",
+        "64mb",
+    ];
+    let mut child = start_in(&dir, port, &args, &starts);
+    let replica = Server::start(2);
+    replicaof(&replica, port, "REPLICAOF");
+    wait_link_up(&replica, port, SYNC_TIMEOUT);
+    let mut m = RawConn::connect(port);
+    for i in 0..50 {
+        m.cmds(&["SET", &format!("k{i}"), "v"]);
+        m.cmds(&["SET", &format!("t{i}"), "v", "PX", "300"]);
+    }
+    m.cmds(&["SELECT", "2"]);
+    m.cmds(&["RPUSH", "list", "a", "b"]);
+    let in_sync = |what: &str| {
+        wait_for(what, SYNC_TIMEOUT, || {
+            let mo = info_int(&repl_info(port), "master_repl_offset");
+            let ro = info_int(&repl_info(replica.port), "slave_repl_offset");
+            if mo == ro {
+                Ok(())
+            } else {
+                Err(format!("master {mo}, replica {ro}"))
+            }
+        })
+    };
+    in_sync("the replica to catch up");
+    let old = repl_info(port);
+    let (old_id, old_off) = (
+        info_value(&old, "master_replid").unwrap(),
+        info_int(&old, "master_repl_offset"),
+    );
+    m.send_cmd(&[b"SHUTDOWN", b"SAVE"]);
+    assert!(child.wait().unwrap().success());
+    // The t* keys expire while the master is down.
+    thread::sleep(Duration::from_millis(500));
+    let mut child = start_in(&dir, port, &args, &starts);
+    let info = repl_info(port);
+    assert_eq!(
+        info_value(&info, "master_replid2").as_deref(),
+        Some(&*old_id)
+    );
+    // SHUTDOWN's REPLCONF GETACK went into the stream after `old_off`.
+    let second = info_int(&info, "second_repl_offset");
+    assert!(
+        second > old_off,
+        "second_repl_offset {second}, was at {old_off}"
+    );
+    // Beyond it: the DELs of the keys that expired meanwhile.
+    assert!(info_int(&info, "master_repl_offset") >= second - 1);
+    assert_ne!(
+        info_value(&info, "master_replid").as_deref(),
+        Some(&*old_id)
+    );
+    wait_link_up(&replica, port, SYNC_TIMEOUT);
+    let (full, partial, _) = sync_counters(port);
+    assert_eq!((full, partial), (0, 1), "sync counters (full, partial ok)");
+    let mut m = RawConn::connect(port);
+    m.cmds(&["SET", "after", "restart"]);
+    in_sync("the replica to follow the restarted master");
+    let mut r = RawConn::connect(replica.port);
+    assert_eq!(r.cmds(&["DBSIZE"]).as_int(), Some(51), "db 0: t* dropped");
+    assert_eq!(r.cmds(&["GET", "after"]).as_str(), "restart");
+    r.cmds(&["SELECT", "2"]);
+    assert_eq!(r.cmds(&["LLEN", "list"]).as_int(), Some(2));
+    assert_eq!(
+        info_value(&repl_info(replica.port), "master_replid"),
+        info_value(&repl_info(port), "master_replid")
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -488,6 +488,33 @@ impl Repl {
         self.backlog_on.store(true, Ordering::SeqCst);
     }
 
+    /// The db a snapshot taken now records as the stream's: a replica's
+    /// stream goes on verbatim in whatever db its master selected; a
+    /// master forces a SELECT after any cut, so 0 serves.
+    pub fn stream_db_at_cut(&self) -> i64 {
+        if self.is_replica.load(Ordering::SeqCst) {
+            self.stream_db.load(Ordering::SeqCst)
+        } else {
+            0
+        }
+    }
+
+    /// The replication fields of an RDB saved now (Redis's
+    /// `rdbPopulateSaveInfo`): where in the stream the data is, so that a
+    /// restart from the file resumes the history by PSYNC, as a replica
+    /// (its link offers id and offset) or as a master (its replicas
+    /// continue through the id kept as `replid2`). None without a stream
+    /// history (no backlog). Call at a cut.
+    pub fn save_info(&self) -> Option<crate::rdb::ReplInfo> {
+        self.backlog_on
+            .load(Ordering::SeqCst)
+            .then(|| crate::rdb::ReplInfo {
+                stream_db: self.stream_db_at_cut(),
+                repl_id: self.ids().replid,
+                offset: self.seq.offset() as i64,
+            })
+    }
+
     pub fn replicas_empty(&self) -> bool {
         lock(&self.replicas).is_empty()
     }

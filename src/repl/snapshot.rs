@@ -248,7 +248,9 @@ pub struct Snapshot {
     /// The stream offset the snapshot is equal to.
     pub offset: u64,
     pub replid: String,
-    stream_db: i64,
+    /// The stream's db at the cut, for the header's replication fields
+    /// (`None`: the header has none).
+    stream_db: Option<i64>,
     /// The keys are written (else the header and the end only).
     data: bool,
     stage: Stage,
@@ -278,13 +280,10 @@ impl Snapshot {
         }
         let offset = repl.seq.offset();
         let replid = repl.ids().replid;
-        // A master forces a SELECT after the cut; a replica's stream goes
-        // on verbatim in whatever db its master had selected.
-        let stream_db = if repl.is_replica.load(Ordering::SeqCst) {
-            repl.stream_db.load(Ordering::SeqCst)
-        } else {
-            0
-        };
+        // A full sync always carries the position; a saved file only when
+        // there is a stream history to resume (`Repl::save_info`).
+        let stream_db = (purpose != Purpose::Persistence || repl.backlog_on.load(Ordering::SeqCst))
+            .then(|| repl.stream_db_at_cut());
         if data {
             for s in all {
                 tx.op(shard, s, Op::SnapBegin).await;
@@ -307,15 +306,12 @@ impl Snapshot {
         loop {
             let bytes = match self.stage {
                 Stage::Header => {
-                    let aux = rdb::default_aux(
-                        crate::shard::now_ms() / 1000,
-                        0,
-                        Some(&rdb::ReplInfo {
-                            stream_db: self.stream_db,
-                            repl_id: self.replid.clone(),
-                            offset: self.offset as i64,
-                        }),
-                    );
+                    let info = self.stream_db.map(|stream_db| rdb::ReplInfo {
+                        stream_db,
+                        repl_id: self.replid.clone(),
+                        offset: self.offset as i64,
+                    });
+                    let aux = rdb::default_aux(crate::shard::now_ms() / 1000, 0, info.as_ref());
                     let mut out = Vec::new();
                     rdb::write_header(&mut out, &aux);
                     self.stage = if self.data {
