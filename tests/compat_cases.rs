@@ -544,3 +544,41 @@ fn debug_sleep_stops_every_client() {
         assert!(start.elapsed() >= Duration::from_millis(550));
     }
 }
+
+/// DEBUG POPULATE fills the selected db as Redis's does (keys spread over
+/// every shard): `prefix:j` = `value:j`, cut or zero-padded to a size,
+/// existing keys kept; its argument errors are Redis's.
+#[test]
+fn debug_populate_matches_redis() {
+    let redis = Server::spawn(
+        common::Kind::StockRedis,
+        1,
+        &["--enable-debug-command", "yes"],
+    );
+    let tether = Server::tether(2);
+    same_replies(
+        &redis,
+        &tether,
+        &[
+            &["SELECT", "3"],
+            &["SET", "key:7", "mine"],
+            &["DEBUG", "POPULATE", "1000"],
+            &["DBSIZE"],
+            &["GET", "key:7"],
+            &["GET", "key:999"],
+            &["EXISTS", "key:1000"],
+            &["DEBUG", "POPULATE", "20", "p", "3"],
+            &["DEBUG", "POPULATE", "20", "q", "12"],
+            &["MGET", "p:0", "p:19", "q:0", "q:19"],
+            &["DBSIZE"],
+            &["DEBUG", "POPULATE", "0"],
+            &["DEBUG", "POPULATE", "-1"],
+            &["DEBUG", "POPULATE", "x"],
+            &["DEBUG", "POPULATE", "5", "r", "-3"],
+            &["DEBUG", "POPULATE", "5", "r", "3", "extra"],
+            &["DBSIZE"],
+            &["SELECT", "0"],
+            &["DBSIZE"],
+        ],
+    );
+}

@@ -680,6 +680,16 @@ pub fn expiry_cut(shard: &Shard, ks: &mut Keyspace, write: bool, now: u64) -> u6
     if replica && masters { 0 } else { now }
 }
 
+/// Redis's `addReplySubcommandSyntaxError`: what DEBUG and CLIENT PAUSE
+/// answer for an unknown subcommand or a wrong argument count.
+pub fn subcommand_syntax_error(sub: &[u8], cmd: &str) -> String {
+    format!(
+        "ERR unknown subcommand or wrong number of arguments for '{}'. Try {} HELP.",
+        sanitize(sub, 128),
+        cmd.to_uppercase()
+    )
+}
+
 /// Unsubcommand error in Redis's words.
 pub fn unknown_subcommand(sub: &[u8], cmd: &str) -> String {
     format!(

@@ -820,10 +820,7 @@ async fn client_cmd(
             r.int(n.min(1))
         }
         (b"pause", 3 | 4) => crate::cmd::pause::client_pause(&shard.shared.pause, a, r),
-        (b"pause", _) => r.error(&format!(
-            "ERR unknown subcommand or wrong number of arguments for '{}'. Try CLIENT HELP.",
-            sanitize(&a[1], 128)
-        )),
+        (b"pause", _) => r.error(&super::subcommand_syntax_error(&a[1], "client")),
         (b"unpause", 2) => {
             shard.shared.pause.lift();
             r.ok()
@@ -1024,6 +1021,41 @@ async fn debug_cmd(
         }
         return r.simple(&digest::hex(&digest::dataset_digest(&dbs)));
     }
+    if eq_ic(&a[1], "populate") && (3..=5).contains(&a.len()) {
+        // As Redis 7.0: keys `prefix:j` (default `key`), values `value:j`,
+        // existing keys kept, nothing replicated (it does not mark the
+        // dataset dirty).
+        // getPositiveLongFromObjectOrReply: one message for both faults.
+        let positive = |b: &Bytes| match super::parse_i64(b) {
+            Some(v) if v >= 0 => Ok(v),
+            _ => Err("ERR value is out of range, must be positive"),
+        };
+        let count = match positive(&a[2]) {
+            Ok(v) => v as u64,
+            Err(e) => return r.error(e),
+        };
+        let size = match a.get(4).map(positive) {
+            None => 0,
+            Some(Ok(v)) => v as usize,
+            Some(Err(e)) => return r.error(e),
+        };
+        if size > shard.shared.config().proto_max_bulk_len() as usize {
+            return r.error("ERR string exceeds maximum allowed size (proto-max-bulk-len)");
+        }
+        let prefix = a
+            .get(3)
+            .cloned()
+            .unwrap_or_else(|| Bytes::from_static(b"key"));
+        let db = client.db;
+        dispatch::broadcast(shard, tx, |_| Op::Populate {
+            db,
+            prefix: prefix.clone(),
+            count,
+            size,
+        })
+        .await;
+        return r.ok();
+    }
     if eq_ic(&a[1], "set-active-expire") && a.len() == 3 {
         // As Redis: atoi, so anything but a non-zero number turns it off.
         let on = std::str::from_utf8(&a[2])
@@ -1060,7 +1092,7 @@ async fn debug_cmd(
             .debug_sleep(shard.id, std::time::Duration::from_secs_f64(secs));
         return r.ok();
     }
-    r.error(&unknown_subcommand(&a[1], "debug"))
+    r.error(&super::subcommand_syntax_error(&a[1], "debug"))
 }
 
 fn human(bytes: u64) -> String {

@@ -498,6 +498,38 @@ fn apply_op_inner(shard: &Shard, op: Op) -> OpReply {
             }
             OpReply::Values(vals)
         }
+        Op::Populate {
+            db,
+            prefix,
+            count,
+            size,
+        } => {
+            let (d, st) = ks.db(db as usize);
+            let (me, n) = (shard.id, shard.nshards());
+            let mut added = Vec::new();
+            let mut key = Vec::with_capacity(prefix.len() + 21);
+            for j in 0..count {
+                let num = itoa::Buffer::new().format(j).to_owned();
+                key.clear();
+                key.extend_from_slice(&prefix);
+                key.push(b':');
+                key.extend_from_slice(num.as_bytes());
+                if shard_of(&key, n) != me || d.contains(&key, now, st) {
+                    continue;
+                }
+                let mut val = format!("value:{num}").into_bytes();
+                if size != 0 {
+                    val.resize(size, 0);
+                }
+                d.insert(&key, Entry::new(Value::Str(Str::from(&val[..]))));
+                added.push(Bytes::copy_from_slice(&key));
+            }
+            drop(ks);
+            for k in &added {
+                shard.key_modified(db as usize, k);
+            }
+            OpReply::Int(added.len() as i64)
+        }
         Op::MSet { db, pairs } => {
             let (d, st) = ks.db(db as usize);
             for (k, v) in &pairs {

@@ -455,6 +455,15 @@ pub enum Op {
     RdbPart,
     /// Replace this shard's keyspace (DEBUG RELOAD).
     Adopt(crate::persist::Adopt),
+    /// DEBUG POPULATE: adds `prefix:j` = `value:j` (zero-padded or cut to
+    /// `size` when non-zero) for every `j < count` this shard owns, unless
+    /// the key exists; Int(keys added).
+    Populate {
+        db: u16,
+        prefix: Bytes,
+        count: u64,
+        size: usize,
+    },
 }
 
 /// Per-shard figures gathered for INFO.
