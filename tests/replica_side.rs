@@ -3097,3 +3097,45 @@ fn restarted_master_keeps_history() {
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// CLIENT KILL of a replica's link to its master closes the socket at
+/// once, as Redis frees its master client: the master sees the replica
+/// go even when the replica stops right after (DEBUG SLEEP in the same
+/// MULTI, as replication-psync.tcl's "backlog expired" cases do) and no
+/// master traffic would wake the link.
+#[test]
+fn killed_master_link_closes_at_once() {
+    let master = start_with(1, &["--repl-ping-replica-period", "60"]);
+    let replica = start_with(2, &["--enable-debug-command", "yes"]);
+    tune_master(&master);
+    replicaof(&replica, master.port, "REPLICAOF");
+    wait_link_up(&replica, master.port, SYNC_TIMEOUT);
+    wait_in_sync(&master, &replica);
+    let slaves = || info_int(&repl_info(master.port), "connected_slaves");
+    assert_eq!(slaves(), 1);
+    let mut r = RawConn::connect(replica.port);
+    let start = Instant::now();
+    for cmd in [
+        &["MULTI"][..],
+        &["CLIENT", "KILL", "TYPE", "master"],
+        &["DEBUG", "SLEEP", "2"],
+        &["EXEC"],
+    ] {
+        let args: Vec<&[u8]> = cmd.iter().map(|s| s.as_bytes()).collect();
+        r.send_cmd(&args);
+    }
+    assert!(
+        common::wait_until(Duration::from_millis(1500), || slaves() == 0),
+        "{}: the master still counts the replica while it sleeps",
+        replica.label()
+    );
+    assert!(start.elapsed() < Duration::from_secs(2));
+    for want in ["OK", "QUEUED", "QUEUED"] {
+        assert_eq!(r.read_raw().0.as_str(), want);
+    }
+    match r.read_raw().0 {
+        Resp::Array(v) => assert_eq!(v.len(), 2, "EXEC: {v:?}"),
+        other => panic!("EXEC answered {other:?}"),
+    }
+    wait_link_up(&replica, master.port, SYNC_TIMEOUT);
+}

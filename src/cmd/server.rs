@@ -764,17 +764,18 @@ async fn client_cmd(
             // matches as Redis's master client would (TYPE master, its
             // addresses, or no narrower filter: SKIPME no kills it too).
             let repl = &shard.shared.repl;
-            let master_matches = crate::repl::lock(&repl.master).as_ref().is_some_and(|m| {
+            let master = crate::repl::lock(&repl.master);
+            if let Some(m) = master.as_ref().filter(|m| {
                 m.link_up
                     && f.typ.as_deref().is_none_or(|t| t == "master")
                     && f.id.is_none()
                     && f.addr.as_ref().is_none_or(|a| *a == m.addr)
                     && f.laddr.as_ref().is_none_or(|a| *a == m.laddr)
-            });
-            if master_matches {
-                repl.kill_master.store(true, Ordering::SeqCst);
+            }) {
+                crate::repl::replica::kill_link(repl, m);
                 killed += 1;
             }
+            drop(master);
             if old_style {
                 if killed == 0 {
                     r.error("ERR No such client")

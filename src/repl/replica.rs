@@ -53,6 +53,11 @@ pub struct MasterInfo {
     /// (the master client is not in the connection table).
     pub addr: String,
     pub laddr: String,
+    /// The link's socket while it is open (cleared under this lock before
+    /// it closes): CLIENT KILL shuts it down at once, as Redis frees its
+    /// master client, so the master sees the link drop even if this
+    /// server stops right after (DEBUG SLEEP inside the same MULTI).
+    pub fd: Option<std::os::fd::RawFd>,
     pub link_up: bool,
     /// Unix ms of the last byte from the master.
     pub last_io_ms: u64,
@@ -193,6 +198,11 @@ async fn link(shard: Rc<Shard>, epoch: u64) {
         if let Err(e) = session(&shard, epoch).await
             && repl.epoch.load(Ordering::SeqCst) == epoch
         {
+            let e = if repl.kill_master.swap(false, Ordering::SeqCst) {
+                "link to master killed by CLIENT KILL".to_string()
+            } else {
+                e
+            };
             log::warn!("MASTER <-> REPLICA sync: {e}");
             // A failover that could not reach its target ends here.
             super::failover::on_link_error(&shard, &e);
@@ -223,6 +233,32 @@ struct Wire {
     buf: BytesMut,
     /// Where the bytes read are counted (`Repl::net_input_bytes`).
     shared: std::sync::Arc<crate::shard::Shared>,
+}
+
+impl Drop for Wire {
+    /// Forgets the socket in [`MasterInfo::fd`] before it closes, so a
+    /// later CLIENT KILL cannot shut down a descriptor reused meanwhile.
+    fn drop(&mut self) {
+        use std::os::fd::AsRawFd;
+        let fd = self.s.as_raw_fd();
+        if let Some(m) = lock(&self.shared.repl.master).as_mut()
+            && m.fd == Some(fd)
+        {
+            m.fd = None;
+        }
+    }
+}
+
+/// CLIENT KILL matched the link to our master: the link ends at once.
+/// Its socket is shut down here (the master sees the close now, whatever
+/// this server does next) and the link task, woken by the EOF, reports it.
+pub fn kill_link(repl: &super::Repl, m: &MasterInfo) {
+    repl.kill_master.store(true, Ordering::SeqCst);
+    if let Some(fd) = m.fd {
+        // SAFETY: `fd` is the link's open socket: `Wire::drop` clears it
+        // under the same lock the caller holds, before the socket closes.
+        unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+    }
 }
 
 impl Wire {
@@ -323,6 +359,7 @@ async fn session(shard: &Rc<Shard>, epoch: u64) -> Result<(), String> {
         info_mut(shard, |m| {
             m.addr = peer;
             m.laddr = local;
+            m.fd = Some(s.as_raw_fd());
         });
         crate::net::sockopt::tune_client(s.as_raw_fd(), keepalive);
         crate::net::sockopt::repl_user_timeout(
