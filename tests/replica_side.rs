@@ -2981,6 +2981,13 @@ fn writable_replica_expires_its_own_ttl_keys() {
             }
         }
     }
+    let tracked = || {
+        info_int(
+            &info_section(replica.port, "stats"),
+            "slave_expires_tracked_keys",
+        )
+    };
+    assert!(tracked() > 0, "slave_expires_tracked_keys");
     // Without a TTL: stays.
     r.cmds(&["SET", "plain", "v"]);
     assert_eq!(r.cmds(&["DBSIZE"]).as_int(), Some(24));
@@ -2995,6 +3002,11 @@ fn writable_replica_expires_its_own_ttl_keys() {
     );
     assert_eq!(r.cmds(&["EXISTS", "m1", "m2", "m3"]).as_int(), Some(0));
     assert_eq!(r.cmds(&["EXISTS", "r2", "plain"]).as_int(), Some(2));
+    assert!(
+        common::wait_until(Duration::from_secs(2), || tracked() == 0),
+        "slave_expires_tracked_keys {} once all are gone or persistent",
+        tracked()
+    );
     // The master's DELs still arrive, and nothing the replica expired
     // went the other way.
     assert_eq!(m.cmds(&["DEBUG", "SET-ACTIVE-EXPIRE", "1"]).as_str(), "OK");
@@ -3138,4 +3150,10 @@ fn killed_master_link_closes_at_once() {
         other => panic!("EXEC answered {other:?}"),
     }
     wait_link_up(&replica, master.port, SYNC_TIMEOUT);
+    // CONFIG RESETSTAT zeroes the sync counters, as Redis's
+    // resetServerStats (psync2-master-restart.tcl relies on it).
+    let (full, partial, _) = sync_counters(master.port);
+    assert!(full + partial >= 2, "({full}, {partial})");
+    ok(&master, &["CONFIG", "RESETSTAT"]);
+    assert_eq!(sync_counters(master.port), (0, 0, 0));
 }

@@ -902,6 +902,7 @@ fn shard_info(shard: &Shard, now: u64) -> ShardInfo {
         busy_clients: shard.net.borrow().busy(),
         pending_requests: shard.pending_len(),
         replica_output: shard.net.borrow().replica_output_bytes(),
+        replica_ttl_keys: ks.dbs.iter().map(|d| d.replica_ttls_len() as u64).sum(),
     }
 }
 

@@ -434,6 +434,11 @@ impl Db {
         }
     }
 
+    /// How many keys [`Db::expire_replica_keys`] watches here.
+    pub fn replica_ttls_len(&self) -> usize {
+        self.replica_ttls.len()
+    }
+
     /// Stops tracking client TTLs (this server became a master, whose own
     /// expiry cycle covers every key).
     pub fn forget_replica_ttls(&mut self) {

@@ -493,6 +493,9 @@ pub struct ShardInfo {
     pub pending_requests: usize,
     /// Output queued for replicas on this shard.
     pub replica_output: u64,
+    /// Keys a writable replica's clients gave a TTL, tracked for expiry
+    /// (INFO `slave_expires_tracked_keys`).
+    pub replica_ttl_keys: u64,
 }
 
 /// A reply to a [`Msg`].
