@@ -3157,3 +3157,53 @@ fn killed_master_link_closes_at_once() {
     ok(&master, &["CONFIG", "RESETSTAT"]);
     assert_eq!(sync_counters(master.port), (0, 0, 0));
 }
+
+/// `repl-diskless-sync-delay` holds a new replica's full sync, as in
+/// Redis: the replica stays in the handshake (ROLE "handshake") while the
+/// master sends it a newline a second, which keeps it from timing out;
+/// when the master stops (DEBUG SLEEP) the replica detects it within
+/// `repl-timeout` ("Timeout connecting to the MASTER..."), and once the
+/// delay is lifted the sync goes through. replication.tcl's first tests.
+#[test]
+fn diskless_delay_holds_the_handshake() {
+    let master = start_with(
+        1,
+        &[
+            "--repl-diskless-sync-delay",
+            "1000",
+            "--enable-debug-command",
+            "yes",
+        ],
+    );
+    let replica = Server::start(2);
+    ok(&replica, &["CONFIG", "SET", "repl-timeout", "2"]);
+    replicaof(&replica, master.port, "REPLICAOF");
+    let state = || match RawConn::connect(replica.port).cmds(&["ROLE"]).array() {
+        [_, _, _, Resp::Bulk(st), _] => String::from_utf8_lossy(st).into_owned(),
+        other => panic!("ROLE: {other:?}"),
+    };
+    wait_for(
+        "the replica to enter the handshake",
+        SYNC_TIMEOUT,
+        || match state() {
+            s if s == "handshake" => Ok(()),
+            s => Err(s),
+        },
+    );
+    // Longer than repl-timeout: the master's newlines keep it waiting.
+    thread::sleep(Duration::from_secs(3));
+    assert_eq!(state(), "handshake");
+    assert!(!replica.logs().contains("Timeout connecting to the MASTER"));
+    let port = master.port;
+    let sleeper = thread::spawn(move || RawConn::connect(port).cmds(&["DEBUG", "SLEEP", "4"]));
+    wait_for("the replica to detect the timeout", SYNC_TIMEOUT, || {
+        if replica.logs().contains("Timeout connecting to the MASTER") {
+            Ok(())
+        } else {
+            Err(state())
+        }
+    });
+    assert_eq!(sleeper.join().unwrap().as_str(), "OK");
+    ok(&master, &["CONFIG", "SET", "repl-diskless-sync-delay", "0"]);
+    wait_link_up(&replica, master.port, SYNC_TIMEOUT);
+}

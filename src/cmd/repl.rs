@@ -470,6 +470,8 @@ pub fn role(shard: &Shard, r: &mut Reply<'_>) {
             b"connected".as_slice()
         } else if m.sync_in_progress {
             b"sync"
+        } else if m.handshake {
+            b"handshake"
         } else {
             b"connect"
         });

@@ -17,7 +17,7 @@
 
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
@@ -76,6 +76,62 @@ fn view_of(conn: &Conn, state: &'static str) -> ReplicaView {
         ack_off: 0,
         ack_ms: crate::shard::now_ms(),
         lag_ms: 0,
+        since_ms: crate::shard::now_ms(),
+    }
+}
+
+/// `repl-diskless-sync-delay` and `-max-replicas`, as Redis's
+/// replicationCron applies them: a diskless full sync starts once the
+/// replica waiting longest has waited `delay` seconds (later ones start
+/// with it, as they would join Redis's one transfer), or once
+/// `max-replicas` replicas wait. Meanwhile the replica gets a `\n` a
+/// second, which keeps its handshake read alive (it waits for
+/// `+FULLRESYNC`, sent when the sync starts). tether gains nothing from
+/// waiting (each replica gets its own fork-less snapshot), but operators
+/// and tools count on the setting, and Redis's own default is 5 s.
+/// Returns false if the replica went away meanwhile.
+async fn diskless_delay(shard: &Rc<Shard>, slot: u32, generation: u32) -> bool {
+    let client_id = match shard.net.borrow_mut().get(slot, generation) {
+        Some(c) => c.client.id,
+        None => return false,
+    };
+    let mut last_newline = Instant::now();
+    loop {
+        let (diskless, delay, max) = {
+            let c = shard.shared.config();
+            (
+                c.get_bool("repl-diskless-sync").unwrap_or(true),
+                c.get_int("repl-diskless-sync-delay").unwrap_or(5).max(0) as u64,
+                c.get_int("repl-diskless-sync-max-replicas")
+                    .unwrap_or(0)
+                    .max(0) as usize,
+            )
+        };
+        if !diskless || delay == 0 {
+            return true;
+        }
+        let (oldest, waiting) = {
+            let views = lock(&shard.shared.repl.replicas);
+            let mine = views.get(&client_id).map(|v| v.since_ms);
+            let Some(mine) = mine else {
+                return false;
+            };
+            let waiting = views.values().filter(|v| v.state == "wait_bgsave");
+            let (oldest, n) = waiting.fold((mine, 0), |(o, n), v| (o.min(v.since_ms), n + 1));
+            (oldest, n)
+        };
+        if crate::shard::now_ms().saturating_sub(oldest) >= delay * 1000
+            || (max > 0 && waiting >= max)
+        {
+            return true;
+        }
+        if last_newline.elapsed() >= Duration::from_secs(1) {
+            last_newline = Instant::now();
+            if !push_out(shard, slot, generation, b"\n") {
+                return false;
+            }
+        }
+        glommio::timer::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -224,6 +280,10 @@ pub async fn full_sync(shard: Rc<Shard>, fs: FullSync) {
         data,
         rdb_only,
     } = fs;
+    if !diskless_delay(&shard, slot, generation).await {
+        log::warn!("Replica link closed while its full sync waited to start");
+        return;
+    }
     // Hold the backlog from the current offset on (the cut can only be
     // later), so nothing the link will need is trimmed meanwhile.
     let now_off = shard.shared.repl.seq.offset();

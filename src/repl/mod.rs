@@ -194,6 +194,8 @@ pub struct ReplicaView {
     /// Unix ms of the last ACK (or `\n` while loading).
     pub ack_ms: u64,
     pub lag_ms: u64,
+    /// Unix ms it asked to sync (for `repl-diskless-sync-delay`).
+    pub since_ms: u64,
 }
 
 /// Process-wide replication state.

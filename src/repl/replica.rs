@@ -59,6 +59,8 @@ pub struct MasterInfo {
     /// server stops right after (DEBUG SLEEP inside the same MULTI).
     pub fd: Option<std::os::fd::RawFd>,
     pub link_up: bool,
+    /// Connected, and PSYNC not answered yet (ROLE's "handshake").
+    pub handshake: bool,
     /// Unix ms of the last byte from the master.
     pub last_io_ms: u64,
     pub sync_in_progress: bool,
@@ -218,6 +220,7 @@ async fn link(shard: Rc<Shard>, epoch: u64) {
             }
             m.link_up = false;
             m.sync_in_progress = false;
+            m.handshake = false;
         });
         if started.elapsed() > Duration::from_secs(5) {
             backoff = Duration::from_millis(100);
@@ -233,6 +236,9 @@ struct Wire {
     buf: BytesMut,
     /// Where the bytes read are counted (`Repl::net_input_bytes`).
     shared: std::sync::Arc<crate::shard::Shared>,
+    /// Until the master answers PSYNC: a timeout then is Redis's
+    /// "Timeout connecting to the MASTER...".
+    handshake: bool,
 }
 
 impl Drop for Wire {
@@ -265,6 +271,7 @@ impl Wire {
     async fn fill(&mut self) -> Result<(), String> {
         match self.try_fill().await? {
             true => Ok(()),
+            false if self.handshake => Err("Timeout connecting to the MASTER...".into()),
             false => Err("timeout reading from master (repl-timeout)".into()),
         }
     }
@@ -375,7 +382,9 @@ async fn session(shard: &Rc<Shard>, epoch: u64) -> Result<(), String> {
         s,
         buf: BytesMut::new(),
         shared: shard.shared.clone(),
+        handshake: true,
     };
+    info_mut(shard, |m| m.handshake = true);
     log::info!("MASTER <-> REPLICA sync started");
     w.send(&[b"PING"]).await?;
     let pong = w.line().await?;
@@ -429,6 +438,8 @@ async fn session(shard: &Rc<Shard>, epoch: u64) -> Result<(), String> {
         w.send(&[b"PSYNC", b"?", b"-1"]).await?;
     }
     let reply = w.line().await?;
+    w.handshake = false;
+    info_mut(shard, |m| m.handshake = false);
     let _ = w.s.set_read_timeout(Some(timeout));
     if repl.epoch.load(Ordering::SeqCst) != epoch {
         // REPLICAOF (or a FAILOVER ABORT) moved on while we waited: the
