@@ -582,3 +582,104 @@ fn debug_populate_matches_redis() {
         ],
     );
 }
+
+/// `name -> (calls, rejected_calls, failed_calls)` from INFO commandstats
+/// (INFO's own entry left out: each server counts its earlier INFOs), and
+/// the `errorstat_*` lines.
+fn command_stats(c: &mut common::RawConn) -> (Vec<(String, [u64; 3])>, Vec<String>) {
+    let text = c.cmds(&["INFO", "commandstats"]).as_str();
+    let mut v = Vec::new();
+    for line in text.lines().filter(|l| l.starts_with("cmdstat_")) {
+        let (name, fields) = line["cmdstat_".len()..].split_once(':').unwrap();
+        if name == "info" {
+            continue;
+        }
+        let get = |f: &str| {
+            fields
+                .split(',')
+                .find_map(|kv| kv.strip_prefix(&format!("{f}=")))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(u64::MAX)
+        };
+        v.push((
+            name.to_string(),
+            [get("calls"), get("rejected_calls"), get("failed_calls")],
+        ));
+    }
+    v.sort();
+    let errs = c.cmds(&["INFO", "errorstats"]).as_str();
+    let mut e: Vec<String> = errs
+        .lines()
+        .filter(|l| l.starts_with("errorstat_"))
+        .map(str::to_string)
+        .collect();
+    e.sort();
+    (v, e)
+}
+
+/// INFO commandstats counts calls, failed calls (an error reply) and
+/// rejected calls (refused before running: arity, a subscribed context)
+/// per command and per container subcommand as Redis 7.0 does, once per
+/// call whichever shard ran it, inside MULTI/EXEC too; errorstats counts
+/// error replies by code; CONFIG RESETSTAT clears both. Redis's
+/// replication tests read a replica's commandstats to see what its master
+/// propagated.
+#[test]
+fn command_and_error_stats_match_redis() {
+    let redis = Server::stock_redis();
+    let tether = Server::tether(2);
+    let mut got = Vec::new();
+    for s in [&redis, &tether] {
+        let mut c = s.raw();
+        c.cmds(&["SET", "before", "reset"]);
+        c.cmds(&["CONFIG", "RESETSTAT"]);
+        for cmd in [
+            &["SET", "a", "1"][..],
+            &["GET", "a"],
+            &["GET", "a"],
+            &["INCR", "a"],
+            &["LPUSH", "a", "x"],
+            &["GET"],
+            &["NOSUCHCOMMAND", "x"],
+            &["MSET", "k1", "1", "k2", "2", "k3", "3", "k4", "4"],
+            &["MGET", "k1", "k2", "k3", "k4"],
+            &["DEL", "k1", "k2", "k3"],
+            &["CLIENT", "ID"],
+            &["CLIENT", "NOSUCH"],
+            &["CONFIG", "GET", "maxmemory"],
+            &["MULTI"],
+            &["SET", "b", "1"],
+            &["LPUSH", "b", "x"],
+            &["EXEC"],
+            &["EXEC"],
+            &["BLPOP", "empty", "0.05"],
+            &["HSET", "h", "f", "v"],
+            &["HGET", "h", "f"],
+            &["ZADD", "z", "nan", "m"],
+        ] {
+            c.cmds(cmd);
+        }
+        let mut sub = s.raw();
+        sub.cmds(&["SUBSCRIBE", "ch"]);
+        sub.send_cmd(&[b"GET", b"a"]);
+        sub.read_raw();
+        got.push(command_stats(&mut c));
+        c.cmds(&["CONFIG", "RESETSTAT"]);
+        let (after, errs) = command_stats(&mut c);
+        assert_eq!(
+            after,
+            vec![("config|resetstat".to_string(), [1, 0, 0])],
+            "{}",
+            s.label()
+        );
+        assert!(errs.is_empty(), "{}: {errs:?}", s.label());
+    }
+    // The script reached both: commands, subcommands, failures, rejections.
+    let (cmds, errs) = &got[0];
+    let find = |n: &str| cmds.iter().find(|(k, _)| k == n).map(|(_, v)| *v);
+    assert_eq!(find("get"), Some([2, 2, 0]), "{cmds:?}");
+    assert_eq!(find("lpush"), Some([2, 0, 2]), "{cmds:?}");
+    assert_eq!(find("client|id"), Some([1, 0, 0]), "{cmds:?}");
+    assert!(errs.len() >= 2, "{errs:?}");
+    assert_eq!(got[1], got[0], "tether (left) vs redis (right)");
+}

@@ -19,7 +19,7 @@ use super::{CmdSpec, Exec, Kind, NOT_INT, SYNTAX, eq_ic, parse_i64};
 use crate::rdb::{dump_payload, restore_payload_lenient};
 use crate::shard::keyspace::Entry;
 
-pub static COMMANDS: &[CmdSpec] = &[
+pub static COMMANDS: [CmdSpec; 2] = [
     keyed!("dump", 2, &["readonly"], 1, 1, 1, dump),
     keyed!("restore", -4, &["write", "denyoom"], 1, 1, 1, restore),
 ];

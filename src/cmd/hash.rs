@@ -16,7 +16,7 @@ const WF: &[&str] = &["write", "fast"];
 const R: &[&str] = &["readonly"];
 const RF: &[&str] = &["readonly", "fast"];
 
-pub static COMMANDS: &[CmdSpec] = &[
+pub static COMMANDS: [CmdSpec; 16] = [
     keyed!("hset", -4, WDF, 1, 1, 1, hset),
     keyed!("hmset", -4, WDF, 1, 1, 1, hset),
     keyed!("hsetnx", 4, WDF, 1, 1, 1, hsetnx),

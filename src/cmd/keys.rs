@@ -15,7 +15,7 @@ use crate::shard::keyspace::Value;
 const RF: &[&str] = &["readonly", "fast"];
 const WF: &[&str] = &["write", "fast"];
 
-pub static COMMANDS: &[CmdSpec] = &[
+pub static COMMANDS: [CmdSpec; 19] = [
     keyed!(
         "del",
         -2,
@@ -88,6 +88,7 @@ pub static COMMANDS: &[CmdSpec] = &[
         step: 1,
         numkeys: 0,
         kind: Kind::Keyed(object, None),
+        stat: crate::cmd::StatSlot::new(),
     },
 ];
 

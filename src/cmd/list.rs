@@ -38,7 +38,7 @@ const WB: &[&str] = &["write", "noscript", "blocking"];
 const WDB: &[&str] = &["write", "denyoom", "noscript", "blocking"];
 const WBM: &[&str] = &["write", "blocking", "movablekeys"];
 
-pub static COMMANDS: &[CmdSpec] = &[
+pub static COMMANDS: [CmdSpec; 22] = [
     keyed!("lpush", -3, WDF, 1, 1, 1, lpush),
     keyed!("rpush", -3, WDF, 1, 1, 1, rpush),
     keyed!("lpushx", -3, WDF, 1, 1, 1, lpushx),

@@ -22,6 +22,7 @@ pub mod pubsub;
 pub mod repl;
 pub mod server;
 pub mod set;
+pub mod stats;
 pub mod string;
 pub mod zset;
 
@@ -374,6 +375,22 @@ pub struct CmdSpec {
     /// named by first/last/step (ZUNIONSTORE's dest) are added to these.
     pub numkeys: i32,
     pub kind: Kind,
+    /// Its index in each shard's command statistics (`stats`), given
+    /// when the table is built.
+    pub stat: StatSlot,
+}
+
+/// A command's index into the per-shard command statistics.
+pub struct StatSlot(std::sync::atomic::AtomicU16);
+
+impl StatSlot {
+    /// Marks a container command (CLIENT, CONFIG, ...).
+    const CONTAINER: u16 = 1 << 15;
+
+    #[allow(clippy::new_without_default)]
+    pub const fn new() -> Self {
+        StatSlot(std::sync::atomic::AtomicU16::new(0))
+    }
 }
 
 impl std::fmt::Debug for CmdSpec {
@@ -383,6 +400,18 @@ impl std::fmt::Debug for CmdSpec {
 }
 
 impl CmdSpec {
+    /// Its slot in the command statistics (`stats`).
+    #[inline]
+    pub fn stat_slot(&self) -> usize {
+        (self.stat.0.load(std::sync::atomic::Ordering::Relaxed) & !StatSlot::CONTAINER) as usize
+    }
+
+    /// Whether its statistics are kept per subcommand (`stats`).
+    #[inline]
+    pub fn stat_container(&self) -> bool {
+        self.stat.0.load(std::sync::atomic::Ordering::Relaxed) & StatSlot::CONTAINER != 0
+    }
+
     pub fn is_write(&self) -> bool {
         self.flags.contains(&"write")
     }
@@ -467,23 +496,40 @@ fn table() -> &'static Table {
     static T: OnceLock<Table> = OnceLock::new();
     T.get_or_init(|| {
         let mut m = Table::default();
-        for group in [
-            string::COMMANDS,
-            keys::COMMANDS,
-            server::COMMANDS,
-            pubsub::COMMANDS,
-            repl::COMMANDS,
-            list::COMMANDS,
-            hash::COMMANDS,
-            set::COMMANDS,
-            zset::COMMANDS,
-            dump::COMMANDS,
-        ] {
-            for spec in group {
-                m.insert(spec.name, spec);
-            }
+        for (i, spec) in by_stat_slot().iter().enumerate() {
+            let container = if stats::CONTAINERS.contains(&spec.name) {
+                StatSlot::CONTAINER
+            } else {
+                0
+            };
+            spec.stat
+                .0
+                .store(i as u16 | container, std::sync::atomic::Ordering::Relaxed);
+            m.insert(spec.name, spec);
         }
         m
+    })
+}
+
+/// Every command, at the index of its statistics slot.
+pub fn by_stat_slot() -> &'static [&'static CmdSpec] {
+    static V: OnceLock<Vec<&'static CmdSpec>> = OnceLock::new();
+    V.get_or_init(|| {
+        [
+            &string::COMMANDS[..],
+            &keys::COMMANDS,
+            &server::COMMANDS,
+            &pubsub::COMMANDS,
+            &repl::COMMANDS,
+            &list::COMMANDS,
+            &hash::COMMANDS,
+            &set::COMMANDS,
+            &zset::COMMANDS,
+            &dump::COMMANDS,
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
     })
 }
 
@@ -548,6 +594,7 @@ pub fn lookup(args: &[Bytes]) -> Lookup {
     };
     let n = args.len() as i32;
     if (spec.arity > 0 && n != spec.arity) || (spec.arity < 0 && n < -spec.arity) {
+        stats::rejected(spec, args);
         return Lookup::Error(format!(
             "ERR wrong number of arguments for '{}' command",
             spec.name
@@ -626,9 +673,12 @@ pub fn exec_in(
     };
     let repl = &shard.shared.repl;
     if spec.is_write() && repl.refuse_writes() {
+        stats::rejected(spec, args);
         Reply::new(out, proto).error(crate::repl::master::NOREPLICAS);
         return false;
     }
+    let call = stats::begin(spec);
+    let reply_at = out.len();
     let now = shard.now();
     let cut = expiry_cut(shard, ks, spec.is_write(), now);
     let mut ex = Exec {
@@ -645,6 +695,9 @@ pub fn exec_in(
     f(&mut ex, args);
     crate::shard::keyspace::track_replica_ttls(false);
     let (would_block, dirty, alt) = (ex.would_block, ex.dirty, std::mem::take(&mut ex.alt));
+    if !would_block {
+        call.done(spec, args, &out[reply_at..]);
+    }
     if ks.stats.notes_pending {
         notify::drain_expired(shard, ks);
     }

@@ -51,10 +51,12 @@ pub fn queue(shard: &Shard, client: &mut ClientState, args: &[Bytes], out: &mut 
         Lookup::Found(spec) if exempt(spec.name) => return false,
         // Refused when queued, as Redis: the EXEC then aborts.
         Lookup::Found(spec) if let Some(e) = super::repl::refusal(shard, client, spec, args) => {
+            super::stats::rejected(spec, args);
             client.multi_dirty = true;
             r.error(e);
         }
         Lookup::Found(spec) if spec.flags.contains(&"no_multi") => {
+            super::stats::rejected(spec, args);
             client.multi_dirty = true;
             r.error("ERR Command not allowed inside a transaction");
         }

@@ -288,11 +288,12 @@ macro_rules! conn {
             step: 0,
             numkeys: 0,
             kind: Kind::Conn($f),
+            stat: crate::cmd::StatSlot::new(),
         }
     };
 }
 
-pub static COMMANDS: &[CmdSpec] = &[
+pub static COMMANDS: [CmdSpec; 6] = [
     conn!("subscribe", -2, subscribe),
     conn!("psubscribe", -2, psubscribe),
     conn!("unsubscribe", -1, unsubscribe),
@@ -306,6 +307,7 @@ pub static COMMANDS: &[CmdSpec] = &[
         step: 0,
         numkeys: 0,
         kind: Kind::Global,
+        stat: crate::cmd::StatSlot::new(),
     },
     CmdSpec {
         name: "pubsub",
@@ -316,5 +318,6 @@ pub static COMMANDS: &[CmdSpec] = &[
         step: 0,
         numkeys: 0,
         kind: Kind::Global,
+        stat: crate::cmd::StatSlot::new(),
     },
 ];

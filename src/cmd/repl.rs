@@ -56,11 +56,12 @@ macro_rules! row {
             step: 0,
             numkeys: 0,
             kind: $kind,
+            stat: crate::cmd::StatSlot::new(),
         }
     };
 }
 
-pub static COMMANDS: &[CmdSpec] = &[
+pub static COMMANDS: [CmdSpec; 8] = [
     row!(
         "sync",
         1,

@@ -42,11 +42,12 @@ macro_rules! global {
             step: 0,
             numkeys: 0,
             kind: Kind::Global,
+            stat: crate::cmd::StatSlot::new(),
         }
     };
 }
 
-pub static COMMANDS: &[CmdSpec] = &[
+pub static COMMANDS: [CmdSpec; 29] = [
     CmdSpec {
         name: "ping",
         arity: -1,
@@ -56,6 +57,7 @@ pub static COMMANDS: &[CmdSpec] = &[
         step: 0,
         numkeys: 0,
         kind: Kind::Keyless(ping),
+        stat: crate::cmd::StatSlot::new(),
     },
     CmdSpec {
         name: "echo",
@@ -66,6 +68,7 @@ pub static COMMANDS: &[CmdSpec] = &[
         step: 0,
         numkeys: 0,
         kind: Kind::Keyless(echo),
+        stat: crate::cmd::StatSlot::new(),
     },
     CmdSpec {
         name: "time",
@@ -76,6 +79,7 @@ pub static COMMANDS: &[CmdSpec] = &[
         step: 0,
         numkeys: 0,
         kind: Kind::Keyless(time),
+        stat: crate::cmd::StatSlot::new(),
     },
     CmdSpec {
         name: "lastsave",
@@ -86,6 +90,7 @@ pub static COMMANDS: &[CmdSpec] = &[
         step: 0,
         numkeys: 0,
         kind: Kind::Keyless(lastsave),
+        stat: crate::cmd::StatSlot::new(),
     },
     CmdSpec {
         name: "memory",
@@ -96,6 +101,7 @@ pub static COMMANDS: &[CmdSpec] = &[
         step: 1,
         numkeys: 0,
         kind: Kind::Keyed(memory, None),
+        stat: crate::cmd::StatSlot::new(),
     },
     CmdSpec {
         name: "select",
@@ -106,6 +112,7 @@ pub static COMMANDS: &[CmdSpec] = &[
         step: 0,
         numkeys: 0,
         kind: Kind::Conn(select),
+        stat: crate::cmd::StatSlot::new(),
     },
     CmdSpec {
         name: "quit",
@@ -116,6 +123,7 @@ pub static COMMANDS: &[CmdSpec] = &[
         step: 0,
         numkeys: 0,
         kind: Kind::Conn(quit),
+        stat: crate::cmd::StatSlot::new(),
     },
     global!("dbsize", 1, &["readonly", "fast"]),
     global!("flushdb", -1, &["write"]),
@@ -165,6 +173,7 @@ pub static COMMANDS: &[CmdSpec] = &[
         step: 1,
         numkeys: 0,
         kind: Kind::Global,
+        stat: crate::cmd::StatSlot::new(),
     },
     global!(
         "unwatch",
@@ -180,6 +189,7 @@ pub static COMMANDS: &[CmdSpec] = &[
         step: 0,
         numkeys: 0,
         kind: Kind::Conn(super::multi::multi),
+        stat: crate::cmd::StatSlot::new(),
     },
 ];
 
@@ -270,18 +280,36 @@ pub fn exec_conn(
         unreachable!("{} is not a connection command", spec.name)
     };
     let proto = client.proto;
+    let call = super::stats::begin(spec);
+    let at = out.len();
     let mut c = ConnCtx {
         shard,
         client,
         r: Reply::new(out, proto),
     };
     f(&mut c, args);
+    call.done(spec, args, &out[at..]);
 }
 
 /// Runs a global command (every shard, or server-wide state).
 /// `tx` is set inside EXEC, where every shard is already held; `closed`
 /// lets a command that blocks (WAIT) end when its client goes away.
 pub async fn exec_global(
+    shard: &Rc<Shard>,
+    client: &mut ClientState,
+    spec: &CmdSpec,
+    a: &[Bytes],
+    out: &mut BytesMut,
+    tx: Option<&Tx>,
+    closed: Option<&crate::shard::blocking::CloseFlag>,
+) {
+    let call = super::stats::begin(spec);
+    let at = out.len();
+    global(shard, client, spec, a, out, tx, closed).await;
+    call.done(spec, a, &out[at..]);
+}
+
+async fn global(
     shard: &Rc<Shard>,
     client: &mut ClientState,
     spec: &CmdSpec,
@@ -395,6 +423,7 @@ pub async fn exec_global(
                     c.store(0, Ordering::Relaxed);
                 }
                 crate::resp::ERROR_REPLIES.store(0, Ordering::Relaxed);
+                super::stats::reset_errors();
                 crate::resp::UNEXPECTED_ERROR_REPLIES.store(0, Ordering::Relaxed);
                 return r.ok();
             }
@@ -1286,6 +1315,13 @@ async fn info(shard: &Rc<Shard>, tx: Option<&Tx>, a: &[Bytes]) -> String {
             s,
             "# CPU\r\nused_cpu_sys:{sys:.6}\r\nused_cpu_user:{user:.6}\r\nused_cpu_sys_children:0.000000\r\nused_cpu_user_children:0.000000\r\n\r\n"
         );
+    }
+    if show("commandstats") {
+        let shards: Vec<_> = infos.iter().map(|i| i.cmdstats.clone()).collect();
+        s.push_str(&super::stats::commandstats(&shards));
+    }
+    if show("errorstats") {
+        s.push_str(&super::stats::errorstats());
     }
     if show("keyspace") {
         s.push_str("# Keyspace\r\n");

@@ -21,7 +21,7 @@ const WDF: &[&str] = &["write", "denyoom", "fast"];
 const R: &[&str] = &["readonly"];
 const RF: &[&str] = &["readonly", "fast"];
 
-pub static COMMANDS: &[CmdSpec] = &[
+pub static COMMANDS: [CmdSpec; 17] = [
     keyed!("sadd", -3, WDF, 1, 1, 1, sadd),
     keyed!("srem", -3, WF, 1, 1, 1, srem),
     keyed!("scard", 2, RF, 1, 1, 1, scard),

@@ -28,6 +28,7 @@ macro_rules! keyed {
             step: $s,
             numkeys: $nk,
             kind: Kind::Keyed($h, Some($m)),
+            stat: crate::cmd::StatSlot::new(),
         }
     };
     ($name:expr, $arity:expr, $flags:expr, $f:expr, $l:expr, $s:expr, $h:expr) => {
@@ -40,6 +41,7 @@ macro_rules! keyed {
             step: $s,
             numkeys: 0,
             kind: Kind::Keyed($h, None),
+            stat: crate::cmd::StatSlot::new(),
         }
     };
     ($name:expr, $arity:expr, $flags:expr, $f:expr, $l:expr, $s:expr, $h:expr, $m:expr) => {
@@ -52,12 +54,13 @@ macro_rules! keyed {
             step: $s,
             numkeys: 0,
             kind: Kind::Keyed($h, Some($m)),
+            stat: crate::cmd::StatSlot::new(),
         }
     };
 }
 pub(crate) use keyed;
 
-pub static COMMANDS: &[CmdSpec] = &[
+pub static COMMANDS: [CmdSpec; 21] = [
     keyed!("get", 2, RF, 1, 1, 1, get),
     keyed!("set", -3, W, 1, 1, 1, set),
     keyed!("setnx", 3, WF, 1, 1, 1, setnx),

@@ -34,7 +34,7 @@ const WM: &[&str] = &["write", "denyoom", "movablekeys"];
 const WRM: &[&str] = &["write", "movablekeys"];
 const RM: &[&str] = &["readonly", "movablekeys"];
 
-pub static COMMANDS: &[CmdSpec] = &[
+pub static COMMANDS: [CmdSpec; 35] = [
     keyed!("zadd", -4, WF, 1, 1, 1, zadd),
     keyed!("zincrby", 4, WF, 1, 1, 1, zincrby),
     keyed!("zrem", -3, WRF, 1, 1, 1, zrem),

@@ -1506,9 +1506,11 @@ fn run_fast(
         };
         cmd::note_cmd(&mut conn.client, spec, &args);
         if cmd::pubsub::subscribed_guard(&conn.client, spec, &args, &mut conn.wbuf) {
+            cmd::stats::rejected(spec, &args);
             continue;
         }
         if let Some(e) = cmd::repl::refusal(shard, &conn.client, spec, &args) {
+            cmd::stats::rejected(spec, &args);
             Reply::new(&mut conn.wbuf, conn.client.proto).error(e);
             continue;
         }

@@ -64,6 +64,7 @@ impl<'a> Reply<'a> {
     /// Newlines would break the framing, so they become spaces as in Redis.
     pub fn error(&mut self, msg: &str) {
         ERROR_REPLIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        crate::cmd::stats::error(msg);
         self.out.put_u8(b'-');
         for &b in msg.as_bytes() {
             self.out

@@ -433,13 +433,17 @@ pub async fn exec_blocking(
                     return false;
                 }
                 // CLIENT UNBLOCK: a timeout's reply, or Redis's error.
+                // These end the call here: it counts as one (`cmd::stats`).
+                let at = out.len();
                 match closed.take_unblock() {
                     Some(true) => {
                         Reply::new(out, client.proto).error(UNBLOCKED_BY_CLIENT);
+                        cmd::stats::completed(spec, args, &out[at..]);
                         return false;
                     }
                     Some(false) => {
                         Reply::new(out, client.proto).null_array();
+                        cmd::stats::completed(spec, args, &out[at..]);
                         return false;
                     }
                     None => {}
@@ -450,6 +454,7 @@ pub async fn exec_blocking(
                 {
                     // Redis answers every blocking timeout with a null array.
                     Reply::new(out, client.proto).null_array();
+                    cmd::stats::completed(spec, args, &out[at..]);
                     return false;
                 }
             }

@@ -125,11 +125,13 @@ pub async fn run_batch(
         {
             let mut out = BytesMut::new();
             if cmd::pubsub::subscribed_guard(&client, spec, &args, &mut out) {
+                cmd::stats::rejected(spec, &args);
                 slots[i] = out.freeze();
                 continue;
             }
         }
         if let Some(e) = cmd::repl::refusal(&shard, &client, spec, &args) {
+            cmd::stats::rejected(spec, &args);
             slots[i] = error_bytes(e);
             continue;
         }
@@ -849,6 +851,7 @@ fn apply_op_inner(shard: &Shard, op: Op) -> OpReply {
         Op::ResetStats => {
             ks.stats.reset_counters();
             shard.stats.reset();
+            cmd::stats::reset();
             OpReply::Done
         }
         Op::RdbPart => {
@@ -903,6 +906,7 @@ fn shard_info(shard: &Shard, now: u64) -> ShardInfo {
         pending_requests: shard.pending_len(),
         replica_output: shard.net.borrow().replica_output_bytes(),
         replica_ttl_keys: ks.dbs.iter().map(|d| d.replica_ttls_len() as u64).sum(),
+        cmdstats: cmd::stats::snapshot(),
     }
 }
 
@@ -930,6 +934,32 @@ pub async fn exec_multi(
     out: &mut BytesMut,
     outer: Option<&Tx>,
 ) -> bool {
+    if spec.is_write() && shard.shared.repl.refuse_writes() {
+        cmd::stats::rejected(spec, args);
+        Reply::new(out, client.proto).error(crate::repl::master::NOREPLICAS);
+        return false;
+    }
+    // A scratch command is counted where it runs (`cmd::exec_in`).
+    if matches!(spec.kind, Kind::Keyed(_, Some(Multi::Scratch))) {
+        return multi_key(shard, client, spec, args, out, outer).await;
+    }
+    let call = cmd::stats::begin(spec);
+    let at = out.len();
+    let blocked = multi_key(shard, client, spec, args, out, outer).await;
+    if !blocked {
+        call.done(spec, args, &out[at..]);
+    }
+    blocked
+}
+
+async fn multi_key(
+    shard: &Rc<Shard>,
+    client: &ClientState,
+    spec: &'static cmd::CmdSpec,
+    args: &[Bytes],
+    out: &mut BytesMut,
+    outer: Option<&Tx>,
+) -> bool {
     let mut r = Reply::new(out, client.proto);
     let Kind::Keyed(_, Some(m)) = spec.kind else {
         r.error("CROSSSLOT Keys in request don't hash to the same slot");
@@ -941,10 +971,6 @@ pub async fn exec_multi(
             "ERR wrong number of arguments for '{}' command",
             spec.name
         ));
-        return false;
-    }
-    if spec.is_write() && shard.shared.repl.refuse_writes() {
-        r.error(crate::repl::master::NOREPLICAS);
         return false;
     }
     if m == Multi::Scratch {

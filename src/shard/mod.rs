@@ -496,6 +496,8 @@ pub struct ShardInfo {
     /// Keys a writable replica's clients gave a TTL, tracked for expiry
     /// (INFO `slave_expires_tracked_keys`).
     pub replica_ttl_keys: u64,
+    /// This shard's command statistics (INFO commandstats).
+    pub cmdstats: Vec<(String, crate::cmd::stats::CmdStat)>,
 }
 
 /// A reply to a [`Msg`].
