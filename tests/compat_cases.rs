@@ -683,3 +683,23 @@ fn command_and_error_stats_match_redis() {
     assert!(errs.len() >= 2, "{errs:?}");
     assert_eq!(got[1], got[0], "tether (left) vs redis (right)");
 }
+
+/// CLIENT LIST / CLIENT INFO show the caller's `qbuf` holding the command
+/// running (its RESP length, 26 bytes for `CLIENT LIST`), as Redis's query
+/// buffer does (introspection.tcl).
+#[test]
+fn client_list_counts_the_running_command() {
+    let redis = Server::stock_redis();
+    let tether = Server::tether(2);
+    for s in [&redis, &tether] {
+        let mut c = s.raw();
+        for sub in ["LIST", "INFO"] {
+            let text = c.cmds(&["CLIENT", sub]).as_str();
+            assert!(
+                text.contains(" qbuf=26 "),
+                "{} CLIENT {sub}: {text}",
+                s.label()
+            );
+        }
+    }
+}

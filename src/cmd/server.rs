@@ -711,7 +711,7 @@ async fn client_cmd(
                 .net
                 .borrow()
                 .client_list(shard, Some(&[client.id]), None);
-            r.text(&text)
+            r.text(&with_own_query(text, client.id, a))
         }
         (b"list", _) => {
             let (mut ids, mut typ) = (None, None);
@@ -749,7 +749,7 @@ async fn client_cmd(
                     text.push_str(&t);
                 }
             }
-            r.text(&text)
+            r.text(&with_own_query(text, client.id, a))
         }
         (b"kill", 2) => r.error("ERR wrong number of arguments for 'client|kill' command"),
         (b"kill", n) => {
@@ -1133,6 +1133,35 @@ async fn debug_cmd(
         return r.ok();
     }
     r.error(&super::subcommand_syntax_error(&a[1], "debug"))
+}
+
+/// CLIENT LIST / INFO: the caller's `qbuf` counts the command running,
+/// as Redis's does (its query buffer still holds it); tether took the
+/// command out of the buffer before running it, so its RESP length is
+/// added back.
+fn with_own_query(text: String, id: u64, args: &[Bytes]) -> String {
+    let own = format!("id={id} ");
+    let len: usize = 3
+        + itoa::Buffer::new().format(args.len()).len()
+        + args
+            .iter()
+            .map(|a| 5 + itoa::Buffer::new().format(a.len()).len() + a.len())
+            .sum::<usize>();
+    text.lines()
+        .map(|line| {
+            let mut l = line.to_string();
+            if line.starts_with(&own)
+                && let Some(at) = l.find(" qbuf=")
+            {
+                let start = at + " qbuf=".len();
+                let end = l[start..].find(' ').map_or(l.len(), |e| start + e);
+                if let Ok(q) = l[start..end].parse::<usize>() {
+                    l.replace_range(start..end, &(q + len).to_string());
+                }
+            }
+            l + "\n"
+        })
+        .collect()
 }
 
 fn human(bytes: u64) -> String {
