@@ -3207,3 +3207,32 @@ fn diskless_delay_holds_the_handshake() {
     ok(&master, &["CONFIG", "SET", "repl-diskless-sync-delay", "0"]);
     wait_link_up(&replica, master.port, SYNC_TIMEOUT);
 }
+
+/// GETSET reaches the replica as SET, and SET's GET option is dropped, as
+/// Redis 7.0 propagates them: the replica's commandstats count three SETs
+/// and no GETSET (replication.tcl, "GETSET replication").
+#[test]
+fn getset_replicates_as_set() {
+    let master = Server::start(2);
+    let replica = Server::start(2);
+    tune_master(&master);
+    replicaof(&replica, master.port, "REPLICAOF");
+    wait_link_up(&replica, master.port, SYNC_TIMEOUT);
+    ok(&replica, &["CONFIG", "RESETSTAT"]);
+    let mut m = RawConn::connect(master.port);
+    assert_eq!(m.cmds(&["SET", "test", "foo"]).as_str(), "OK");
+    assert_eq!(m.cmds(&["GETSET", "test", "bar"]).as_str(), "foo");
+    assert_eq!(m.cmds(&["SET", "test", "vaz", "GET"]).as_str(), "bar");
+    wait_in_sync(&master, &replica);
+    assert_eq!(
+        RawConn::connect(replica.port)
+            .cmds(&["GET", "test"])
+            .as_str(),
+        "vaz"
+    );
+    let stats = RawConn::connect(replica.port)
+        .cmds(&["INFO", "commandstats"])
+        .as_str();
+    assert!(stats.contains("cmdstat_set:calls=3,"), "{stats}");
+    assert!(!stats.contains("cmdstat_getset"), "{stats}");
+}

@@ -359,9 +359,22 @@ pub fn rewrite(spec: &CmdSpec, ks: &mut Keyspace, db: u16, args: &[Bytes]) -> Op
     let entry = || ks.dbs[db as usize].raw(key).cloned();
     let gone = || vec![b("DEL"), key.clone()];
     match name {
+        // As Redis 7.0: GETSET replicates as the SET it is, and SET's GET
+        // option is dropped (what it read matters only to its client).
+        "getset" => Some(vec![b("SET"), key.clone(), args.get(2)?.clone()]),
         "set" | "setex" | "psetex" => {
             let timed = name != "set" || has_opt(args, 3, &["ex", "px", "exat"]);
             if !timed {
+                if name == "set" && has_opt(args, 3, &["get"]) {
+                    let mut v = args[..3].to_vec();
+                    v.extend(
+                        args[3..]
+                            .iter()
+                            .filter(|a| !a.eq_ignore_ascii_case(b"get"))
+                            .cloned(),
+                    );
+                    return Some(v);
+                }
                 return None;
             }
             Some(match entry() {
