@@ -703,3 +703,30 @@ fn client_list_counts_the_running_command() {
         }
     }
 }
+
+/// AUTH answers as Redis 7.0 does with no password configured (the only
+/// configuration tether has): the default user takes any password, the
+/// one-argument form gets Redis's hint, other users do not exist; inside
+/// MULTI it queues and fails at EXEC (info.tcl's errorstats cases).
+#[test]
+fn auth_without_passwords_matches_redis() {
+    let redis = Server::stock_redis();
+    let tether = Server::tether(2);
+    same_replies(
+        &redis,
+        &tether,
+        &[
+            &["AUTH", "k"],
+            &["AUTH", "default", "anything"],
+            &["AUTH", "DEFAULT", "anything"],
+            &["AUTH", "bob", "x"],
+            &["AUTH", "a", "b", "c"],
+            &["HELLO", "2", "AUTH", "DEFAULT", "x"],
+            &["HELLO", "2", "AUTH", "bob", "x"],
+            &["MULTI"],
+            &["SET", "a", "b"],
+            &["AUTH", "a"],
+            &["EXEC"],
+        ],
+    );
+}

@@ -47,7 +47,7 @@ macro_rules! global {
     };
 }
 
-pub static COMMANDS: [CmdSpec; 29] = [
+pub static COMMANDS: [CmdSpec; 30] = [
     CmdSpec {
         name: "ping",
         arity: -1,
@@ -112,6 +112,24 @@ pub static COMMANDS: [CmdSpec; 29] = [
         step: 0,
         numkeys: 0,
         kind: Kind::Conn(select),
+        stat: crate::cmd::StatSlot::new(),
+    },
+    CmdSpec {
+        name: "auth",
+        arity: -2,
+        flags: &[
+            "noscript",
+            "loading",
+            "stale",
+            "fast",
+            "no_auth",
+            "allow_busy",
+        ],
+        first_key: 0,
+        last_key: 0,
+        step: 0,
+        numkeys: 0,
+        kind: Kind::Conn(auth),
         stat: crate::cmd::StatSlot::new(),
     },
     CmdSpec {
@@ -260,6 +278,24 @@ fn select(c: &mut ConnCtx, a: &[Bytes]) {
             c.r.ok()
         }
         Err(e) => c.r.error(e),
+    }
+}
+
+/// AUTH as Redis 7.0 answers it with its default configuration, the only
+/// one tether has: the `default` user takes no password (`nopass`), so
+/// `AUTH default <anything>` succeeds, the one-argument form is refused
+/// with Redis's hint, and any other user does not exist. (tether refuses
+/// to start with `requirepass` set rather than run unprotected.)
+fn auth(c: &mut ConnCtx, a: &[Bytes]) {
+    match a.len() {
+        2 => c.r.error(
+            "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+        ),
+        3 if a[1].as_ref() == b"default" => c.r.ok(),
+        3 => c
+            .r
+            .error("WRONGPASS invalid username-password pair or user is disabled."),
+        _ => c.r.error(SYNTAX),
     }
 }
 
@@ -627,7 +663,7 @@ fn hello(shard: &Shard, client: &mut ClientState, a: &[Bytes], r: &mut Reply<'_>
     let mut name = None;
     while i < a.len() {
         if eq_ic(&a[i], "auth") && i + 2 < a.len() {
-            if !a[i + 1].eq_ignore_ascii_case(b"default") {
+            if a[i + 1].as_ref() != b"default" {
                 return r.error("WRONGPASS invalid username-password pair or user is disabled.");
             }
             i += 3;
