@@ -268,6 +268,9 @@ static PARAMS: &[Param] = &[
     p("propagation-error-behavior", NONE, Kind::Enum(PROPAGATION_ERROR), "ignore", MUTABLE),
     p("repl-diskless-sync", NONE, BOOL, "yes", MUTABLE),
     p("repl-diskless-sync-delay", NONE, int(0, INT_MAX), "5", MUTABLE),
+    // Testing knob (hidden, as in Redis): microseconds a snapshot waits
+    // after each key it writes (negative: nanoseconds), `repl::snapshot`.
+    p("rdb-key-save-delay", NONE, int(INT_MIN, INT_MAX), "0", MUTABLE | HIDDEN),
     p("repl-diskless-sync-max-replicas", NONE, int(0, INT_MAX), "0", MUTABLE | ADVISORY),
     p("repl-diskless-load", NONE, Kind::Enum(DISKLESS_LOAD), "disabled", MUTABLE | ADVISORY),
     p("repl-ping-replica-period", &["repl-ping-slave-period"], int(1, INT_MAX), "10", MUTABLE),
@@ -2374,13 +2377,17 @@ mod tests {
             names(c.get(&[b"timeout", b"port", b"po*"])),
             ["port", "timeout"]
         );
-        // Every name, aliases included, but tether's own two knobs, which
-        // need their exact name.
+        // Every name, aliases included, but the hidden ones (tether's own
+        // two knobs and Redis's rdb-key-save-delay), which need their
+        // exact name.
         let every: usize = PARAMS.iter().map(|p| 1 + p.aliases.len()).sum();
         let all = c.get(&[b"*"]);
-        assert_eq!(all.len(), every - 2);
-        assert!(!all.iter().any(|(n, _)| n == "shards" || n == "cpus"));
-        assert_eq!(names(c.get(&[b"shards", b"*"])).len(), every - 1);
+        assert_eq!(all.len(), every - 3);
+        assert!(
+            !all.iter()
+                .any(|(n, _)| n == "shards" || n == "cpus" || n == "rdb-key-save-delay")
+        );
+        assert_eq!(names(c.get(&[b"shards", b"*"])).len(), every - 2);
         // Exact names are entries of their own, aliases included.
         assert_eq!(
             names(c.get(&[b"slaveof", b"replicaof", b"SLAVEOF"])),

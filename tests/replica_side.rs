@@ -3236,3 +3236,41 @@ fn getset_replicates_as_set() {
     assert!(stats.contains("cmdstat_set:calls=3,"), "{stats}");
     assert!(!stats.contains("cmdstat_getset"), "{stats}");
 }
+
+/// `rdb-key-save-delay` (Redis's testing knob, which its replication tests
+/// use to keep a full sync going) paces the snapshot key by key while the
+/// master goes on serving: 200 keys at 5 ms take a second to reach the
+/// replica, PINGs meanwhile are answered at once, and the replica ends up
+/// with every key.
+#[test]
+fn rdb_key_save_delay_paces_the_snapshot() {
+    let master = Server::start(2);
+    let replica = Server::start(2);
+    tune_master(&master);
+    let mut m = RawConn::connect(master.port);
+    for i in 0..200 {
+        m.cmds(&["SET", &format!("k{i}"), "v"]);
+    }
+    ok(&master, &["CONFIG", "SET", "rdb-key-save-delay", "5000"]);
+    let start = Instant::now();
+    replicaof(&replica, master.port, "REPLICAOF");
+    thread::sleep(Duration::from_millis(300));
+    let t = Instant::now();
+    assert_eq!(m.cmds(&["PING"]).as_str(), "PONG");
+    assert!(
+        t.elapsed() < Duration::from_millis(500),
+        "the master stalled"
+    );
+    assert_ne!(
+        info_value(&repl_info(replica.port), "master_link_status").as_deref(),
+        Some("up"),
+        "the sync should still be going"
+    );
+    wait_link_up(&replica, master.port, SYNC_TIMEOUT);
+    assert!(start.elapsed() >= Duration::from_millis(800));
+    ok(&master, &["CONFIG", "SET", "rdb-key-save-delay", "0"]);
+    assert_eq!(
+        RawConn::connect(replica.port).cmds(&["DBSIZE"]).as_int(),
+        Some(200)
+    );
+}

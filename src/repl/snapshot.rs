@@ -109,8 +109,10 @@ impl DbSnap {
 
     /// Walks on until `out` holds `budget` bytes or the db is done.
     /// Returns whether the walk has finished.
-    pub fn step(&mut self, map: &Map, budget: usize) -> bool {
-        while !self.finished && self.out.len() < budget {
+    /// Walks on until `budget` bytes are out or `max_keys` (counted down)
+    /// keys written; returns whether the walk is complete.
+    pub fn step(&mut self, map: &Map, budget: usize, max_keys: &mut usize) -> bool {
+        while !self.finished && self.out.len() < budget && *max_keys > 0 {
             let Some((next, k, e)) = map.walk(self.cursor) else {
                 self.finished = true;
                 drop_elsewhere(std::mem::take(&mut self.done));
@@ -119,6 +121,7 @@ impl DbSnap {
             self.cursor = next;
             if self.done.is_empty() || !self.done.contains(k.as_bytes()) {
                 rdb::write_entry(&mut self.out, k.as_bytes(), e);
+                *max_keys -= 1;
             }
         }
         self.finished
@@ -126,7 +129,7 @@ impl DbSnap {
 
     /// Completes the walk at once (FLUSHDB/SWAPDB during a snapshot).
     pub fn finish(&mut self, map: &Map) {
-        self.step(map, usize::MAX);
+        self.step(map, usize::MAX, &mut { usize::MAX });
     }
 }
 
@@ -167,17 +170,17 @@ pub fn shard_begin(shard: &Shard) {
 
 /// Serialises up to about [`CHUNK`] bytes of this shard's part. Returns the
 /// bytes and whether the part is complete.
-pub fn shard_chunk(shard: &Shard) -> (Vec<u8>, bool) {
+pub fn shard_chunk(shard: &Shard, mut max_keys: usize) -> (Vec<u8>, bool) {
     let mut ks = shard.ks.borrow_mut();
     let mut prog = shard.snap_progress.borrow_mut();
     let Some(p) = prog.as_mut() else {
         return (Vec::new(), true);
     };
     let mut out = Vec::new();
-    while p.db < ks.dbs.len() && out.len() < CHUNK {
+    while p.db < ks.dbs.len() && out.len() < CHUNK && max_keys > 0 {
         let d = &mut ks.dbs[p.db];
         let (len, expires) = (d.len() as u64, d.expires_len() as u64);
-        let Some((bytes, finished)) = d.snap_take(CHUNK - out.len()) else {
+        let Some((bytes, finished)) = d.snap_take(CHUNK - out.len(), &mut max_keys) else {
             p.db += 1;
             continue;
         };
@@ -322,11 +325,35 @@ impl Snapshot {
                     out
                 }
                 Stage::Shard(s) => {
-                    let (out, done) =
-                        match crate::shard::dispatch::op_on(shard, None, s, Op::SnapChunk).await {
-                            OpReply::Chunk { bytes, done } => (bytes, done),
-                            other => unreachable!("snapshot chunk answered {other:?}"),
-                        };
+                    // `rdb-key-save-delay` (a testing knob, as in Redis):
+                    // one key per chunk and a pause after it. The pause is
+                    // this task's; the shards serve their clients meanwhile,
+                    // as Redis's forked child sleeps, not its server.
+                    let delay = shard
+                        .shared
+                        .config()
+                        .get_int("rdb-key-save-delay")
+                        .unwrap_or(0);
+                    let max_keys = if delay == 0 { usize::MAX } else { 1 };
+                    let (out, done) = match crate::shard::dispatch::op_on(
+                        shard,
+                        None,
+                        s,
+                        Op::SnapChunk { max_keys },
+                    )
+                    .await
+                    {
+                        OpReply::Chunk { bytes, done } => (bytes, done),
+                        other => unreachable!("snapshot chunk answered {other:?}"),
+                    };
+                    if delay != 0 && !out.is_empty() {
+                        glommio::timer::sleep(if delay > 0 {
+                            std::time::Duration::from_micros(delay as u64)
+                        } else {
+                            std::time::Duration::from_nanos(delay.unsigned_abs())
+                        })
+                        .await;
+                    }
                     if done {
                         self.stage = if s + 1 < shard.nshards() {
                             Stage::Shard(s + 1)

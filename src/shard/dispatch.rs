@@ -798,9 +798,9 @@ fn apply_op_inner(shard: &Shard, op: Op) -> OpReply {
             crate::repl::snapshot::shard_begin(shard);
             OpReply::Done
         }
-        Op::SnapChunk => {
+        Op::SnapChunk { max_keys } => {
             drop(ks);
-            let (bytes, done) = crate::repl::snapshot::shard_chunk(shard);
+            let (bytes, done) = crate::repl::snapshot::shard_chunk(shard, max_keys);
             OpReply::Chunk { bytes, done }
         }
         Op::SnapEnd => {

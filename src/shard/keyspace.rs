@@ -470,9 +470,9 @@ impl Db {
     /// Takes what the snapshot over this db has serialised, walking on to
     /// about `budget` bytes; `None` when no snapshot is running here.
     /// Returns the bytes and whether this db's part is complete.
-    pub fn snap_take(&mut self, budget: usize) -> Option<(Vec<u8>, bool)> {
+    pub fn snap_take(&mut self, budget: usize, max_keys: &mut usize) -> Option<(Vec<u8>, bool)> {
         let s = self.snap.as_mut()?;
-        let finished = s.step(&self.map, budget);
+        let finished = s.step(&self.map, budget, max_keys);
         let bytes = std::mem::take(&mut s.out);
         if finished {
             self.snap = None;
@@ -633,7 +633,7 @@ mod tests {
         let mut body = Vec::new();
         let mut round = 0;
         loop {
-            let (bytes, done) = db.snap_take(2000).expect("armed");
+            let (bytes, done) = db.snap_take(2000, &mut { usize::MAX }).expect("armed");
             body.extend_from_slice(&bytes);
             if done {
                 break;

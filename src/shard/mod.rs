@@ -437,7 +437,10 @@ pub enum Op {
     /// Arm a snapshot on every db here (under the cut's locks).
     SnapBegin,
     /// The next piece of this shard's part of the snapshot (`Chunk`).
-    SnapChunk,
+    SnapChunk {
+        /// At most this many keys (`rdb-key-save-delay` paces key by key).
+        max_keys: usize,
+    },
     /// Drop this shard's snapshot state.
     SnapEnd,
     /// A replica starts loading its master's snapshot into staging.
