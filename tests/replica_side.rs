@@ -3266,8 +3266,19 @@ fn rdb_key_save_delay_paces_the_snapshot() {
         Some("up"),
         "the sync should still be going"
     );
+    // A full sync's snapshot shows as an RDB save in progress, as Redis's
+    // child does.
+    let persistence = info_section(master.port, "persistence");
+    assert_eq!(info_int(&persistence, "rdb_bgsave_in_progress"), 1);
     wait_link_up(&replica, master.port, SYNC_TIMEOUT);
     assert!(start.elapsed() >= Duration::from_millis(800));
+    assert_eq!(
+        info_int(
+            &info_section(master.port, "persistence"),
+            "rdb_bgsave_in_progress"
+        ),
+        0
+    );
     ok(&master, &["CONFIG", "SET", "rdb-key-save-delay", "0"]);
     assert_eq!(
         RawConn::connect(replica.port).cmds(&["DBSIZE"]).as_int(),
