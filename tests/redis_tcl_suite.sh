@@ -37,7 +37,9 @@ if [[ ${#UNITS[@]} -eq 0 ]]; then
         integration/replication-2 integration/replication-3
         integration/replication-psync integration/block-repl
         integration/psync2-reg integration/psync2-pingoff
-        integration/failover integration/shutdown
+        integration/psync2 integration/psync2-master-restart
+        integration/replication integration/replication-4
+        integration/failover integration/shutdown unit/info
     )
 fi
 
