@@ -3285,3 +3285,47 @@ fn rdb_key_save_delay_paces_the_snapshot() {
         Some(200)
     );
 }
+
+/// Replicas waiting for a full sync together share one snapshot, as they
+/// share Redis's one RDB transfer, instead of each waiting for the one
+/// before (tether takes one snapshot at a time): with a 1 s
+/// `repl-diskless-sync-delay`, two tether replicas and a stock one that
+/// ask at once are served from one snapshot, paced here so all three are
+/// in it together, and each then follows the stream from its cut.
+#[test]
+fn waiting_replicas_share_one_snapshot() {
+    let master = Server::tether(2);
+    ok(&master, &["CONFIG", "SET", "repl-backlog-size", "64mb"]);
+    let mut m = RawConn::connect(master.port);
+    for i in 0..200 {
+        m.cmds(&["SET", &format!("k{i}"), &format!("v{i}")]);
+    }
+    ok(&master, &["CONFIG", "SET", "repl-diskless-sync-delay", "1"]);
+    ok(&master, &["CONFIG", "SET", "rdb-key-save-delay", "2000"]);
+    let replicas = [Server::tether(2), Server::tether(1), Server::stock_redis()];
+    for r in &replicas {
+        replicaof(r, master.port, "REPLICAOF");
+    }
+    // Written while the snapshot is produced: reaches them by the stream.
+    thread::sleep(Duration::from_millis(1200));
+    m.cmds(&["SET", "during", "sync"]);
+    for r in &replicas {
+        wait_link_up(r, master.port, SYNC_TIMEOUT);
+    }
+    m.cmds(&["SET", "after", "sync"]);
+    for r in &replicas {
+        wait_in_sync(&master, r);
+        let mut c = RawConn::connect(r.port);
+        assert_eq!(c.cmds(&["DBSIZE"]).as_int(), Some(202), "{}", r.label());
+        assert_eq!(c.cmds(&["GET", "k199"]).as_str(), "v199", "{}", r.label());
+        assert_eq!(c.cmds(&["GET", "during"]).as_str(), "sync", "{}", r.label());
+    }
+    assert!(
+        master
+            .logs()
+            .contains("Full sync snapshot shared by 3 replicas"),
+        "{}",
+        master.logs()
+    );
+    assert_eq!(sync_counters(master.port).0, 3);
+}

@@ -77,6 +77,92 @@ fn view_of(conn: &Conn, state: &'static str) -> ReplicaView {
         ack_ms: crate::shard::now_ms(),
         lag_ms: 0,
         since_ms: crate::shard::now_ms(),
+        shareable: conn.client.repl.capa_eof
+            && !conn.client.repl.rdb_no_data
+            && !conn.client.repl.rdb_only,
+    }
+}
+
+/// One snapshot streamed to several replicas: those waiting for a full
+/// sync when one starts (after `repl-diskless-sync-delay`) share it, as
+/// they share Redis's one RDB transfer, instead of each waiting for the
+/// one before (tether takes one snapshot at a time). The replica whose
+/// sync starts it produces it and keeps every chunk here; the others,
+/// on whatever shard holds their connection, send the same chunks at
+/// their own pace. Only EOF-framed syncs of the whole dataset share.
+pub struct SharedSync {
+    /// Client ids of the replicas that take this snapshot from its producer.
+    members: Vec<u64>,
+    /// Replication id and offset of the cut, once taken.
+    cut: std::sync::Mutex<Option<(String, u64)>>,
+    chunks: std::sync::Mutex<Vec<bytes::Bytes>>,
+    finished: std::sync::atomic::AtomicBool,
+    failed: std::sync::atomic::AtomicBool,
+}
+
+impl SharedSync {
+    fn chunk(&self, i: usize) -> Option<bytes::Bytes> {
+        lock(&self.chunks).get(i).cloned()
+    }
+
+    fn fail(&self) {
+        self.failed.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Where a full sync's snapshot comes from.
+enum Source {
+    /// Taken here; shared with the members of `Some`.
+    Own(Option<std::sync::Arc<SharedSync>>),
+    /// Another replica's, shared.
+    Joined(std::sync::Arc<SharedSync>),
+}
+
+/// Joins the shared snapshot that lists `id`, or starts one for the
+/// replicas waiting now (see [`SharedSync`]).
+fn source(repl: &crate::repl::Repl, id: u64, shareable: bool) -> Source {
+    if !shareable {
+        return Source::Own(None);
+    }
+    let mut reg = lock(&repl.shared_sync);
+    if let Some(share) = reg.as_ref() {
+        if share.members.contains(&id) {
+            return Source::Joined(share.clone());
+        }
+        // Started without us: ours comes after it.
+        return Source::Own(None);
+    }
+    let members: Vec<u64> = lock(&repl.replicas)
+        .iter()
+        .filter(|(k, v)| **k != id && v.state == "wait_bgsave" && v.shareable)
+        .map(|(&k, _)| k)
+        .collect();
+    if members.is_empty() {
+        return Source::Own(None);
+    }
+    log::info!(
+        "Full sync snapshot shared by {} replicas",
+        members.len() + 1
+    );
+    let share = std::sync::Arc::new(SharedSync {
+        members,
+        cut: Default::default(),
+        chunks: Default::default(),
+        finished: Default::default(),
+        failed: Default::default(),
+    });
+    *reg = Some(share.clone());
+    Source::Own(Some(share))
+}
+
+/// A producer is done with its shared snapshot: later syncs start anew.
+fn retire(repl: &crate::repl::Repl, share: &std::sync::Arc<SharedSync>) {
+    let mut reg = lock(&repl.shared_sync);
+    if reg
+        .as_ref()
+        .is_some_and(|s| std::sync::Arc::ptr_eq(s, share))
+    {
+        *reg = None;
     }
 }
 
@@ -86,9 +172,8 @@ fn view_of(conn: &Conn, state: &'static str) -> ReplicaView {
 /// with it, as they would join Redis's one transfer), or once
 /// `max-replicas` replicas wait. Meanwhile the replica gets a `\n` a
 /// second, which keeps its handshake read alive (it waits for
-/// `+FULLRESYNC`, sent when the sync starts). tether gains nothing from
-/// waiting (each replica gets its own fork-less snapshot), but operators
-/// and tools count on the setting, and Redis's own default is 5 s.
+/// `+FULLRESYNC`, sent when the sync starts). The replicas waiting when
+/// one starts share its snapshot ([`SharedSync`]).
 /// Returns false if the replica went away meanwhile.
 async fn diskless_delay(shard: &Rc<Shard>, slot: u32, generation: u32) -> bool {
     let client_id = match shard.net.borrow_mut().get(slot, generation) {
@@ -108,6 +193,13 @@ async fn diskless_delay(shard: &Rc<Shard>, slot: u32, generation: u32) -> bool {
             )
         };
         if !diskless || delay == 0 {
+            return true;
+        }
+        // A sync that started with us among its members: go now.
+        if lock(&shard.shared.repl.shared_sync)
+            .as_ref()
+            .is_some_and(|s| s.members.contains(&client_id))
+        {
             return true;
         }
         let (oldest, waiting) = {
@@ -289,6 +381,31 @@ pub async fn full_sync(shard: Rc<Shard>, fs: FullSync) {
     let now_off = shard.shared.repl.seq.offset();
     set_link(&shard, slot, generation, |l| l.pos = now_off);
     shard.shared.repl.hold[shard.id].fetch_min(now_off, Ordering::SeqCst);
+    let client_id = {
+        let mut net = shard.net.borrow_mut();
+        net.get(slot, generation).map(|c| c.client.id)
+    };
+    let Some(id) = client_id else {
+        return;
+    };
+    let share = match source(&shard.shared.repl, id, eof && data && !rdb_only) {
+        Source::Joined(share) => {
+            let started = Instant::now();
+            if joined(&shard, slot, generation, id, &share, psync).await {
+                log::info!(
+                    "Synchronization with replica succeeded (shared snapshot sent in {} ms)",
+                    started.elapsed().as_millis()
+                );
+                set_link(&shard, slot, generation, |l| l.state = LinkState::WaitAck);
+            } else {
+                log::warn!("Shared full sync abandoned; the replica will sync again");
+                close_link(&shard, slot, generation);
+            }
+            shard.wake.notify();
+            return;
+        }
+        Source::Own(share) => share,
+    };
     let purpose = if data {
         Purpose::Replication
     } else {
@@ -297,10 +414,9 @@ pub async fn full_sync(shard: Rc<Shard>, fs: FullSync) {
     let snap = Snapshot::begin(&shard, purpose).await;
     let off = snap.offset;
     set_link(&shard, slot, generation, |l| l.pos = off);
-    let client_id = {
-        let mut net = shard.net.borrow_mut();
-        net.get(slot, generation).map(|c| c.client.id)
-    };
+    if let Some(share) = &share {
+        *lock(&share.cut) = Some((snap.replid.clone(), off));
+    }
     if let Some(id) = client_id
         && let Some(v) = lock(&shard.shared.repl.replicas).get_mut(&id)
     {
@@ -313,7 +429,17 @@ pub async fn full_sync(shard: Rc<Shard>, fs: FullSync) {
     };
     let started = Instant::now();
     let ok = if eof {
-        stream_eof(&shard, slot, generation, snap, head).await
+        let ok = stream_eof(&shard, slot, generation, snap, head, share.as_ref()).await;
+        if let Some(share) = &share {
+            // A failed producer fails its members: they sync again.
+            if ok {
+                share.finished.store(true, Ordering::SeqCst);
+            } else {
+                share.fail();
+            }
+            retire(&shard.shared.repl, share);
+        }
+        ok
     } else {
         // `$<len>` needs the whole file first; meanwhile a `\n` a second
         // tells the replica we are alive (it skips them before the `$`).
@@ -380,6 +506,7 @@ async fn stream_eof(
     generation: u32,
     mut snap: Snapshot,
     head: String,
+    share: Option<&std::sync::Arc<SharedSync>>,
 ) -> bool {
     let mark = crate::repl::random_id();
     let mut ok = push_out(shard, slot, generation, head.as_bytes())
@@ -407,12 +534,106 @@ async fn stream_eof(
             break;
         }
         match snap.next(shard).await {
-            Some(b) => ok = push_out(shard, slot, generation, &b),
+            Some(b) => {
+                if let Some(share) = share {
+                    lock(&share.chunks).push(b.clone());
+                }
+                ok = push_out(shard, slot, generation, &b)
+            }
             None => break,
         }
     }
     snap.end(shard).await;
     ok && push_out(shard, slot, generation, mark.as_bytes())
+}
+
+/// Waits until the link can take more without queueing past
+/// [`PUMP_AHEAD`] x 4; false when the link is gone.
+async fn room(shard: &Shard, slot: u32, generation: u32) -> bool {
+    loop {
+        match pending(shard, slot, generation) {
+            None => return false,
+            Some(n) if n > 4 * PUMP_AHEAD => {
+                glommio::timer::sleep(std::time::Duration::from_millis(1)).await
+            }
+            Some(_) => return true,
+        }
+    }
+}
+
+/// A member's side of a [`SharedSync`]: waits for the producer's cut, then
+/// sends `+FULLRESYNC`, the EOF-framed snapshot chunk by chunk as the
+/// producer makes them, and the mark. False if the link or the producer
+/// failed.
+async fn joined(
+    shard: &Rc<Shard>,
+    slot: u32,
+    generation: u32,
+    id: u64,
+    share: &SharedSync,
+    psync: bool,
+) -> bool {
+    let (replid, off) = loop {
+        if let Some(cut) = lock(&share.cut).clone() {
+            break cut;
+        }
+        if share.failed.load(Ordering::SeqCst) || pending(shard, slot, generation).is_none() {
+            return false;
+        }
+        glommio::timer::sleep(Duration::from_millis(1)).await;
+    };
+    // The stream from the cut on must stay in the backlog for us.
+    shard.shared.repl.hold[shard.id].fetch_min(off, Ordering::SeqCst);
+    set_link(shard, slot, generation, |l| l.pos = off);
+    if let Some(v) = lock(&shard.shared.repl.replicas).get_mut(&id) {
+        v.state = "send_bulk";
+    }
+    let mark = crate::repl::random_id();
+    let head = if psync {
+        format!("+FULLRESYNC {replid} {off}\r\n$EOF:{mark}\r\n")
+    } else {
+        format!("$EOF:{mark}\r\n")
+    };
+    if !push_out(shard, slot, generation, head.as_bytes()) {
+        return false;
+    }
+    let mut i = 0;
+    loop {
+        if !room(shard, slot, generation).await {
+            return false;
+        }
+        match share.chunk(i) {
+            Some(b) => {
+                if !push_out(shard, slot, generation, &b) {
+                    return false;
+                }
+                i += 1;
+            }
+            None if share.finished.load(Ordering::SeqCst) => {
+                // Finished is set after the last chunk: none was missed.
+                if let Some(b) = share.chunk(i) {
+                    if !push_out(shard, slot, generation, &b) {
+                        return false;
+                    }
+                    i += 1;
+                    continue;
+                }
+                break;
+            }
+            None if share.failed.load(Ordering::SeqCst) => return false,
+            None => glommio::timer::sleep(Duration::from_millis(1)).await,
+        }
+    }
+    push_out(shard, slot, generation, mark.as_bytes())
+}
+
+/// Ends a link whose sync cannot go on: the replica reconnects.
+fn close_link(shard: &Shard, slot: u32, generation: u32) {
+    let mut net = shard.net.borrow_mut();
+    if let Some(c) = net.get(slot, generation) {
+        c.close_after_flush = true;
+        net.mark(slot);
+    }
 }
 
 /// A REPLCONF ACK arrived on a link.

@@ -196,6 +196,9 @@ pub struct ReplicaView {
     pub lag_ms: u64,
     /// Unix ms it asked to sync (for `repl-diskless-sync-delay`).
     pub since_ms: u64,
+    /// Its full sync can share another's snapshot: EOF framing, keys
+    /// wanted, a regular replica (`net::replica::SharedSync`).
+    pub shareable: bool,
 }
 
 /// Process-wide replication state.
@@ -261,6 +264,9 @@ pub struct Repl {
     pub no_replicas_since_ms: AtomicU64,
     /// The FAILOVER under way, if any.
     pub failover: Mutex<failover::Failover>,
+    /// The full-sync snapshot replicas waiting together share, while it
+    /// is being produced (`net::replica::SharedSync`).
+    pub shared_sync: Mutex<Option<std::sync::Arc<crate::net::replica::SharedSync>>>,
 }
 
 impl Repl {
@@ -304,6 +310,7 @@ impl Repl {
             last_ping_ms: AtomicU64::new(crate::shard::now_ms()),
             no_replicas_since_ms: AtomicU64::new(crate::shard::now_ms()),
             failover: Mutex::new(failover::Failover::default()),
+            shared_sync: Mutex::new(None),
         }
     }
 
