@@ -3329,3 +3329,44 @@ fn waiting_replicas_share_one_snapshot() {
     );
     assert_eq!(sync_counters(master.port).0, 3);
 }
+
+/// A replica's hard output-buffer limit below `repl-backlog-size` counts as
+/// the backlog size, as in Redis 7.0: a replica that resumes by PSYNC and
+/// is owed more than its limit at once is served, not dropped into a
+/// reconnect-and-resume loop (replication-buffer.tcl, "Partial
+/// resynchronization is successful even client-output-buffer-limit is
+/// less than repl-backlog-size").
+#[test]
+fn obuf_limit_below_backlog_does_not_loop() {
+    let master = start_with(1, &["--enable-debug-command", "yes"]);
+    let replica = Server::start(2);
+    tune_master(&master);
+    ok(&master, &["CONFIG", "SET", "repl-backlog-size", "100mb"]);
+    ok(
+        &master,
+        &[
+            "CONFIG",
+            "SET",
+            "client-output-buffer-limit",
+            "replica 512k 0 0",
+        ],
+    );
+    replicaof(&replica, master.port, "REPLICAOF");
+    wait_link_up(&replica, master.port, SYNC_TIMEOUT);
+    wait_in_sync(&master, &replica);
+    let big = "A".repeat(10 << 20);
+    let mut m = RawConn::connect(master.port);
+    m.cmds(&["MULTI"]);
+    m.cmds(&["CLIENT", "KILL", "TYPE", "replica"]);
+    m.cmds(&["SET", "key", &big]);
+    m.cmds(&["SET", "key", &big]);
+    // The replica reconnects meanwhile and is owed 20 MB at once.
+    m.cmds(&["DEBUG", "SLEEP", "2"]);
+    assert!(matches!(m.cmds(&["EXEC"]), Resp::Array(_)));
+    m.cmds(&["SET", "key", &big]);
+    wait_in_sync(&master, &replica);
+    thread::sleep(Duration::from_millis(500));
+    let (full, partial, _) = sync_counters(master.port);
+    assert_eq!((full, partial), (1, 1), "sync counters (full, partial ok)");
+    assert_eq!(info_int(&repl_info(master.port), "connected_slaves"), 1);
+}

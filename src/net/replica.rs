@@ -734,13 +734,22 @@ pub fn pump(shard: &Shard, conn: &mut Conn) -> bool {
 /// Per-tick checks of this shard's links; returns the slots to close.
 pub fn cron(shard: &Shard, net: &mut ConnTable) {
     let repl = &shard.shared.repl;
-    let (timeout, limit) = {
+    let (timeout, mut limit, backlog) = {
         let c = shard.shared.config();
         (
             c.get_int("repl-timeout").unwrap_or(60).max(1) as u64,
             c.client_output_buffer_limits()[1],
+            c.get_int("repl-backlog-size").unwrap_or(1 << 20).max(0) as u64,
         )
     };
+    // As Redis 7.0's checkClientOutputBufferLimits: a replica's hard limit
+    // below repl-backlog-size is taken as repl-backlog-size. A replica
+    // resuming by PSYNC may be owed the whole backlog at once, and
+    // closing it for that would only make it reconnect and resume again,
+    // a loop; what it is owed is in the backlog anyway.
+    if limit.hard_bytes != 0 && limit.hard_bytes < backlog {
+        limit.hard_bytes = backlog;
+    }
     let master = repl.seq.offset();
     let mut keep = u64::MAX;
     let mut close = Vec::new();
