@@ -3370,3 +3370,61 @@ fn obuf_limit_below_backlog_does_not_loop() {
     assert_eq!((full, partial), (1, 1), "sync counters (full, partial ok)");
     assert_eq!(info_int(&repl_info(master.port), "connected_slaves"), 1);
 }
+
+/// A replica's output buffer shrinks back once a big write has gone out,
+/// as Redis's client cron shrinks reply buffers: CLIENT LIST's `tot-mem`
+/// for the replica falls below the write's size (replication-buffer.tcl,
+/// "Replica client-output-buffer size is limited ..."), and so does a
+/// normal client's after a big reply.
+#[test]
+fn output_buffers_shrink_after_a_burst() {
+    let master = Server::start(1);
+    let replica = Server::start(1);
+    tune_master(&master);
+    // The tcl test's settings: a small backlog, so that Redis's count (its
+    // shared replication buffer) stays small as well.
+    ok(&master, &["CONFIG", "SET", "repl-backlog-size", "16384"]);
+    ok(
+        &master,
+        &[
+            "CONFIG",
+            "SET",
+            "client-output-buffer-limit",
+            "replica 32768 32768 60",
+        ],
+    );
+    replicaof(&replica, master.port, "REPLICAOF");
+    wait_link_up(&replica, master.port, SYNC_TIMEOUT);
+    let size = 256 << 10;
+    let mut m = RawConn::connect(master.port);
+    m.cmds(&["SET", "key", &"x".repeat(size)]);
+    m.cmds(&["SET", "key1", "1"]);
+    wait_in_sync(&master, &replica);
+    assert_eq!(m.cmds(&["GET", "key"]).as_str().len(), size);
+    let tot_mem = |typ: &str| {
+        let list = RawConn::connect(master.port)
+            .cmds(&["CLIENT", "LIST", "TYPE", typ])
+            .as_str();
+        list.lines()
+            .filter_map(|l| l.split(' ').find_map(|f| f.strip_prefix("tot-mem=")))
+            .map(|v| v.parse::<usize>().unwrap())
+            .max()
+            .unwrap_or(usize::MAX)
+    };
+    wait_for(
+        "the replica's output buffer to shrink",
+        SYNC_TIMEOUT,
+        || match tot_mem("replica") {
+            t if t < size => Ok(()),
+            t => Err(format!("tot-mem={t}")),
+        },
+    );
+    wait_for(
+        "the client's output buffer to shrink",
+        SYNC_TIMEOUT,
+        || match tot_mem("normal") {
+            t if t < size => Ok(()),
+            t => Err(format!("tot-mem={t}")),
+        },
+    );
+}

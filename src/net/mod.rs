@@ -554,6 +554,18 @@ impl ConnTable {
     }
 
     /// Closes connections idle longer than `timeout` seconds (0 = never).
+    /// Gives back the output buffers a burst left large and empty (a big
+    /// reply, a big write streamed to a replica), as Redis's client cron
+    /// shrinks reply buffers: an idle connection keeps at most
+    /// [`OBUF_KEEP`] of spare output capacity.
+    pub fn shrink_output_buffers(&mut self) {
+        for c in self.slots.iter_mut().flatten() {
+            if c.wbuf.is_empty() && c.wbuf.capacity() > OBUF_KEEP && !c.closing {
+                c.wbuf = BytesMut::new();
+            }
+        }
+    }
+
     pub fn reap_idle(&mut self, timeout: u64) -> usize {
         if timeout == 0 {
             return 0;
@@ -579,6 +591,10 @@ impl ConnTable {
         stale.len()
     }
 }
+
+/// Spare output capacity an idle connection keeps (see
+/// [`ConnTable::shrink_output_buffers`]).
+const OBUF_KEEP: usize = 64 << 10;
 
 /// Sets up the shard's ring and serves connections until shutdown.
 pub async fn serve(shard: Rc<Shard>, listeners: Vec<RawFd>) {

@@ -1162,6 +1162,7 @@ async fn cron(shard: Rc<Shard>) {
             crate::cmd::notify::drain_expired(&shard, &mut ks);
         }
         shard.net.borrow_mut().reap_idle(timeout);
+        shard.net.borrow_mut().shrink_output_buffers();
         crate::net::replica::cron(&shard, &mut shard.net.borrow_mut());
         if shard.id == 0 {
             crate::repl::master::cron(&shard);
