@@ -1135,29 +1135,23 @@ async fn cron(shard: Rc<Shard>) {
         // (`cmd::pause`).
         if shard.gate_open()
             && shard.shared.active_expire.load(Ordering::Relaxed)
-            && !shard.shared.repl.is_replica.load(Ordering::Relaxed)
             && shard.shared.pause.mode(now_ms()).is_none()
         {
+            let replica = shard.shared.repl.is_replica.load(Ordering::Relaxed);
             let deadline = std::time::Instant::now() + period / 4;
             let now = now_ms();
             let mut ks = shard.ks.borrow_mut();
             let Keyspace { dbs, stats } = &mut *ks;
             for db in dbs.iter_mut() {
-                db.active_expire(now, deadline, stats);
+                if replica {
+                    // Only its clients' TTL keys (`Db::replica_ttls`).
+                    db.expire_replica_keys(now, deadline, stats);
+                } else {
+                    db.active_expire(now, deadline, stats);
+                }
             }
-            crate::repl::master::flush_expired(&shard, &mut ks);
-            crate::cmd::notify::drain_expired(&shard, &mut ks);
-        } else if shard.gate_open()
-            && shard.shared.active_expire.load(Ordering::Relaxed)
-            && shard.shared.pause.mode(now_ms()).is_none()
-        {
-            // A writable replica's clients' TTL keys (`Db::replica_ttls`).
-            let deadline = std::time::Instant::now() + period / 4;
-            let now = now_ms();
-            let mut ks = shard.ks.borrow_mut();
-            let Keyspace { dbs, stats } = &mut *ks;
-            for db in dbs.iter_mut() {
-                db.expire_replica_keys(now, deadline, stats);
+            if !replica {
+                crate::repl::master::flush_expired(&shard, &mut ks);
             }
             crate::cmd::notify::drain_expired(&shard, &mut ks);
         }
