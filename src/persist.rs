@@ -1099,15 +1099,8 @@ pub fn load_at_startup(shared: &Shared) -> Result<(), String> {
     // PSYNC <id> <offset+1> (Redis's replicationCacheMasterUsingMyself).
     if replica && let Some((id, off, db)) = p.loaded_repl().filter(|r| r.0.len() == 40 && r.1 >= 0)
     {
-        let repl = &shared.repl;
-        repl.reset_backlog(off as u64);
-        {
-            let mut ids = crate::repl::lock(&repl.ids);
-            ids.replid = id;
-            ids.replid2 = "0".repeat(40);
-            ids.second_offset = -1;
-        }
-        repl.stream_db.store(db, Ordering::SeqCst);
+        shared.repl.adopt_history(id, off as u64);
+        shared.repl.stream_db.store(db, Ordering::SeqCst);
     }
     // A master takes the file's id as its secondary one, valid up to the
     // file's offset, and goes on from that offset with a backlog: its

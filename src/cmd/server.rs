@@ -743,11 +743,13 @@ async fn client_cmd(
             r.ok()
         }
         (b"info", 2) => {
-            let text = shard
-                .net
-                .borrow()
-                .client_list(shard, Some(&[client.id]), None);
-            r.text(&with_own_query(text, client.id, a))
+            let text = shard.net.borrow().client_list(
+                shard,
+                Some(&[client.id]),
+                None,
+                (client.id, resp_len(a)),
+            );
+            r.text(&text)
         }
         (b"list", _) => {
             let (mut ids, mut typ) = (None, None);
@@ -775,9 +777,11 @@ async fn client_cmd(
                 }
             }
             let mut text = String::new();
+            let caller = (client.id, resp_len(a));
             for rep in dispatch::broadcast(shard, tx, |_| Op::ClientList {
                 id_filter: ids.clone(),
                 typ: typ.clone(),
+                caller,
             })
             .await
             {
@@ -785,7 +789,7 @@ async fn client_cmd(
                     text.push_str(&t);
                 }
             }
-            r.text(&with_own_query(text, client.id, a))
+            r.text(&text)
         }
         (b"kill", 2) => r.error("ERR wrong number of arguments for 'client|kill' command"),
         (b"kill", n) => {
@@ -1171,33 +1175,14 @@ async fn debug_cmd(
     r.error(&super::subcommand_syntax_error(&a[1], "debug"))
 }
 
-/// CLIENT LIST / INFO: the caller's `qbuf` counts the command running,
-/// as Redis's does (its query buffer still holds it); tether took the
-/// command out of the buffer before running it, so its RESP length is
-/// added back.
-fn with_own_query(text: String, id: u64, args: &[Bytes]) -> String {
-    let own = format!("id={id} ");
-    let len: usize = 3
-        + itoa::Buffer::new().format(args.len()).len()
+/// The length of `args` as a RESP multibulk request.
+fn resp_len(args: &[Bytes]) -> usize {
+    let digits = |n: usize| itoa::Buffer::new().format(n).len();
+    3 + digits(args.len())
         + args
             .iter()
-            .map(|a| 5 + itoa::Buffer::new().format(a.len()).len() + a.len())
-            .sum::<usize>();
-    text.lines()
-        .map(|line| {
-            let mut l = line.to_string();
-            if line.starts_with(&own)
-                && let Some(at) = l.find(" qbuf=")
-            {
-                let start = at + " qbuf=".len();
-                let end = l[start..].find(' ').map_or(l.len(), |e| start + e);
-                if let Ok(q) = l[start..end].parse::<usize>() {
-                    l.replace_range(start..end, &(q + len).to_string());
-                }
-            }
-            l + "\n"
-        })
-        .collect()
+            .map(|a| 5 + digits(a.len()) + a.len())
+            .sum::<usize>()
 }
 
 fn human(bytes: u64) -> String {

@@ -437,8 +437,17 @@ impl ConnTable {
         }
     }
 
-    /// CLIENT LIST lines for this shard's connections.
-    pub fn client_list(&self, shard: &Shard, ids: Option<&[u64]>, typ: Option<&str>) -> String {
+    /// CLIENT LIST lines for this shard's connections. `caller` is the
+    /// asking client and the RESP length of the command it runs: its
+    /// `qbuf` counts that command, as Redis's query buffer still holds it
+    /// while it runs, where tether has already taken it out.
+    pub fn client_list(
+        &self,
+        shard: &Shard,
+        ids: Option<&[u64]>,
+        typ: Option<&str>,
+        caller: (u64, usize),
+    ) -> String {
         let mut s = String::new();
         for c in self.slots.iter().flatten() {
             if c.closing
@@ -471,7 +480,7 @@ impl ConnTable {
                     (_, true) => "U",
                 },
                 cl.db,
-                c.rbuf.len(),
+                c.rbuf.len() + if cl.id == caller.0 { caller.1 } else { 0 },
                 c.rbuf.capacity().saturating_sub(c.rbuf.len()),
                 c.rbuf.capacity(),
                 c.rbuf.capacity() + c.wbuf.capacity(),
@@ -539,7 +548,7 @@ impl ConnTable {
         self.replicas
             .iter()
             .filter_map(|&s| self.slots.get(s as usize)?.as_ref())
-            .map(|c| (c.wbuf.len() + c.sending.as_ref().map_or(0, |(b, at)| b.len() - at)) as u64)
+            .map(Conn::queued)
             .sum()
     }
 
@@ -553,7 +562,6 @@ impl ConnTable {
             .is_some_and(|c| c.closed.request_unblock(error))
     }
 
-    /// Closes connections idle longer than `timeout` seconds (0 = never).
     /// Gives back the output buffers a burst left large and empty (a big
     /// reply, a big write streamed to a replica), as Redis's client cron
     /// shrinks reply buffers: an idle connection keeps at most
@@ -566,6 +574,7 @@ impl ConnTable {
         }
     }
 
+    /// Closes connections idle longer than `timeout` seconds (0 = never).
     pub fn reap_idle(&mut self, timeout: u64) -> usize {
         if timeout == 0 {
             return 0;

@@ -175,11 +175,7 @@ fn retire(repl: &crate::repl::Repl, share: &std::sync::Arc<SharedSync>) {
 /// `+FULLRESYNC`, sent when the sync starts). The replicas waiting when
 /// one starts share its snapshot ([`SharedSync`]).
 /// Returns false if the replica went away meanwhile.
-async fn diskless_delay(shard: &Rc<Shard>, slot: u32, generation: u32) -> bool {
-    let client_id = match shard.net.borrow_mut().get(slot, generation) {
-        Some(c) => c.client.id,
-        None => return false,
-    };
+async fn diskless_delay(shard: &Rc<Shard>, slot: u32, generation: u32, client_id: u64) -> bool {
     let mut last_newline = Instant::now();
     loop {
         let (diskless, delay, max) = {
@@ -330,7 +326,7 @@ fn pending(shard: &Shard, slot: u32, generation: u32) -> Option<usize> {
     if c.closing {
         return None;
     }
-    Some(c.wbuf.len() + c.sending.as_ref().map_or(0, |(b, o)| b.len() - o))
+    Some(c.queued() as usize)
 }
 
 /// Appends to the link's output; false when the link is gone.
@@ -372,7 +368,15 @@ pub async fn full_sync(shard: Rc<Shard>, fs: FullSync) {
         data,
         rdb_only,
     } = fs;
-    if !diskless_delay(&shard, slot, generation).await {
+    let Some(id) = shard
+        .net
+        .borrow_mut()
+        .get(slot, generation)
+        .map(|c| c.client.id)
+    else {
+        return;
+    };
+    if !diskless_delay(&shard, slot, generation, id).await {
         log::warn!("Replica link closed while its full sync waited to start");
         return;
     }
@@ -381,13 +385,6 @@ pub async fn full_sync(shard: Rc<Shard>, fs: FullSync) {
     let now_off = shard.shared.repl.seq.offset();
     set_link(&shard, slot, generation, |l| l.pos = now_off);
     shard.shared.repl.hold[shard.id].fetch_min(now_off, Ordering::SeqCst);
-    let client_id = {
-        let mut net = shard.net.borrow_mut();
-        net.get(slot, generation).map(|c| c.client.id)
-    };
-    let Some(id) = client_id else {
-        return;
-    };
     let share = match source(&shard.shared.repl, id, eof && data && !rdb_only) {
         Source::Joined(share) => {
             let started = Instant::now();
@@ -417,9 +414,7 @@ pub async fn full_sync(shard: Rc<Shard>, fs: FullSync) {
     if let Some(share) = &share {
         *lock(&share.cut) = Some((snap.replid.clone(), off));
     }
-    if let Some(id) = client_id
-        && let Some(v) = lock(&shard.shared.repl.replicas).get_mut(&id)
-    {
+    if let Some(v) = lock(&shard.shared.repl.replicas).get_mut(&id) {
         v.state = "send_bulk";
     }
     let head = if psync {
@@ -474,12 +469,7 @@ pub async fn full_sync(shard: Rc<Shard>, fs: FullSync) {
     );
     if rdb_only {
         log::info!("RDB transfer completed, rdb only replica should be disconnected asap");
-        let mut net = shard.net.borrow_mut();
-        if let Some(c) = net.get(slot, generation) {
-            c.close_after_flush = true;
-            net.mark(slot);
-        }
-        drop(net);
+        close_link(&shard, slot, generation);
         shard.wake.notify();
         return;
     }
@@ -490,10 +480,7 @@ pub async fn full_sync(shard: Rc<Shard>, fs: FullSync) {
             LinkState::Online
         }
     });
-    if !eof
-        && let Some(id) = client_id
-        && let Some(v) = lock(&shard.shared.repl.replicas).get_mut(&id)
-    {
+    if !eof && let Some(v) = lock(&shard.shared.repl.replicas).get_mut(&id) {
         v.state = "online";
     }
     shard.wake.notify();
@@ -518,19 +505,8 @@ async fn stream_eof(
         );
     while ok {
         // Backpressure: let the socket take what is queued first.
-        loop {
-            match pending(shard, slot, generation) {
-                None => {
-                    ok = false;
-                    break;
-                }
-                Some(n) if n > 4 * PUMP_AHEAD => {
-                    glommio::timer::sleep(std::time::Duration::from_millis(1)).await
-                }
-                Some(_) => break,
-            }
-        }
-        if !ok {
+        if !room(shard, slot, generation).await {
+            ok = false;
             break;
         }
         match snap.next(shard).await {
@@ -602,6 +578,9 @@ async fn joined(
         if !room(shard, slot, generation).await {
             return false;
         }
+        // Read before the chunk: `finished` is set after the last one is
+        // in, so finished and no chunk `i` means there is none to come.
+        let finished = share.finished.load(Ordering::SeqCst);
         match share.chunk(i) {
             Some(b) => {
                 if !push_out(shard, slot, generation, &b) {
@@ -609,17 +588,7 @@ async fn joined(
                 }
                 i += 1;
             }
-            None if share.finished.load(Ordering::SeqCst) => {
-                // Finished is set after the last chunk: none was missed.
-                if let Some(b) = share.chunk(i) {
-                    if !push_out(shard, slot, generation, &b) {
-                        return false;
-                    }
-                    i += 1;
-                    continue;
-                }
-                break;
-            }
+            None if finished => break,
             None if share.failed.load(Ordering::SeqCst) => return false,
             None => glommio::timer::sleep(Duration::from_millis(1)).await,
         }
@@ -627,7 +596,8 @@ async fn joined(
     push_out(shard, slot, generation, mark.as_bytes())
 }
 
-/// Ends a link whose sync cannot go on: the replica reconnects.
+/// Ends a link once its output is out: a sync that cannot go on (the
+/// replica reconnects), or an `rdb-only` transfer that is complete.
 fn close_link(shard: &Shard, slot: u32, generation: u32) {
     let mut net = shard.net.borrow_mut();
     if let Some(c) = net.get(slot, generation) {

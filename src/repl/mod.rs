@@ -183,6 +183,16 @@ pub struct ReplIds {
     pub second_offset: i64,
 }
 
+impl ReplIds {
+    /// A new history `id` with no secondary one (Redis's
+    /// `clearReplicationId2`).
+    pub fn start(&mut self, id: String) {
+        self.replid = id;
+        self.replid2 = "0".repeat(40);
+        self.second_offset = -1;
+    }
+}
+
 /// What INFO, ROLE, WAIT and min-replicas see of one replica.
 #[derive(Clone, Debug)]
 pub struct ReplicaView {
@@ -318,12 +328,12 @@ impl Repl {
         lock(&self.ids).clone()
     }
 
-    /// The first offset every shard still holds (`repl_backlog_first_byte_offset` - 1).
     /// Bytes the backlogs hold, all shards (INFO's `mem_replication_backlog`).
     pub fn backlog_bytes(&self) -> u64 {
         self.backlogs.iter().map(|b| lock(b).bytes).sum()
     }
 
+    /// The first offset every shard still holds (`repl_backlog_first_byte_offset` - 1).
     pub fn first_offset(&self) -> u64 {
         self.backlogs
             .iter()
@@ -476,10 +486,14 @@ impl Repl {
             b.entries.clear();
             b.bytes = 0;
         }
-        let mut ids = lock(&self.ids);
-        ids.replid = random_id();
-        ids.replid2 = "0".repeat(40);
-        ids.second_offset = -1;
+        lock(&self.ids).start(random_id());
+    }
+
+    /// Our history becomes `id` from `off` on, with an empty backlog there
+    /// (a replica after a full sync, or restarted from its RDB).
+    pub fn adopt_history(&self, id: String, off: u64) {
+        lock(&self.ids).start(id);
+        self.reset_backlog(off);
     }
 
     /// Empties every backlog and restarts the stream at `off` (a replica

@@ -456,7 +456,7 @@ async fn session(shard: &Rc<Shard>, epoch: u64) -> Result<(), String> {
         let moff: u64 = it.next().and_then(|o| o.parse().ok()).unwrap_or(0);
         log::info!("Full resync from master: {id}:{moff}");
         full_load(shard, &mut w, epoch).await?;
-        install_history(shard, &id, moff);
+        repl.adopt_history(id, moff);
     } else if let Some(rest) = reply.strip_prefix("+CONTINUE") {
         let new = rest.trim();
         if !new.is_empty() && new != replid {
@@ -477,7 +477,7 @@ async fn session(shard: &Rc<Shard>, epoch: u64) -> Result<(), String> {
         log::info!("Unexpected reply to PSYNC from master: {reply}; retrying with SYNC");
         w.send(&[b"SYNC"]).await?;
         full_load(shard, &mut w, epoch).await?;
-        install_history(shard, &super::random_id(), 0);
+        repl.adopt_history(super::random_id(), 0);
     } else {
         return Err(format!("unexpected reply to PSYNC: '{reply}'"));
     }
@@ -491,18 +491,6 @@ async fn session(shard: &Rc<Shard>, epoch: u64) -> Result<(), String> {
     // A master that sent an EOF-framed snapshot waits for this first ACK.
     send_ack(&mut w, repl.seq.offset()).await?;
     stream(shard, &mut w, epoch).await
-}
-
-/// After a full sync: our history is the master's from `off` on.
-fn install_history(shard: &Shard, id: &str, off: u64) {
-    let repl = &shard.shared.repl;
-    {
-        let mut ids = lock(&repl.ids);
-        ids.replid = id.to_string();
-        ids.replid2 = "0".repeat(40);
-        ids.second_offset = -1;
-    }
-    repl.reset_backlog(off);
 }
 
 /// Reads the snapshot into staging keyspaces and swaps it in.

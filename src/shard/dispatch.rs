@@ -510,8 +510,9 @@ fn apply_op_inner(shard: &Shard, op: Op) -> OpReply {
             let (me, n) = (shard.id, shard.nshards());
             let mut added = Vec::new();
             let mut key = Vec::with_capacity(prefix.len() + 21);
+            let mut digits = itoa::Buffer::new();
             for j in 0..count {
-                let num = itoa::Buffer::new().format(j).to_owned();
+                let num = digits.format(j);
                 key.clear();
                 key.extend_from_slice(&prefix);
                 key.push(b':');
@@ -684,12 +685,17 @@ fn apply_op_inner(shard: &Shard, op: Op) -> OpReply {
             drop(ks);
             OpReply::Info(Box::new(shard_info(shard, now)))
         }
-        Op::ClientList { id_filter, typ } => {
+        Op::ClientList {
+            id_filter,
+            typ,
+            caller,
+        } => {
             drop(ks);
             OpReply::Text(shard.net.borrow().client_list(
                 shard,
                 id_filter.as_deref(),
                 typ.as_deref(),
+                caller,
             ))
         }
         Op::Exec {

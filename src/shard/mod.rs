@@ -370,6 +370,9 @@ pub enum Op {
     ClientList {
         id_filter: Option<Vec<u64>>,
         typ: Option<String>,
+        /// The asking client and its running command's length (see
+        /// `net::ConnTable::client_list`).
+        caller: (u64, usize),
     },
     ClientKill {
         filter: crate::net::KillFilter,
