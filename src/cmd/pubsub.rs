@@ -146,8 +146,11 @@ fn subscribe(c: &mut ConnCtx, a: &[Bytes]) {
     let proto = c.client.proto;
     for ch in &a[1..] {
         if !c.client.channels.contains(ch) {
-            c.client.channels.push(ch.clone());
-            c.shard.pubsub.borrow_mut().sub(ch, c.client.id);
+            // A copy: a slice would keep the whole request buffer alive
+            // for as long as the subscription.
+            let ch = Bytes::copy_from_slice(ch);
+            c.shard.pubsub.borrow_mut().sub(&ch, c.client.id);
+            c.client.channels.push(ch);
         }
         encode(
             proto,
@@ -163,8 +166,9 @@ fn psubscribe(c: &mut ConnCtx, a: &[Bytes]) {
     let proto = c.client.proto;
     for p in &a[1..] {
         if !c.client.patterns.contains(p) {
-            c.client.patterns.push(p.clone());
-            c.shard.pubsub.borrow_mut().psub(p, c.client.id);
+            let p = Bytes::copy_from_slice(p);
+            c.shard.pubsub.borrow_mut().psub(&p, c.client.id);
+            c.client.patterns.push(p);
         }
         encode(
             proto,

@@ -262,7 +262,7 @@ fn psync(c: &mut ConnCtx, a: &[Bytes]) {
         return c.r.error("ERR value is not an integer or out of range");
     };
     c.client.repl.failover = failover;
-    c.client.repl.sync = Some(Some((a[1].clone(), off)));
+    c.client.repl.sync = Some(Some((Bytes::copy_from_slice(&a[1]), off)));
 }
 
 fn replconf(c: &mut ConnCtx, a: &[Bytes]) {

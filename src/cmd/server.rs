@@ -673,7 +673,7 @@ fn hello(shard: &Shard, client: &mut ClientState, a: &[Bytes], r: &mut Reply<'_>
                     "ERR Client names cannot contain spaces, newlines or special characters.",
                 );
             }
-            name = Some(a[i + 1].clone());
+            name = Some(Bytes::copy_from_slice(&a[i + 1]));
             i += 2;
         } else {
             return r.error(&format!(
@@ -725,15 +725,15 @@ async fn client_cmd(
             client.name = if a[2].is_empty() {
                 None
             } else {
-                Some(a[2].clone())
+                Some(Bytes::copy_from_slice(&a[2]))
             };
             r.ok()
         }
         (b"setinfo", 4) => {
             if eq_ic(&a[2], "lib-name") {
-                client.lib_name = Some(a[3].clone());
+                client.lib_name = Some(Bytes::copy_from_slice(&a[3]));
             } else if eq_ic(&a[2], "lib-ver") {
-                client.lib_ver = Some(a[3].clone());
+                client.lib_ver = Some(Bytes::copy_from_slice(&a[3]));
             } else {
                 return r.error(&format!(
                     "ERR Unrecognized option '{}'",

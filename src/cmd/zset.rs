@@ -385,7 +385,7 @@ fn zadd_generic(ex: &mut Exec, a: &[Bytes], mut incr: bool) {
                     continue;
                 }
                 if score != cur {
-                    z.insert(member.clone(), stored(score));
+                    z.insert(Bytes::copy_from_slice(member), stored(score));
                     updated += 1;
                 }
             }
