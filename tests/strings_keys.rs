@@ -1134,6 +1134,101 @@ fn pipelined_replies_keep_order_across_shards() {
     });
 }
 
+/// The fast path runs GET, SET, MSET, INCRBY ... on arguments that borrow
+/// the request buffer, and hands every other request counted copies (see
+/// `net::parse_batch`). Whatever the path, what a write stored must be its
+/// own: here one pipeline mixes borrowed-path writes with the paths that
+/// must copy (MULTI's queue, a cross-shard MSET, a blocking pop, an inline
+/// request, CLIENT SETNAME, a list push), then a second pipeline of other
+/// bytes reuses the buffers, and every value is read back.
+#[test]
+fn pipelined_writes_outlive_their_request_buffer() {
+    for_shards(SHARDS, |s| {
+        let mut r = s.raw();
+        let keys = spread_keys("own", 40);
+        let val = |i: usize| format!("value-{i}-{}", "v".repeat(i % 7 * 9));
+        let mut buf = Vec::new();
+        let mut expect = Vec::new();
+        for (i, k) in keys.iter().enumerate() {
+            let v = val(i);
+            match i % 8 {
+                0 => buf.extend(common::encode(&[b"SET", k.as_bytes(), v.as_bytes()])),
+                1 => buf.extend(common::encode(&[
+                    b"SETEX",
+                    k.as_bytes(),
+                    b"1000",
+                    v.as_bytes(),
+                ])),
+                2 => buf.extend(common::encode(&[b"SETNX", k.as_bytes(), v.as_bytes()])),
+                3 => {
+                    buf.extend(common::encode(&[b"MULTI"]));
+                    buf.extend(common::encode(&[b"SET", k.as_bytes(), v.as_bytes()]));
+                    buf.extend(common::encode(&[b"EXEC"]));
+                }
+                4 => buf.extend(format!("SET {k} \"{v}\"\r\n").into_bytes()),
+                5 => {
+                    // Keys of every shard in one MSET.
+                    let other = format!("{k}:pair");
+                    buf.extend(common::encode(&[
+                        b"MSET",
+                        k.as_bytes(),
+                        v.as_bytes(),
+                        other.as_bytes(),
+                        v.as_bytes(),
+                    ]));
+                    expect.push((other, Some(v.clone())));
+                }
+                6 => {
+                    buf.extend(common::encode(&[b"RPUSH", k.as_bytes(), v.as_bytes()]));
+                    buf.extend(common::encode(&[b"BLPOP", k.as_bytes(), b"1"]));
+                    buf.extend(common::encode(&[b"SET", k.as_bytes(), v.as_bytes()]));
+                }
+                _ => {
+                    buf.extend(common::encode(&[b"CLIENT", b"SETNAME", v.as_bytes()]));
+                    buf.extend(common::encode(&[b"INCRBY", k.as_bytes(), b"12345"]));
+                    expect.push((k.clone(), Some("12345".into())));
+                    continue;
+                }
+            }
+            expect.push((k.clone(), Some(v)));
+        }
+        buf.extend(common::encode(&[b"PING", b"end"]));
+        r.send(&buf);
+        while r.read() != bulk("end") {}
+        // Other bytes through the same buffers.
+        let mut noise = Vec::new();
+        for i in 0..2000 {
+            let k = format!("noise:{i}");
+            noise.extend(common::encode(&[b"SET", k.as_bytes(), &[b'#'; 40]]));
+        }
+        noise.extend(common::encode(&[b"PING", b"end"]));
+        r.send(&noise);
+        while r.read() != bulk("end") {}
+        for (k, v) in &expect {
+            let want = v.as_deref().map_or(Resp::NilBulk, bulk);
+            assert_eq!(r.cmds(&["GET", k]), want, "GET {k}");
+        }
+        assert_eq!(
+            r.cmds(&["CLIENT", "GETNAME"]),
+            bulk(&val(keys.len() - 1)),
+            "CLIENT GETNAME"
+        );
+        // A queued command runs after its request buffer took new bytes:
+        // the next read lands where MULTI and SET were.
+        let mut m = s.raw();
+        m.send(&common::encode(&[b"MULTI"]));
+        assert_eq!(m.read(), ok());
+        m.send(&common::encode(&[b"SET", b"queued:key", b"queued-value"]));
+        assert_eq!(m.read(), Resp::Simple(b"QUEUED".to_vec()));
+        let mut exec = common::encode(&[b"EXEC"]);
+        exec.extend(common::encode(&[b"PING", &[b'#'; 64]]));
+        m.send(&exec);
+        assert_eq!(m.read(), Resp::Array(vec![ok()]));
+        assert_eq!(m.read(), Resp::Bulk(vec![b'#'; 64]));
+        assert_eq!(m.cmds(&["GET", "queued:key"]), bulk("queued-value"));
+    });
+}
+
 #[test]
 fn large_values_round_trip() {
     for_shards(SHARDS, |s| {

@@ -138,7 +138,11 @@ impl Server {
         let logf = File::create(&log).expect("create log file");
         let (program, mut args): (PathBuf, Vec<String>) = match kind {
             Kind::Tether => (
-                PathBuf::from(env!("CARGO_BIN_EXE_tether")),
+                // TETHER_BIN runs the suite against another build of the
+                // same source (a sanitizer build, say).
+                std::env::var_os("TETHER_BIN")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_tether"))),
                 vec![
                     "--port".into(),
                     port.to_string(),
