@@ -1192,6 +1192,18 @@ fn pipelined_writes_outlive_their_request_buffer() {
             }
             expect.push((k.clone(), Some(v)));
         }
+        // Collections keep copies too.
+        for i in 0..keys.len() {
+            let v = val(i);
+            buf.extend(common::encode(&[b"RPUSH", b"own:list", v.as_bytes()]));
+            buf.extend(common::encode(&[b"SADD", b"own:set", v.as_bytes()]));
+            buf.extend(common::encode(&[
+                b"HSET",
+                b"own:hash",
+                v.as_bytes(),
+                v.as_bytes(),
+            ]));
+        }
         buf.extend(common::encode(&[b"PING", b"end"]));
         r.send(&buf);
         while r.read() != bulk("end") {}
@@ -1208,6 +1220,14 @@ fn pipelined_writes_outlive_their_request_buffer() {
             let want = v.as_deref().map_or(Resp::NilBulk, bulk);
             assert_eq!(r.cmds(&["GET", k]), want, "GET {k}");
         }
+        let all: Vec<Resp> = (0..keys.len()).map(|i| bulk(&val(i))).collect();
+        assert_eq!(r.cmds(&["LRANGE", "own:list", "0", "-1"]), Resp::Array(all));
+        for i in 0..keys.len() {
+            let v = val(i);
+            assert_eq!(r.cmds(&["SISMEMBER", "own:set", &v]), Resp::Int(1), "{v}");
+            assert_eq!(r.cmds(&["HGET", "own:hash", &v]), bulk(&v), "HGET {v}");
+        }
+        assert_eq!(r.cmds(&["SCARD", "own:set"]), Resp::Int(keys.len() as i64));
         assert_eq!(
             r.cmds(&["CLIENT", "GETNAME"]),
             bulk(&val(keys.len() - 1)),
