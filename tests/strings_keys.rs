@@ -1203,6 +1203,16 @@ fn pipelined_writes_outlive_their_request_buffer() {
                 v.as_bytes(),
                 v.as_bytes(),
             ]));
+            // Added, then re-scored: both paths store the member.
+            for score in [i, i + 100] {
+                let score = score.to_string();
+                buf.extend(common::encode(&[
+                    b"ZADD",
+                    b"own:zset",
+                    score.as_bytes(),
+                    v.as_bytes(),
+                ]));
+            }
         }
         buf.extend(common::encode(&[b"PING", b"end"]));
         r.send(&buf);
@@ -1228,6 +1238,13 @@ fn pipelined_writes_outlive_their_request_buffer() {
             assert_eq!(r.cmds(&["HGET", "own:hash", &v]), bulk(&v), "HGET {v}");
         }
         assert_eq!(r.cmds(&["SCARD", "own:set"]), Resp::Int(keys.len() as i64));
+        let zset: Vec<Resp> = (0..keys.len())
+            .flat_map(|i| [bulk(&val(i)), bulk(&(i + 100).to_string())])
+            .collect();
+        assert_eq!(
+            r.cmds(&["ZRANGE", "own:zset", "0", "-1", "WITHSCORES"]),
+            Resp::Array(zset)
+        );
         assert_eq!(
             r.cmds(&["CLIENT", "GETNAME"]),
             bulk(&val(keys.len() - 1)),

@@ -520,7 +520,7 @@ pub enum Lookup {
 /// pause) gets counted arguments whatever this list says.
 pub const BORROWS_ARGS: &[&str] = &[
     "get", "set", "setnx", "setex", "psetex", "incr", "decr", "incrby", "decrby", "strlen", "mget",
-    "mset", "lpush", "rpush", "lpop", "rpop", "llen", "lrange", "sadd", "hset",
+    "mset", "lpush", "rpush", "lpop", "rpop", "llen", "lrange", "sadd", "hset", "zadd",
 ];
 
 /// Name -> spec, hashed with foldhash: looked up once per request.
