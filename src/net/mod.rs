@@ -1350,7 +1350,7 @@ enum ParseStop {
 /// shard with a command in [`cmd::BORROWS_ARGS`] (whose handlers keep
 /// nothing) or has its arguments turned into counted slices of the frame
 /// ([`own_args`]) before they go anywhere else. Per argument that saves an
-/// atomic increment and decrement: 9-11 % of SET -P 16's server CPU.
+/// atomic increment and decrement: about 9 % of SET -P 16's server CPU.
 ///
 /// A big request arriving over many reads goes on from `partial`, where the
 /// last call left it, so its parse is linear, not quadratic. It was parsed
