@@ -1339,9 +1339,10 @@ enum ParseStop {
 /// taken, and returns the bytes taken and why it stopped, if early.
 ///
 /// The batch is split off `rbuf` in one piece, so all its arguments share
-/// one frame: the buffer's atomic reference count moves once per batch and
-/// once per argument. A split per request cost two more atomic operations
-/// per request, a tenth of a pipelined GET's time in user space.
+/// one frame: the buffer's atomic reference count moves once per batch,
+/// and once more only per argument that must be counted (below). A split
+/// per request cost two more atomic operations per request, a tenth of a
+/// pipelined GET's time in user space.
 ///
 /// The arguments *borrow* the frame: each is a `Bytes` made with
 /// `from_static` over its bytes, so making and dropping one touches no
