@@ -9,6 +9,7 @@
 //! - `Global`: needs every shard (DBSIZE, FLUSHALL, INFO, SCAN, ...); runs
 //!   as an async coordinator in `shard::dispatch`.
 
+pub mod bitops;
 pub mod digest;
 pub mod dump;
 pub mod hash;
@@ -562,6 +563,7 @@ pub fn by_stat_slot() -> &'static [&'static CmdSpec] {
             &set::COMMANDS,
             &zset::COMMANDS,
             &dump::COMMANDS,
+            &bitops::COMMANDS,
         ]
         .into_iter()
         .flatten()

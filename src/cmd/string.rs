@@ -60,7 +60,7 @@ macro_rules! keyed {
 }
 pub(crate) use keyed;
 
-pub static COMMANDS: [CmdSpec; 21] = [
+pub static COMMANDS: [CmdSpec; 22] = [
     keyed!("get", 2, RF, 1, 1, 1, get),
     keyed!("set", -3, W, 1, 1, 1, set),
     keyed!("setnx", 3, WF, 1, 1, 1, setnx),
@@ -82,6 +82,7 @@ pub static COMMANDS: [CmdSpec; 21] = [
     keyed!("incrby", 3, WF, 1, 1, 1, incrby),
     keyed!("decrby", 3, WF, 1, 1, 1, decrby),
     keyed!("incrbyfloat", 3, WF, 1, 1, 1, incrbyfloat),
+    keyed!("lcs", -3, &["readonly"], 1, 2, 1, lcs, Multi::Scratch),
 ];
 
 fn get(ex: &mut Exec, a: &[Bytes]) {
@@ -638,4 +639,142 @@ fn incrbyfloat(ex: &mut Exec, a: &[Bytes]) {
     ex.modified(&a[1]);
     ex.notify(notify::STRING, "incrbyfloat", &a[1]);
     ex.r.bulk(&s)
+}
+
+/// ```text
+/// LCS key1 key2 [LEN] [IDX] [MINMATCHLEN len] [WITHMATCHLEN]
+/// ```
+/// The longest common subsequence of two strings (missing keys read as
+/// empty), by Redis 7.0's dynamic programme: a table of `(|a|+1)(|b|+1)`
+/// u32 lengths, refused when larger than `proto-max-bulk-len`, then a walk
+/// back from the end. IDX lists the matched ranges, last first, as Redis
+/// does.
+fn lcs(ex: &mut Exec, a: &[Bytes]) {
+    let mut texts: [Vec<u8>; 2] = Default::default();
+    let mut wrong = false;
+    for (t, key) in texts.iter_mut().zip(&a[1..3]) {
+        match ex.lookup_read(key).map(|e| &e.value) {
+            None => {}
+            Some(Value::Str(s)) => *t = s.to_vec(),
+            Some(_) => wrong = true,
+        }
+    }
+    if wrong {
+        return ex
+            .r
+            .error("ERR The specified keys must contain string values");
+    }
+    let (mut getlen, mut getidx, mut withmatchlen) = (false, false, false);
+    let mut minmatchlen: i64 = 0;
+    let mut j = 3;
+    while j < a.len() {
+        let opt = &a[j];
+        if eq_ic(opt, "idx") {
+            getidx = true;
+        } else if eq_ic(opt, "len") {
+            getlen = true;
+        } else if eq_ic(opt, "withmatchlen") {
+            withmatchlen = true;
+        } else if eq_ic(opt, "minmatchlen") && j + 1 < a.len() {
+            let Some(n) = parse_i64(&a[j + 1]) else {
+                return ex.r.error(NOT_INT);
+            };
+            minmatchlen = n.max(0);
+            j += 1;
+        } else {
+            return ex.r.error(SYNTAX);
+        }
+        j += 1;
+    }
+    if getlen && getidx {
+        return ex
+            .r
+            .error("ERR If you want both the length and indexes, please just use IDX.");
+    }
+    let [x, y] = &texts;
+    if x.len() as u64 >= u32::MAX as u64 - 1 || y.len() as u64 >= u32::MAX as u64 - 1 {
+        return ex.r.error("ERR String too long for LCS");
+    }
+    let (xl, yl) = (x.len(), y.len());
+    let cells = (xl as u64 + 1) * (yl as u64 + 1);
+    if cells * 4 > ex.shard.proto_max_bulk.get() {
+        return ex
+            .r
+            .error("ERR Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len");
+    }
+    let w = yl + 1;
+    let mut t = vec![0u32; cells as usize];
+    for i in 1..=xl {
+        for k in 1..=yl {
+            t[i * w + k] = if x[i - 1] == y[k - 1] {
+                t[(i - 1) * w + k - 1] + 1
+            } else {
+                t[(i - 1) * w + k].max(t[i * w + k - 1])
+            };
+        }
+    }
+    let total = t[xl * w + yl];
+    if getlen {
+        return ex.r.int(total as i64);
+    }
+    // Walk back from the end, collecting the subsequence and, for IDX,
+    // the ranges of contiguous matches.
+    let mut out = vec![0u8; total as usize];
+    let mut ranges: Vec<[usize; 4]> = Vec::new();
+    let mut cur: Option<[usize; 4]> = None; // a start, a end, b start, b end
+    let (mut i, mut k, mut n) = (xl, yl, total as usize);
+    while i > 0 && k > 0 {
+        let mut emit = false;
+        if x[i - 1] == y[k - 1] {
+            out[n - 1] = x[i - 1];
+            match cur.as_mut() {
+                None => cur = Some([i - 1, i - 1, k - 1, k - 1]),
+                Some(r) if r[0] == i && r[2] == k => {
+                    r[0] -= 1;
+                    r[2] -= 1;
+                }
+                Some(_) => emit = true,
+            }
+            if cur.is_some_and(|r| r[0] == 0 || r[2] == 0) {
+                emit = true;
+            }
+            n -= 1;
+            i -= 1;
+            k -= 1;
+        } else {
+            if t[(i - 1) * w + k] > t[i * w + k - 1] {
+                i -= 1;
+            } else {
+                k -= 1;
+            }
+            emit = cur.is_some();
+        }
+        // Taking the range restarts tracking even when it is too short.
+        if emit
+            && let Some(r) = cur.take()
+            && (minmatchlen == 0 || (r[1] - r[0] + 1) as i64 >= minmatchlen)
+        {
+            ranges.push(r);
+        }
+    }
+    if !getidx {
+        return ex.r.bulk(&out);
+    }
+    ex.r.map(2);
+    ex.r.bulk(b"matches");
+    ex.r.array(ranges.len());
+    for r in &ranges {
+        ex.r.array(2 + withmatchlen as usize);
+        ex.r.array(2);
+        ex.r.int(r[0] as i64);
+        ex.r.int(r[1] as i64);
+        ex.r.array(2);
+        ex.r.int(r[2] as i64);
+        ex.r.int(r[3] as i64);
+        if withmatchlen {
+            ex.r.int((r[1] - r[0] + 1) as i64);
+        }
+    }
+    ex.r.bulk(b"len");
+    ex.r.int(total as i64)
 }

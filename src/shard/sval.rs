@@ -39,6 +39,57 @@ impl Str {
     pub fn is_inline(&self) -> bool {
         matches!(self, Str::Inline { .. })
     }
+
+    /// A string of `len` zero bytes (SETBIT and BITFIELD creating a key).
+    pub fn zeroed(len: usize) -> Str {
+        if len <= INLINE {
+            Str::Inline {
+                len: len as u8,
+                buf: [0; INLINE],
+            }
+        } else {
+            Str::Heap(vec![0; len])
+        }
+    }
+
+    /// The bytes, writable in place: the bit commands flip bits of a
+    /// stored value without copying it, so SETBIT on a large bitmap costs
+    /// O(1) as in Redis.
+    pub fn as_mut_bytes(&mut self) -> &mut [u8] {
+        match self {
+            Str::Inline { len, buf } => &mut buf[..*len as usize],
+            Str::Heap(v) => v,
+        }
+    }
+
+    /// Pads the value with zero bytes up to `len` (Redis's `sdsgrowzero`);
+    /// returns whether it grew. A heap value grows with `Vec`'s doubling,
+    /// so SETBIT at rising offsets is amortised O(1).
+    pub fn grow_zeroed(&mut self, len: usize) -> bool {
+        match self {
+            Str::Inline { len: n, buf } if len <= INLINE => {
+                let old = *n as usize;
+                if len <= old {
+                    return false;
+                }
+                buf[old..len].fill(0);
+                *n = len as u8;
+                true
+            }
+            Str::Inline { len: n, buf } => {
+                let mut v = Vec::with_capacity(len);
+                v.extend_from_slice(&buf[..*n as usize]);
+                v.resize(len, 0);
+                *self = Str::Heap(v);
+                true
+            }
+            Str::Heap(v) if v.len() < len => {
+                v.resize(len, 0);
+                true
+            }
+            Str::Heap(_) => false,
+        }
+    }
 }
 
 impl Deref for Str {
@@ -147,5 +198,35 @@ mod tests {
             assert_eq!(Str::from(Bytes::from(b.clone())), s);
             assert_eq!(Str::from(b.clone()).to_bytes(), Bytes::from(b));
         }
+    }
+
+    #[test]
+    fn grows_with_zeros_in_place() {
+        for (start, to) in [
+            (0, 0),
+            (0, 5),
+            (3, 30),
+            (10, 31),
+            (30, 31),
+            (40, 1000),
+            (40, 40),
+        ] {
+            let mut s = Str::from(&vec![0xffu8; start][..]);
+            let grew = s.grow_zeroed(to);
+            assert_eq!(grew, to > start);
+            let mut want = vec![0xffu8; start];
+            want.resize(to.max(start), 0);
+            assert_eq!(s.as_bytes(), &want[..]);
+            s.as_mut_bytes()[0..1.min(want.len())].fill(7);
+        }
+        // An inline value's spare bytes are zeroed, whatever they held.
+        let mut s = Str::Inline {
+            len: 1,
+            buf: [9; INLINE],
+        };
+        s.grow_zeroed(4);
+        assert_eq!(s.as_bytes(), &[9, 0, 0, 0]);
+        assert_eq!(Str::zeroed(3).as_bytes(), &[0, 0, 0]);
+        assert_eq!(Str::zeroed(100).as_bytes(), &[0; 100][..]);
     }
 }
