@@ -340,7 +340,7 @@ static PARAMS: &[Param] = &[
     p("set-max-intset-entries", NONE, int(0, LONG_MAX), "512", MUTABLE | ADVISORY),
     p("zset-max-listpack-entries", &["zset-max-ziplist-entries"], int(0, LONG_MAX), "128", MUTABLE | ADVISORY),
     p("zset-max-listpack-value", &["zset-max-ziplist-value"], mem(0, LONG_MAX), "64", MUTABLE | ADVISORY),
-    p("hll-sparse-max-bytes", NONE, mem(0, LONG_MAX), "3000", MUTABLE | ADVISORY),
+    p("hll-sparse-max-bytes", NONE, mem(0, LONG_MAX), "3000", MUTABLE),
     p("stream-node-max-bytes", NONE, mem(0, LONG_MAX), "4096", MUTABLE | ADVISORY),
     p("stream-node-max-entries", NONE, int(0, LONG_MAX), "100", MUTABLE | ADVISORY),
     p("activerehashing", NONE, BOOL, "yes", MUTABLE | ADVISORY),
@@ -1687,6 +1687,10 @@ impl Config {
 
     pub fn tcp_backlog(&self) -> i32 {
         self.int("tcp-backlog") as i32
+    }
+
+    pub fn hll_sparse_max_bytes(&self) -> u64 {
+        self.int("hll-sparse-max-bytes") as u64
     }
 
     pub fn proto_max_bulk_len(&self) -> u64 {

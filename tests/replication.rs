@@ -1910,3 +1910,57 @@ fn bit_commands_reach_the_replica() {
     assert_eq!(r.cmds(&["BITCOUNT", "bm:or"]).as_int(), Some(5));
     assert_eq!(r.cmds(&["EXISTS", "bm:gone"]).as_int(), Some(0));
 }
+
+/// HyperLogLogs are strings a stock replica stores byte for byte: PFADD
+/// (sparse, then past the promotion to dense), PFMERGE over keys on
+/// different shards, PFDEBUG TODENSE, and PFCOUNT, whose cached
+/// cardinality is part of the value and is replicated as Redis does.
+/// Without that, the replica's copy keeps a stale cache byte and the
+/// comparison below finds it.
+#[test]
+fn hyperloglogs_reach_the_replica_byte_for_byte() {
+    let master = Server::start(3);
+    tune_master(&master);
+    let replica = attach_replica(&master);
+    let mut c = master.raw();
+    let mut add = |key: &str, from: usize, n: usize| {
+        let els: Vec<String> = (from..from + n).map(|i| format!("el:{i}")).collect();
+        let mut args: Vec<&str> = vec!["PFADD", key];
+        args.extend(els.iter().map(|s| s.as_str()));
+        let r = c.cmds(&args);
+        assert!(!r.is_error(), "{r:?}");
+    };
+    add("hll:a", 0, 50);
+    add("hll:b", 25, 60);
+    add("hll:big", 0, 3000);
+    let mut c = master.raw();
+    for cmd in [
+        &["PFMERGE", "hll:u", "hll:a", "hll:b"][..],
+        &["PFADD", "hll:d", "x", "y"],
+        &["PFDEBUG", "TODENSE", "hll:d"],
+    ] {
+        assert!(!c.cmds(cmd).is_error(), "{cmd:?}");
+    }
+    assert_eq!(
+        c.cmds(&["PFDEBUG", "ENCODING", "hll:big"]).as_str(),
+        "dense",
+        "3000 elements make a dense HLL"
+    );
+    let before = info_int(&repl_info(&master), "master_repl_offset");
+    let n = c.cmds(&["PFCOUNT", "hll:u"]).as_int().expect("a count");
+    assert!((80..=90).contains(&n), "PFCOUNT hll:u = {n}");
+    assert!(
+        info_int(&repl_info(&master), "master_repl_offset") > before,
+        "PFCOUNT's cache write was not replicated"
+    );
+    for k in ["hll:a", "hll:big", "hll:d"] {
+        c.cmds(&["PFCOUNT", k]);
+    }
+    wait_in_sync(&master, &replica);
+    assert_same_dataset(master.port, replica.port, &[0]);
+    let mut r = replica.raw();
+    for k in ["hll:a", "hll:u", "hll:big", "hll:d"] {
+        let want = c.cmds(&["GET", k]);
+        assert_eq!(r.cmds(&["GET", k]), want, "{k}");
+    }
+}

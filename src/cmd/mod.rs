@@ -13,6 +13,7 @@ pub mod bitops;
 pub mod digest;
 pub mod dump;
 pub mod hash;
+pub mod hll;
 pub mod keys;
 pub mod ldouble;
 pub mod list;
@@ -564,6 +565,7 @@ pub fn by_stat_slot() -> &'static [&'static CmdSpec] {
             &zset::COMMANDS,
             &dump::COMMANDS,
             &bitops::COMMANDS,
+            &hll::COMMANDS,
         ]
         .into_iter()
         .flatten()

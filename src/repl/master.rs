@@ -302,6 +302,14 @@ pub fn flush_expired(shard: &Shard, ks: &mut Keyspace) {
     }
 }
 
+/// Whether a command that changed the dataset goes into the stream: every
+/// write, and PFCOUNT, a read whose cardinality cache is part of the
+/// stored value (Redis replicates it so replicas hold the same bytes).
+#[inline]
+fn replicates(spec: &CmdSpec) -> bool {
+    spec.is_write() || spec.name == "pfcount"
+}
+
 /// Replication of one executed command (replication is active).
 #[allow(clippy::too_many_arguments)]
 pub fn after_command(
@@ -319,7 +327,7 @@ pub fn after_command(
     match emit_to {
         crate::cmd::Emit::Direct => {
             drain_expired(ks, |d, a| emit(shard, d, &a));
-            if dirty && spec.is_write() {
+            if dirty && replicates(spec) {
                 if !alt.is_empty() {
                     for c in alt {
                         emit(shard, db, &c);
@@ -333,7 +341,7 @@ pub fn after_command(
         }
         crate::cmd::Emit::Into(v) => {
             drain_expired(ks, |d, a| v.push(PEntry::new(d, a)));
-            if dirty && spec.is_write() {
+            if dirty && replicates(spec) {
                 if !alt.is_empty() {
                     v.extend(alt.into_iter().map(|c| PEntry::new(db, c)));
                 } else {

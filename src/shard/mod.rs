@@ -631,6 +631,8 @@ pub struct Shard {
     pub wake: Notify,
     pub net: RefCell<crate::net::ConnTable>,
     pub proto_max_bulk: Cell<u64>,
+    /// `hll-sparse-max-bytes`: past it a sparse HyperLogLog turns dense.
+    pub hll_sparse_max: Cell<u64>,
     /// `client-query-buffer-limit`, checked on every read.
     pub query_buf_limit: Cell<u64>,
     /// `databases`, fixed at start-up.
@@ -680,11 +682,12 @@ pub struct Shard {
 
 impl Shard {
     pub fn new(id: usize, shared: Arc<Shared>) -> Self {
-        let (databases, max_bulk, query_buf_limit, pubsub_obuf) = {
+        let (databases, max_bulk, hll_sparse_max, query_buf_limit, pubsub_obuf) = {
             let c = shared.config();
             (
                 c.databases(),
                 c.proto_max_bulk_len(),
+                c.hll_sparse_max_bytes(),
                 c.client_query_buffer_limit(),
                 c.client_output_buffer_limits()[2],
             )
@@ -704,6 +707,7 @@ impl Shard {
             wake: Notify::default(),
             net: RefCell::new(crate::net::ConnTable::default()),
             proto_max_bulk: Cell::new(max_bulk),
+            hll_sparse_max: Cell::new(hll_sparse_max),
             query_buf_limit: Cell::new(query_buf_limit),
             databases,
             clock: Cell::new(0),
@@ -792,6 +796,7 @@ impl Shard {
     pub fn refresh_config(&self) {
         let c = self.shared.config();
         self.proto_max_bulk.set(c.proto_max_bulk_len());
+        self.hll_sparse_max.set(c.hll_sparse_max_bytes());
         self.query_buf_limit.set(c.client_query_buffer_limit());
         self.pubsub_obuf.set(c.client_output_buffer_limits()[2]);
         let notify = crate::cmd::notify::effective(c.notify_keyspace_events());

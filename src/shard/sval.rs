@@ -62,6 +62,16 @@ impl Str {
         }
     }
 
+    /// Moves the bytes out as a `Vec` (no copy for a heap value), leaving
+    /// the value empty: for code that rewrites a value wholesale (an HLL
+    /// changing encoding) and stores it back with `Str::from`.
+    pub fn take_vec(&mut self) -> Vec<u8> {
+        match std::mem::replace(self, Str::zeroed(0)) {
+            Str::Heap(v) => v,
+            Str::Inline { len, buf } => buf[..len as usize].to_vec(),
+        }
+    }
+
     /// Pads the value with zero bytes up to `len` (Redis's `sdsgrowzero`);
     /// returns whether it grew. A heap value grows with `Vec`'s doubling,
     /// so SETBIT at rising offsets is amortised O(1).
