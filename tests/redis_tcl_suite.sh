@@ -29,7 +29,8 @@ VERSION=7.0.15
 UNITS=("$@")
 if [[ ${#UNITS[@]} -eq 0 ]]; then
     UNITS=(
-        unit/type/string unit/bitops unit/bitfield unit/hyperloglog unit/type/incr
+        unit/type/string unit/bitops unit/bitfield unit/hyperloglog unit/sort
+        unit/type/incr
         unit/type/list unit/type/list-2
         unit/type/list-3 unit/type/hash unit/type/set unit/type/zset
         unit/expire unit/keyspace unit/multi unit/pubsub unit/scan

@@ -1964,3 +1964,47 @@ fn hyperloglogs_reach_the_replica_byte_for_byte() {
         assert_eq!(r.cmds(&["GET", k]), want, "{k}");
     }
 }
+
+/// SORT ... STORE, with BY and GET patterns naming keys on every shard
+/// and the destination on another shard than the source, runs on a
+/// scratch copy under every shard's lock: its stored list reaches a stock
+/// replica, which re-runs the SORT, equal to the master's.
+#[test]
+fn sort_store_reaches_the_replica() {
+    let master = Server::start(3);
+    tune_master(&master);
+    let replica = attach_replica(&master);
+    let mut c = master.raw();
+    for i in 0..40 {
+        let (i, w) = (i.to_string(), ((i * 37) % 41).to_string());
+        c.cmds(&["RPUSH", "src", &i]);
+        c.cmds(&["SET", &format!("w_{i}"), &w]);
+        c.cmds(&["HSET", &format!("o_{i}"), "name", &format!("n{w}")]);
+    }
+    let stored = c.cmds(&[
+        "SORT",
+        "src",
+        "BY",
+        "w_*",
+        "DESC",
+        "LIMIT",
+        "2",
+        "30",
+        "GET",
+        "#",
+        "GET",
+        "o_*->name",
+        "STORE",
+        "{elsewhere}dst",
+    ]);
+    assert_eq!(stored.as_int(), Some(60), "{stored:?}");
+    // The third-heaviest element comes first, then its hash's name.
+    let mut by_weight: Vec<(i64, i64)> = (0..40).map(|i| ((i * 37) % 41, i)).collect();
+    by_weight.sort_unstable_by(|a, b| b.cmp(a));
+    let (w, i) = by_weight[2];
+    let first = c.cmds(&["LRANGE", "{elsewhere}dst", "0", "1"]);
+    let got: Vec<String> = first.array().iter().map(|x| x.as_str()).collect();
+    assert_eq!(got, vec![i.to_string(), format!("n{w}")]);
+    wait_in_sync(&master, &replica);
+    assert_same_dataset(master.port, replica.port, &[0]);
+}

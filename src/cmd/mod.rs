@@ -24,6 +24,7 @@ pub mod pubsub;
 pub mod repl;
 pub mod server;
 pub mod set;
+pub mod sort;
 pub mod stats;
 pub mod string;
 pub mod zset;
@@ -352,6 +353,9 @@ pub enum Multi {
     MSetNx,
     Count(CountKind),
     Scratch,
+    /// SORT: a scratch copy too, and one that also holds the keys its
+    /// BY/GET patterns name (`sort::route`, `sort::pattern_keys`).
+    Sort,
 }
 
 #[derive(Clone, Copy)]
@@ -439,10 +443,18 @@ impl CmdSpec {
         };
         // No fixed keys: an empty range.
         let range = if first <= 0 { 1..1 } else { first..last + 1 };
+        // SORT's STORE destination is a key too (Redis's sortGetKeys).
+        let store = match self.kind {
+            Kind::Keyed(_, Some(Multi::Sort)) => sort::parse(args, !self.is_write())
+                .ok()
+                .and_then(|o| o.store),
+            _ => None,
+        };
         range
             .step_by(step as usize)
             .map(|i| i as usize)
             .chain(self.numkeys_range(args))
+            .chain(store)
     }
 
     /// The keys a numkeys argument announces; empty when it is missing or
@@ -479,6 +491,9 @@ pub fn route(spec: &CmdSpec, args: &[Bytes], here: usize, nshards: usize) -> Rou
         Kind::Keyed(..) => {
             if nshards == 1 {
                 return Route::Shard(0);
+            }
+            if let Kind::Keyed(_, Some(Multi::Sort)) = spec.kind {
+                return sort::route(args, !spec.is_write(), nshards);
             }
             let mut owner = None;
             for i in spec.key_indices(args) {
@@ -566,6 +581,7 @@ pub fn by_stat_slot() -> &'static [&'static CmdSpec] {
             &dump::COMMANDS,
             &bitops::COMMANDS,
             &hll::COMMANDS,
+            &sort::COMMANDS,
         ]
         .into_iter()
         .flatten()

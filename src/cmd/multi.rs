@@ -174,6 +174,8 @@ fn shards_of(
             }
             Some(())
         }
+        // A SORT whose patterns name keys anywhere locks every shard.
+        Route::Multi if matches!(spec.kind, Kind::Keyed(_, Some(super::Multi::Sort))) => None,
         Route::Multi => {
             out.extend(spec.key_indices(args).map(|i| shard_of(&args[i], n)));
             if spec.name == "copy" {

@@ -946,7 +946,10 @@ pub async fn exec_multi(
         return false;
     }
     // A scratch command is counted where it runs (`cmd::exec_in`).
-    if matches!(spec.kind, Kind::Keyed(_, Some(Multi::Scratch))) {
+    if matches!(
+        spec.kind,
+        Kind::Keyed(_, Some(Multi::Scratch | Multi::Sort))
+    ) {
         return multi_key(shard, client, spec, args, out, outer).await;
     }
     let call = cmd::stats::begin(spec);
@@ -979,7 +982,7 @@ async fn multi_key(
         ));
         return false;
     }
-    if m == Multi::Scratch {
+    if matches!(m, Multi::Scratch | Multi::Sort) {
         return exec_scratch(shard, client, spec, args, r.out, outer).await;
     }
     let groups = by_shard(spec, args, shard.nshards());
@@ -1069,7 +1072,7 @@ async fn multi_key(
             }
             r.int(total)
         }
-        Multi::Scratch => unreachable!("handled by exec_scratch"),
+        Multi::Scratch | Multi::Sort => unreachable!("handled by exec_scratch"),
     }
     if let Some(t) = own {
         t.unlock(shard).await;
@@ -1104,7 +1107,16 @@ async fn exec_scratch(
     {
         pairs.push((dst_db, args[2].clone()));
     }
-    let mut shards: Vec<usize> = pairs.iter().map(|(_, k)| shard_of(k, n)).collect();
+    // SORT (its STORE key is among `key_indices`): every shard when its
+    // patterns name keys, which are known only once the source's
+    // elements are.
+    let sort_patterns = matches!(spec.kind, Kind::Keyed(_, Some(Multi::Sort)))
+        && cmd::sort::parse(args, !spec.is_write()).is_ok_and(|o| !o.patterns(args).is_empty());
+    let mut shards: Vec<usize> = if sort_patterns {
+        (0..n).collect()
+    } else {
+        pairs.iter().map(|(_, k)| shard_of(k, n)).collect()
+    };
     shards.sort_unstable();
     shards.dedup();
     let own = Tx::unless_held(shard, outer, &shards).await;
@@ -1131,6 +1143,33 @@ async fn exec_scratch(
             scratch.dbs[d as usize].insert(&k, e.clone());
         }
         before.push((d, k, e));
+    }
+    if sort_patterns {
+        let keys = cmd::sort::pattern_keys(args, before[0].2.as_ref());
+        for k in keys {
+            if before.iter().any(|(d, b, _)| *d == db && *b == k) {
+                continue;
+            }
+            let e = match tx
+                .op(
+                    shard,
+                    shard_of(&k, n),
+                    Op::Take {
+                        db,
+                        key: k.clone(),
+                        remove: false,
+                    },
+                )
+                .await
+            {
+                OpReply::Entry(e) => e,
+                _ => None,
+            };
+            if let Some(e) = &e {
+                scratch.dbs[db as usize].insert(&k, e.clone());
+            }
+            before.push((db, k, e));
+        }
     }
     let mut prop = Vec::new();
     let blocked = cmd::exec_in(
