@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# perf/bits_bench.sh — the bitmap commands, tether against stock redis-server.
+# perf/extra_bench.sh — commands redis-benchmark's default suite leaves out
+# (bitmaps, HyperLogLog, SORT), tether against stock redis-server.
 #
 # Both servers pinned to core 0 (tether --shards 1), redis-benchmark on core 1,
 # -c 50, 100 000 keys (`bm:NNNNNNNNNNNN`, redis-benchmark's __rand_int__: it
 # cannot randomise an offset, whose leading zeros Redis refuses), alternating
-# redis / tether for every command, REPEATS times. Prints the median rps and
-# ops per server CPU-second of each, and tether/redis, and writes the table to
-# perf/results/bits-<date>.txt. Asserts nothing.
+# redis / tether for every command, REPEATS times. Both get the same preload:
+# `sortme`, a list of 100 numbers, and `hll{t}` / `hll2{t}`, two dense
+# HyperLogLogs. Prints the median rps and ops per server CPU-second of each,
+# and tether/redis, and writes the table to perf/results/extra-<date>.txt.
+# Asserts nothing.
 #
-#   bash perf/bits_bench.sh                 # ~1 minute
-#   REPEATS=5 P=1 bash perf/bits_bench.sh   # -P 1
+#   bash perf/extra_bench.sh                 # ~2 minutes
+#   REPEATS=5 P=1 bash perf/extra_bench.sh   # -P 1
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${TETHER_BIN:-target/release/tether}
@@ -22,6 +25,10 @@ CMDS=(
     "BITCOUNT bm:__rand_int__"
     "BITPOS bm:__rand_int__ 1"
     "BITFIELD bm:__rand_int__ INCRBY u8 #3 1"
+    "PFADD hll{t} __rand_int__"
+    "PFCOUNT hll{t}"
+    "PFCOUNT hll{t} hll2{t}"
+    "SORT sortme LIMIT 0 10"
 )
 TCK=$(getconf CLK_TCK)
 cpu() { awk '{print $14+$15}' "/proc/$1/stat"; }
@@ -34,6 +41,14 @@ TPID=$!
 trap 'kill $RPID $TPID 2>/dev/null || true' EXIT
 for p in "$RP" "$TP"; do
     for _ in $(seq 50); do redis-cli -p "$p" ping >/dev/null 2>&1 && break; sleep 0.1; done
+done
+for p in "$RP" "$TP"; do
+    # shellcheck disable=SC2046
+    redis-cli -p "$p" rpush sortme $(seq 100 -1 1) >/dev/null
+    for k in 'hll{t}' 'hll2{t}'; do
+        # shellcheck disable=SC2046
+        redis-cli -p "$p" pfadd "$k" $(seq -f "$k-%g" 1 20000) >/dev/null
+    done
 done
 RAW=$(mktemp)
 one() { # server port pid cmd
@@ -53,9 +68,9 @@ for _ in $(seq "$REPEATS"); do
     done
 done
 mkdir -p "$RESULTS_DIR"
-REPORT=$RESULTS_DIR/bits-$(date -u +%Y%m%d-%H%M%S).txt
+REPORT=$RESULTS_DIR/extra-$(date -u +%Y%m%d-%H%M%S).txt
 {
-    echo "bitmap commands: tether vs redis-server — perf/bits_bench.sh — $(date -u '+%F %T') UTC"
+    echo "commands outside the default suite: tether vs redis-server — perf/extra_bench.sh — $(date -u '+%F %T') UTC"
     echo "uname:  $(uname -srm); nproc $(nproc); $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
     echo "redis:  $(redis-server --version | cut -d' ' -f3); tether git $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
     echo "runs:   -c 50 -P $P -n $N -r 100000, $REPEATS alternating repeats, medians; server on core 0, client on core 1"
