@@ -184,26 +184,42 @@ fn weight(b: &[u8]) -> Option<f64> {
         .position(|c| !matches!(c, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r'))?;
     let s = &b[start..];
     let v = super::parse_f64(s)?;
-    let text = std::str::from_utf8(s).ok()?.to_ascii_lowercase();
-    let mantissa = text.split(['e', 'p']).next().unwrap_or("");
-    let hex = mantissa.contains('x');
-    let digits = mantissa
-        .trim_start_matches(['+', '-'])
-        .trim_start_matches("0x");
-    let nonzero = digits.chars().any(|c| {
-        if hex {
-            c.is_ascii_hexdigit() && c != '0'
-        } else {
-            matches!(c, '1'..='9')
-        }
-    });
-    if v.is_infinite() && !text.contains("inf") {
+    if v.is_finite() && (v.is_normal() || v == 0.0) && !(v == 0.0 && nonzero_mantissa(s)) {
+        return Some(v);
+    }
+    // Infinite, zero or subnormal: strtod sets ERANGE unless the text
+    // spelled an infinity or a zero.
+    let inf = s.iter().any(|c| c.eq_ignore_ascii_case(&b'i'));
+    if v.is_infinite() && !inf {
         return None;
     }
-    if (v == 0.0 || v.is_subnormal()) && nonzero {
+    if (v == 0.0 || v.is_subnormal()) && nonzero_mantissa(s) {
         return None;
     }
     Some(v)
+}
+
+/// Whether a number's mantissa (before its exponent) has a non-zero
+/// digit: one that reads as 0 then underflowed.
+fn nonzero_mantissa(s: &[u8]) -> bool {
+    let s = s
+        .strip_prefix(b"-")
+        .or_else(|| s.strip_prefix(b"+"))
+        .unwrap_or(s);
+    let (hex, digits) = match s {
+        [b'0', b'x' | b'X', rest @ ..] => (true, rest),
+        _ => (false, s),
+    };
+    digits
+        .iter()
+        .take_while(|&&c| {
+            if hex {
+                c != b'p' && c != b'P'
+            } else {
+                c != b'e' && c != b'E'
+            }
+        })
+        .any(|&c| c != b'0' && c != b'.')
 }
 
 /// `strcmp` (what `strcoll` is in the C locale): bytes up to a NUL.
@@ -231,11 +247,12 @@ fn sort_generic(ex: &mut Exec, a: &[Bytes], readonly: bool) {
         Ok(o) => o,
         Err(e) => return ex.r.error(e),
     };
-    let (kind, mut elems): (Source, Vec<Vec<u8>>) = match ex.lookup_read(&a[1]).map(|e| &e.value) {
+    // List and zset elements are shared, not copied.
+    let (kind, mut elems): (Source, Vec<Bytes>) = match ex.lookup_read(&a[1]).map(|e| &e.value) {
         None => (Source::List, Vec::new()),
-        Some(Value::List(l)) => (Source::List, l.iter().map(|e| e.to_vec()).collect()),
-        Some(Value::Set(s)) => (Source::Set, s.iter().map(|e| e.to_vec()).collect()),
-        Some(Value::ZSet(z)) => (Source::ZSet, z.iter().map(|(m, _)| m.to_vec()).collect()),
+        Some(Value::List(l)) => (Source::List, l.iter().cloned().collect()),
+        Some(Value::Set(s)) => (Source::Set, s.iter().map(|e| e.to_bytes()).collect()),
+        Some(Value::ZSet(z)) => (Source::ZSet, z.iter().map(|(m, _)| m.clone()).collect()),
         Some(_) => return ex.r.error(WRONGTYPE),
     };
     let (mut dontsort, mut alpha, mut by) = (o.dontsort, o.alpha, o.by);
@@ -260,7 +277,7 @@ fn sort_generic(ex: &mut Exec, a: &[Bytes], readonly: bool) {
         }
     } else {
         let by_pat = by.map(|i| &a[i][..]);
-        let mut keyed: Vec<(Vec<u8>, f64, Option<Vec<u8>>)> = Vec::with_capacity(elems.len());
+        let mut keyed: Vec<(Bytes, f64, Option<Vec<u8>>)> = Vec::with_capacity(elems.len());
         let mut bad_weight = false;
         for e in elems {
             let val = match by_pat {
@@ -313,7 +330,7 @@ fn sort_generic(ex: &mut Exec, a: &[Bytes], readonly: bool) {
         });
         elems = keyed.into_iter().map(|k| k.0).collect();
     }
-    let picked: &[Vec<u8>] = if end >= start {
+    let picked: &[Bytes] = if end >= start {
         &elems[start as usize..=end as usize]
     } else {
         &[]
@@ -336,7 +353,7 @@ fn sort_generic(ex: &mut Exec, a: &[Bytes], readonly: bool) {
     let mut list = std::collections::VecDeque::with_capacity(outputlen);
     for e in picked {
         if gets.is_empty() {
-            list.push_back(Bytes::copy_from_slice(e));
+            list.push_back(e.clone());
         }
         for g in &gets {
             let v = lookup(ex, g, e).unwrap_or_default();
