@@ -16,7 +16,7 @@
 use bytes::Bytes;
 
 use super::notify;
-use super::string::keyed;
+use super::string::{MAX_BUILT_STRING, keyed};
 use super::{CmdSpec, Exec, Kind, Multi, NOT_INT, SYNTAX, WRONGTYPE, eq_ic, parse_i64};
 use crate::shard::keyspace::{Entry, Str, Value};
 
@@ -50,7 +50,10 @@ fn bit_offset(ex: &Exec, arg: &[u8], bits: u32) -> Option<u64> {
     if hash {
         off = off.checked_mul(bits as i64)?;
     }
-    if off < 0 || (off as u64 >> 3) >= ex.shard.proto_max_bulk.get() {
+    // The string's size is capped as APPEND's is (`MAX_BUILT_STRING`),
+    // whatever proto-max-bulk-len is raised to.
+    let max = ex.shard.proto_max_bulk.get().min(MAX_BUILT_STRING);
+    if off < 0 || (off as u64 >> 3) >= max {
         return None;
     }
     Some(off as u64)

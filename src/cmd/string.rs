@@ -421,10 +421,11 @@ fn msetnx(ex: &mut Exec, a: &[Bytes]) {
 }
 
 /// The proto-max-bulk-len check APPEND and SETRANGE make.
-/// Strings built server-side (APPEND, SETRANGE) never exceed 4 GiB, even
-/// if proto-max-bulk-len is raised further: one request must not be able
-/// to make the process allocate (and abort on) an absurd size.
-const MAX_BUILT_STRING: u64 = 4 << 30;
+/// Strings built server-side (APPEND, SETRANGE, the bit commands; LCS's
+/// table) never exceed 4 GiB, even if proto-max-bulk-len is raised
+/// further: one request must not be able to make the process allocate
+/// (and abort on) an absurd size.
+pub(crate) const MAX_BUILT_STRING: u64 = 4 << 30;
 
 fn check_len(ex: &mut Exec, len: u64) -> bool {
     if len > ex.shard.proto_max_bulk.get() || len > MAX_BUILT_STRING {
@@ -697,7 +698,7 @@ fn lcs(ex: &mut Exec, a: &[Bytes]) {
     }
     let (xl, yl) = (x.len(), y.len());
     let cells = (xl as u64 + 1) * (yl as u64 + 1);
-    if cells * 4 > ex.shard.proto_max_bulk.get() {
+    if cells * 4 > ex.shard.proto_max_bulk.get().min(MAX_BUILT_STRING) {
         return ex
             .r
             .error("ERR Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len");
