@@ -12,7 +12,7 @@
 //! `DIFF_SEEDS` / `DIFF_OPS` change the number of seeds / commands per seed.
 mod common;
 
-use common::{RawConn, Resp, Server, esc};
+use common::Server;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
@@ -103,60 +103,19 @@ impl Gen {
     }
 }
 
-fn show(c: &[String]) -> String {
-    c.iter()
-        .map(|a| format!("\"{}\"", esc(a.as_bytes())))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-fn exchange(conn: &mut RawConn, c: &[String]) -> (Resp, Vec<u8>) {
-    let args: Vec<&[u8]> = c.iter().map(|a| a.as_bytes()).collect();
-    conn.send_cmd(&args);
-    conn.read_raw()
-}
-
 fn run_seed(redis: &Server, tether: &Server, seed: u64, ops: usize) {
     let mut g = Gen {
         rng: StdRng::seed_from_u64(seed),
     };
-    let (mut r, mut t) = (redis.raw(), tether.raw());
-    let resp3 = seed % 2 == 1;
-    for conn in [&mut r, &mut t] {
-        assert!(!conn.cmds(&["FLUSHALL"]).is_error());
-        assert!(!conn.cmds(&["RPUSH", "list", "x"]).is_error());
-        assert!(
-            !conn
-                .cmds(&["SET", "str", "not an hll at all, long enough"])
-                .is_error()
-        );
-        assert!(
-            !conn
-                .cmds(&["CONFIG", "SET", "hll-sparse-max-bytes", "3000"])
-                .is_error()
-        );
-        if resp3 {
-            assert!(!conn.cmds(&["HELLO", "3"]).is_error());
-        }
-    }
-    let mut events = common::EventCheck::new(redis, tether, seed);
-    let mut history: Vec<String> = Vec::new();
-    for done in 0..ops {
+    let setup: &[&[&str]] = &[
+        &["RPUSH", "list", "x"],
+        &["SET", "str", "not an hll at all, long enough"],
+        &["CONFIG", "SET", "hll-sparse-max-bytes", "3000"],
+    ];
+    let mut d = common::Diff::start(redis, tether, seed, "HLL", setup);
+    for step in 0..ops {
         let c = g.command();
-        let (_, want) = exchange(&mut r, &c);
-        let (_, got) = exchange(&mut t, &c);
-        history.push(format!("{}  ->  {}", show(&c), esc(&want)));
-        let recent = || history[history.len().saturating_sub(20)..].join("\n    ");
-        assert!(
-            want == got,
-            "\nHLL MISMATCH (seed {seed}, {}, op #{done}; reproduce with DIFF_SEED={seed})\n  {}\n  redis:  {}\n  tether: {}\npreceding:\n    {}",
-            tether.label(),
-            show(&c),
-            esc(&want),
-            esc(&got),
-            recent()
-        );
-        events.check(|| format!("seed {seed} op #{done}: {}", show(&c)));
+        d.exact(&c, step);
         // The stored bytes after every HLL command, not only the replies.
         let touched = match c[0].as_str() {
             "PFADD" | "PFMERGE" | "PFCOUNT" => Some(&c[1]),
@@ -165,57 +124,23 @@ fn run_seed(redis: &Server, tether: &Server, seed: u64, ops: usize) {
         };
         if let Some(k) = touched {
             let get = vec!["GET".to_string(), k.clone()];
-            let (_, want) = exchange(&mut r, &get);
-            let (_, got) = exchange(&mut t, &get);
-            assert!(
-                want == got,
-                "\nHLL BYTES DIFFER (seed {seed}, {}, op #{done}; reproduce with DIFF_SEED={seed})\n  after {}\n  redis:  {}\n  tether: {}",
-                tether.label(),
-                show(&c),
-                esc(&want),
-                esc(&got)
-            );
-            events.check(|| format!("seed {seed} op #{done}: GET {k}"));
+            let (want, got) = d.both(&get);
+            if want.1 != got.1 {
+                d.fail(
+                    &c,
+                    &format!("stored bytes after op #{step}"),
+                    &want.1,
+                    &got.1,
+                );
+            }
+            d.events
+                .check(|| format!("seed {seed} op #{step}: GET {k}"));
         }
     }
-    for k in KEYS {
-        let c: Vec<String> = match *k {
-            "list" => vec!["LRANGE".into(), k.to_string(), "0".into(), "-1".into()],
-            _ => vec!["GET".into(), k.to_string()],
-        };
-        let (_, want) = exchange(&mut r, &c);
-        let (_, got) = exchange(&mut t, &c);
-        assert_eq!(
-            esc(&want),
-            esc(&got),
-            "seed {seed}, {}: final value of {k} differs",
-            tether.label()
-        );
-    }
-}
-
-fn env(name: &str) -> Option<u64> {
-    std::env::var(name).ok().and_then(|v| v.parse().ok())
+    d.finish(KEYS);
 }
 
 #[test]
 fn hyperloglog_matches_stock_redis() {
-    let seeds: Vec<u64> = match env("DIFF_SEED") {
-        Some(s) => vec![s],
-        None => {
-            let base = fastrand::u64(..1_000_000_000);
-            (0..env("DIFF_SEEDS").unwrap_or(8))
-                .map(|i| base.wrapping_add(i))
-                .collect()
-        }
-    };
-    let ops = env("DIFF_OPS").unwrap_or(500) as usize;
-    let redis = Server::stock_redis();
-    for shards in [1, 3] {
-        let tether = Server::start(shards);
-        for &seed in &seeds {
-            eprintln!("diff_hll: seed {seed}, {}", tether.label());
-            run_seed(&redis, &tether, seed, ops);
-        }
-    }
+    common::run_diff("diff_hll", (8, 500), &[1, 3], run_seed);
 }

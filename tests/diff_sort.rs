@@ -14,7 +14,7 @@
 //! `DIFF_SEEDS` / `DIFF_OPS` change the number of seeds / commands per seed.
 mod common;
 
-use common::{RawConn, Resp, Server, esc};
+use common::{Resp, Server, show_args};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
@@ -140,19 +140,6 @@ impl Gen {
     }
 }
 
-fn show(c: &[String]) -> String {
-    c.iter()
-        .map(|a| format!("\"{}\"", esc(a.as_bytes())))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-fn exchange(conn: &mut RawConn, c: &[String]) -> (Resp, Vec<u8>) {
-    let args: Vec<&[u8]> = c.iter().map(|a| a.as_bytes()).collect();
-    conn.send_cmd(&args);
-    conn.read_raw()
-}
-
 /// A reply's items as sorted strings (nested arrays flattened).
 fn items(r: &Resp) -> Vec<String> {
     let mut v: Vec<String> = match r {
@@ -167,29 +154,13 @@ fn run_seed(redis: &Server, tether: &Server, seed: u64, ops: usize) {
     let mut g = Gen {
         rng: StdRng::seed_from_u64(seed),
     };
-    let (mut r, mut t) = (redis.raw(), tether.raw());
-    let resp3 = seed % 2 == 1;
-    for conn in [&mut r, &mut t] {
-        assert!(!conn.cmds(&["FLUSHALL"]).is_error());
-        if resp3 {
-            assert!(!conn.cmds(&["HELLO", "3"]).is_error());
-        }
-    }
-    let mut events = common::EventCheck::new(redis, tether, seed);
-    let mut history: Vec<String> = Vec::new();
+    let mut d = common::Diff::start(redis, tether, seed, "SORT", &[]);
     for c in g.setup() {
-        let (_, want) = exchange(&mut r, &c);
-        let (_, got) = exchange(&mut t, &c);
-        assert_eq!(esc(&want), esc(&got), "setup {}", show(&c));
-        history.push(format!("{}  ->  {}", show(&c), esc(&want)));
+        d.exact(&c, 0);
     }
-    events.check(|| format!("seed {seed}: setup"));
-    for done in 0..ops {
+    for step in 0..ops {
         let (c, ordered) = g.command();
-        let (rw, want) = exchange(&mut r, &c);
-        let (tg, got) = exchange(&mut t, &c);
-        history.push(format!("{}  ->  {}", show(&c), esc(&want)));
-        let recent = || history[history.len().saturating_sub(12)..].join("\n    ");
+        let ((rw, want), (tg, got)) = d.both(&c);
         let limited = c.iter().any(|a| a.eq_ignore_ascii_case("limit"));
         let same = if ordered {
             want == got
@@ -198,23 +169,17 @@ fn run_seed(redis: &Server, tether: &Server, seed: u64, ops: usize) {
         } else {
             items(&rw) == items(&tg)
         };
-        assert!(
-            same,
-            "\nSORT MISMATCH (seed {seed}, {}, op #{done}, ordered {ordered}; reproduce with DIFF_SEED={seed})\n  {}\n  redis:  {}\n  tether: {}\npreceding:\n    {}",
-            tether.label(),
-            show(&c),
-            esc(&want),
-            esc(&got),
-            recent()
-        );
+        if !same {
+            d.fail(&c, &format!("op #{step}, ordered {ordered}"), &want, &got);
+        }
         // Pattern lookups follow the source's order: a set's differs.
         // Under LIMIT, which elements reach GET depends on that order too.
         let src_ordered = ordered && !c[1].starts_with('s') && !c[1].starts_with('z');
         if !ordered && limited {
-            events.skip();
+            d.events.skip();
         } else {
-            events.check_order(src_ordered, || {
-                format!("seed {seed} op #{done}: {}", show(&c))
+            d.events.check_order(src_ordered, || {
+                format!("seed {seed} op #{step}: {}", show_args(&c))
             });
         }
         // What a STORE wrote (when its order is defined).
@@ -225,50 +190,21 @@ fn run_seed(redis: &Server, tether: &Server, seed: u64, ops: usize) {
             continue;
         };
         if ordered {
-            let get = vec!["LRANGE".into(), dest.clone(), "0".into(), "-1".into()];
-            let (_, w) = exchange(&mut r, &get);
-            let (_, t2) = exchange(&mut t, &get);
-            assert_eq!(
-                esc(&w),
-                esc(&t2),
-                "seed {seed} op #{done}: stored by {}",
-                show(&c)
+            d.exact(
+                &["LRANGE".into(), dest.clone(), "0".into(), "-1".into()],
+                step,
             );
-            events.check(|| format!("seed {seed} op #{done}: LRANGE"));
         }
         // Drop what was stored over a source or weight, and any list
         // whose order was not Redis's to define, so later steps agree.
         if !ordered || dest == "l2" || dest == "w_1" {
-            for conn in [&mut r, &mut t] {
-                conn.cmds(&["DEL", dest]);
-            }
-            events.skip();
+            d.both(&["DEL".into(), dest.clone()]);
+            d.events.skip();
         }
     }
-}
-
-fn env(name: &str) -> Option<u64> {
-    std::env::var(name).ok().and_then(|v| v.parse().ok())
 }
 
 #[test]
 fn sort_matches_stock_redis() {
-    let seeds: Vec<u64> = match env("DIFF_SEED") {
-        Some(s) => vec![s],
-        None => {
-            let base = fastrand::u64(..1_000_000_000);
-            (0..env("DIFF_SEEDS").unwrap_or(12))
-                .map(|i| base.wrapping_add(i))
-                .collect()
-        }
-    };
-    let ops = env("DIFF_OPS").unwrap_or(300) as usize;
-    let redis = Server::stock_redis();
-    for shards in [1, 3] {
-        let tether = Server::start(shards);
-        for &seed in &seeds {
-            eprintln!("diff_sort: seed {seed}, {}", tether.label());
-            run_seed(&redis, &tether, seed, ops);
-        }
-    }
+    common::run_diff("diff_sort", (12, 300), &[1, 3], run_seed);
 }

@@ -1124,51 +1124,15 @@ async fn exec_scratch(
     let mut scratch = super::keyspace::Keyspace::new(shard.databases);
     let mut before = Vec::with_capacity(pairs.len());
     for (d, k) in pairs {
-        let e = match tx
-            .op(
-                shard,
-                shard_of(&k, n),
-                Op::Take {
-                    db: d,
-                    key: k.clone(),
-                    remove: false,
-                },
-            )
-            .await
-        {
-            OpReply::Entry(e) => e,
-            _ => None,
-        };
-        if let Some(e) = &e {
-            scratch.dbs[d as usize].insert(&k, e.clone());
-        }
+        let e = copy_in(shard, tx, &mut scratch, d, &k).await;
         before.push((d, k, e));
     }
     if sort_patterns {
-        let keys = cmd::sort::pattern_keys(args, before[0].2.as_ref());
-        for k in keys {
-            if before.iter().any(|(d, b, _)| *d == db && *b == k) {
-                continue;
+        for k in cmd::sort::pattern_keys(args, before[0].2.as_ref()) {
+            if !before.iter().any(|(d, b, _)| *d == db && *b == k) {
+                let e = copy_in(shard, tx, &mut scratch, db, &k).await;
+                before.push((db, k, e));
             }
-            let e = match tx
-                .op(
-                    shard,
-                    shard_of(&k, n),
-                    Op::Take {
-                        db,
-                        key: k.clone(),
-                        remove: false,
-                    },
-                )
-                .await
-            {
-                OpReply::Entry(e) => e,
-                _ => None,
-            };
-            if let Some(e) = &e {
-                scratch.dbs[db as usize].insert(&k, e.clone());
-            }
-            before.push((db, k, e));
         }
     }
     let mut prop = Vec::new();
@@ -1232,6 +1196,30 @@ async fn exec_scratch(
         t.unlock(shard).await;
     }
     blocked
+}
+
+/// Copies `key` of db `d` from its owner shard into `scratch`, and
+/// returns the entry as it was, for `exec_scratch`'s write-back check.
+async fn copy_in(
+    shard: &Rc<Shard>,
+    tx: &Tx,
+    scratch: &mut super::keyspace::Keyspace,
+    d: u16,
+    key: &Bytes,
+) -> Option<super::keyspace::Entry> {
+    let op = Op::Take {
+        db: d,
+        key: key.clone(),
+        remove: false,
+    };
+    let e = match tx.op(shard, shard_of(key, shard.nshards()), op).await {
+        OpReply::Entry(e) => e,
+        _ => None,
+    };
+    if let Some(e) = &e {
+        scratch.dbs[d as usize].insert(key, e.clone());
+    }
+    e
 }
 
 /// SCAN over every shard. The cursor packs the shard in its low 10 bits and

@@ -1326,3 +1326,164 @@ impl EventCheck {
         );
     }
 }
+
+/// Differential tests' string commands: each argument quoted and escaped.
+pub fn show_args(c: &[String]) -> String {
+    c.iter()
+        .map(|a| format!("\"{}\"", esc(a.as_bytes())))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Sends one command and reads its reply, parsed and raw.
+pub fn exchange(conn: &mut RawConn, c: &[String]) -> (Resp, Vec<u8>) {
+    let args: Vec<&[u8]> = c.iter().map(|a| a.as_bytes()).collect();
+    conn.send_cmd(&args);
+    conn.read_raw()
+}
+
+/// An unsigned integer from the environment, if set and valid.
+pub fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
+/// A differential test's seeds and commands per seed: `DIFF_SEED` alone,
+/// else `DIFF_SEEDS` (default `seeds`) consecutive ones from a random
+/// base; `DIFF_OPS` (default `ops`).
+pub fn diff_seeds(seeds: u64, ops: u64) -> (Vec<u64>, usize) {
+    let list = match env_u64("DIFF_SEED") {
+        Some(s) => vec![s],
+        None => {
+            let base = fastrand::u64(..1_000_000_000);
+            (0..env_u64("DIFF_SEEDS").unwrap_or(seeds))
+                .map(|i| base.wrapping_add(i))
+                .collect()
+        }
+    };
+    (list, env_u64("DIFF_OPS").unwrap_or(ops) as usize)
+}
+
+/// Runs a differential test: `run(redis, tether, seed, ops)` for every
+/// seed of [`diff_seeds`], against one stock Redis and a tether of each
+/// shard count in `shards`.
+pub fn run_diff(
+    name: &str,
+    (seeds, ops): (u64, u64),
+    shards: &[usize],
+    mut run: impl FnMut(&Server, &Server, u64, usize),
+) {
+    let (seeds, ops) = diff_seeds(seeds, ops);
+    let redis = Server::stock_redis();
+    for &n in shards {
+        let tether = Server::start(n);
+        for &seed in &seeds {
+            eprintln!("{name}: seed {seed}, {}", tether.label());
+            run(&redis, &tether, seed, ops);
+        }
+    }
+}
+
+/// Asserts that each key reads the same on both servers at the end of a
+/// seed: GET, or LRANGE for the key named `list`.
+pub fn assert_same_values(r: &mut RawConn, t: &mut RawConn, keys: &[&str], context: &str) {
+    for k in keys {
+        let c: Vec<String> = match *k {
+            "list" => vec!["LRANGE".into(), k.to_string(), "0".into(), "-1".into()],
+            _ => vec!["GET".into(), k.to_string()],
+        };
+        let (_, want) = exchange(r, &c);
+        let (_, got) = exchange(t, &c);
+        assert_eq!(
+            esc(&want),
+            esc(&got),
+            "{context}: final value of {k} differs"
+        );
+    }
+}
+
+/// One seed of a differential test: a connection to stock Redis and one
+/// to tether, reset alike (FLUSHALL, then `setup`, then RESP3 on odd
+/// seeds), the keyspace events of both, and the history for failures.
+pub struct Diff {
+    pub r: RawConn,
+    pub t: RawConn,
+    pub events: EventCheck,
+    pub seed: u64,
+    label: String,
+    what: &'static str,
+    history: Vec<String>,
+}
+
+impl Diff {
+    pub fn start(
+        redis: &Server,
+        tether: &Server,
+        seed: u64,
+        what: &'static str,
+        setup: &[&[&str]],
+    ) -> Diff {
+        let (mut r, mut t) = (redis.raw(), tether.raw());
+        for conn in [&mut r, &mut t] {
+            assert!(!conn.cmds(&["FLUSHALL"]).is_error());
+            for c in setup {
+                let rep = conn.cmds(c);
+                assert!(!rep.is_error(), "setup {c:?}: {rep:?}");
+            }
+            if seed % 2 == 1 {
+                assert!(!conn.cmds(&["HELLO", "3"]).is_error());
+            }
+        }
+        Diff {
+            r,
+            t,
+            events: EventCheck::new(redis, tether, seed),
+            seed,
+            label: tether.label(),
+            what,
+            history: Vec::new(),
+        }
+    }
+
+    /// Sends `c` to both and returns (Redis's reply, tether's), recording
+    /// it in the history.
+    pub fn both(&mut self, c: &[String]) -> ((Resp, Vec<u8>), (Resp, Vec<u8>)) {
+        let want = exchange(&mut self.r, c);
+        let got = exchange(&mut self.t, c);
+        self.history
+            .push(format!("{}  ->  {}", show_args(c), esc(&want.1)));
+        (want, got)
+    }
+
+    /// Fails with both replies, what differed and the recent history.
+    pub fn fail(&self, c: &[String], what: &str, want: &[u8], got: &[u8]) -> ! {
+        let recent = self.history[self.history.len().saturating_sub(20)..].join("\n    ");
+        panic!(
+            "\n{} MISMATCH ({what}; seed {}, {}; reproduce with DIFF_SEED={})\n  {}\n  redis:  {}\n  tether: {}\npreceding:\n    {recent}",
+            self.what,
+            self.seed,
+            self.label,
+            self.seed,
+            show_args(c),
+            esc(want),
+            esc(got)
+        );
+    }
+
+    /// Sends `c` to both; the raw replies and the events must match.
+    pub fn exact(&mut self, c: &[String], step: usize) -> (Resp, Vec<u8>) {
+        let (want, got) = self.both(c);
+        if want.1 != got.1 {
+            self.fail(c, &format!("op #{step}"), &want.1, &got.1);
+        }
+        let seed = self.seed;
+        self.events
+            .check(|| format!("seed {seed} op #{step}: {}", show_args(c)));
+        want
+    }
+
+    /// The end of a seed: every key of `keys` reads the same.
+    pub fn finish(mut self, keys: &[&str]) {
+        let context = format!("seed {}, {}", self.seed, self.label);
+        assert_same_values(&mut self.r, &mut self.t, keys, &context);
+    }
+}
