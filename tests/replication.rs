@@ -10,7 +10,7 @@ mod common;
 
 use common::{
     Background, RawConn, Resp, Server, StockReplica, assert_same_dataset, dataset_diffs, esc,
-    info_int, info_section, info_value, read_reply, stock_tool, wait_for,
+    info_int, info_section, info_value, read_reply, stock_tool, wait_for, wait_until,
 };
 use std::io::{BufRead, Read, Write};
 use std::process::Command;
@@ -2007,4 +2007,56 @@ fn sort_store_reaches_the_replica() {
     assert_eq!(got, vec![i.to_string(), format!("n{w}")]);
     wait_in_sync(&master, &replica);
     assert_same_dataset(master.port, replica.port, &[0]);
+}
+
+/// Commands whose effect is not the command as written replicate as what
+/// they did, in Redis 7.0's words: GETDEL as DEL; LMPOP, BLMPOP, BLPOP,
+/// BZPOPMAX and ZMPOP as the [LR]POP / ZPOPMIN|MAX (with the count popped)
+/// on the key they popped, whether they ran at once or were served after
+/// blocking. Read off the replication stream as a replica sees it.
+#[test]
+fn pops_and_getdel_replicate_as_redis_words_them() {
+    let master = Server::start(2);
+    tune_master(&master);
+    let mut s = master.raw();
+    let (_, off) = eof_full_sync(&mut s);
+    // A diskless master streams once the replica has acknowledged the load.
+    let _ack = Acker::start(&s, off);
+    let mut c = master.raw();
+    let mut run = |cmd: &[&str], want: &[&str]| {
+        let r = c.cmds(cmd);
+        assert!(!r.is_error(), "{cmd:?}: {r:?}");
+        stream_until(&mut s, want);
+    };
+    run(&["SET", "gd", "v"], &["SET", "gd", "v"]);
+    run(&["GETDEL", "gd"], &["DEL", "gd"]);
+    run(
+        &["RPUSH", "l", "a", "b", "c"],
+        &["RPUSH", "l", "a", "b", "c"],
+    );
+    run(
+        &["LMPOP", "2", "nokey", "l", "LEFT", "COUNT", "5"],
+        &["LPOP", "l", "3"],
+    );
+    run(&["RPUSH", "l2", "x"], &["RPUSH", "l2", "x"]);
+    run(&["BLPOP", "nokey", "l2", "0"], &["LPOP", "l2"]);
+    run(
+        &["ZADD", "z", "1", "a", "2", "b", "3", "c"],
+        &["ZADD", "z", "1", "a", "2", "b", "3", "c"],
+    );
+    run(&["BZPOPMAX", "z", "0"], &["ZPOPMAX", "z"]);
+    run(
+        &["ZMPOP", "1", "z", "MIN", "COUNT", "10"],
+        &["ZPOPMIN", "z", "2"],
+    );
+    // Served after blocking.
+    let mut blocked = master.raw();
+    blocked.send_cmd(&[b"BLMPOP", b"0", b"1", b"bl", b"RIGHT", b"COUNT", b"2"]);
+    assert!(wait_until(Duration::from_secs(10), || {
+        info_int(&info_section(master.port, "clients"), "blocked_clients") == 1
+    }));
+    let mut c = master.raw();
+    assert!(!c.cmds(&["RPUSH", "bl", "1", "2", "3"]).is_error());
+    stream_until(&mut s, &["RPOP", "bl", "2"]);
+    assert_eq!(blocked.read().array()[0].as_str(), "bl");
 }

@@ -84,6 +84,8 @@ fn bits_for_write<'e>(
             value: Value::Str(s),
             ..
         }) => {
+            // Redis unshares the value first: it reads `raw` from now on.
+            s.mark_raw();
             let grew = s.grow_zeroed(len);
             Ok((s, created || grew))
         }
@@ -387,7 +389,9 @@ fn bitop(ex: &mut Exec, a: &[Bytes]) {
     if op == Op::Not {
         res.iter_mut().for_each(|b| *b = !*b);
     }
-    ex.set_key(dest, Value::Str(Str::from(res)));
+    let mut value = Str::from(res);
+    value.mark_raw();
+    ex.set_key(dest, Value::Str(value));
     ex.modified(dest);
     ex.notify(notify::STRING, "set", dest);
     ex.r.int(maxlen as i64)

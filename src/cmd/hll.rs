@@ -476,7 +476,9 @@ fn hll_or_new(ex: &mut Exec, key: &[u8]) -> Result<bool, &'static str> {
     if hll_at(ex, key)?.is_some() {
         return Ok(false);
     }
-    ex.insert_new(key, Value::Str(Str::from(new_hll())));
+    let mut s = Str::from(new_hll());
+    s.mark_raw();
+    ex.insert_new(key, Value::Str(s));
     Ok(true)
 }
 
@@ -489,6 +491,7 @@ fn edit<T>(ex: &mut Exec, key: &[u8], f: impl FnOnce(&mut Vec<u8>) -> T) -> T {
     let mut v = s.take_vec();
     let out = f(&mut v);
     *s = Str::from(v);
+    s.mark_raw();
     out
 }
 
@@ -561,7 +564,11 @@ fn pfcount(ex: &mut Exec, a: &[Bytes]) {
     let key = &a[1];
     let bytes = match ex.lookup_read(key).map(|e| &mut e.value) {
         None => return ex.r.int(0),
-        Some(Value::Str(s)) if is_hll(s) => s.as_mut_bytes(),
+        Some(Value::Str(s)) if is_hll(s) => {
+            // Redis unshares the value here even to read the cache.
+            s.mark_raw();
+            s.as_mut_bytes()
+        }
         Some(Value::Str(_)) => return ex.r.error(NOT_HLL),
         Some(_) => return ex.r.error(super::WRONGTYPE),
     };
@@ -639,7 +646,10 @@ fn pfmerge(ex: &mut Exec, a: &[Bytes]) {
 fn pfdebug(ex: &mut Exec, a: &[Bytes]) {
     let (sub, key) = (&a[1], &a[2]);
     let v = match hll_at(ex, key) {
-        Ok(Some(s)) => s.to_vec(),
+        Ok(Some(s)) => {
+            s.mark_raw();
+            s.to_vec()
+        }
         Ok(None) => return ex.r.error("ERR The specified key does not exist"),
         Err(e) => return ex.r.error(e),
     };

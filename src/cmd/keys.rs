@@ -10,7 +10,7 @@ use super::{
     CmdSpec, Exec, Kind, Multi, NOT_INT, SYNTAX, eq_ic, parse_db, parse_i64, unknown_subcommand,
 };
 use crate::shard::CountKind;
-use crate::shard::keyspace::Value;
+use crate::shard::keyspace::{Str, Value};
 
 const RF: &[&str] = &["readonly", "fast"];
 const WF: &[&str] = &["write", "fast"];
@@ -369,9 +369,13 @@ fn move_cmd(ex: &mut Exec, a: &[Bytes]) {
     ex.r.int(1)
 }
 
-/// The encoding Redis would report for a string of these bytes.
-pub fn str_encoding(s: &[u8]) -> &'static str {
-    if s.len() <= 20 && parse_i64(s).is_some() {
+/// The encoding Redis would report for a string: by its bytes, unless it
+/// was changed in place (`raw`) or made from a float (never `int`).
+pub fn str_encoding(s: &Str) -> &'static str {
+    let (raw, no_int) = s.encoding_flags();
+    if raw {
+        "raw"
+    } else if !no_int && s.len() <= 20 && parse_i64(s).is_some() {
         "int"
     } else if s.len() <= 44 {
         "embstr"

@@ -95,6 +95,14 @@ impl End {
         }
     }
 
+    /// The pop command a blocking or multi-key pop replicates as.
+    fn pop_cmd(self) -> Bytes {
+        Bytes::from_static(match self {
+            End::Left => b"LPOP",
+            End::Right => b"RPOP",
+        })
+    }
+
     fn push_event(self) -> &'static str {
         match self {
             End::Left => "lpush",
@@ -669,6 +677,9 @@ fn mpop_first(ex: &mut Exec, a: &[Bytes], m: &MPop) -> bool {
             ex.r.bulk(&v);
         }
         ex.elements_removed(notify::LIST, m.end.pop_event(), key);
+        // Replicated as the [LR]POP key count it was, as Redis 7.0 does.
+        let n = Bytes::from(n.to_string());
+        ex.propagate_as(vec![m.end.pop_cmd(), Bytes::copy_from_slice(key), n]);
         return true;
     }
     false
@@ -757,6 +768,8 @@ fn bpop_generic(ex: &mut Exec, a: &[Bytes], end: End) {
         ex.r.array(2);
         ex.r.bulk(key);
         ex.r.bulk(&v);
+        // Replicated as the [LR]POP it was, as Redis 7.0 does.
+        ex.propagate_as(vec![end.pop_cmd(), Bytes::copy_from_slice(key)]);
         return ex.elements_removed(notify::LIST, end.pop_event(), key);
     }
     ex.would_block = true;

@@ -456,11 +456,13 @@ fn append(ex: &mut Exec, a: &[Bytes]) {
             buf.extend_from_slice(&s);
             buf.extend_from_slice(add);
             total = buf.len();
+            let mut value = Str::from(buf.freeze());
+            value.mark_raw();
             let (db, _) = ex.db();
             db.insert(
                 key,
                 Entry {
-                    value: Value::Str(Str::from(buf.freeze())),
+                    value: Value::Str(value),
                     expire_at: ttl,
                 },
             );
@@ -538,11 +540,13 @@ fn setrange(ex: &mut Exec, a: &[Bytes]) {
     if cur.is_none() {
         ex.notify(notify::NEW, "new", &a[1]);
     }
+    let mut value = Str::from(buf.freeze());
+    value.mark_raw();
     let (db, _) = ex.db();
     db.insert(
         &a[1],
         Entry {
-            value: Value::Str(Str::from(buf.freeze())),
+            value: Value::Str(value),
             expire_at: cur.map_or(0, |c| c.1),
         },
     );
@@ -629,11 +633,13 @@ fn incrbyfloat(ex: &mut Exec, a: &[Bytes]) {
     if cur.is_none() {
         ex.notify(notify::NEW, "new", &a[1]);
     }
+    let mut value = Str::from(&s);
+    value.mark_no_int();
     let (db, _) = ex.db();
     db.insert(
         &a[1],
         Entry {
-            value: Value::Str(Str::from(&s)),
+            value: Value::Str(value),
             expire_at: ttl,
         },
     );

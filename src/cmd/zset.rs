@@ -811,6 +811,16 @@ fn pop_from(
             let event = if max { "zpopmax" } else { "zpopmin" };
             ex.elements_removed(notify::ZSET, event, key);
         }
+        // The multi-key and blocking forms replicate as the ZPOPMIN/MAX
+        // they were, as Redis 7.0 does: with a count for [B]ZMPOP.
+        if shape.emit_key {
+            let cmd: &'static [u8] = if max { b"ZPOPMAX" } else { b"ZPOPMIN" };
+            let mut v = vec![Bytes::from_static(cmd), Bytes::copy_from_slice(key)];
+            if shape.nested {
+                v.push(Bytes::from(n.to_string()));
+            }
+            ex.propagate_as(v);
+        }
         return Ok(true);
     }
     Ok(false)

@@ -370,6 +370,8 @@ pub fn rewrite(spec: &CmdSpec, ks: &mut Keyspace, db: u16, args: &[Bytes]) -> Op
         // As Redis 7.0: GETSET replicates as the SET it is, and SET's GET
         // option is dropped (what it read matters only to its client).
         "getset" => Some(vec![b("SET"), key.clone(), args.get(2)?.clone()]),
+        // GETDEL replicates as the DEL it was (it is dirty only if it deleted).
+        "getdel" => Some(gone()),
         "set" | "setex" | "psetex" => {
             let timed = name != "set" || has_opt(args, 3, &["ex", "px", "exat"]);
             if !timed {
@@ -447,25 +449,6 @@ pub fn rewrite(spec: &CmdSpec, ks: &mut Keyspace, db: u16, args: &[Bytes]) -> Op
                 }
                 _ => None,
             }
-        }
-        // Blocking pops replicate as the pops they performed.
-        "blpop" | "brpop" | "bzpopmin" | "bzpopmax" => {
-            let keys = &args[1..args.len() - 1];
-            let (cmd, end) = match name {
-                "blpop" => ("LMPOP", "LEFT"),
-                "brpop" => ("LMPOP", "RIGHT"),
-                "bzpopmin" => ("ZMPOP", "MIN"),
-                _ => ("ZMPOP", "MAX"),
-            };
-            let mut v = vec![b(cmd), num(keys.len() as u64)];
-            v.extend(keys.iter().cloned());
-            v.push(b(end));
-            Some(v)
-        }
-        "blmpop" | "bzmpop" => {
-            let mut v = vec![b(if name == "blmpop" { "LMPOP" } else { "ZMPOP" })];
-            v.extend(args[2..].iter().cloned());
-            Some(v)
         }
         "blmove" => {
             let mut v = vec![b("LMOVE")];

@@ -16,17 +16,58 @@ use bytes::Bytes;
 
 const INLINE: usize = 30;
 
+/// An inline value's length byte: the length in the low bits, and two
+/// flags OBJECT ENCODING reads (`Str::encoding_flags`). Redis keeps how a
+/// string was made: one changed in place (APPEND, SETRANGE, the bit
+/// commands, an HLL) is `raw` at any length, and INCRBYFLOAT's result is
+/// never `int`. Longer values are `raw` or `embstr` by length alone.
+const LEN_MASK: u8 = 0x3f;
+const RAW: u8 = 0x80;
+const NO_INT: u8 = 0x40;
+
 #[derive(Clone)]
 pub enum Str {
-    Inline { len: u8, buf: [u8; INLINE] },
+    Inline {
+        len: u8,
+        buf: [u8; INLINE],
+    },
     Heap(Vec<u8>),
+    /// A heap value changed in place (see `LEN_MASK`).
+    Raw(Vec<u8>),
 }
 
 impl Str {
     pub fn as_bytes(&self) -> &[u8] {
         match self {
-            Str::Inline { len, buf } => &buf[..*len as usize],
-            Str::Heap(v) => v,
+            Str::Inline { len, buf } => &buf[..(*len & LEN_MASK) as usize],
+            Str::Heap(v) | Str::Raw(v) => v,
+        }
+    }
+
+    /// Marks the value as changed in place: OBJECT ENCODING says `raw`.
+    pub fn mark_raw(&mut self) {
+        match self {
+            Str::Inline { len, .. } => *len |= RAW,
+            Str::Heap(v) => *self = Str::Raw(std::mem::take(v)),
+            Str::Raw(_) => {}
+        }
+    }
+
+    /// Marks the value as made from a float (INCRBYFLOAT): never `int`
+    /// (a heap value is too long to read as one anyway).
+    pub fn mark_no_int(&mut self) {
+        if let Str::Inline { len, .. } = self {
+            *len |= NO_INT;
+        }
+    }
+
+    /// (raw, no-int) as marked by [`Self::mark_raw`] and
+    /// [`Self::mark_no_int`].
+    pub fn encoding_flags(&self) -> (bool, bool) {
+        match self {
+            Str::Inline { len, .. } => (len & RAW != 0, len & NO_INT != 0),
+            Str::Heap(_) => (false, false),
+            Str::Raw(_) => (true, false),
         }
     }
 
@@ -57,8 +98,8 @@ impl Str {
     /// O(1) as in Redis.
     pub fn as_mut_bytes(&mut self) -> &mut [u8] {
         match self {
-            Str::Inline { len, buf } => &mut buf[..*len as usize],
-            Str::Heap(v) => v,
+            Str::Inline { len, buf } => &mut buf[..(*len & LEN_MASK) as usize],
+            Str::Heap(v) | Str::Raw(v) => v,
         }
     }
 
@@ -67,8 +108,8 @@ impl Str {
     /// changing encoding) and stores it back with `Str::from`.
     pub fn take_vec(&mut self) -> Vec<u8> {
         match std::mem::replace(self, Str::zeroed(0)) {
-            Str::Heap(v) => v,
-            Str::Inline { len, buf } => buf[..len as usize].to_vec(),
+            Str::Heap(v) | Str::Raw(v) => v,
+            Str::Inline { len, buf } => buf[..(len & LEN_MASK) as usize].to_vec(),
         }
     }
 
@@ -78,26 +119,30 @@ impl Str {
     pub fn grow_zeroed(&mut self, len: usize) -> bool {
         match self {
             Str::Inline { len: n, buf } if len <= INLINE => {
-                let old = *n as usize;
+                let old = (*n & LEN_MASK) as usize;
                 if len <= old {
                     return false;
                 }
                 buf[old..len].fill(0);
-                *n = len as u8;
+                *n = (*n & !LEN_MASK) | len as u8;
                 true
             }
             Str::Inline { len: n, buf } => {
                 let mut v = Vec::with_capacity(len);
-                v.extend_from_slice(&buf[..*n as usize]);
+                v.extend_from_slice(&buf[..(*n & LEN_MASK) as usize]);
                 v.resize(len, 0);
-                *self = Str::Heap(v);
+                *self = if *n & RAW != 0 {
+                    Str::Raw(v)
+                } else {
+                    Str::Heap(v)
+                };
                 true
             }
-            Str::Heap(v) if v.len() < len => {
+            Str::Heap(v) | Str::Raw(v) if v.len() < len => {
                 v.resize(len, 0);
                 true
             }
-            Str::Heap(_) => false,
+            Str::Heap(_) | Str::Raw(_) => false,
         }
     }
 }
@@ -237,6 +282,28 @@ mod tests {
         s.grow_zeroed(4);
         assert_eq!(s.as_bytes(), &[9, 0, 0, 0]);
         assert_eq!(Str::zeroed(3).as_bytes(), &[0, 0, 0]);
+        // The encoding flags live in the length byte and survive growth.
+        let mut s = Str::from(&b"12"[..]);
+        s.mark_raw();
+        s.mark_no_int();
+        assert_eq!(s.as_bytes(), b"12");
+        assert_eq!(s.encoding_flags(), (true, true));
+        s.grow_zeroed(5);
+        assert_eq!(s.as_bytes(), b"12\0\0\0");
+        assert_eq!(s.encoding_flags(), (true, true));
+        // Past the inline size the raw mark moves to the heap variant.
+        let mut big = s.clone();
+        big.grow_zeroed(40);
+        assert_eq!(big.encoding_flags(), (true, false));
+        let mut heap = Str::from(&[7u8; 35][..]);
+        assert_eq!(heap.encoding_flags(), (false, false));
+        heap.mark_raw();
+        assert_eq!(
+            (heap.encoding_flags(), heap.as_bytes()),
+            ((true, false), &[7u8; 35][..])
+        );
+        assert_eq!(s.clone().take_vec(), b"12\0\0\0");
+        assert_eq!(Str::from(&b"12"[..]).encoding_flags(), (false, false));
         assert_eq!(Str::zeroed(100).as_bytes(), &[0; 100][..]);
     }
 }

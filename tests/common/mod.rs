@@ -1384,20 +1384,24 @@ pub fn run_diff(
 }
 
 /// Asserts that each key reads the same on both servers at the end of a
-/// seed: GET, or LRANGE for the key named `list`.
+/// seed: GET (LRANGE for the key named `list`) and OBJECT ENCODING.
 pub fn assert_same_values(r: &mut RawConn, t: &mut RawConn, keys: &[&str], context: &str) {
     for k in keys {
-        let c: Vec<String> = match *k {
+        let read: Vec<String> = match *k {
             "list" => vec!["LRANGE".into(), k.to_string(), "0".into(), "-1".into()],
             _ => vec!["GET".into(), k.to_string()],
         };
-        let (_, want) = exchange(r, &c);
-        let (_, got) = exchange(t, &c);
-        assert_eq!(
-            esc(&want),
-            esc(&got),
-            "{context}: final value of {k} differs"
-        );
+        let encoding = vec!["OBJECT".into(), "ENCODING".into(), k.to_string()];
+        for c in [read, encoding] {
+            let (_, want) = exchange(r, &c);
+            let (_, got) = exchange(t, &c);
+            assert_eq!(
+                esc(&want),
+                esc(&got),
+                "{context}: {} differs",
+                show_args(&c)
+            );
+        }
     }
 }
 
