@@ -2010,7 +2010,8 @@ fn sort_store_reaches_the_replica() {
 }
 
 /// Commands whose effect is not the command as written replicate as what
-/// they did, in Redis 7.0's words: GETDEL as DEL; LMPOP, BLMPOP, BLPOP,
+/// they did, in Redis 7.0's words: GETDEL as DEL; a SET with any TTL
+/// option as SET key value PXAT ms; LMPOP, BLMPOP, BLPOP,
 /// BZPOPMAX and ZMPOP as the [LR]POP / ZPOPMIN|MAX (with the count popped)
 /// on the key they popped, whether they ran at once or were served after
 /// blocking. Read off the replication stream as a replica sees it.
@@ -2030,6 +2031,16 @@ fn pops_and_getdel_replicate_as_redis_words_them() {
     };
     run(&["SET", "gd", "v"], &["SET", "gd", "v"]);
     run(&["GETDEL", "gd"], &["DEL", "gd"]);
+    // Any SET with a TTL goes out as SET ... PXAT, a given PXAT too.
+    let at = (std::time::SystemTime::now() + Duration::from_secs(600))
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        .to_string();
+    run(
+        &["SET", "px", "v", "pxat", &at, "GET"],
+        &["SET", "px", "v", "PXAT", &at],
+    );
     run(
         &["RPUSH", "l", "a", "b", "c"],
         &["RPUSH", "l", "a", "b", "c"],

@@ -373,7 +373,7 @@ pub fn rewrite(spec: &CmdSpec, ks: &mut Keyspace, db: u16, args: &[Bytes]) -> Op
         // GETDEL replicates as the DEL it was (it is dirty only if it deleted).
         "getdel" => Some(gone()),
         "set" | "setex" | "psetex" => {
-            let timed = name != "set" || has_opt(args, 3, &["ex", "px", "exat"]);
+            let timed = name != "set" || has_opt(args, 3, &["ex", "px", "exat", "pxat"]);
             if !timed {
                 if name == "set" && has_opt(args, 3, &["get"]) {
                     let mut v = args[..3].to_vec();
