@@ -655,17 +655,17 @@ fn pfdebug(ex: &mut Exec, a: &[Bytes]) {
     };
     if eq_ic(sub, "getreg") || eq_ic(sub, "todense") {
         let sparse = v[4] == SPARSE;
+        let mut dense = v;
         if sparse {
-            if edit(ex, key, to_dense).is_err() {
+            if to_dense(&mut dense).is_err() {
                 return ex.r.error(INVALID);
             }
+            edit(ex, key, |s| s.clone_from(&dense));
             ex.dirty = true;
         }
         if eq_ic(sub, "todense") {
             return ex.r.int(sparse as i64);
         }
-        let mut dense = v;
-        to_dense(&mut dense).expect("converted above");
         ex.r.array(REGISTERS);
         for i in 0..REGISTERS {
             ex.r.int(dense_get(&dense[HDR..], i) as i64);

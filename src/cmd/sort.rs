@@ -372,13 +372,10 @@ fn sort_generic(ex: &mut Exec, a: &[Bytes], readonly: bool) {
     ex.r.int(outputlen as i64)
 }
 
-/// The keys a SORT's patterns name for the elements of `source` (the
-/// source's entry, if any): what its scratch copy must also hold.
-pub fn pattern_keys(a: &[Bytes], source: Option<&Entry>) -> Vec<Bytes> {
-    let Ok(o) = parse(a, false).or_else(|_| parse(a, true)) else {
-        return Vec::new();
-    };
-    let pats = o.patterns(a);
+/// The keys the patterns `pats` ([`Opts::patterns`]) name for the elements
+/// of `source` (the source's entry, if any), sorted and without
+/// duplicates: what a SORT's scratch copy must also hold.
+pub fn pattern_keys(pats: &[&[u8]], source: Option<&Entry>) -> Vec<Bytes> {
     let elems: Vec<&[u8]> = match source.map(|e| &e.value) {
         Some(Value::List(l)) => l.iter().map(|e| &e[..]).collect(),
         Some(Value::Set(s)) => s.iter().map(|e| &e[..]).collect(),
@@ -387,7 +384,7 @@ pub fn pattern_keys(a: &[Bytes], source: Option<&Entry>) -> Vec<Bytes> {
     };
     let mut keys = Vec::with_capacity(elems.len() * pats.len());
     for e in elems {
-        for p in &pats {
+        for p in pats {
             if let Some((k, _)) = pattern_key(p, e) {
                 keys.push(Bytes::from(k));
             }

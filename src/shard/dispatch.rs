@@ -1110,9 +1110,13 @@ async fn exec_scratch(
     // SORT (its STORE key is among `key_indices`): every shard when its
     // patterns name keys, which are known only once the source's
     // elements are.
-    let sort_patterns = matches!(spec.kind, Kind::Keyed(_, Some(Multi::Sort)))
-        && cmd::sort::parse(args, !spec.is_write()).is_ok_and(|o| !o.patterns(args).is_empty());
-    let mut shards: Vec<usize> = if sort_patterns {
+    let sort_patterns = match spec.kind {
+        Kind::Keyed(_, Some(Multi::Sort)) => cmd::sort::parse(args, !spec.is_write())
+            .map(|o| o.patterns(args))
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    let mut shards: Vec<usize> = if !sort_patterns.is_empty() {
         (0..n).collect()
     } else {
         pairs.iter().map(|(_, k)| shard_of(k, n)).collect()
@@ -1127,9 +1131,12 @@ async fn exec_scratch(
         let e = copy_in(shard, tx, &mut scratch, d, &k).await;
         before.push((d, k, e));
     }
-    if sort_patterns {
-        for k in cmd::sort::pattern_keys(args, before[0].2.as_ref()) {
-            if !before.iter().any(|(d, b, _)| *d == db && *b == k) {
+    if !sort_patterns.is_empty() {
+        // `pattern_keys` has no duplicates: only the source and STORE keys
+        // copied above may be named again.
+        let named = before.len();
+        for k in cmd::sort::pattern_keys(&sort_patterns, before[0].2.as_ref()) {
+            if !before[..named].iter().any(|(d, b, _)| *d == db && *b == k) {
                 let e = copy_in(shard, tx, &mut scratch, db, &k).await;
                 before.push((db, k, e));
             }
