@@ -11,6 +11,8 @@
 //! `DIFF_SEEDS` / `DIFF_OPS` change the number of seeds / commands per seed.
 mod common;
 
+use common::Gen;
+
 use common::Server;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -19,17 +21,7 @@ use rand::{RngExt, SeedableRng};
 /// the wrong type.
 const KEYS: &[&str] = &["b0", "b1", "b2", "b3", "{t}b1", "{t}b2", "list", "gone"];
 
-struct Gen {
-    rng: StdRng,
-}
-
 impl Gen {
-    fn pick<T: Copy>(&mut self, xs: &[T]) -> T {
-        xs[self.rng.random_range(0..xs.len())]
-    }
-    fn chance(&mut self, p: f64) -> bool {
-        self.rng.random_bool(p)
-    }
     fn key(&mut self) -> String {
         self.pick(KEYS).to_string()
     }

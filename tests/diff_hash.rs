@@ -9,6 +9,8 @@
 //! `DIFF_SEEDS` / `DIFF_OPS` change the number of seeds / commands per seed.
 mod common;
 
+use common::Gen;
+
 use std::collections::BTreeSet;
 
 use common::{RawConn, Resp, Server, esc, read_reply};
@@ -63,17 +65,7 @@ enum Cmp {
     Scan,
 }
 
-struct Gen {
-    rng: StdRng,
-}
-
 impl Gen {
-    fn pick<T: Copy>(&mut self, xs: &[T]) -> T {
-        xs[self.rng.random_range(0..xs.len())]
-    }
-    fn chance(&mut self, p: f64) -> bool {
-        self.rng.random_bool(p)
-    }
     fn field(&mut self) -> Vec<u8> {
         self.pick(FIELDS).to_vec()
     }

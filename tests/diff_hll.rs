@@ -12,6 +12,8 @@
 //! `DIFF_SEEDS` / `DIFF_OPS` change the number of seeds / commands per seed.
 mod common;
 
+use common::Gen;
+
 use common::Server;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -20,14 +22,7 @@ use rand::{RngExt, SeedableRng};
 /// the wrong type, `str` a string that is no HLL.
 const KEYS: &[&str] = &["h0", "h1", "h2", "{t}h1", "{t}h2", "list", "str", "gone"];
 
-struct Gen {
-    rng: StdRng,
-}
-
 impl Gen {
-    fn pick<T: Copy>(&mut self, xs: &[T]) -> T {
-        xs[self.rng.random_range(0..xs.len())]
-    }
     fn key(&mut self) -> String {
         self.pick(KEYS).to_string()
     }

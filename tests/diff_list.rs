@@ -13,6 +13,8 @@
 //! (default 700), `DIFF_TRACE=1` prints every command with Redis's reply.
 mod common;
 
+use common::Gen;
+
 use std::io::Write;
 use std::process::Command;
 
@@ -65,17 +67,7 @@ const DIRS: &[&str] = &["LEFT", "RIGHT", "left", "Right", "up"];
 
 type Cmd = Vec<Vec<u8>>;
 
-struct Gen {
-    rng: StdRng,
-}
-
 impl Gen {
-    fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
-        xs[self.rng.random_range(0..xs.len())]
-    }
-    fn chance(&mut self, p: f64) -> bool {
-        self.rng.random_bool(p)
-    }
     fn n(&mut self, lo: usize, hi: usize) -> usize {
         self.rng.random_range(lo..=hi)
     }

@@ -14,6 +14,8 @@
 //! `DIFF_SEEDS` / `DIFF_OPS` change the number of seeds / commands per seed.
 mod common;
 
+use common::Gen;
+
 use common::{Resp, Server, show_args};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -23,18 +25,7 @@ const ELEMS: &[&str] = &[
     "1", "2", "3", "10", "-4", "2.5", "007", "apple", "Banana", "cherry", "", "x y", "1e3", "inf",
 ];
 
-struct Gen {
-    rng: StdRng,
-}
-
 impl Gen {
-    fn pick<T: Copy>(&mut self, xs: &[T]) -> T {
-        xs[self.rng.random_range(0..xs.len())]
-    }
-    fn chance(&mut self, p: f64) -> bool {
-        self.rng.random_bool(p)
-    }
-
     /// Setup: sources, a distinct weight and a hash per element (a few
     /// missing), in the same order on both servers.
     fn setup(&mut self) -> Vec<Vec<String>> {

@@ -14,6 +14,8 @@
 //! and scores are dyadic so sums are exact.
 mod common;
 
+use common::Gen;
+
 use common::{RawConn, Resp, Server, esc, read_reply};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -37,17 +39,7 @@ const LEX: &[&str] = &[
 ];
 const INTS: &[&str] = &["0", "1", "-1", "2", "-2", "5", "100", "-100", "x", "1.5"];
 
-struct Gen {
-    rng: StdRng,
-}
-
 impl Gen {
-    fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
-        xs[self.rng.random_range(0..xs.len())]
-    }
-    fn chance(&mut self, p: f64) -> bool {
-        self.rng.random_bool(p)
-    }
     fn key(&mut self) -> &'static str {
         if self.chance(0.1) {
             self.pick(LEX_KEYS)

@@ -1491,3 +1491,23 @@ impl Diff {
         assert_same_values(&mut self.r, &mut self.t, keys, &context);
     }
 }
+
+/// The differential tests' seeded command generator. Each test adds its
+/// own command-building methods (`impl common::Gen` in the test crate).
+pub struct Gen {
+    pub rng: rand::rngs::StdRng,
+}
+
+impl Gen {
+    /// One of `xs`, uniformly.
+    pub fn pick<T: Copy>(&mut self, xs: &[T]) -> T {
+        use rand::RngExt;
+        xs[self.rng.random_range(0..xs.len())]
+    }
+
+    /// True with probability `p`.
+    pub fn chance(&mut self, p: f64) -> bool {
+        use rand::RngExt;
+        self.rng.random_bool(p)
+    }
+}
