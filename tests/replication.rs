@@ -2071,3 +2071,110 @@ fn pops_and_getdel_replicate_as_redis_words_them() {
     stream_until(&mut s, &["RPOP", "bl", "2"]);
     assert_eq!(blocked.read().array()[0].as_str(), "bl");
 }
+
+/// Scripts replicate as their effects, as in Redis 7.0: one write goes
+/// out alone, several as one MULTI/EXEC (across shards too), a read-only
+/// script sends nothing, and `redis.set_repl(redis.REPL_NONE)` drops the
+/// writes after it. A stock replica ends with the master's data, EVALSHA
+/// needing nothing loaded there.
+#[test]
+fn scripts_replicate_as_their_effects() {
+    let master = Server::start(2);
+    tune_master(&master);
+    let mut s = master.raw();
+    let (_, off) = eof_full_sync(&mut s);
+    let _ack = Acker::start(&s, off);
+    let keys = common::keys_over_shards("sc", 2, 1);
+    let (a, b) = (keys[0].as_str(), keys[1].as_str());
+    let mut c = master.raw();
+    let mut eval = |args: &[&str]| {
+        let mut full = vec!["EVAL"];
+        full.extend_from_slice(args);
+        let r = c.cmds(&full);
+        assert!(!r.is_error(), "{args:?}: {r:?}");
+    };
+    let args_of = |raw: &[u8]| -> Vec<Vec<String>> {
+        let mut rd = std::io::BufReader::new(raw);
+        let mut out = Vec::new();
+        while let Ok((cmd, _)) = read_reply(&mut rd) {
+            out.push(cmd.array().iter().map(|x| x.as_str()).collect());
+        }
+        out
+    };
+    eval(&["return redis.call('set', KEYS[1], 'one')", "1", a]);
+    let raw = stream_until(&mut s, &["SET", a, "one"]);
+    assert!(
+        !args_of(&raw)
+            .iter()
+            .any(|c| c[0].eq_ignore_ascii_case("multi")),
+        "a single write is not wrapped: {:?}",
+        args_of(&raw)
+    );
+    eval(&[
+        "redis.call('set', KEYS[1], 'x') redis.call('get', KEYS[2]) redis.call('incr', KEYS[2]) return 1",
+        "2",
+        a,
+        b,
+    ]);
+    let raw = stream_until(&mut s, &["EXEC"]);
+    let cmds: Vec<Vec<String>> = args_of(&raw)
+        .into_iter()
+        .filter(|c| !c[0].eq_ignore_ascii_case("ping") && !c[0].eq_ignore_ascii_case("select"))
+        .collect();
+    let want: Vec<Vec<String>> = [
+        vec!["MULTI"],
+        vec!["set", a, "x"],
+        vec!["incr", b],
+        vec!["EXEC"],
+    ]
+    .iter()
+    .map(|c| c.iter().map(|s| s.to_string()).collect())
+    .collect();
+    let lower = |v: &[Vec<String>]| -> Vec<Vec<String>> {
+        v.iter()
+            .map(|c| {
+                let mut c = c.clone();
+                c[0] = c[0].to_ascii_lowercase();
+                c
+            })
+            .collect()
+    };
+    assert_eq!(lower(&cmds), lower(&want));
+    // Reads send nothing; REPL_NONE drops what follows it.
+    eval(&["return redis.call('get', KEYS[1])", "1", a]);
+    eval(&[
+        "redis.set_repl(redis.REPL_NONE) redis.call('set', KEYS[1], 'hidden') redis.set_repl(redis.REPL_ALL) redis.call('set', KEYS[2], 'shown') return 1",
+        "2",
+        a,
+        b,
+    ]);
+    let raw = stream_until(&mut s, &["set", b, "shown"]);
+    assert!(
+        !args_of(&raw).iter().flatten().any(|x| x == "hidden"),
+        "REPL_NONE writes reached the stream: {:?}",
+        args_of(&raw)
+    );
+    drop(_ack);
+    drop(s);
+
+    // A stock replica gets the same data, EVALSHA included.
+    let replica = attach_replica(&master);
+    let mut c = master.raw();
+    let sha = c
+        .cmds(&[
+            "SCRIPT",
+            "LOAD",
+            "redis.call('rpush', KEYS[1], ARGV[1]) redis.call('hincrby', KEYS[2], 'n', 1) return 1",
+        ])
+        .as_str();
+    let (l, h) = (format!("{{{a}}}l"), format!("{{{b}}}h"));
+    for i in 0..20 {
+        let r = c.cmds(&["EVALSHA", &sha, "2", &l, &h, &i.to_string()]);
+        assert!(!r.is_error(), "{r:?}");
+    }
+    c.cmds(&["DEL", &l]);
+    let r = c.cmds(&["EVALSHA", &sha, "2", &l, &h, "last"]);
+    assert!(!r.is_error(), "{r:?}");
+    wait_in_sync(&master, &replica);
+    assert_same_dataset(master.port, replica.port, &[0]);
+}

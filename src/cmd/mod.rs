@@ -22,6 +22,7 @@ pub mod notify;
 pub mod pause;
 pub mod pubsub;
 pub mod repl;
+pub mod script;
 pub mod server;
 pub mod set;
 pub mod sort;
@@ -582,6 +583,7 @@ pub fn by_stat_slot() -> &'static [&'static CmdSpec] {
             &bitops::COMMANDS,
             &hll::COMMANDS,
             &sort::COMMANDS,
+            &script::eval::COMMANDS,
         ]
         .into_iter()
         .flatten()

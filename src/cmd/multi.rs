@@ -280,75 +280,83 @@ pub async fn exec(shard: &Rc<Shard>, client: &mut ClientState, out: &mut BytesMu
         let Lookup::Found(spec) = lookup(&args) else {
             unreachable!("queued commands passed lookup")
         };
-        let pops_one = eq_ic(&args[0], "blmove") || eq_ic(&args[0], "brpoplpush");
         super::note_cmd(client, spec, &args);
-        let blocked = match route(spec, &args, shard.id, n) {
-            Route::Conn => {
-                super::server::exec_conn(shard, client, spec, &args, out);
-                false
-            }
-            Route::Shard(s) if matches!(spec.kind, Kind::Keyed(..)) => {
-                match tx
-                    .op(
-                        shard,
-                        s,
-                        Op::Exec {
-                            spec,
-                            db: client.db,
-                            proto: client.proto,
-                            args: args.clone(),
-                            capture: true,
-                        },
-                    )
-                    .await
-                {
-                    OpReply::Exec {
-                        out: o,
-                        blocked,
-                        prop,
-                    } => {
-                        out.extend_from_slice(&o);
-                        tx.emit(shard, prop);
-                        blocked
-                    }
-                    other => unreachable!("exec op answered {other:?}"),
-                }
-            }
-            Route::Shard(_) => {
-                let mut prop = Vec::new();
-                let blocked = super::exec_local_into(
-                    shard,
-                    spec,
-                    client.db,
-                    client.proto,
-                    &args,
-                    out,
-                    &mut prop,
-                );
-                tx.emit(shard, prop);
-                blocked
-            }
-            Route::Multi => dispatch::exec_multi(shard, client, spec, &args, out, Some(&tx)).await,
-            Route::Global => {
-                Box::pin(super::server::exec_global(
-                    shard,
-                    client,
-                    spec,
-                    &args,
-                    out,
-                    Some(&tx),
-                    None,
-                ))
-                .await;
-                false
-            }
-        };
-        if blocked {
-            // Inside MULTI a blocking pop that finds nothing answers at once.
-            let mut r = Reply::new(out, client.proto);
-            if pops_one { r.null() } else { r.null_array() }
-        }
+        run_held(shard, client, &tx, spec, &args, out).await;
     }
     unwatch_all(shard, Some(&tx), client.id, watching).await;
     tx.unlock(shard).await;
+}
+
+/// Runs one command of a transaction (EXEC's queue, a script's
+/// `redis.call`) under `tx`, which holds every shard it needs, appending
+/// its reply to `out`. A blocking command that finds nothing answers at
+/// once with its timeout reply, as Redis does inside MULTI and scripts.
+pub async fn run_held(
+    shard: &Rc<Shard>,
+    client: &mut ClientState,
+    tx: &Tx,
+    spec: &'static CmdSpec,
+    args: &[Bytes],
+    out: &mut BytesMut,
+) {
+    let n = shard.nshards();
+    let pops_one = eq_ic(&args[0], "blmove") || eq_ic(&args[0], "brpoplpush");
+    let blocked = match route(spec, args, shard.id, n) {
+        Route::Conn => {
+            super::server::exec_conn(shard, client, spec, args, out);
+            false
+        }
+        Route::Shard(s) if matches!(spec.kind, Kind::Keyed(..)) => {
+            match tx
+                .op(
+                    shard,
+                    s,
+                    Op::Exec {
+                        spec,
+                        db: client.db,
+                        proto: client.proto,
+                        args: args.to_vec(),
+                        capture: true,
+                    },
+                )
+                .await
+            {
+                OpReply::Exec {
+                    out: o,
+                    blocked,
+                    prop,
+                } => {
+                    out.extend_from_slice(&o);
+                    tx.emit(shard, prop);
+                    blocked
+                }
+                other => unreachable!("exec op answered {other:?}"),
+            }
+        }
+        Route::Shard(_) => {
+            let mut prop = Vec::new();
+            let blocked =
+                super::exec_local_into(shard, spec, client.db, client.proto, args, out, &mut prop);
+            tx.emit(shard, prop);
+            blocked
+        }
+        Route::Multi => dispatch::exec_multi(shard, client, spec, args, out, Some(tx)).await,
+        Route::Global => {
+            Box::pin(super::server::exec_global(
+                shard,
+                client,
+                spec,
+                args,
+                out,
+                Some(tx),
+                None,
+            ))
+            .await;
+            false
+        }
+    };
+    if blocked {
+        let mut r = Reply::new(out, client.proto);
+        if pops_one { r.null() } else { r.null_array() }
+    }
 }

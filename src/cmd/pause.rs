@@ -128,8 +128,8 @@ impl Pause {
 
 /// Commands that are not writes but go into the stream, which a `WRITE`
 /// pause holds too (Redis's `may_replicate`).
-fn may_replicate(spec: &CmdSpec) -> bool {
-    matches!(spec.name, "publish" | "spublish")
+pub(crate) fn may_replicate(spec: &CmdSpec) -> bool {
+    matches!(spec.name, "publish" | "spublish" | "eval" | "evalsha")
 }
 
 /// Whether a pause in `mode` holds `spec` from a client whose MULTI queue

@@ -507,6 +507,10 @@ async fn global(
             r.simple("RESET")
         }
         "exec" => Box::pin(super::multi::exec(shard, client, r.out)).await,
+        "eval" | "evalsha" | "eval_ro" | "evalsha_ro" => {
+            Box::pin(super::script::eval::eval(shard, client, spec, a, r.out, tx)).await
+        }
+        "script" => super::script::eval::script_cmd(shard, a, &mut r),
         "wait" => {
             if super::repl::wait(shard, &mut r, a, tx.is_some(), closed).await {
                 client.close_after_reply = true;
@@ -1310,9 +1314,11 @@ async fn info(shard: &Rc<Shard>, tx: Option<&Tx>, a: &[Bytes]) -> String {
         let rss = rss_bytes();
         let backlog = shared.repl.backlog_bytes();
         let replica_out: u64 = infos.iter().map(|i| i.replica_output).sum();
+        let lua = shared.scripts.lua_memory();
+        let scripts = shared.scripts.body_bytes();
         let _ = write!(
             s,
-            "# Memory\r\nused_memory:{rss}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nmaxmemory:{}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:{}\r\nmem_replication_backlog:{backlog}\r\nmem_total_replication_buffers:{}\r\nmem_clients_slaves:{replica_out}\r\nmem_allocator:libc\r\nactive_defrag_running:0\r\nlazyfree_pending_objects:0\r\nlazyfreed_objects:0\r\n\r\n",
+            "# Memory\r\nused_memory:{rss}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nmaxmemory:{}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:{}\r\nmem_replication_backlog:{backlog}\r\nmem_total_replication_buffers:{}\r\nmem_clients_slaves:{replica_out}\r\nused_memory_lua:{lua}\r\nused_memory_vm_eval:{lua}\r\nused_memory_lua_human:{}\r\nused_memory_scripts_eval:{scripts}\r\nnumber_of_cached_scripts:{}\r\nmem_allocator:libc\r\nactive_defrag_running:0\r\nlazyfree_pending_objects:0\r\nlazyfreed_objects:0\r\n\r\n",
             human(rss),
             human(rss),
             cfg.maxmemory(),
@@ -1320,6 +1326,8 @@ async fn info(shard: &Rc<Shard>, tx: Option<&Tx>, a: &[Bytes]) -> String {
             cfg.get_str("maxmemory-policy")
                 .unwrap_or_else(|| "noeviction".into()),
             backlog + replica_out,
+            human(lua),
+            shared.scripts.len(),
         );
     }
     if show("persistence") {

@@ -273,6 +273,9 @@ pub struct Tx {
     /// emits it as one MULTI ... EXEC before unlocking.
     pub collect: bool,
     pub prop: std::cell::RefCell<Vec<crate::repl::master::PEntry>>,
+    /// Set while a script's `redis.set_repl(redis.REPL_NONE)` is in
+    /// force: what its commands would replicate is dropped.
+    pub mute: std::cell::Cell<bool>,
 }
 
 impl Tx {
@@ -285,6 +288,7 @@ impl Tx {
             remote: Vec::new(),
             collect: false,
             prop: Default::default(),
+            mute: Default::default(),
         };
         for &s in shards {
             if s == shard.id {
@@ -347,6 +351,9 @@ impl Tx {
     /// the EXEC that owns it, else emitted now (several become one MULTI
     /// block, so a command split over shards stays atomic on replicas).
     pub fn emit(&self, shard: &Shard, entries: Vec<crate::repl::master::PEntry>) {
+        if self.mute.get() {
+            return;
+        }
         if self.collect {
             self.prop.borrow_mut().extend(entries);
         } else {

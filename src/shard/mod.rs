@@ -106,6 +106,8 @@ pub struct Shared {
     /// every shard's driver blocks its thread until then (see
     /// [`Shared::debug_sleep`]).
     pub sleep_until: AtomicU64,
+    /// Lua scripts by SHA1 and the running script's state (`cmd::script`).
+    pub scripts: crate::cmd::script::eval::Cache,
 }
 
 impl Shared {
@@ -130,6 +132,7 @@ impl Shared {
             pause: Default::default(),
             active_expire: AtomicBool::new(true),
             sleep_until: AtomicU64::new(0),
+            scripts: Default::default(),
         }
     }
 
