@@ -730,3 +730,36 @@ fn auth_without_passwords_matches_redis() {
         ],
     );
 }
+
+/// CLIENT REPLY OFF silences commands on keys another shard owns too,
+/// when they arrive in reads of their own (the driver once sent such a
+/// lone remote read to its owner on the fast path, which does not drop
+/// replies, so every one of them was answered).
+#[test]
+fn client_reply_off_silences_remote_keys_read_alone() {
+    let tether = Server::start(2);
+    let keys = common::keys_over_shards("silent", 2, 4);
+    for _ in 0..20 {
+        let mut c = tether.raw();
+        c.send_cmd(&[b"CLIENT", b"REPLY", b"OFF"]);
+        for k in &keys {
+            std::thread::sleep(Duration::from_millis(2));
+            c.send_cmd(&[b"GET", k.as_bytes()]);
+        }
+        std::thread::sleep(Duration::from_millis(2));
+        c.send_cmd(&[b"CLIENT", b"REPLY", b"ON"]);
+        c.send_cmd(&[b"PING", b"end"]);
+        c.stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !got.ends_with(b"$3\r\nend\r\n") {
+            match c.reader.read(&mut buf) {
+                Ok(0) | Err(_) => panic!("session ended early: {}", esc(&got)),
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        assert_eq!(esc(&got), esc(b"+OK\r\n$3\r\nend\r\n"));
+    }
+}

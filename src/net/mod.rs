@@ -1264,8 +1264,10 @@ fn one_remote_group(
     cmds: Vec<Vec<Bytes>>,
 ) -> Result<Split, Vec<Vec<Bytes>>> {
     let n = shard.nshards();
+    // CLIENT REPLY OFF / SKIP: only the slow path drops silenced replies.
     if client.multi.is_some()
         || client.close_after_reply
+        || client.reply_mode != cmd::ReplyMode::On
         || !client.channels.is_empty()
         || !client.patterns.is_empty()
         || !shard.gate_open()
