@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # perf/extra_bench.sh — commands redis-benchmark's default suite leaves out
-# (bitmaps, HyperLogLog, SORT), tether against stock redis-server.
+# (bitmaps, HyperLogLog, SORT, Lua scripts), tether against stock
+# redis-server.
 #
 # Both servers pinned to core 0 (tether --shards 1), redis-benchmark on core 1,
 # -c 50, 100 000 keys (`bm:NNNNNNNNNNNN`, redis-benchmark's __rand_int__: it
 # cannot randomise an offset, whose leading zeros Redis refuses), alternating
 # redis / tether for every command, REPEATS times. Both get the same preload:
-# `sortme`, a list of 100 numbers, and `hll{t}` / `hll2{t}`, two dense
-# HyperLogLogs. Prints the median rps and ops per server CPU-second of each,
+# `sortme`, a list of 100 numbers, `hll{t}` / `hll2{t}`, two dense
+# HyperLogLogs, and the EVALSHA's script. Prints the median rps and ops per server CPU-second of each,
 # and tether/redis, and writes the table to perf/results/extra-<date>.txt.
 # Asserts nothing.
 #
@@ -29,6 +30,8 @@ CMDS=(
     "PFCOUNT hll{t}"
     "PFCOUNT hll{t} hll2{t}"
     "SORT sortme LIMIT 0 10"
+    "EVAL return(redis.call('incr',KEYS[1])) 1 ev:__rand_int__"
+    "EVALSHA a79a73d4efb6d4d8861290b54f6770d6422c2144 1 ev:__rand_int__"
 )
 TCK=$(getconf CLK_TCK)
 cpu() { awk '{print $14+$15}' "/proc/$1/stat"; }
@@ -45,6 +48,7 @@ done
 for p in "$RP" "$TP"; do
     # shellcheck disable=SC2046
     redis-cli -p "$p" rpush sortme $(seq 100 -1 1) >/dev/null
+    redis-cli -p "$p" script load "return(redis.call('incr',KEYS[1]))" >/dev/null
     for k in 'hll{t}' 'hll2{t}'; do
         # shellcheck disable=SC2046
         redis-cli -p "$p" pfadd "$k" $(seq -f "$k-%g" 1 20000) >/dev/null

@@ -128,33 +128,43 @@ fn run_seed(redis: &Server, tether: &Server, seed: u64, ops: usize) {
     let mut g = Gen {
         rng: StdRng::seed_from_u64(seed),
     };
-    let keys = common::keys_over_shards("ds", 3, 1);
+    // Declared keys on three shards (every run locks every shard), or
+    // sharing a hash tag (runs go to that shard alone once learned).
+    let spread = common::keys_over_shards("ds", 3, 1);
+    let together: Vec<String> = ["{t}a", "{t}b", "{t}c"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     let mut d = common::Diff::start(redis, tether, seed, "script", &[&["SCRIPT", "FLUSH"]]);
     d.events.skip();
     for step in 0..ops {
         let body = g.script();
-        let argv = g.value().trim_matches('\'').to_string();
-        let mut c: Vec<String> = Vec::new();
-        match g.rng.random_range(0..10) {
-            0 => {
-                // EVALSHA of a loaded script.
-                let (r, _) = d.both(&["SCRIPT".into(), "LOAD".into(), body.clone()]).0;
-                c.extend(["EVALSHA".into(), r.as_str()]);
+        let keys = if g.chance(0.5) { &together } else { &spread };
+        let sha = d
+            .both(&["SCRIPT".into(), "LOAD".into(), body.clone()])
+            .0
+            .0
+            .as_str();
+        // The same script several times: later runs take the learned path.
+        for _ in 0..g.rng.random_range(1..4) {
+            let argv = g.value().trim_matches('\'').to_string();
+            let mut c: Vec<String> = match g.rng.random_range(0..10) {
+                0 | 1 => vec!["EVALSHA".into(), sha.clone()],
+                2 => vec!["EVAL_RO".into(), body.clone()],
+                _ => vec!["EVAL".into(), body.clone()],
+            };
+            c.push("3".into());
+            c.extend(keys.iter().cloned());
+            c.push(argv);
+            let ((_, want), (_, got)) = d.both(&c);
+            let want = normalise(&want, &got);
+            if want != got {
+                d.fail(&c, &format!("op #{step}"), &want, &got);
             }
-            1 => c.extend(["EVAL_RO".into(), body]),
-            _ => c.extend(["EVAL".into(), body]),
+            d.events.skip();
         }
-        c.push("3".into());
-        c.extend(keys.iter().cloned());
-        c.push(argv);
-        let ((_, want), (_, got)) = d.both(&c);
-        let want = normalise(&want, &got);
-        if want != got {
-            d.fail(&c, &format!("op #{step}"), &want, &got);
-        }
-        d.events.skip();
     }
-    let mut all: Vec<&str> = keys.iter().map(|k| k.as_str()).collect();
+    let mut all: Vec<&str> = spread.iter().chain(&together).map(|k| k.as_str()).collect();
     all.push(UNDECLARED);
     for k in &all {
         let (t, _) = d.both(&["TYPE".into(), k.to_string()]).0;

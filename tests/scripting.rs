@@ -490,3 +490,134 @@ fn script_kill_stops_a_read_only_loop() {
     assert!(r.as_str().starts_with("NOTBUSY"), "{r:?}");
     assert_eq!(c.cmds(&["PING"]).as_str(), "PONG");
 }
+
+/// Scripts whose declared keys share a shard run there alone once their
+/// runs have shown they touch nothing else. Such runs stay atomic; one
+/// that then reaches for another shard before writing is run again under
+/// every lock (same answer as Redis), and one that reaches after writing
+/// fails that call, once: the script locks every shard from then on.
+#[test]
+fn one_shard_scripts_run_alone_and_fall_back() {
+    let tether = Server::start(3);
+    let mut c = tether.raw();
+    // Keys co-located by a hash tag, and one on another shard.
+    let (a, b) = ("{acct}a", "{acct}b");
+    let far = common::keys_over_shards("far", 3, 1)
+        .into_iter()
+        .find(|k| common::shard_of(k, 3) != common::shard_of(a, 3))
+        .expect("a key on another shard");
+    assert!(
+        !c.cmds(&["MSET", a, "500", b, "500", &far, "farvalue"])
+            .is_error()
+    );
+
+    let transfer = "redis.call('decrby', KEYS[1], ARGV[1])
+        for i = 1, 20 do redis.call('ping') end
+        redis.call('incrby', KEYS[2], ARGV[1])
+        return 1";
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let stop = stop.clone();
+        let port = tether.port;
+        thread::spawn(move || {
+            let mut r = RawConn::connect(port);
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let v = r.cmds(&["MGET", a, b]);
+                let sum: i64 = v
+                    .array()
+                    .iter()
+                    .map(|x| x.as_str().parse::<i64>().unwrap())
+                    .sum();
+                assert_eq!(sum, 1000, "a reader saw a transfer half done");
+                let v = r.cmds(&[
+                    "EVAL",
+                    "return redis.call('get', KEYS[1]) + redis.call('get', KEYS[2])",
+                    "2",
+                    a,
+                    b,
+                ]);
+                assert_eq!(v.as_int(), Some(1000), "{v:?}");
+                n += 1;
+            }
+            n
+        })
+    };
+    let writers: Vec<_> = (0..2)
+        .map(|w| {
+            let port = tether.port;
+            thread::spawn(move || {
+                let mut c = RawConn::connect(port);
+                for i in 0..400 {
+                    let (from, to) = if (i + w) % 2 == 0 { (a, b) } else { (b, a) };
+                    let r = c.cmds(&["EVAL", transfer, "2", from, to, "3"]);
+                    assert_eq!(r.as_int(), Some(1), "{r:?}");
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().expect("writer");
+    }
+    stop.store(true, Ordering::Relaxed);
+    assert!(reader.join().expect("reader") > 0);
+
+    // Reaching further before writing: answered as Redis answers.
+    let reach = "if ARGV[1] == 'far' then return redis.call('get', ARGV[2]) end
+        return redis.call('incr', KEYS[1])";
+    for i in 1..=3 {
+        assert_eq!(
+            c.cmds(&["EVAL", reach, "1", "{acct}n", "near", "x"])
+                .as_int(),
+            Some(i)
+        );
+    }
+    let r = c.cmds(&["EVAL", reach, "1", "{acct}n", "far", &far]);
+    assert_eq!(r.as_str(), "farvalue", "{r:?}");
+    assert_eq!(
+        c.cmds(&["EVAL", reach, "1", "{acct}n", "near", "x"])
+            .as_int(),
+        Some(4)
+    );
+
+    // Reaching further after a write: the run's writes are undone and it
+    // runs again under every lock; same answer.
+    let late = "redis.call('incr', KEYS[1])
+        if ARGV[1] == 'far' then return redis.call('get', ARGV[2]) end
+        return redis.call('get', KEYS[1])";
+    for _ in 0..3 {
+        assert!(
+            !c.cmds(&["EVAL", late, "1", "{acct}m", "near", "x"])
+                .is_error()
+        );
+    }
+    let r = c.cmds(&["EVAL", late, "1", "{acct}m", "far", &far]);
+    assert_eq!(r.as_str(), "farvalue", "{r:?}");
+    assert_eq!(c.cmds(&["GET", "{acct}m"]).as_str(), "4");
+
+    // Unless a write was too big to log (a list past 512 elements): then
+    // that call fails, once, and the script holds every shard from then
+    // on. (Stock Redis, one thread, answers it at once.)
+    let big: Vec<String> = (0..600).map(|i| i.to_string()).collect();
+    let mut push = vec!["RPUSH", "{acct}list"];
+    push.extend(big.iter().map(|s| s.as_str()));
+    assert!(!c.cmds(&push).is_error());
+    let grow = "redis.call('rpush', KEYS[1], 'x')
+        if ARGV[1] == 'far' then return redis.call('get', ARGV[2]) end
+        return redis.call('llen', KEYS[1])";
+    for _ in 0..3 {
+        assert!(
+            !c.cmds(&["EVAL", grow, "1", "{acct}list", "near", "x"])
+                .is_error()
+        );
+    }
+    if !common::target_is_redis() {
+        let r = c.cmds(&["EVAL", grow, "1", "{acct}list", "far", &far]);
+        assert!(
+            r.is_error() && r.as_str().contains("did not declare"),
+            "{r:?}"
+        );
+    }
+    let r = c.cmds(&["EVAL", grow, "1", "{acct}list", "far", &far]);
+    assert_eq!(r.as_str(), "farvalue", "{r:?}");
+}

@@ -306,7 +306,7 @@ pub fn flush_expired(shard: &Shard, ks: &mut Keyspace) {
 /// write, and PFCOUNT, a read whose cardinality cache is part of the
 /// stored value (Redis replicates it so replicas hold the same bytes).
 #[inline]
-fn replicates(spec: &CmdSpec) -> bool {
+pub(crate) fn replicates(spec: &CmdSpec) -> bool {
     spec.is_write() || spec.name == "pfcount"
 }
 

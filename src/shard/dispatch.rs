@@ -705,6 +705,11 @@ fn apply_op_inner(shard: &Shard, op: Op) -> OpReply {
                 caller,
             ))
         }
+        Op::Script(job) => {
+            drop(ks);
+            super::Stats::add(&shard.stats.commands_processed, 1);
+            OpReply::Script(crate::cmd::script::eval::run_fast(shard, *job))
+        }
         Op::Exec {
             spec,
             db,

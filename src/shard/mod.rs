@@ -132,7 +132,7 @@ impl Shared {
             pause: Default::default(),
             active_expire: AtomicBool::new(true),
             sleep_until: AtomicU64::new(0),
-            scripts: Default::default(),
+            scripts: crate::cmd::script::eval::Cache::new(nshards),
         }
     }
 
@@ -390,6 +390,9 @@ pub enum Op {
     ResetStats,
     /// CONFIG SET happened: reload cached config values now.
     RefreshConfig,
+    /// Run a Lua script here, its keys' shard, with no other shard held
+    /// (`cmd::script::eval::run_fast`).
+    Script(Box<crate::cmd::script::eval::FastScript>),
     /// Run one command here (inside EXEC, under the transaction lock).
     Exec {
         spec: &'static crate::cmd::CmdSpec,
@@ -542,6 +545,8 @@ pub enum OpReply {
         done: bool,
     },
     Bytes(Vec<u8>),
+    /// A fast script's reply; `None`: run it again under every lock.
+    Script(Option<Bytes>),
 }
 
 /// Messages between shards (through their inboxes, `mesh`). Requests carry

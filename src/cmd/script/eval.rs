@@ -18,17 +18,18 @@
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::RwLock;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 
 use bytes::{Bytes, BytesMut};
 use mlua::thread::ThreadStatus;
 use mlua::{HookTriggers, MultiValue, Value, VmState};
 
 use super::vm::{self, MARK, Vm};
-use crate::cmd::{ClientState, CmdSpec, Kind, NOT_INT, eq_ic, parse_i64};
+use crate::cmd::{ClientState, CmdSpec, Kind, NOT_INT, Route, eq_ic, parse_i64};
 use crate::resp::{Proto, Reply};
 use crate::shard::Shard;
 use crate::shard::dispatch::Tx;
+use crate::shard::keyspace::Entry;
 
 /// Shebang flags (`#!lua flags=...`), as Redis's `SCRIPT_FLAG_*`.
 pub const NO_WRITES: u32 = 1 << 0;
@@ -64,8 +65,8 @@ pub static COMMANDS: [CmdSpec; 5] = [
             "noscript",
             "stale",
             "skip_monitor",
-            "may_replicate",
-            "no_mandatory_keys"
+            "no_mandatory_keys",
+            "movablekeys"
         ]
     ),
     eval_row!(
@@ -74,28 +75,30 @@ pub static COMMANDS: [CmdSpec; 5] = [
             "noscript",
             "stale",
             "skip_monitor",
-            "may_replicate",
-            "no_mandatory_keys"
+            "no_mandatory_keys",
+            "movablekeys"
         ]
     ),
     eval_row!(
         "eval_ro",
         &[
+            "readonly",
             "noscript",
             "stale",
             "skip_monitor",
             "no_mandatory_keys",
-            "readonly"
+            "movablekeys"
         ]
     ),
     eval_row!(
         "evalsha_ro",
         &[
+            "readonly",
             "noscript",
             "stale",
             "skip_monitor",
             "no_mandatory_keys",
-            "readonly"
+            "movablekeys"
         ]
     ),
     CmdSpec {
@@ -111,37 +114,72 @@ pub static COMMANDS: [CmdSpec; 5] = [
     },
 ];
 
+/// What runs of a script have shown about the keys it touches, deciding
+/// how its next run is locked (see [`eval`]).
+pub const MODE_UNKNOWN: u8 = 0;
+/// Every run so far touched only its declared keys, all on one shard.
+pub const MODE_LOCAL: u8 = 1;
+/// Some run touched another key, or a command spanning shards.
+pub const MODE_GLOBAL: u8 = 2;
+
 /// A cached script.
 pub struct Script {
     pub body: Bytes,
     pub flags: u32,
+    pub mode: AtomicU8,
 }
 
-/// The server-wide script cache and the state of the running script.
+/// The state of the script a shard is running (one at most: a script
+/// runs to its end without the shard serving anything else).
 #[derive(Default)]
+struct Running {
+    /// When it started (ms since the epoch), 0 if none.
+    since: AtomicU64,
+    /// It has written: SCRIPT KILL may not stop it.
+    dirty: AtomicBool,
+    /// SCRIPT KILL asked it to stop.
+    kill: AtomicBool,
+    /// Memory of this shard's Lua state (INFO).
+    lua_memory: AtomicU64,
+}
+
+/// The server-wide script cache and each shard's running script.
 pub struct Cache {
     scripts: RwLock<HashMap<[u8; 40], Script>>,
     /// Moved on by SCRIPT FLUSH: each shard then builds a fresh Lua state.
     generation: AtomicU64,
-    /// When the running script started (ms since the epoch), 0 if none.
-    running_since: AtomicU64,
-    /// The running script has written: SCRIPT KILL may not stop it.
-    dirty: AtomicBool,
-    /// SCRIPT KILL asked the running script to stop.
-    kill: AtomicBool,
-    /// Memory of every shard's Lua state, by shard (INFO).
-    lua_memory: RwLock<Vec<u64>>,
+    running: Box<[Running]>,
     /// Bytes of the cached bodies (INFO's `used_memory_scripts_eval`).
     body_bytes: AtomicU64,
 }
 
 impl Cache {
-    fn get(&self, sha: &[u8; 40]) -> Option<(Bytes, u32)> {
+    pub fn new(nshards: usize) -> Cache {
+        Cache {
+            scripts: Default::default(),
+            generation: AtomicU64::new(0),
+            running: (0..nshards.max(1)).map(|_| Running::default()).collect(),
+            body_bytes: AtomicU64::new(0),
+        }
+    }
+
+    fn get(&self, sha: &[u8; 40]) -> Option<(Bytes, u32, u8)> {
         self.scripts
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(sha)
-            .map(|s| (s.body.clone(), s.flags))
+            .map(|s| (s.body.clone(), s.flags, s.mode.load(Ordering::Relaxed)))
+    }
+
+    fn set_mode(&self, sha: &[u8; 40], mode: u8) {
+        if let Some(s) = self
+            .scripts
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(sha)
+        {
+            s.mode.store(mode, Ordering::Relaxed);
+        }
     }
 
     fn insert(&self, sha: [u8; 40], body: Bytes, flags: u32) {
@@ -149,7 +187,11 @@ impl Cache {
         if let std::collections::hash_map::Entry::Vacant(e) = m.entry(sha) {
             self.body_bytes
                 .fetch_add(body.len() as u64 + 40, Ordering::Relaxed);
-            e.insert(Script { body, flags });
+            e.insert(Script {
+                body,
+                flags,
+                mode: AtomicU8::new(MODE_UNKNOWN),
+            });
         }
     }
 
@@ -173,10 +215,9 @@ impl Cache {
 
     /// Memory of the shards' Lua states (INFO's `used_memory_lua`).
     pub fn lua_memory(&self) -> u64 {
-        self.lua_memory
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
+        self.running
             .iter()
+            .map(|r| r.lua_memory.load(Ordering::Relaxed))
             .sum()
     }
 
@@ -184,12 +225,8 @@ impl Cache {
         self.body_bytes.load(Ordering::Relaxed)
     }
 
-    fn set_lua_memory(&self, shard: usize, bytes: u64) {
-        let mut v = self.lua_memory.write().unwrap_or_else(|e| e.into_inner());
-        if v.len() <= shard {
-            v.resize(shard + 1, 0);
-        }
-        v[shard] = bytes;
+    fn slot(&self, shard: usize) -> &Running {
+        &self.running[shard.min(self.running.len() - 1)]
     }
 }
 
@@ -267,18 +304,48 @@ fn shard_vm(shard: &Shard) -> Result<Rc<Vm>, String> {
 
 /// Compiles `body` here and caches it server-wide, answering its SHA1
 /// (EVAL of a new script, SCRIPT LOAD).
-fn load(shard: &Shard, body: &Bytes) -> Result<([u8; 40], u32), String> {
+fn load(shard: &Shard, body: &Bytes) -> Result<([u8; 40], u32, u8), String> {
     let sha = sha1_hex(body);
-    if let Some((_, flags)) = shard.shared.scripts.get(&sha) {
-        return Ok((sha, flags));
+    if let Some((_, flags, mode)) = shard.shared.scripts.get(&sha) {
+        return Ok((sha, flags, mode));
     }
     let flags = shebang_flags(body)?;
     shard_vm(shard)?.function(&sha, body)?;
     shard.shared.scripts.insert(sha, body.clone(), flags);
-    Ok((sha, flags))
+    Ok((sha, flags, MODE_UNKNOWN))
+}
+
+/// A script to run on one shard without locking the others (see
+/// [`eval`]): sent there as [`crate::shard::Op::Script`].
+#[derive(Debug)]
+pub struct FastScript {
+    sha: [u8; 40],
+    body: Bytes,
+    /// The script's arguments: KEYS then ARGV.
+    args: Vec<Bytes>,
+    numkeys: usize,
+    read_only: bool,
+    db: u16,
+    proto: Proto,
+    client_id: u64,
+    repl: crate::cmd::repl::ReplClient,
 }
 
 /// EVAL script numkeys key... arg... (and EVALSHA, EVAL_RO, EVALSHA_RO).
+///
+/// **Locking.** A script's first run, and every run of one that has
+/// touched a key it did not declare or a command spanning shards, holds
+/// every shard's lock ([`Run`]): atomic whatever it touches, as on Redis.
+/// A script whose runs have touched only its declared keys, all on one
+/// shard (`MODE_LOCAL`), runs on that shard alone, inside one typed op
+/// ([`run_fast`]): no lock message, no round trip per `redis.call`, and
+/// scripts on different shards run in parallel. If such a run reaches
+/// for another shard, it stops, its writes are undone from its undo log
+/// and it runs again under every lock (as every run of it will from then
+/// on); the client sees one run, as on Redis. Only a run that wrote a
+/// value too big to log (over 512 elements or 64 KiB) cannot be undone:
+/// that `redis.call` fails instead (Redis Cluster refuses undeclared keys
+/// the same way).
 pub async fn eval(
     shard: &Rc<Shard>,
     client: &ClientState,
@@ -299,22 +366,53 @@ pub async fn eval(
     if numkeys < 0 {
         return r.error("ERR Number of keys can't be negative");
     }
-    let (sha, body, flags) = if by_sha {
+    let numkeys = numkeys as usize;
+    let (sha, body, flags, mode) = if by_sha {
         if a[1].len() != 40 {
             return r.error(NOSCRIPT);
         }
         let mut sha = [0u8; 40];
         sha.copy_from_slice(&a[1].to_ascii_lowercase());
         match shard.shared.scripts.get(&sha) {
-            Some((body, flags)) => (sha, body, flags),
+            Some((body, flags, mode)) => (sha, body, flags, mode),
             None => return r.error(NOSCRIPT),
         }
     } else {
         match load(shard, &a[1]) {
-            Ok((sha, flags)) => (sha, a[1].clone(), flags),
+            Ok((sha, flags, mode)) => (sha, a[1].clone(), flags, mode),
             Err(e) => return r.error(&e),
         }
     };
+    if let Some(e) = refusal(shard, client, flags, ro) {
+        return r.error(&e);
+    }
+    let read_only = ro || (flags & COMPAT == 0 && flags & NO_WRITES != 0);
+    let keys = &a[3..3 + numkeys];
+    let home = home_shard(keys, shard.nshards());
+
+    if outer.is_none()
+        && mode == MODE_LOCAL
+        && let Some(home) = home
+    {
+        let op = crate::shard::Op::Script(Box::new(FastScript {
+            sha,
+            body: body.clone(),
+            args: a[3..].to_vec(),
+            numkeys,
+            read_only,
+            db: client.db,
+            proto: client.proto,
+            client_id: client.id,
+            repl: client.repl.clone(),
+        }));
+        match crate::shard::dispatch::op_on(shard, None, home, op).await {
+            crate::shard::OpReply::Script(Some(reply)) => return r.raw(&reply),
+            // It reached for another shard before writing: run it again
+            // under every lock, as every run of it will be from now on.
+            _ => shard.shared.scripts.set_mode(&sha, MODE_GLOBAL),
+        }
+    }
+
     let vm = match shard_vm(shard) {
         Ok(vm) => vm,
         Err(e) => return r.error(&e),
@@ -323,36 +421,32 @@ pub async fn eval(
         Ok(f) => f,
         Err(e) => return r.error(&e),
     };
-
     let all: Vec<usize> = (0..shard.nshards()).collect();
     let mut own = Tx::unless_held(shard, outer, &all).await;
     if let Some(t) = own.as_mut() {
         t.collect = true;
     }
     let tx = outer.or(own.as_ref()).expect("a transaction is held");
-    // Checked under the locks: a REPLICAOF may have landed while waiting.
+    // Checked again under the locks: a REPLICAOF may have landed meanwhile.
     match refusal(shard, client, flags, ro) {
         Some(e) => r.error(&e),
         None => {
-            let read_only = ro || (flags & COMPAT == 0 && flags & NO_WRITES != 0);
-            let keys = &a[3..3 + numkeys as usize];
-            let argv = &a[3 + numkeys as usize..];
+            let mut core = Core::new(shard, &vm, client.id, client.db, read_only, keys);
+            core.client.repl = client.repl.clone();
+            let mut run = Run { shard, core, tx };
             let sha_str = String::from_utf8_lossy(&sha).into_owned();
-            let mut run = Run {
-                shard,
-                vm: &vm,
-                tx,
-                client: ClientState::new(client.id),
-                read_only,
-                dirty: false,
-            };
-            run.client.db = client.db;
-            run.client.repl = client.repl.clone();
-            run.go(f, &sha_str, keys, argv, &mut r).await;
-            shard
-                .shared
-                .scripts
-                .set_lua_memory(shard.id, vm.lua.used_memory() as u64);
+            let result = run.drive(f, keys, &a[3 + numkeys..]).await;
+            tx.mute.set(false);
+            run.core.finish(result, &sha_str, &mut r);
+            // What this run touched decides how the next is locked.
+            if mode != MODE_GLOBAL {
+                let learned = if run.core.spread || home.is_none() {
+                    MODE_GLOBAL
+                } else {
+                    MODE_LOCAL
+                };
+                shard.shared.scripts.set_mode(&sha, learned);
+            }
         }
     }
     if let Some(t) = own {
@@ -360,6 +454,55 @@ pub async fn eval(
         crate::repl::master::emit_all(shard, entries, false);
         t.unlock(shard).await;
     }
+}
+
+/// The one shard all of `keys` live on (none: no keys, or several shards).
+fn home_shard(keys: &[Bytes], n: usize) -> Option<usize> {
+    let first = crate::shard::shard_of(keys.first()?, n);
+    keys.iter()
+        .all(|k| crate::shard::shard_of(k, n) == first)
+        .then_some(first)
+}
+
+/// Runs a `MODE_LOCAL` script on this shard, its keys' home, inside one
+/// op: no other command runs here meanwhile, and every `redis.call` is
+/// served here synchronously. `None` when it reached for another shard
+/// before writing anything (the caller runs it again under every lock);
+/// nothing was replicated or answered then.
+pub fn run_fast(shard: &Shard, job: FastScript) -> Option<bytes::Bytes> {
+    let mut out = BytesMut::new();
+    let mut r = Reply::new(&mut out, job.proto);
+    let vm = match shard_vm(shard) {
+        Ok(vm) => vm,
+        Err(e) => {
+            r.error(&e);
+            return Some(out.freeze());
+        }
+    };
+    let f = match vm.function(&job.sha, &job.body) {
+        Ok(f) => f,
+        Err(e) => {
+            r.error(&e);
+            return Some(out.freeze());
+        }
+    };
+    let keys = &job.args[..job.numkeys];
+    let mut core = Core::new(shard, &vm, job.client_id, job.db, job.read_only, keys);
+    core.client.repl = job.repl;
+    let mut prop = Vec::new();
+    let result = drive_fast(&mut core, f, keys, &job.args[job.numkeys..], &mut prop);
+    if matches!(result, Ok(Done::Restart)) {
+        core.release();
+        return None;
+    }
+    if core.off_home {
+        // It failed a call for reaching beyond its shard after a write.
+        shard.shared.scripts.set_mode(&job.sha, MODE_GLOBAL);
+    }
+    let sha = String::from_utf8_lossy(&job.sha).into_owned();
+    core.finish(result, &sha, &mut r);
+    crate::repl::master::emit_all(shard, prop, false);
+    Some(out.freeze())
 }
 
 /// Redis's `scriptPrepareForRun` checks: what a replica or a read-only
@@ -391,66 +534,77 @@ fn refusal(shard: &Shard, client: &ClientState, flags: u32, ro: bool) -> Option<
     None
 }
 
-/// One script run: the driver of its coroutine.
-struct Run<'a> {
-    shard: &'a Rc<Shard>,
+/// What both ways of running a script share: its client, its checks, and
+/// what it has touched.
+struct Core<'a> {
+    shard: &'a Shard,
     vm: &'a Rc<Vm>,
-    tx: &'a Tx,
     /// The script's own client: its database (SELECT inside a script does
     /// not move the caller's) and protocol (`redis.setresp`).
     client: ClientState,
     read_only: bool,
     /// A write command has run: later writes skip the checks Redis makes
-    /// only before the first (a script is not stopped half done).
+    /// only before the first (a script is not stopped half done), and a
+    /// fast run can no longer start again elsewhere.
     dirty: bool,
+    /// The declared keys.
+    keys: Vec<Bytes>,
+    /// A call touched an undeclared key or spanned shards.
+    spread: bool,
+    /// A fast run failed a call that needed another shard, after writing.
+    off_home: bool,
+    /// A fast run's undo log: each key it wrote as it was before its
+    /// first write (see [`Core::capture`]), and whether every write so far
+    /// could be logged.
+    undo: Vec<(u16, Bytes, Option<Entry>)>,
+    undoable: bool,
+    /// Keyspace events queued before the run began.
+    events_mark: usize,
 }
 
-/// Instructions between two checks for SCRIPT KILL.
-const KILL_CHECK_EVERY: u32 = 10_000;
+/// A `redis.call` that passed the checks.
+enum Checked {
+    /// The command, and whether it needs a shard other than this one.
+    Run(&'static CmdSpec, Vec<Bytes>, bool),
+    Fail(String),
+}
 
-impl Run<'_> {
-    async fn go(
-        &mut self,
-        f: mlua::Function,
-        sha: &str,
+impl<'a> Core<'a> {
+    fn new(
+        shard: &'a Shard,
+        vm: &'a Rc<Vm>,
+        client_id: u64,
+        db: u16,
+        read_only: bool,
         keys: &[Bytes],
-        argv: &[Bytes],
-        r: &mut Reply<'_>,
-    ) {
-        let cache = &self.shard.shared.scripts;
-        cache.kill.store(false, Ordering::SeqCst);
-        cache.dirty.store(false, Ordering::SeqCst);
-        cache
-            .running_since
+    ) -> Core<'a> {
+        let slot = shard.shared.scripts.slot(shard.id);
+        slot.kill.store(false, Ordering::SeqCst);
+        slot.dirty.store(false, Ordering::SeqCst);
+        slot.since
             .store(crate::shard::now_ms().max(1), Ordering::SeqCst);
-        self.vm.run.resp3.set(false);
-        self.vm.run.repl.set(3);
-        let result = self.drive(f, keys, argv).await;
-        let killed = cache.kill.swap(false, Ordering::SeqCst);
-        cache.running_since.store(0, Ordering::SeqCst);
-        cache.dirty.store(false, Ordering::SeqCst);
-        self.tx.mute.set(false);
-        match result {
-            _ if killed => r.error("ERR Script killed by user with SCRIPT KILL..."),
-            Ok(Done::Value(v)) => vm::lua_to_reply(r, &v, self.vm.run.resp3.get(), 0),
-            Ok(Done::Error(t)) => r.error(&error_message(&t, sha)),
-            Err(e) => {
-                let msg: String = e.to_string().chars().take(100).collect();
-                r.error(&format!("ERR Error running script {sha}, {msg}"))
-            }
+        vm.run.resp3.set(false);
+        vm.run.repl.set(3);
+        let mut client = ClientState::new(client_id);
+        client.db = db;
+        Core {
+            shard,
+            vm,
+            client,
+            read_only,
+            dirty: false,
+            keys: keys.to_vec(),
+            spread: false,
+            off_home: false,
+            undo: Vec::new(),
+            undoable: true,
+            events_mark: shard.events.borrow().len(),
         }
-        // Redis steps the collector every 50 scripts; a step per script
-        // keeps the state small at little cost.
-        let _ = self.vm.lua.gc_step();
     }
 
-    /// Runs the script's coroutine to its end, serving each `redis.call`.
-    async fn drive(
-        &mut self,
-        f: mlua::Function,
-        keys: &[Bytes],
-        argv: &[Bytes],
-    ) -> mlua::Result<Done> {
+    /// Sets KEYS and ARGV and starts the script's coroutine, with the
+    /// hook that lets SCRIPT KILL stop it.
+    fn start(&self, keys: &[Bytes], argv: &[Bytes]) -> mlua::Result<mlua::Thread> {
         let lua = &self.vm.lua;
         let g = lua.globals();
         let strings = |items: &[Bytes]| -> mlua::Result<mlua::Table> {
@@ -464,10 +618,11 @@ impl Run<'_> {
         g.raw_set("ARGV", strings(argv)?)?;
         let th = lua.create_thread(self.vm.runner.clone())?;
         let shared = self.shard.shared.clone();
+        let me = self.shard.id;
         th.set_hook(
             HookTriggers::new().every_nth_instruction(KILL_CHECK_EVERY),
             move |_, _| {
-                if shared.scripts.kill.load(Ordering::Relaxed) {
+                if shared.scripts.slot(me).kill.load(Ordering::Relaxed) {
                     Err(mlua::Error::runtime(
                         "Script killed by user with SCRIPT KILL...",
                     ))
@@ -476,45 +631,40 @@ impl Run<'_> {
                 }
             },
         )?;
-        let mut input = MultiValue::from_vec(vec![Value::Function(f)]);
-        loop {
-            let got: MultiValue = th.resume(input)?;
-            let mut vals = got.into_vec();
-            match th.status() {
-                ThreadStatus::Resumable => {}
-                _ => {
-                    // run(f) answered (ok, value).
-                    let ok = matches!(vals.first(), Some(Value::Boolean(true)));
-                    let v = if vals.len() > 1 {
-                        vals.swap_remove(1)
-                    } else {
-                        Value::Nil
-                    };
-                    return Ok(if ok { Done::Value(v) } else { Done::Error(v) });
-                }
-            }
-            let is_call = matches!(vals.first(), Some(Value::LightUserData(m)) if *m == MARK);
-            if !is_call {
-                // A bare coroutine.yield in the script's own body.
-                let t = vm::err_table(
-                    lua,
-                    b"attempt to yield across metamethod/C-call boundary",
-                    false,
-                )?;
-                return Ok(Done::Error(t));
-            }
-            let (ok, v) = self.call(&vals[2..]).await?;
-            input = MultiValue::from_vec(vec![Value::Boolean(ok), v]);
-        }
+        Ok(th)
     }
 
-    /// Serves one `redis.call`/`redis.pcall`: `(true, reply)` or `(false,
-    /// error table)`, as Redis's `luaRedisGenericCommand` and `scriptCall`.
-    async fn call(&mut self, lua_args: &[Value]) -> mlua::Result<(bool, Value)> {
-        let lua = &self.vm.lua;
-        let fail = |msg: &str| -> mlua::Result<(bool, Value)> {
-            Ok((false, vm::err_table(lua, msg.as_bytes(), false)?))
-        };
+    /// Resumes the coroutine with `input`: the script's end, or the
+    /// arguments of its next `redis.call` (`Err` carries the end).
+    fn step(&self, th: &mlua::Thread, input: MultiValue) -> mlua::Result<Result<Vec<Value>, Done>> {
+        let mut vals = th.resume::<MultiValue>(input)?.into_vec();
+        if th.status() != ThreadStatus::Resumable {
+            // run(f) answered (ok, value).
+            let ok = matches!(vals.first(), Some(Value::Boolean(true)));
+            let v = if vals.len() > 1 {
+                vals.swap_remove(1)
+            } else {
+                Value::Nil
+            };
+            return Ok(Err(if ok { Done::Value(v) } else { Done::Error(v) }));
+        }
+        if !matches!(vals.first(), Some(Value::LightUserData(m)) if *m == MARK) {
+            // A bare coroutine.yield in the script's own body.
+            let t = vm::err_table(
+                &self.vm.lua,
+                b"attempt to yield across metamethod/C-call boundary",
+                false,
+            )?;
+            return Ok(Err(Done::Error(t)));
+        }
+        vals.drain(..2);
+        Ok(Ok(vals))
+    }
+
+    /// Redis's `scriptCall` checks on one `redis.call`, as its
+    /// `luaRedisGenericCommand` words them.
+    fn check(&mut self, lua_args: &[Value]) -> Checked {
+        let fail = |m: &str| Checked::Fail(m.to_string());
         if lua_args.is_empty() {
             return fail("Please specify at least one argument for this redis lib call");
         }
@@ -545,31 +695,289 @@ impl Run<'_> {
         }
         if writes && !self.dirty {
             if crate::cmd::repl::readonly_refused(shard, &self.client, spec) {
-                return fail(&format!("-{}", crate::cmd::repl::READONLY));
+                return Checked::Fail(format!("-{}", crate::cmd::repl::READONLY));
             }
             if shard.shared.repl.refuse_writes() {
-                return fail(&format!("-{}", crate::repl::master::NOREPLICAS));
+                return Checked::Fail(format!("-{}", crate::repl::master::NOREPLICAS));
             }
         }
-        if writes {
-            self.dirty = true;
-            shard.shared.scripts.dirty.store(true, Ordering::SeqCst);
-        }
+        // Touching anything but the declared keys, or a command spanning
+        // shards, makes the script one that locks every shard; a fast run
+        // must stop at a call needing another shard.
+        let n = shard.nshards();
+        let (spreads, away) = match crate::cmd::route(spec, &args, shard.id, n) {
+            Route::Global | Route::Multi => (true, true),
+            Route::Conn => (false, false),
+            Route::Shard(s) => {
+                let keyed = matches!(spec.kind, Kind::Keyed(..));
+                let undeclared = keyed
+                    && spec
+                        .key_indices(&args)
+                        .any(|i| !self.keys.iter().any(|k| *k == args[i]));
+                (undeclared, keyed && s != shard.id)
+            }
+        };
+        self.spread |= spreads;
         self.client.proto = if self.vm.run.resp3.get() {
             Proto::Resp3
         } else {
             Proto::Resp2
         };
-        self.tx.mute.set(self.vm.run.repl.get() & 2 == 0);
-        let mut out = BytesMut::new();
-        crate::cmd::multi::run_held(shard, &mut self.client, self.tx, spec, &args, &mut out).await;
-        self.tx.mute.set(false);
+        Checked::Run(spec, args, away)
+    }
+
+    /// Whether `spec` changes the dataset or the stream.
+    fn writes(spec: &CmdSpec) -> bool {
+        spec.is_write()
+            || crate::cmd::pause::may_replicate(spec)
+            || crate::repl::master::replicates(spec)
+    }
+
+    /// Before a fast run's write: logs each key the command names, as it
+    /// is now, unless already logged, so [`Core::rollback`] can put it
+    /// back. A value too big to copy cheaply, or a command that writes
+    /// elsewhere than its keys (MOVE, COPY ... DB), makes the run one
+    /// that cannot be undone.
+    fn capture(&mut self, spec: &CmdSpec, args: &[Bytes]) {
+        if !self.undoable || !Self::writes(spec) {
+            return;
+        }
+        if matches!(spec.name, "move" | "copy") {
+            self.undoable = false;
+            return;
+        }
+        let db = self.client.db;
+        let now = self.shard.now();
+        let mut ks = self.shard.ks.borrow_mut();
+        let (d, _) = ks.db(db as usize);
+        for i in spec.key_indices(args) {
+            let key = &args[i];
+            if self.undo.iter().any(|(b, k, _)| *b == db && k == key) {
+                continue;
+            }
+            let before = d.peek(key, now).cloned();
+            if before.as_ref().is_some_and(|e| too_big_to_copy(&e.value)) {
+                self.undoable = false;
+                return;
+            }
+            self.undo.push((db, key.clone(), before));
+        }
+    }
+
+    /// Puts back every key a fast run wrote, newest first, and drops the
+    /// keyspace events it raised (those of keys that expired meanwhile
+    /// stay: they did expire). What it would have replicated was never
+    /// emitted.
+    fn rollback(&mut self) {
+        let mut ks = self.shard.ks.borrow_mut();
+        for (db, key, before) in self.undo.drain(..).rev() {
+            let (d, _) = ks.db(db as usize);
+            match before {
+                Some(e) => d.insert(&key, e),
+                None => {
+                    d.remove(&key);
+                }
+            }
+        }
+        let mark = self.events_mark;
+        let mut i = 0;
+        self.shard.events.borrow_mut().retain(|e| {
+            i += 1;
+            i <= mark || e.event == "expired"
+        });
+    }
+
+    /// Records a write about to run (SCRIPT KILL's UNKILLABLE).
+    fn wrote(&mut self, spec: &CmdSpec) {
+        if Self::writes(spec) {
+            self.dirty = true;
+            self.shard
+                .shared
+                .scripts
+                .slot(self.shard.id)
+                .dirty
+                .store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// A reply as the script sees it: `(ok, value)`.
+    fn answer(&self, out: &[u8]) -> mlua::Result<(bool, Value)> {
         let mut pos = 0;
-        let v = vm::reply_to_lua(lua, &out, &mut pos)?;
-        let is_err = out.first() == Some(&b'-');
-        Ok((!is_err, v))
+        let v = vm::reply_to_lua(&self.vm.lua, out, &mut pos)?;
+        Ok((out.first() != Some(&b'-'), v))
+    }
+
+    fn fail(&self, msg: &str) -> mlua::Result<(bool, Value)> {
+        Ok((false, vm::err_table(&self.vm.lua, msg.as_bytes(), false)?))
+    }
+
+    /// Marks the shard as running no script.
+    fn release(&self) -> bool {
+        let slot = self.shard.shared.scripts.slot(self.shard.id);
+        let killed = slot.kill.swap(false, Ordering::SeqCst);
+        slot.since.store(0, Ordering::SeqCst);
+        slot.dirty.store(false, Ordering::SeqCst);
+        slot.lua_memory
+            .store(self.vm.lua.used_memory() as u64, Ordering::Relaxed);
+        killed
+    }
+
+    /// Writes the script's reply and ends the run.
+    fn finish(&self, result: mlua::Result<Done>, sha: &str, r: &mut Reply<'_>) {
+        let killed = self.release();
+        match result {
+            _ if killed => r.error("ERR Script killed by user with SCRIPT KILL..."),
+            Ok(Done::Value(v)) => vm::lua_to_reply(r, &v, self.vm.run.resp3.get(), 0),
+            Ok(Done::Error(t)) => r.error(&error_message(&t, sha)),
+            Ok(Done::Restart) => unreachable!("a restart is handled by the fast path"),
+            Err(e) => {
+                let msg: String = e.to_string().chars().take(100).collect();
+                r.error(&format!("ERR Error running script {sha}, {msg}"))
+            }
+        }
+        // Redis steps the collector every 50 scripts; a step per script
+        // keeps the state small at little cost.
+        let _ = self.vm.lua.gc_step();
     }
 }
+
+/// A run under every shard's lock, its calls served wherever their keys
+/// live (awaiting other shards).
+struct Run<'a> {
+    shard: &'a Rc<Shard>,
+    core: Core<'a>,
+    tx: &'a Tx,
+}
+
+/// Instructions between two checks for SCRIPT KILL.
+const KILL_CHECK_EVERY: u32 = 10_000;
+
+impl Run<'_> {
+    /// Runs the script's coroutine to its end, serving each `redis.call`.
+    async fn drive(
+        &mut self,
+        f: mlua::Function,
+        keys: &[Bytes],
+        argv: &[Bytes],
+    ) -> mlua::Result<Done> {
+        let th = self.core.start(keys, argv)?;
+        let mut input = MultiValue::from_vec(vec![Value::Function(f)]);
+        loop {
+            let lua_args = match self.core.step(&th, std::mem::take(&mut input))? {
+                Ok(args) => args,
+                Err(done) => return Ok(done),
+            };
+            let (ok, v) = match self.core.check(&lua_args) {
+                Checked::Fail(m) => self.core.fail(&m)?,
+                Checked::Run(spec, args, _) => {
+                    self.core.wrote(spec);
+                    self.tx.mute.set(self.core.vm.run.repl.get() & 2 == 0);
+                    let mut out = BytesMut::new();
+                    crate::cmd::multi::run_held(
+                        self.shard,
+                        &mut self.core.client,
+                        self.tx,
+                        spec,
+                        &args,
+                        &mut out,
+                    )
+                    .await;
+                    self.tx.mute.set(false);
+                    self.core.answer(&out)?
+                }
+            };
+            input = MultiValue::from_vec(vec![Value::Boolean(ok), v]);
+        }
+    }
+}
+
+/// The fast path's coroutine loop: every call is served here, at once.
+fn drive_fast(
+    core: &mut Core<'_>,
+    f: mlua::Function,
+    keys: &[Bytes],
+    argv: &[Bytes],
+    prop: &mut Vec<crate::repl::master::PEntry>,
+) -> mlua::Result<Done> {
+    let th = core.start(keys, argv)?;
+    let mut input = MultiValue::from_vec(vec![Value::Function(f)]);
+    loop {
+        let lua_args = match core.step(&th, std::mem::take(&mut input))? {
+            Ok(args) => args,
+            Err(done) => return Ok(done),
+        };
+        let (ok, v) = match core.check(&lua_args) {
+            Checked::Fail(m) => core.fail(&m)?,
+            Checked::Run(_, _, true) if !core.dirty => return Ok(Done::Restart),
+            Checked::Run(_, _, true) if core.undoable => {
+                core.rollback();
+                return Ok(Done::Restart);
+            }
+            Checked::Run(_, _, true) => {
+                core.off_home = true;
+                core.fail(OFF_HOME)?
+            }
+            Checked::Run(spec, args, false) => {
+                core.capture(spec, &args);
+                core.wrote(spec);
+                let shard = core.shard;
+                let mut out = BytesMut::new();
+                match crate::cmd::route(spec, &args, shard.id, shard.nshards()) {
+                    Route::Conn => crate::cmd::server::exec_conn(
+                        shard,
+                        &mut core.client,
+                        spec,
+                        &args,
+                        &mut out,
+                    ),
+                    _ => {
+                        let mut p = Vec::new();
+                        let blocked = crate::cmd::exec_local_into(
+                            shard,
+                            spec,
+                            core.client.db,
+                            core.client.proto,
+                            &args,
+                            &mut out,
+                            &mut p,
+                        );
+                        if core.vm.run.repl.get() & 2 != 0 {
+                            prop.extend(p);
+                        }
+                        if blocked {
+                            let mut r = Reply::new(&mut out, core.client.proto);
+                            if eq_ic(&args[0], "blmove") || eq_ic(&args[0], "brpoplpush") {
+                                r.null()
+                            } else {
+                                r.null_array()
+                            }
+                        }
+                    }
+                }
+                core.answer(&out)?
+            }
+        };
+        input = MultiValue::from_vec(vec![Value::Boolean(ok), v]);
+    }
+}
+
+/// Values a fast run copies into its undo log before writing them: up to
+/// 512 elements or 64 KiB (a bigger one makes the run one that cannot be
+/// undone, so that it copies nothing big per run).
+fn too_big_to_copy(v: &crate::shard::keyspace::Value) -> bool {
+    use crate::shard::keyspace::Value as V;
+    match v {
+        V::Str(s) => s.len() > 64 << 10,
+        V::List(l) => l.len() > 512,
+        V::Hash(h) => h.len() > 512,
+        V::Set(x) => x.len() > 512,
+        V::ZSet(z) => z.len() > 512,
+    }
+}
+
+/// The error of a `redis.call` a script run on its keys' shard alone
+/// makes to a key elsewhere, after a write too big to undo.
+const OFF_HOME: &str = "Script attempted to access a key it did not declare, on another shard, after a write too big to undo: tether ran it on its declared keys' shard alone, as earlier runs touched nothing else; it will hold every shard from its next run on. Declare every key in KEYS";
 
 /// Commands Redis 7.0 flags `noscript` by subcommand, or that only make
 /// sense on a real connection, which the table's flags do not say.
@@ -594,6 +1002,9 @@ enum Done {
     Value(Value),
     /// The error table the handler built.
     Error(Value),
+    /// A fast run reached for another shard before writing: run it again
+    /// under every lock.
+    Restart,
 }
 
 /// The error reply of a failed script, as Redis's `luaCallFunction`
@@ -676,16 +1087,25 @@ pub fn script_cmd(shard: &Shard, a: &[Bytes], r: &mut Reply<'_>) {
             }
         }
         "load" => match load(shard, &a[2]) {
-            Ok((sha, _)) => r.bulk(&sha),
+            Ok((sha, _, _)) => r.bulk(&sha),
             Err(e) => r.error(&e),
         },
         "kill" => {
-            if cache.running_since.load(Ordering::SeqCst) == 0 {
+            // A shard runs one script at a time; several shards may each
+            // run one (scripts on different shards' keys).
+            let running: Vec<&Running> = cache
+                .running
+                .iter()
+                .filter(|s| s.since.load(Ordering::SeqCst) != 0)
+                .collect();
+            if running.is_empty() {
                 r.error("NOTBUSY No scripts in execution right now.")
-            } else if cache.dirty.load(Ordering::SeqCst) {
+            } else if running.iter().any(|s| s.dirty.load(Ordering::SeqCst)) {
                 r.error("UNKILLABLE Sorry the script already executed write commands against the dataset. You can either wait the script termination or kill the server in a hard way using the SHUTDOWN NOSAVE command.")
             } else {
-                cache.kill.store(true, Ordering::SeqCst);
+                for s in running {
+                    s.kill.store(true, Ordering::SeqCst);
+                }
                 r.ok()
             }
         }
