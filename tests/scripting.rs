@@ -621,3 +621,55 @@ fn one_shard_scripts_run_alone_and_fall_back() {
     let r = c.cmds(&["EVAL", grow, "1", "{acct}list", "far", &far]);
     assert_eq!(r.as_str(), "farvalue", "{r:?}");
 }
+
+/// What one script does to the shared Lua state cannot reach the next:
+/// globals cannot be replaced (`redis = ...`, `rawset(_G, ...)`),
+/// library tables and `_G`'s metatable are read-only, bytecode does not
+/// load (LuaJIT does not verify it), and, as in Debian's Redis 7.0.15,
+/// getfenv, setfenv and newproxy do not exist.
+#[test]
+fn scripts_cannot_change_what_the_next_one_sees() {
+    let tether = Server::start(1);
+    let mut c = tether.raw();
+    for (script, refused) in [
+        ("redis = function() return 1 end", true),
+        ("pcall = nil", true),
+        ("local g = getmetatable(_G) g.__index = {}", true),
+        ("string.upper = nil", true),
+        ("_G = {}", true),
+        ("setmetatable(_G, {})", true),
+        ("rawset(_G, 'redis', nil) rawset(_G, 'KEYS', 1)", true),
+        ("local f = loadstring('redis = nil') return f and f()", true),
+    ] {
+        let r = c.cmds(&["EVAL", script, "0"]);
+        assert_eq!(r.is_error(), refused, "{script}: {r:?}");
+        if refused {
+            assert!(r.as_str().contains("readonly table"), "{script}: {r:?}");
+        }
+        // The next script still sees the real thing.
+        let r = c.cmds(&[
+            "EVAL",
+            "return {type(redis.call), string.upper('a'), #KEYS, tostring(pcall(error))}",
+            "1",
+            "k",
+        ]);
+        let got: Vec<String> = r
+            .array()
+            .iter()
+            .map(|v| match v {
+                common::Resp::Int(i) => i.to_string(),
+                other => other.as_str(),
+            })
+            .collect();
+        assert_eq!(got, vec!["function", "A", "1", "false"], "after {script}");
+    }
+    let r = c.cmds(&[
+        "EVAL",
+        "return loadstring(string.dump(function() return 1 end))()",
+        "0",
+    ]);
+    assert!(
+        r.is_error() && r.as_str().contains("attempt to call a nil value"),
+        "{r:?}"
+    );
+}

@@ -604,8 +604,15 @@ impl<'a> Core<'a> {
 
     /// Sets KEYS and ARGV and starts the script's coroutine, with the
     /// hook that lets SCRIPT KILL stop it.
-    fn start(&self, keys: &[Bytes], argv: &[Bytes]) -> mlua::Result<mlua::Thread> {
+    fn start(
+        &self,
+        f: &mlua::Function,
+        keys: &[Bytes],
+        argv: &[Bytes],
+    ) -> mlua::Result<mlua::Thread> {
         let lua = &self.vm.lua;
+        let env: mlua::Table = self.vm.new_env.call(())?;
+        f.set_environment(env)?;
         let g = lua.globals();
         let strings = |items: &[Bytes]| -> mlua::Result<mlua::Table> {
             let t = lua.create_table_with_capacity(items.len(), 0)?;
@@ -657,8 +664,19 @@ impl<'a> Core<'a> {
             )?;
             return Ok(Err(Done::Error(t)));
         }
-        vals.drain(..2);
-        Ok(Ok(vals))
+        // (MARK, raise, count, {args})
+        let n = match vals.get(2) {
+            Some(Value::Integer(n)) => *n as usize,
+            Some(Value::Number(n)) => *n as usize,
+            _ => 0,
+        };
+        let mut args = Vec::with_capacity(n);
+        if let Some(Value::Table(t)) = vals.get(3) {
+            for i in 1..=n {
+                args.push(t.raw_get::<Value>(i)?);
+            }
+        }
+        Ok(Ok(args))
     }
 
     /// Redis's `scriptCall` checks on one `redis.call`, as its
@@ -860,7 +878,7 @@ impl Run<'_> {
         keys: &[Bytes],
         argv: &[Bytes],
     ) -> mlua::Result<Done> {
-        let th = self.core.start(keys, argv)?;
+        let th = self.core.start(&f, keys, argv)?;
         let mut input = MultiValue::from_vec(vec![Value::Function(f)]);
         loop {
             let lua_args = match self.core.step(&th, std::mem::take(&mut input))? {
@@ -899,7 +917,7 @@ fn drive_fast(
     argv: &[Bytes],
     prop: &mut Vec<crate::repl::master::PEntry>,
 ) -> mlua::Result<Done> {
-    let th = core.start(keys, argv)?;
+    let th = core.start(&f, keys, argv)?;
     let mut input = MultiValue::from_vec(vec![Value::Function(f)]);
     loop {
         let lua_args = match core.step(&th, std::mem::take(&mut input))? {

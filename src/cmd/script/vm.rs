@@ -54,6 +54,8 @@ pub(super) struct Vm {
     /// Compiled scripts by SHA1 (lowercase hex).
     pub funcs: RefCell<HashMap<[u8; 40], Function>>,
     pub run: Rc<RunState>,
+    /// Makes a run's fresh environment (see `LOCKDOWN`).
+    pub new_env: Function,
 }
 
 /// `lrand48` as Redis's `redisLrand48`: the 48-bit LCG, its top 31 bits.
@@ -90,14 +92,16 @@ local error, type, tostring, select, rawget, rawset, xpcall, pcall =
       error, type, tostring, select, rawget, rawset, xpcall, pcall
 local sfind, ssub = string.find, string.sub
 
+-- The arguments travel as a table and a count: a script may pass
+-- thousands (unpack), more than a yield's values may number.
 function redis.call(...)
-  local ok, v = yield(MARK, true, ...)
+  local ok, v = yield(MARK, true, select('#', ...), {...})
   if not ok then error(v) end
   return v
 end
 
 function redis.pcall(...)
-  local _, v = yield(MARK, false, ...)
+  local _, v = yield(MARK, false, select('#', ...), {...})
   return v
 end
 
@@ -235,29 +239,87 @@ return function(f) return xpcall(f, handler) end
 
 /// Locks the globals and the library tables, as Redis 7.0's read-only
 /// tables do: libraries become proxies that refuse writes.
+/// Locks what scripts share, as Redis 7.0's read-only tables do. The
+/// libraries become read-only proxies; each run gets a fresh environment
+/// (`new_env`, returned), empty and read-only, that reads through to the
+/// real globals, so a script can neither add a global nor replace one
+/// (`redis = ...`), even by `rawset(_G, ...)` or a chunk it compiles.
+/// `getfenv`, `setfenv` and `newproxy` are gone, as from Debian's Redis. Binary chunks are refused: LuaJIT bytecode is not
+/// verified and could break out of the sandbox.
 const LOCKDOWN: &str = r#"
-local setmetatable, getmetatable, error, tostring, rawset =
-      setmetatable, getmetatable, error, tostring, rawset
+local real = _G
+local setmetatable, getmetatable, error, tostring, rawset, rawequal, type =
+      setmetatable, getmetatable, error, tostring, rawset, rawequal, type
+local raw_loadstring, raw_setfenv, raw_getfenv, concat =
+      loadstring, setfenv, getfenv, table.concat
 local function refuse() error('Attempt to modify a readonly table', 2) end
--- A locked table's metatable cannot change either (Redis says so plainly).
-rawset(_G, 'setmetatable', function(t, mt)
-  if getmetatable(t) == false then error('Attempt to modify a readonly table', 0) end
-  return setmetatable(t, mt)
-end)
+local protected = setmetatable({}, {__mode = 'k'})
+local function lock(t)
+  local mt = {__index = t, __newindex = refuse}
+  mt.__metatable = setmetatable({}, {__index = mt, __newindex = refuse})
+  local p = setmetatable({}, mt)
+  protected[p] = true
+  return p
+end
 for _, name in ipairs({'redis', 'string', 'math', 'table', 'bit', 'cjson',
                        'cmsgpack', 'struct', 'coroutine'}) do
-  local t = rawget(_G, name)
-  if t then
-    rawset(_G, name, setmetatable({}, {__index = t, __newindex = refuse, __metatable = false}))
-  end
+  local t = rawget(real, name)
+  if t then rawset(real, name, lock(t)) end
 end
-setmetatable(_G, {
+local env
+rawset(real, 'setmetatable', function(t, mt)
+  if protected[t] or rawequal(t, real) then
+    error('Attempt to modify a readonly table', 0)
+  end
+  return setmetatable(t, mt)
+end)
+local function compile(s, name)
+  if type(s) == 'string' and s:byte(1) == 27 then
+    return nil, 'binary chunks are not accepted'
+  end
+  local f, e = raw_loadstring(s, name)
+  if f then raw_setfenv(f, env) end
+  return f, e
+end
+rawset(real, 'loadstring', compile)
+rawset(real, 'load', function(ld, name)
+  if type(ld) == 'function' then
+    local parts = {}
+    while true do
+      local p = ld()
+      if p == nil or p == '' then break end
+      parts[#parts + 1] = p
+    end
+    ld = concat(parts)
+  end
+  return compile(ld, name)
+end)
+rawset(real, 'rawset', function(t, k, v)
+  if protected[t] or rawequal(t, real) then
+    error('Attempt to modify a readonly table', 0)
+  end
+  return rawset(t, k, v)
+end)
+-- Gone from Debian's Redis 7.0.15 (its Lua hardening): a script that
+-- could reach a function's environment could unlock it.
+rawset(real, 'getfenv', nil)
+rawset(real, 'setfenv', nil)
+rawset(real, 'newproxy', nil)
+setmetatable(real, {
   __index = function(_, k)
     error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
   end,
   __newindex = refuse,
   __metatable = false,
 })
+return function()
+  local mt = {__index = real, __newindex = refuse}
+  mt.__metatable = setmetatable({}, {__index = mt, __newindex = refuse})
+  env = setmetatable({}, mt)
+  protected[env] = true
+  rawset(real, '_G', env)
+  return env
+end
 "#;
 
 impl Vm {
@@ -404,13 +466,14 @@ impl Vm {
         ] {
             g.raw_set(k, Value::Nil)?;
         }
-        lua.load(LOCKDOWN).set_name("=tether").exec()?;
+        let new_env: Function = lua.load(LOCKDOWN).set_name("=tether").eval()?;
         Ok(Vm {
             lua,
             runner,
             generation,
             funcs: RefCell::new(HashMap::new()),
             run,
+            new_env,
         })
     }
 
