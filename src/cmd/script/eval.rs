@@ -58,49 +58,30 @@ macro_rules! eval_row {
     };
 }
 
+/// EVAL's and EVALSHA's flags, as Redis 7.0.15's COMMAND shows them
+/// (a write inside makes them `may_replicate` for CLIENT PAUSE, which
+/// `pause::may_replicate` knows by name).
+const EVAL_FLAGS: &[&str] = &[
+    "noscript",
+    "stale",
+    "skip_monitor",
+    "no_mandatory_keys",
+    "movablekeys",
+];
+const EVAL_RO_FLAGS: &[&str] = &[
+    "readonly",
+    "noscript",
+    "stale",
+    "skip_monitor",
+    "no_mandatory_keys",
+    "movablekeys",
+];
+
 pub static COMMANDS: [CmdSpec; 5] = [
-    eval_row!(
-        "eval",
-        &[
-            "noscript",
-            "stale",
-            "skip_monitor",
-            "no_mandatory_keys",
-            "movablekeys"
-        ]
-    ),
-    eval_row!(
-        "evalsha",
-        &[
-            "noscript",
-            "stale",
-            "skip_monitor",
-            "no_mandatory_keys",
-            "movablekeys"
-        ]
-    ),
-    eval_row!(
-        "eval_ro",
-        &[
-            "readonly",
-            "noscript",
-            "stale",
-            "skip_monitor",
-            "no_mandatory_keys",
-            "movablekeys"
-        ]
-    ),
-    eval_row!(
-        "evalsha_ro",
-        &[
-            "readonly",
-            "noscript",
-            "stale",
-            "skip_monitor",
-            "no_mandatory_keys",
-            "movablekeys"
-        ]
-    ),
+    eval_row!("eval", EVAL_FLAGS),
+    eval_row!("evalsha", EVAL_FLAGS),
+    eval_row!("eval_ro", EVAL_RO_FLAGS),
+    eval_row!("evalsha_ro", EVAL_RO_FLAGS),
     CmdSpec {
         name: "script",
         arity: -2,
