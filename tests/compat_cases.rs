@@ -3,7 +3,7 @@
 //! compared with stock redis-server on the same scripted session.
 mod common;
 
-use common::{Resp, Server, esc};
+use common::{RawConn, Resp, Server, esc};
 use std::io::Read;
 use std::time::Duration;
 
@@ -175,6 +175,11 @@ fn session_bytes(s: &Server, script: &[&[&str]]) -> Vec<u8> {
         let args: Vec<&[u8]> = cmd.iter().map(|a| a.as_bytes()).collect();
         c.send_cmd(&args);
     }
+    read_until_end(&mut c, &s.label())
+}
+
+/// Everything `c` receives up to and including the reply to `PING end`.
+fn read_until_end(c: &mut RawConn, label: &str) -> Vec<u8> {
     c.stream
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
@@ -182,7 +187,7 @@ fn session_bytes(s: &Server, script: &[&[&str]]) -> Vec<u8> {
     let mut buf = [0u8; 4096];
     while !got.ends_with(b"$3\r\nend\r\n") {
         match c.reader.read(&mut buf) {
-            Ok(0) | Err(_) => panic!("{}: session ended early: {}", s.label(), esc(&got)),
+            Ok(0) | Err(_) => panic!("{label}: session ended early: {}", esc(&got)),
             Ok(n) => got.extend_from_slice(&buf[..n]),
         }
     }
@@ -749,17 +754,7 @@ fn client_reply_off_silences_remote_keys_read_alone() {
         std::thread::sleep(Duration::from_millis(2));
         c.send_cmd(&[b"CLIENT", b"REPLY", b"ON"]);
         c.send_cmd(&[b"PING", b"end"]);
-        c.stream
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
-        let mut got = Vec::new();
-        let mut buf = [0u8; 4096];
-        while !got.ends_with(b"$3\r\nend\r\n") {
-            match c.reader.read(&mut buf) {
-                Ok(0) | Err(_) => panic!("session ended early: {}", esc(&got)),
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-            }
-        }
+        let got = read_until_end(&mut c, &tether.label());
         assert_eq!(esc(&got), esc(b"+OK\r\n$3\r\nend\r\n"));
     }
 }

@@ -9,6 +9,24 @@
 //! - `Global`: needs every shard (DBSIZE, FLUSHALL, INFO, SCAN, ...); runs
 //!   as an async coordinator in `shard::dispatch`.
 
+/// A row for a command with no keys that runs as a global command
+/// (`Kind::Global`); used by the tables of several modules below.
+macro_rules! global {
+    ($name:expr, $arity:expr, $flags:expr) => {
+        crate::cmd::CmdSpec {
+            name: $name,
+            arity: $arity,
+            flags: $flags,
+            first_key: 0,
+            last_key: 0,
+            step: 0,
+            numkeys: 0,
+            kind: crate::cmd::Kind::Global,
+            stat: crate::cmd::StatSlot::new(),
+        }
+    };
+}
+
 pub mod bitops;
 pub mod digest;
 pub mod dump;

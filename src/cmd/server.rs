@@ -31,22 +31,6 @@ const SESSION: &[&str] = &[
     "allow_busy",
 ];
 
-macro_rules! global {
-    ($name:expr, $arity:expr, $flags:expr) => {
-        CmdSpec {
-            name: $name,
-            arity: $arity,
-            flags: $flags,
-            first_key: 0,
-            last_key: 0,
-            step: 0,
-            numkeys: 0,
-            kind: Kind::Global,
-            stat: crate::cmd::StatSlot::new(),
-        }
-    };
-}
-
 pub static COMMANDS: [CmdSpec; 30] = [
     CmdSpec {
         name: "ping",

@@ -82,17 +82,7 @@ pub static COMMANDS: [CmdSpec; 5] = [
     eval_row!("evalsha", EVAL_FLAGS),
     eval_row!("eval_ro", EVAL_RO_FLAGS),
     eval_row!("evalsha_ro", EVAL_RO_FLAGS),
-    CmdSpec {
-        name: "script",
-        arity: -2,
-        flags: &[],
-        first_key: 0,
-        last_key: 0,
-        step: 0,
-        numkeys: 0,
-        kind: Kind::Global,
-        stat: crate::cmd::StatSlot::new(),
-    },
+    global!("script", -2, &[]),
 ];
 
 /// What runs of a script have shown about the keys it touches, deciding
