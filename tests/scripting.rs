@@ -673,3 +673,120 @@ fn scripts_cannot_change_what_the_next_one_sees() {
         "{r:?}"
     );
 }
+
+/// Pipelined scripts run in request order among the commands around
+/// them: once a script is known to stay on its declared keys, a call whose
+/// keys are on the connection's shard runs in line with its neighbours
+/// (no barrier). That includes a run that writes, then reaches another
+/// shard, and is undone and rerun under every lock. The whole pipeline's
+/// replies match Redis byte for byte, and a stock replica of tether ends
+/// with the master's data, so the stream kept the order too.
+#[test]
+fn pipelined_scripts_keep_request_order() {
+    let redis = Server::stock_redis();
+    let incr = "redis.call('incr', KEYS[1]) return redis.call('get', KEYS[1])";
+    let set_or_reach = "redis.call('set', KEYS[1], ARGV[1])
+        if ARGV[2] == 'far' then return redis.call('get', ARGV[3]) end
+        return redis.call('get', KEYS[1])";
+    let read = "return redis.call('get', KEYS[1])";
+    for shards in [1, 3] {
+        let tether = Server::spawn(
+            common::Kind::Tether,
+            shards,
+            &["--repl-diskless-sync-delay", "0"],
+        );
+        let replica = common::StockReplica::start(tether.port, &[]);
+        let far = common::keys_over_shards("far", shards, 1)
+            .into_iter()
+            .find(|k| {
+                shards == 1 || common::shard_of(k, shards) != common::shard_of("{p}a", shards)
+            })
+            .expect("a key on another shard");
+        // A connection lands on a shard at random; with 3 shards, rounds
+        // on fresh connections make one on the keys' shard (the in-line
+        // path) all but certain (1 - (2/3)^8).
+        for _round in 0..if shards == 1 { 1 } else { 8 } {
+            let mut shas = Vec::new();
+            let mut sessions = Vec::new();
+            for server in [&redis, &tether] {
+                let mut c = server.raw();
+                assert!(!c.cmds(&["FLUSHALL"]).is_error());
+                assert!(!c.cmds(&["SCRIPT", "FLUSH"]).is_error());
+                assert!(!c.cmds(&["SET", &far, "farvalue"]).is_error());
+                shas = [incr, set_or_reach, read]
+                    .iter()
+                    .map(|s| c.cmds(&["SCRIPT", "LOAD", s]).as_str())
+                    .collect();
+                // A first run each: tether learns they stay on their keys.
+                assert!(!c.cmds(&["EVALSHA", &shas[0], "1", "{p}a"]).is_error());
+                let r = c.cmds(&["EVALSHA", &shas[1], "1", "{p}b", "v", "near", "x"]);
+                assert!(!r.is_error());
+                assert!(!c.cmds(&["EVAL_RO", read, "1", "{p}a"]).is_error());
+                sessions.push(c);
+            }
+            let (s_incr, s_set, s_read) = (&shas[0], &shas[1], &shas[2]);
+            let unknown = "0".repeat(40);
+            let pipeline: Vec<Vec<&str>> = vec![
+                vec!["SET", "{p}a", "10"],
+                vec!["EVALSHA", s_incr, "1", "{p}a"],
+                vec!["INCR", "{p}a"],
+                vec!["EVALSHA", s_incr, "1", "{p}a"],
+                vec!["GET", "{p}a"],
+                vec!["EVAL", incr, "1", "{p}a"],
+                vec!["EVALSHA", s_set, "1", "{p}b", "one", "near", "x"],
+                vec!["APPEND", "{p}b", "X"],
+                vec!["EVALSHA", s_set, "1", "{p}b", "two", "far", &far],
+                vec!["GET", "{p}b"],
+                vec!["EVALSHA", s_set, "1", "{p}b", "three", "near", "x"],
+                vec!["EVALSHA_RO", s_read, "1", "{p}a"],
+                vec!["EVALSHA_RO", s_incr, "1", "{p}a"],
+                vec!["EVALSHA", s_incr, "x", "{p}a"],
+                vec!["EVALSHA", s_incr, "5", "{p}a"],
+                vec!["EVALSHA", &unknown, "1", "{p}a"],
+                vec!["MULTI"],
+                vec!["EVALSHA", s_incr, "1", "{p}a"],
+                vec!["SET", "{p}c", "in-multi"],
+                vec!["EXEC"],
+                vec!["EVALSHA", s_incr, "1", "{p}a"],
+                vec!["MGET", "{p}a", "{p}b", "{p}c"],
+            ];
+            let bytes: Vec<u8> = pipeline
+                .iter()
+                .flat_map(|cmd| {
+                    let args: Vec<&[u8]> = cmd.iter().map(|s| s.as_bytes()).collect();
+                    common::encode(&args)
+                })
+                .collect();
+            let mut replies = Vec::new();
+            for c in sessions.iter_mut() {
+                c.send(&bytes);
+                replies.push(
+                    pipeline
+                        .iter()
+                        .map(|_| esc(&c.read_raw().1))
+                        .collect::<Vec<_>>(),
+                );
+            }
+            for (i, cmd) in pipeline.iter().enumerate() {
+                assert_eq!(
+                    replies[1][i],
+                    replies[0][i],
+                    "{} differs from redis on {cmd:?}",
+                    tether.label()
+                );
+            }
+        }
+        common::wait_for(
+            "the replica to hold the master's data",
+            Duration::from_secs(20),
+            || {
+                let diffs = common::dataset_diffs(tether.port, replica.port, &[0]);
+                if diffs.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!("{diffs:?}"))
+                }
+            },
+        );
+    }
+}

@@ -1449,6 +1449,16 @@ fn parse_batch(
 /// Turns a request's borrowed arguments (see [`parse_batch`]) into counted
 /// slices of their frame, so they may outlive the frames. Arguments that
 /// own their bytes (an inline request's unescaped words) stay as they are.
+/// Where a parsed request's first key is, for warming the table ahead of
+/// a pipeline: after the command name, or after EVAL's script and key
+/// count. A wrong guess only warms a slot for nothing.
+fn first_key_at(req: &[Bytes]) -> usize {
+    match req.first() {
+        Some(name) if name.len() >= 4 && name[..4].eq_ignore_ascii_case(b"eval") => 3,
+        _ => 1,
+    }
+}
+
 fn own_args(args: &mut [Bytes], frames: &[Bytes]) {
     for a in args.iter_mut() {
         let (p, n) = (a.as_ptr() as usize, a.len());
@@ -1536,7 +1546,7 @@ fn run_fast(
                 shard.ks.borrow().warm(
                     ahead
                         .iter()
-                        .filter_map(|r| Some((db, r.get(1)?.as_ref())))
+                        .filter_map(|r| Some((db, r.get(first_key_at(r))?.as_ref())))
                         .filter(|(_, key)| shard_of(key, n) == shard.id),
                 );
             }
@@ -1589,7 +1599,19 @@ fn run_fast(
             Reply::new(&mut conn.wbuf, conn.client.proto).error(e);
             continue;
         }
-        match cmd::route(spec, &args, shard.id, n) {
+        let route = cmd::route(spec, &args, shard.id, n);
+        // A script known to stay on keys of this shard runs in line, as
+        // any command here does (`eval::try_inline`).
+        if matches!(route, Route::Global) && spec.name.starts_with("eval") && shard.gate_open() {
+            own_args(&mut args, &scratch.frames);
+            let (client, out) = (&conn.client, &mut conn.wbuf);
+            if cmd::script::eval::try_inline(shard, client, spec, &args, out) {
+                executed += 1;
+                scratch.recycle(args);
+                continue;
+            }
+        }
+        match route {
             _ if crate::shard::blocking::timeout_index(spec.name, args.len()).is_some() => {
                 own_args(&mut args, &scratch.frames);
                 slow = Some(vec![args])

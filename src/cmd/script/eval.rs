@@ -247,9 +247,17 @@ pub fn shebang_flags(body: &[u8]) -> Result<u32, String> {
 }
 
 fn sha1_hex(body: &[u8]) -> [u8; 40] {
-    let hex = sha1_smol::Sha1::from(body).digest().to_string();
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut out = [0u8; 40];
-    out.copy_from_slice(hex.as_bytes());
+    for (i, b) in sha1_smol::Sha1::from(body)
+        .digest()
+        .bytes()
+        .iter()
+        .enumerate()
+    {
+        out[2 * i] = HEX[(b >> 4) as usize];
+        out[2 * i + 1] = HEX[(b & 15) as usize];
+    }
     out
 }
 
@@ -300,6 +308,91 @@ pub struct FastScript {
     proto: Proto,
     client_id: u64,
     repl: crate::cmd::repl::ReplClient,
+}
+
+impl FastScript {
+    fn new(
+        client: &ClientState,
+        sha: [u8; 40],
+        body: &Bytes,
+        a: &[Bytes],
+        numkeys: usize,
+        read_only: bool,
+    ) -> FastScript {
+        FastScript {
+            sha,
+            body: body.clone(),
+            args: a[3..].to_vec(),
+            numkeys,
+            read_only,
+            db: client.db,
+            proto: client.proto,
+            client_id: client.id,
+            repl: client.repl.clone(),
+        }
+    }
+}
+
+/// Runs an EVAL family command on the network driver's fast path, in
+/// line with the pipeline around it, when its script is known to stay on
+/// its declared keys (`MODE_LOCAL`) and those all live on this shard:
+/// [`run_fast`] here and now, as the op [`eval`] would send to this shard.
+/// Redis runs a pipelined script between its neighbours the same way; on
+/// the slow path each EVAL was a barrier that flushed the batch before it.
+///
+/// Returns false, having run and written nothing, for everything else:
+/// a script not cached or not yet known local, keys elsewhere, any
+/// argument error or refusal (the slow path answers those), and a run
+/// that reached for another shard (undone by `run_fast`; from now on the
+/// script runs under every lock, starting with this call's rerun).
+pub fn try_inline(
+    shard: &Shard,
+    client: &ClientState,
+    spec: &CmdSpec,
+    a: &[Bytes],
+    out: &mut BytesMut,
+) -> bool {
+    let Some(numkeys) = parse_i64(&a[2]) else {
+        return false;
+    };
+    if numkeys < 0 || numkeys > a.len() as i64 - 3 {
+        return false;
+    }
+    let numkeys = numkeys as usize;
+    let sha = if spec.name.starts_with("evalsha") {
+        if a[1].len() != 40 {
+            return false;
+        }
+        let mut sha = [0u8; 40];
+        sha.copy_from_slice(&a[1].to_ascii_lowercase());
+        sha
+    } else {
+        sha1_hex(&a[1])
+    };
+    let Some((body, flags, MODE_LOCAL)) = shard.shared.scripts.get(&sha) else {
+        return false;
+    };
+    if home_shard(&a[3..3 + numkeys], shard.nshards()) != Some(shard.id) {
+        return false;
+    }
+    let ro = spec.name.ends_with("_ro");
+    if refusal(shard, client, flags, ro).is_some() {
+        return false;
+    }
+    let read_only = ro || (flags & COMPAT == 0 && flags & NO_WRITES != 0);
+    let call = crate::cmd::stats::begin(spec);
+    let job = FastScript::new(client, sha, &body, a, numkeys, read_only);
+    match run_fast(shard, job) {
+        Some(reply) => {
+            out.extend_from_slice(&reply);
+            call.done(spec, a, &reply);
+            true
+        }
+        None => {
+            shard.shared.scripts.set_mode(&sha, MODE_GLOBAL);
+            false
+        }
+    }
 }
 
 /// EVAL script numkeys key... arg... (and EVALSHA, EVAL_RO, EVALSHA_RO).
@@ -365,17 +458,8 @@ pub async fn eval(
         && mode == MODE_LOCAL
         && let Some(home) = home
     {
-        let op = crate::shard::Op::Script(Box::new(FastScript {
-            sha,
-            body: body.clone(),
-            args: a[3..].to_vec(),
-            numkeys,
-            read_only,
-            db: client.db,
-            proto: client.proto,
-            client_id: client.id,
-            repl: client.repl.clone(),
-        }));
+        let job = FastScript::new(client, sha, &body, a, numkeys, read_only);
+        let op = crate::shard::Op::Script(Box::new(job));
         match crate::shard::dispatch::op_on(shard, None, home, op).await {
             crate::shard::OpReply::Script(Some(reply)) => return r.raw(&reply),
             // It reached for another shard before writing: run it again
@@ -405,10 +489,9 @@ pub async fn eval(
             let mut core = Core::new(shard, &vm, client.id, client.db, read_only, keys);
             core.client.repl = client.repl.clone();
             let mut run = Run { shard, core, tx };
-            let sha_str = String::from_utf8_lossy(&sha).into_owned();
             let result = run.drive(f, keys, &a[3 + numkeys..]).await;
             tx.mute.set(false);
-            run.core.finish(result, &sha_str, &mut r);
+            run.core.finish(result, &sha, &mut r);
             // What this run touched decides how the next is locked.
             if mode != MODE_GLOBAL {
                 let learned = if run.core.spread || home.is_none() {
@@ -470,8 +553,7 @@ pub fn run_fast(shard: &Shard, job: FastScript) -> Option<bytes::Bytes> {
         // It failed a call for reaching beyond its shard after a write.
         shard.shared.scripts.set_mode(&job.sha, MODE_GLOBAL);
     }
-    let sha = String::from_utf8_lossy(&job.sha).into_owned();
-    core.finish(result, &sha, &mut r);
+    core.finish(result, &job.sha, &mut r);
     crate::repl::master::emit_all(shard, prop, false);
     Some(out.freeze())
 }
@@ -582,8 +664,7 @@ impl<'a> Core<'a> {
         argv: &[Bytes],
     ) -> mlua::Result<mlua::Thread> {
         let lua = &self.vm.lua;
-        let env: mlua::Table = self.vm.new_env.call(())?;
-        f.set_environment(env)?;
+        f.set_environment(self.vm.env.clone())?;
         let g = lua.globals();
         let strings = |items: &[Bytes]| -> mlua::Result<mlua::Table> {
             let t = lua.create_table_with_capacity(items.len(), 0)?;
@@ -594,22 +675,24 @@ impl<'a> Core<'a> {
         };
         g.raw_set("KEYS", strings(keys)?)?;
         g.raw_set("ARGV", strings(argv)?)?;
-        let th = lua.create_thread(self.vm.runner.clone())?;
         let shared = self.shard.shared.clone();
         let me = self.shard.id;
-        th.set_hook(
-            HookTriggers::new().every_nth_instruction(KILL_CHECK_EVERY),
-            move |_, _| {
-                if shared.scripts.slot(me).kill.load(Ordering::Relaxed) {
-                    Err(mlua::Error::runtime(
-                        "Script killed by user with SCRIPT KILL...",
-                    ))
-                } else {
-                    Ok(VmState::Continue)
-                }
-            },
-        )?;
-        Ok(th)
+        self.vm.thread(|lua| {
+            let th = lua.create_thread(self.vm.runner.clone())?;
+            th.set_hook(
+                HookTriggers::new().every_nth_instruction(KILL_CHECK_EVERY),
+                move |_, _| {
+                    if shared.scripts.slot(me).kill.load(Ordering::Relaxed) {
+                        Err(mlua::Error::runtime(
+                            "Script killed by user with SCRIPT KILL...",
+                        ))
+                    } else {
+                        Ok(VmState::Continue)
+                    }
+                },
+            )?;
+            Ok(th)
+        })
     }
 
     /// Resumes the coroutine with `input`: the script's end, or the
@@ -812,8 +895,10 @@ impl<'a> Core<'a> {
     }
 
     /// Writes the script's reply and ends the run.
-    fn finish(&self, result: mlua::Result<Done>, sha: &str, r: &mut Reply<'_>) {
+    fn finish(&self, result: mlua::Result<Done>, sha: &[u8; 40], r: &mut Reply<'_>) {
         let killed = self.release();
+        // Lowercase hex, so always UTF-8.
+        let sha = std::str::from_utf8(sha).unwrap_or_default();
         match result {
             _ if killed => r.error("ERR Script killed by user with SCRIPT KILL..."),
             Ok(Done::Value(v)) => vm::lua_to_reply(r, &v, self.vm.run.resp3.get(), 0),
@@ -824,9 +909,6 @@ impl<'a> Core<'a> {
                 r.error(&format!("ERR Error running script {sha}, {msg}"))
             }
         }
-        // Redis steps the collector every 50 scripts; a step per script
-        // keeps the state small at little cost.
-        let _ = self.vm.lua.gc_step();
     }
 }
 
@@ -854,7 +936,10 @@ impl Run<'_> {
         loop {
             let lua_args = match self.core.step(&th, std::mem::take(&mut input))? {
                 Ok(args) => args,
-                Err(done) => return Ok(done),
+                Err(done) => {
+                    self.core.vm.ran(th);
+                    return Ok(done);
+                }
             };
             let (ok, v) = match self.core.check(&lua_args) {
                 Checked::Fail(m) => self.core.fail(&m)?,
@@ -893,7 +978,10 @@ fn drive_fast(
     loop {
         let lua_args = match core.step(&th, std::mem::take(&mut input))? {
             Ok(args) => args,
-            Err(done) => return Ok(done),
+            Err(done) => {
+                core.vm.ran(th);
+                return Ok(done);
+            }
         };
         let (ok, v) = match core.check(&lua_args) {
             Checked::Fail(m) => core.fail(&m)?,

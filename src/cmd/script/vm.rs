@@ -54,8 +54,13 @@ pub(super) struct Vm {
     /// Compiled scripts by SHA1 (lowercase hex).
     pub funcs: RefCell<HashMap<[u8; 40], Function>>,
     pub run: Rc<RunState>,
-    /// Makes a run's fresh environment (see `LOCKDOWN`).
-    pub new_env: Function,
+    /// The environment every script runs in (see `LOCKDOWN`).
+    pub env: mlua::Table,
+    /// A finished coroutine kept for the next run: creating one per run
+    /// (a Lua thread, its stack, its hook) cost more than the run itself.
+    spare: RefCell<Option<mlua::Thread>>,
+    /// Runs since the collector was last stepped (see [`Vm::ran`]).
+    runs: Cell<u32>,
 }
 
 /// `lrand48` as Redis's `redisLrand48`: the 48-bit LCG, its top 31 bits.
@@ -240,10 +245,11 @@ return function(f) return xpcall(f, handler) end
 /// Locks the globals and the library tables, as Redis 7.0's read-only
 /// tables do: libraries become proxies that refuse writes.
 /// Locks what scripts share, as Redis 7.0's read-only tables do. The
-/// libraries become read-only proxies; each run gets a fresh environment
-/// (`new_env`, returned), empty and read-only, that reads through to the
-/// real globals, so a script can neither add a global nor replace one
-/// (`redis = ...`), even by `rawset(_G, ...)` or a chunk it compiles.
+/// libraries become read-only proxies; scripts run in an environment
+/// (made by the function returned, once per state), empty and read-only,
+/// that reads through to the real globals, so a script can neither add a
+/// global nor replace one (`redis = ...`), even by `rawset(_G, ...)` or a
+/// chunk it compiles. Nothing a run does to it can be seen by the next.
 /// `getfenv`, `setfenv` and `newproxy` are gone, as from Debian's Redis. Binary chunks are refused: LuaJIT bytecode is not
 /// verified and could break out of the sandbox.
 const LOCKDOWN: &str = r#"
@@ -467,14 +473,49 @@ impl Vm {
             g.raw_set(k, Value::Nil)?;
         }
         let new_env: Function = lua.load(LOCKDOWN).set_name("=tether").eval()?;
+        let env = new_env.call(())?;
         Ok(Vm {
             lua,
             runner,
             generation,
             funcs: RefCell::new(HashMap::new()),
             run,
-            new_env,
+            env,
+            spare: RefCell::new(None),
+            runs: Cell::new(0),
         })
+    }
+
+    /// A coroutine set to run the runner: the spare one when there is one
+    /// (reset), else a new one, made by `make` (which sets its hook).
+    pub fn thread(
+        &self,
+        make: impl FnOnce(&Lua) -> mlua::Result<mlua::Thread>,
+    ) -> mlua::Result<mlua::Thread> {
+        if let Some(th) = self.spare.borrow_mut().take()
+            && th.reset(self.runner.clone()).is_ok()
+        {
+            return Ok(th);
+        }
+        make(&self.lua)
+    }
+
+    /// A run is over: its coroutine, if it finished cleanly, is kept for
+    /// the next (one that was killed or abandoned mid-call is dropped);
+    /// and every 50 runs the collector takes a step, as Redis steps it
+    /// (`LUA_GC_CYCLE_PERIOD`). A step per run cost a sixth of a short
+    /// script's time; between steps LuaJIT's own pacing collects.
+    pub fn ran(&self, th: mlua::Thread) {
+        if th.status() == mlua::thread::ThreadStatus::Finished {
+            *self.spare.borrow_mut() = Some(th);
+        }
+        let n = self.runs.get() + 1;
+        if n >= 50 {
+            self.runs.set(0);
+            let _ = self.lua.gc_step();
+        } else {
+            self.runs.set(n);
+        }
     }
 
     /// The compiled function of script `sha`, compiling `body` (without
