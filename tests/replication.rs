@@ -637,6 +637,81 @@ fn output_buffer_limit_disconnects_and_recovers() {
     assert_same_dataset(master.port, replica.port, &[0]);
 }
 
+/// PSYNC is answered from `repl-backlog-size` bytes of history, and from
+/// older history only while a connected replica still holds it, as Redis
+/// 7.0's shared replication buffer does. A laggard that reads nothing
+/// (no output limit) holds 16 MB: a PSYNC from there continues. Once the
+/// laggard is dropped (CLIENT KILL TYPE replica, then a cron tick), the
+/// same PSYNC takes a full resync, while one inside the last megabyte
+/// still continues. Before, history the shards had not yet trimmed was
+/// offered to any replica: one dropped over its output buffer limit that
+/// reconnected at once was owed the whole overrun again instead of a full
+/// resync (the test above, on a fast machine).
+#[test]
+fn psync_is_served_from_the_backlog_and_what_replicas_hold() {
+    let master = Server::start(2);
+    tune_master(&master);
+    ok(&master, &["CONFIG", "SET", "repl-backlog-size", "1mb"]);
+    ok(
+        &master,
+        &[
+            "CONFIG",
+            "SET",
+            "client-output-buffer-limit",
+            "replica 0 0 0",
+        ],
+    );
+    // A replica that never reads past its snapshot.
+    let mut laggard = RawConn::connect(master.port);
+    let (replid, off) = eof_full_sync(&mut laggard);
+    let value = vec![b'v'; 256 * 1024];
+    let mut c = RawConn::connect(master.port);
+    for i in 0..64 {
+        let r = c.cmd(&[b"SET", format!("held:{i}").as_bytes(), &value]);
+        assert!(is_ok(&r), "SET held:{i}: {r:?}");
+    }
+    let master_off = info_int(&repl_info(&master), "master_repl_offset");
+    assert!(master_off - off > 8 << 20, "16 MB written: {master_off}");
+    let (full0, partial0, _) = sync_counters(&master);
+    let psync_from = |at: i64| {
+        let mut p = RawConn::connect(master.port);
+        assert!(is_ok(&p.cmds(&["REPLCONF", "capa", "psync2"])));
+        p.send_cmd(&[b"PSYNC", replid.as_bytes(), at.to_string().as_bytes()]);
+        handshake_line(&mut p)
+    };
+
+    // Held by the laggard: continued.
+    assert_eq!(psync_from(off + 1), format!("+CONTINUE {replid}"));
+
+    // The laggard gone: a full resync from its offset.
+    let mut admin = master.raw();
+    let killed = admin.cmds(&["CLIENT", "KILL", "TYPE", "replica"]);
+    assert!(matches!(killed, Resp::Int(n) if n >= 1), "{killed:?}");
+    drop(laggard);
+    thread::sleep(Duration::from_millis(300));
+    let mut far = RawConn::connect(master.port);
+    assert!(is_ok(&far.cmds(&["REPLCONF", "capa", "psync2"])));
+    far.send_cmd(&[
+        b"PSYNC",
+        replid.as_bytes(),
+        (off + 1).to_string().as_bytes(),
+    ]);
+    let line = handshake_line(&mut far);
+    assert!(line.starts_with("+FULLRESYNC"), "{line}");
+
+    // From inside the last megabyte: continued.
+    let mut near = RawConn::connect(master.port);
+    assert!(is_ok(&near.cmds(&["REPLCONF", "capa", "psync2"])));
+    near.send_cmd(&[
+        b"PSYNC",
+        replid.as_bytes(),
+        (master_off - 1000 + 1).to_string().as_bytes(),
+    ]);
+    assert_eq!(handshake_line(&mut near), format!("+CONTINUE {replid}"));
+    let (full1, partial1, _) = sync_counters(&master);
+    assert_eq!((full1, partial1), (full0 + 1, partial0 + 2));
+}
+
 // ---------------------------------------------------------------------------
 // min-replicas and WAIT
 // ---------------------------------------------------------------------------

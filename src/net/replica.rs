@@ -256,11 +256,25 @@ pub fn on_sync(shard: &std::rc::Rc<Shard>, net: &mut ConnTable, slot: u32) -> Op
         let id_ok = rid.as_ref() == ids.replid.as_bytes()
             || (rid.as_ref() == ids.replid2.as_bytes() && *off <= ids.second_offset);
         let want = (*off - 1).max(0) as u64;
+        // History is served back to `repl-backlog-size` bytes, and further
+        // only while a connected replica still holds it, as in Redis 7.0
+        // (its shared replication buffer keeps blocks a replica refers to,
+        // and trims the rest before the next event loop turn). The shards
+        // may keep more until their next write; a replica just dropped
+        // over its output buffer limit must not be owed that overrun again
+        // at once (the memory the limit guards) but take a full resync.
+        let size = shard
+            .shared
+            .config()
+            .get_int("repl-backlog-size")
+            .unwrap_or(1 << 20)
+            .max(0) as u64;
         if repl.backlog_on.load(Ordering::SeqCst)
             && id_ok
             && *off >= 1
             && want >= repl.first_offset()
             && want <= master
+            && (master - want <= size || want >= repl.keep())
         {
             conn.wbuf.extend_from_slice(
                 if conn.client.repl.capa_psync2 {
@@ -733,7 +747,6 @@ pub fn cron(shard: &Shard, net: &mut ConnTable) {
             continue;
         };
         let Some(l) = c.repl.as_mut() else { continue };
-        keep = keep.min(l.pos);
         // As Redis: the ACK timeout applies to online replicas; a transfer
         // in progress is bounded by the socket (TCP_USER_TIMEOUT, errors).
         if l.state == LinkState::Online && c.last_active.elapsed().as_secs() >= timeout {
@@ -745,6 +758,7 @@ pub fn cron(shard: &Shard, net: &mut ConnTable) {
             continue;
         }
         if l.state == LinkState::Bulk {
+            keep = keep.min(l.pos);
             continue;
         }
         let queued = c.wbuf.len() as u64
@@ -764,8 +778,12 @@ pub fn cron(shard: &Shard, net: &mut ConnTable) {
                 },
             );
             close.push(s);
+            continue;
         }
+        keep = keep.min(l.pos);
     }
+    // What a link closed here no longer holds is let go at once (see
+    // `on_sync`): it must not be offered to that replica reconnecting.
     repl.hold[shard.id].store(keep, Ordering::SeqCst);
     for s in close {
         net.begin_close(s);

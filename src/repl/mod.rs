@@ -343,7 +343,7 @@ impl Repl {
     }
 
     /// Lowest offset any connected replica still needs.
-    fn keep(&self) -> u64 {
+    pub(crate) fn keep(&self) -> u64 {
         self.hold
             .iter()
             .map(|h| h.load(Ordering::Relaxed))
