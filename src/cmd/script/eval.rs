@@ -718,18 +718,21 @@ impl<'a> Core<'a> {
             )?;
             return Ok(Err(Done::Error(t)));
         }
-        // (MARK, raise, count, {args})
+        // (MARK, raise, count, {args}) or (MARK, raise, count, false, args...)
         let n = match vals.get(2) {
             Some(Value::Integer(n)) => *n as usize,
             Some(Value::Number(n)) => *n as usize,
             _ => 0,
         };
-        let mut args = Vec::with_capacity(n);
         if let Some(Value::Table(t)) = vals.get(3) {
+            let mut args = Vec::with_capacity(n);
             for i in 1..=n {
                 args.push(t.raw_get::<Value>(i)?);
             }
+            return Ok(Ok(args));
         }
+        let mut args: Vec<Value> = vals.drain(4.min(vals.len())..).collect();
+        args.resize(n, Value::Nil);
         Ok(Ok(args))
     }
 

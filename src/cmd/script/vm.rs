@@ -97,16 +97,22 @@ local error, type, tostring, select, rawget, rawset, xpcall, pcall =
       error, type, tostring, select, rawget, rawset, xpcall, pcall
 local sfind, ssub = string.find, string.sub
 
--- The arguments travel as a table and a count: a script may pass
--- thousands (unpack), more than a yield's values may number.
+-- The arguments travel with their count, as values when they are few
+-- (no table to build and collect per call), else as a table: a script
+-- may pass thousands (unpack), more than a yield's values may number.
+local function call(raise, n, ...)
+  if n <= 8 then return yield(MARK, raise, n, false, ...) end
+  return yield(MARK, raise, n, {...})
+end
+
 function redis.call(...)
-  local ok, v = yield(MARK, true, select('#', ...), {...})
+  local ok, v = call(true, select('#', ...), ...)
   if not ok then error(v) end
   return v
 end
 
 function redis.pcall(...)
-  local _, v = yield(MARK, false, select('#', ...), {...})
+  local _, v = call(false, select('#', ...), ...)
   return v
 end
 
