@@ -671,7 +671,10 @@ fn psync_is_served_from_the_backlog_and_what_replicas_hold() {
         assert!(is_ok(&r), "SET held:{i}: {r:?}");
     }
     let master_off = info_int(&repl_info(&master), "master_repl_offset");
-    assert!(master_off - off > 8 << 20, "16 MB written: {master_off}");
+    assert!(
+        master_off - off > 8 << 20,
+        "16 MB written: {off} -> {master_off}"
+    );
     let (full0, partial0, _) = sync_counters(&master);
     let psync_from = |at: i64| {
         let mut p = RawConn::connect(master.port);
@@ -689,25 +692,14 @@ fn psync_is_served_from_the_backlog_and_what_replicas_hold() {
     assert!(matches!(killed, Resp::Int(n) if n >= 1), "{killed:?}");
     drop(laggard);
     thread::sleep(Duration::from_millis(300));
-    let mut far = RawConn::connect(master.port);
-    assert!(is_ok(&far.cmds(&["REPLCONF", "capa", "psync2"])));
-    far.send_cmd(&[
-        b"PSYNC",
-        replid.as_bytes(),
-        (off + 1).to_string().as_bytes(),
-    ]);
-    let line = handshake_line(&mut far);
+    let line = psync_from(off + 1);
     assert!(line.starts_with("+FULLRESYNC"), "{line}");
 
     // From inside the last megabyte: continued.
-    let mut near = RawConn::connect(master.port);
-    assert!(is_ok(&near.cmds(&["REPLCONF", "capa", "psync2"])));
-    near.send_cmd(&[
-        b"PSYNC",
-        replid.as_bytes(),
-        (master_off - 1000 + 1).to_string().as_bytes(),
-    ]);
-    assert_eq!(handshake_line(&mut near), format!("+CONTINUE {replid}"));
+    assert_eq!(
+        psync_from(master_off - 1000 + 1),
+        format!("+CONTINUE {replid}")
+    );
     let (full1, partial1, _) = sync_counters(&master);
     assert_eq!((full1, partial1), (full0 + 1, partial0 + 2));
 }
