@@ -248,16 +248,15 @@ end
 return function(f) return xpcall(f, handler) end
 "#;
 
-/// Locks the globals and the library tables, as Redis 7.0's read-only
-/// tables do: libraries become proxies that refuse writes.
 /// Locks what scripts share, as Redis 7.0's read-only tables do. The
 /// libraries become read-only proxies; scripts run in an environment
 /// (made by the function returned, once per state), empty and read-only,
 /// that reads through to the real globals, so a script can neither add a
 /// global nor replace one (`redis = ...`), even by `rawset(_G, ...)` or a
 /// chunk it compiles. Nothing a run does to it can be seen by the next.
-/// `getfenv`, `setfenv` and `newproxy` are gone, as from Debian's Redis. Binary chunks are refused: LuaJIT bytecode is not
-/// verified and could break out of the sandbox.
+/// `getfenv`, `setfenv` and `newproxy` are gone, as from Debian's Redis.
+/// Binary chunks are refused: LuaJIT bytecode is not verified and could
+/// break out of the sandbox.
 const LOCKDOWN: &str = r#"
 local real = _G
 local setmetatable, getmetatable, error, tostring, rawset, rawequal, type =
