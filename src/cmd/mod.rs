@@ -9,10 +9,10 @@
 //! - `Global`: needs every shard (DBSIZE, FLUSHALL, INFO, SCAN, ...); runs
 //!   as an async coordinator in `shard::dispatch`.
 
-/// A row for a command with no keys that runs as a global command
-/// (`Kind::Global`); used by the tables of several modules below.
-macro_rules! global {
-    ($name:expr, $arity:expr, $flags:expr) => {
+/// A table row for a command with no keys, run as `$kind`; used by the
+/// tables of several modules below.
+macro_rules! keyless {
+    ($name:expr, $arity:expr, $flags:expr, $kind:expr) => {
         crate::cmd::CmdSpec {
             name: $name,
             arity: $arity,
@@ -21,9 +21,16 @@ macro_rules! global {
             last_key: 0,
             step: 0,
             numkeys: 0,
-            kind: crate::cmd::Kind::Global,
+            kind: $kind,
             stat: crate::cmd::StatSlot::new(),
         }
+    };
+}
+
+/// A [`keyless!`] row for a global command (`Kind::Global`).
+macro_rules! global {
+    ($name:expr, $arity:expr, $flags:expr) => {
+        keyless!($name, $arity, $flags, crate::cmd::Kind::Global)
     };
 }
 

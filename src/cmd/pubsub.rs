@@ -283,17 +283,12 @@ pub fn subscribed_guard(
 
 macro_rules! conn {
     ($name:expr, $arity:expr, $f:expr) => {
-        CmdSpec {
-            name: $name,
-            arity: $arity,
-            flags: &["pubsub", "noscript", "loading", "stale"],
-            first_key: 0,
-            last_key: 0,
-            step: 0,
-            numkeys: 0,
-            kind: Kind::Conn($f),
-            stat: crate::cmd::StatSlot::new(),
-        }
+        keyless!(
+            $name,
+            $arity,
+            &["pubsub", "noscript", "loading", "stale"],
+            Kind::Conn($f)
+        )
     };
 }
 

@@ -45,61 +45,45 @@ pub struct ReplClient {
 /// `capa eof`: filtered snapshots are only sent EOF-framed.
 pub const FILTER_NEEDS_EOF: &str = "ERR Filtered replica requires EOF capability";
 
-macro_rules! row {
-    ($name:expr, $arity:expr, $flags:expr, $kind:expr) => {
-        CmdSpec {
-            name: $name,
-            arity: $arity,
-            flags: $flags,
-            first_key: 0,
-            last_key: 0,
-            step: 0,
-            numkeys: 0,
-            kind: $kind,
-            stat: crate::cmd::StatSlot::new(),
-        }
-    };
-}
-
 pub static COMMANDS: [CmdSpec; 8] = [
-    row!(
+    keyless!(
         "sync",
         1,
         &["admin", "noscript", "no_async_loading", "no_multi"],
         Kind::Conn(sync)
     ),
-    row!(
+    keyless!(
         "psync",
         -3,
         &["admin", "noscript", "no_async_loading", "no_multi"],
         Kind::Conn(psync)
     ),
-    row!(
+    keyless!(
         "replconf",
         -1,
         &["admin", "noscript", "loading", "stale", "allow_busy"],
         Kind::Conn(replconf)
     ),
-    row!("wait", 3, &["noscript"], Kind::Global),
-    row!(
+    keyless!("wait", 3, &["noscript"], Kind::Global),
+    keyless!(
         "role",
         1,
         &["noscript", "loading", "stale", "fast"],
         Kind::Global
     ),
-    row!(
+    keyless!(
         "replicaof",
         3,
         &["admin", "noscript", "stale", "no_async_loading"],
         Kind::Global
     ),
-    row!(
+    keyless!(
         "slaveof",
         3,
         &["admin", "noscript", "stale", "no_async_loading"],
         Kind::Global
     ),
-    row!(
+    keyless!(
         "failover",
         -1,
         &["admin", "noscript", "stale"],
