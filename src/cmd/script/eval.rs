@@ -333,6 +333,26 @@ impl FastScript {
     }
 }
 
+/// EVAL's key count, checked in Redis's order and words.
+fn numkeys(a: &[Bytes]) -> Result<usize, &'static str> {
+    let n = parse_i64(&a[2]).ok_or(NOT_INT)?;
+    if n > a.len() as i64 - 3 {
+        return Err("ERR Number of keys can't be greater than number of args");
+    }
+    if n < 0 {
+        return Err("ERR Number of keys can't be negative");
+    }
+    Ok(n as usize)
+}
+
+/// A SHA1 argument (EVALSHA, SCRIPT EXISTS), lowercased (none: not 40 characters, so no
+/// script can have it).
+fn sha_arg(arg: &[u8]) -> Option<[u8; 40]> {
+    let mut sha: [u8; 40] = arg.try_into().ok()?;
+    sha.make_ascii_lowercase();
+    Some(sha)
+}
+
 /// Runs an EVAL family command on the network driver's fast path, in
 /// line with the pipeline around it, when its script is known to stay on
 /// its declared keys (`MODE_LOCAL`) and those all live on this shard:
@@ -352,19 +372,13 @@ pub fn try_inline(
     a: &[Bytes],
     out: &mut BytesMut,
 ) -> bool {
-    let Some(numkeys) = parse_i64(&a[2]) else {
+    let Ok(numkeys) = numkeys(a) else {
         return false;
     };
-    if numkeys < 0 || numkeys > a.len() as i64 - 3 {
-        return false;
-    }
-    let numkeys = numkeys as usize;
     let sha = if spec.name.starts_with("evalsha") {
-        if a[1].len() != 40 {
+        let Some(sha) = sha_arg(&a[1]) else {
             return false;
-        }
-        let mut sha = [0u8; 40];
-        sha.copy_from_slice(&a[1].to_ascii_lowercase());
+        };
         sha
     } else {
         sha1_hex(&a[1])
@@ -421,22 +435,14 @@ pub async fn eval(
     let mut r = Reply::new(out, client.proto);
     let by_sha = spec.name.starts_with("evalsha");
     let ro = spec.name.ends_with("_ro");
-    let Some(numkeys) = parse_i64(&a[2]) else {
-        return r.error(NOT_INT);
+    let numkeys = match numkeys(a) {
+        Ok(n) => n,
+        Err(e) => return r.error(e),
     };
-    if numkeys > a.len() as i64 - 3 {
-        return r.error("ERR Number of keys can't be greater than number of args");
-    }
-    if numkeys < 0 {
-        return r.error("ERR Number of keys can't be negative");
-    }
-    let numkeys = numkeys as usize;
     let (sha, body, flags, mode) = if by_sha {
-        if a[1].len() != 40 {
+        let Some(sha) = sha_arg(&a[1]) else {
             return r.error(NOSCRIPT);
-        }
-        let mut sha = [0u8; 40];
-        sha.copy_from_slice(&a[1].to_ascii_lowercase());
+        };
         match shard.shared.scripts.get(&sha) {
             Some((body, flags, mode)) => (sha, body, flags, mode),
             None => return r.error(NOSCRIPT),
@@ -1158,11 +1164,7 @@ pub fn script_cmd(shard: &Shard, a: &[Bytes], r: &mut Reply<'_>) {
         "exists" => {
             r.array(a.len() - 2);
             for s in &a[2..] {
-                let found = s.len() == 40 && {
-                    let mut sha = [0u8; 40];
-                    sha.copy_from_slice(&s.to_ascii_lowercase());
-                    cache.get(&sha).is_some()
-                };
+                let found = sha_arg(s).is_some_and(|sha| cache.get(&sha).is_some());
                 r.int(found as i64);
             }
         }
