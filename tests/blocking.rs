@@ -392,3 +392,78 @@ fn client_unblock_releases_pops_and_wait() {
         assert_eq!(got, vec!["ub", "x"]);
     }
 }
+
+/// The replies to a pipeline's requests before a blocking pop go out at
+/// once, as Redis's do, while the pop waits: the driver holds replies back
+/// only for a remote batch, which cannot block (`net::Conn`'s
+/// `hold_replies`). Every order of the keys' shards is tried: the writes
+/// on the connection's shard, on the other, or both, and the pop's list
+/// on either. The same holds before a WAIT and before a write that CLIENT
+/// PAUSE WRITE holds back.
+#[test]
+fn replies_before_a_waiting_command_go_out() {
+    for shards in [1, 2] {
+        let s = Server::start(shards);
+        let ks = common::keys_over_shards("held", 2, 2);
+        for (round, list) in [&ks[0], &ks[1]].into_iter().enumerate() {
+            let mut c = s.raw();
+            let mut req = Vec::new();
+            for k in &ks[2..] {
+                req.extend(common::encode(&[b"INCR", k.as_bytes()]));
+            }
+            req.extend(common::encode(&[b"BLPOP", list.as_bytes(), b"0"]));
+            c.set_read_timeout(Duration::from_secs(3));
+            c.send(&req);
+            for k in &ks[2..] {
+                let got = c.read().as_int();
+                assert_eq!(got, Some(round as i64 + 1), "{}: INCR {k}", s.label());
+            }
+            let mut p = s.raw();
+            p.cmds(&["RPUSH", list, "v"]);
+            let got: Vec<String> = c.read().array().iter().map(|v| v.as_str()).collect();
+            assert_eq!(got, vec![list.to_string(), "v".into()], "{}", s.label());
+        }
+        // WAIT for a replica that does not exist waits out its timeout.
+        let mut c = s.raw();
+        c.set_read_timeout(Duration::from_secs(2));
+        let mut req = Vec::new();
+        for k in &ks {
+            req.extend(common::encode(&[b"INCR", k.as_bytes()]));
+        }
+        req.extend(common::encode(&[b"WAIT", b"1", b"3000"]));
+        c.send(&req);
+        for k in &ks {
+            assert!(
+                c.read().as_int().is_some(),
+                "{}: INCR {k} before WAIT",
+                s.label()
+            );
+        }
+        c.set_read_timeout(Duration::from_secs(10));
+        assert_eq!(c.read().as_int(), Some(0), "{}: WAIT", s.label());
+        // Reads before a write that CLIENT PAUSE WRITE holds.
+        let mut p = s.raw();
+        assert_eq!(p.cmds(&["CLIENT", "PAUSE", "3000", "WRITE"]).as_str(), "OK");
+        c.set_read_timeout(Duration::from_secs(2));
+        let mut req = Vec::new();
+        for k in &ks {
+            req.extend(common::encode(&[b"GET", k.as_bytes()]));
+        }
+        req.extend(common::encode(&[b"INCR", ks[0].as_bytes()]));
+        c.send(&req);
+        for k in &ks {
+            assert!(
+                !c.read().is_error(),
+                "{}: GET {k} before the paused write",
+                s.label()
+            );
+        }
+        assert_eq!(p.cmds(&["CLIENT", "UNPAUSE"]).as_str(), "OK");
+        c.set_read_timeout(Duration::from_secs(10));
+        assert!(
+            c.read().as_int().is_some(),
+            "{}: the paused INCR",
+            s.label()
+        );
+    }
+}

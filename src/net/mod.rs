@@ -389,6 +389,15 @@ impl ConnTable {
         }
     }
 
+    /// Replies of a slow-path batch still running, sent ahead of the
+    /// rest (`dispatch::run_batch`).
+    pub fn early(&mut self, slot: u32, generation: u32, out: &[u8]) {
+        if let Some(c) = self.get(slot, generation) {
+            c.wbuf.extend_from_slice(out);
+            self.mark(slot);
+        }
+    }
+
     /// A slow-path batch finished: queue its replies for the driver.
     pub fn finish(&mut self, slot: u32, generation: u32, out: BytesMut, client: ClientState) {
         self.done.push((slot, generation, out, client));
@@ -1089,7 +1098,9 @@ impl Driver {
         for (slot, generation, client, cmds, closed) in self.slow.drain(..) {
             let me = self.shard.clone();
             glommio::spawn_local(async move {
-                let (out, client) = dispatch::run_batch(me.clone(), client, cmds, closed).await;
+                let conn = Some((slot, generation));
+                let (out, client) =
+                    dispatch::run_batch(me.clone(), client, cmds, closed, conn).await;
                 me.net.borrow_mut().finish(slot, generation, out, client);
                 me.wake.notify();
             })

@@ -827,9 +827,14 @@ async fn stream(shard: &Rc<Shard>, w: &mut Wire, epoch: u64) -> Result<(), Strin
             }
             if !cmds.is_empty() {
                 let names: Vec<Bytes> = cmds.iter().map(|c| c[0].clone()).collect();
-                let (out, c) =
-                    crate::shard::dispatch::run_batch(shard.clone(), client, cmds, closed.clone())
-                        .await;
+                let (out, c) = crate::shard::dispatch::run_batch(
+                    shard.clone(),
+                    client,
+                    cmds,
+                    closed.clone(),
+                    None,
+                )
+                .await;
                 client = c;
                 check_master_replies(shard, &out, &names);
             }

@@ -69,16 +69,25 @@ impl Stats {
 
 /// Runs the rest of a pipeline that could not complete synchronously.
 /// Returns the replies in order and the connection state after the batch.
+///
+/// Before a request that may wait for an outside event (a blocking pop,
+/// WAIT, a client pause), the replies of the requests before it go to the
+/// connection `conn` (slot, generation) at once, as Redis writes a blocked
+/// client's earlier replies while it waits; without `conn` (a master
+/// link's stream) they stay in the returned output.
 pub async fn run_batch(
     shard: Rc<Shard>,
     mut client: ClientState,
     cmds: Vec<Vec<Bytes>>,
     closed: Rc<super::blocking::CloseFlag>,
+    conn: Option<(u32, u32)>,
 ) -> (BytesMut, ClientState) {
     let n = shard.nshards();
     let mut slots: Vec<Bytes> = vec![Bytes::new(); cmds.len()];
     // Replies CLIENT REPLY OFF / SKIP drops.
     let mut silent: Vec<bool> = Vec::new();
+    // Replies before this index went to the connection already.
+    let mut sent = 0;
     let mut groups: Vec<Vec<(usize, ShardCmd)>> = (0..n).map(|_| Vec::new()).collect();
     for (i, args) in cmds.into_iter().enumerate() {
         if client.close_after_reply {
@@ -96,6 +105,7 @@ pub async fn run_batch(
             && cmd::repl::refusal(&shard, &client, spec, &args).is_none()
         {
             flush(&shard, client.proto, &mut groups, &mut slots).await;
+            send_early(&shard, conn, &slots[..i], &silent, &mut sent);
             if !cmd::pause::wait(&shard, spec, &client, &closed).await {
                 break;
             }
@@ -141,6 +151,7 @@ pub async fn run_batch(
                 && client.multi.is_none() =>
             {
                 flush(&shard, client.proto, &mut groups, &mut slots).await;
+                send_early(&shard, conn, &slots[..i], &silent, &mut sent);
                 let mut out = BytesMut::new();
                 if super::blocking::exec_blocking(&shard, &client, spec, &args, &mut out, &closed)
                     .await
@@ -168,6 +179,9 @@ pub async fn run_batch(
             }
             Route::Multi | Route::Global => {
                 flush(&shard, client.proto, &mut groups, &mut slots).await;
+                if spec.name == "wait" {
+                    send_early(&shard, conn, &slots[..i], &silent, &mut sent);
+                }
                 let mut out = BytesMut::new();
                 if matches!(spec.kind, Kind::Global) {
                     cmd::server::exec_global(
@@ -189,13 +203,43 @@ pub async fn run_batch(
         }
     }
     flush(&shard, client.proto, &mut groups, &mut slots).await;
-    let mut out = BytesMut::with_capacity(slots.iter().map(|s| s.len()).sum());
-    for (i, s) in slots.iter().enumerate() {
+    let out = voiced(&slots, &silent, sent);
+    (out, client)
+}
+
+/// The replies in `slots` from `from` on, without those CLIENT REPLY OFF /
+/// SKIP silenced.
+fn voiced(slots: &[Bytes], silent: &[bool], from: usize) -> BytesMut {
+    let mut out = BytesMut::with_capacity(slots[from..].iter().map(|s| s.len()).sum());
+    for (i, s) in slots.iter().enumerate().skip(from) {
         if !silent.get(i).copied().unwrap_or(false) {
             out.extend_from_slice(s);
         }
     }
-    (out, client)
+    out
+}
+
+/// Hands the replies in `slots` not yet sent to the connection `conn`
+/// now, ahead of the batch's end (see [`run_batch`]).
+fn send_early(
+    shard: &Shard,
+    conn: Option<(u32, u32)>,
+    slots: &[Bytes],
+    silent: &[bool],
+    sent: &mut usize,
+) {
+    let Some((slot, generation)) = conn else {
+        return;
+    };
+    if *sent >= slots.len() {
+        return;
+    }
+    let out = voiced(slots, silent, *sent);
+    *sent = slots.len();
+    if !out.is_empty() {
+        shard.net.borrow_mut().early(slot, generation, &out);
+        shard.wake.notify();
+    }
 }
 
 pub fn error_bytes(msg: &str) -> Bytes {
