@@ -102,6 +102,13 @@ pub struct Conn {
     backlogged: bool,
     /// A slow-path batch of this connection is running.
     busy: bool,
+    /// The busy batch is a fast remote group (`one_remote_group`), which
+    /// answers within a turn or two and never blocks: the replies already
+    /// in `wbuf` (the pipeline's part before it) wait for its answer, so a
+    /// pipeline's replies leave in one send. Sent apart, they cost the
+    /// client a second wake-up and a second segment: with keys spread over
+    /// two shards, half of all pipelines split that way.
+    hold_replies: bool,
     /// Close once the output is flushed (QUIT, protocol error).
     close_after_flush: bool,
     /// A big request still arriving: its arguments parsed so far and
@@ -427,6 +434,7 @@ impl ConnTable {
         self.recycle_args(cmds.into_iter().map(|c| c.args));
         if let Some(c) = self.get(slot, generation) {
             c.busy = false;
+            c.hold_replies = false;
             match local {
                 None if c.wbuf.is_empty() => std::mem::swap(&mut c.wbuf, &mut out),
                 None => c.wbuf.extend_from_slice(&out),
@@ -899,6 +907,7 @@ impl Driver {
             backlogged: false,
             partial: None,
             busy: false,
+            hold_replies: false,
             close_after_flush: false,
             closing: false,
             peer_eof: false,
@@ -1176,6 +1185,7 @@ impl Driver {
                         l
                     });
                     let conn_id = (slot, conn.generation);
+                    conn.hold_replies = true;
                     shard.post_conn_batch(split.to, conn_id, local, proto, split.remote);
                 }
                 Err(cmds) => self.slow.push((
@@ -1217,7 +1227,7 @@ impl Driver {
         if conn.peer_eof && !conn.busy && !conn.backlogged {
             conn.close_after_flush = true;
         }
-        if !conn.send_inflight && !conn.closing {
+        if !conn.send_inflight && !conn.closing && !conn.hold_replies {
             if conn.sending.is_none() && !conn.wbuf.is_empty() {
                 conn.sending = Some((conn.wbuf.split().freeze(), 0));
             }
