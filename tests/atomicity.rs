@@ -9,6 +9,7 @@ mod common;
 
 use common::Server;
 use redis::Connection;
+use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
@@ -387,6 +388,76 @@ fn mixed_pipelines_answer_in_request_order() {
                         counts[pattern[0]].to_string(),
                         "conn {t} round {round} GET"
                     );
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("client thread panicked");
+    }
+}
+
+/// Requests sent to another shard from the network driver carry their
+/// arguments uncounted, borrowing the request buffer they were read into
+/// (`Shard::post_conn_batch`); the connection's shard keeps that buffer
+/// until the owner's reply is back. Here each client streams pipelines
+/// without waiting, so new input keeps arriving while the owner still runs
+/// the last batch: a buffer let go too early would be reused under the
+/// owner, which would then store, or look up, bytes of later requests.
+/// Every `GET` must return the value its `SET` just stored, and every key
+/// must end with its last value.
+#[test]
+fn remote_batches_keep_their_request_bytes() {
+    let s = Server::start(2);
+    const CONNS: usize = 6;
+    const ROUNDS: usize = 1500;
+    const KEYS: usize = 24;
+    let value = |t: usize, round: usize, j: usize| -> String {
+        // 10 to about 400 bytes, different for every write.
+        let pad = "x".repeat((round * 7 + j * 13) % 390);
+        format!("v:{t}:{round}:{j}:{pad}")
+    };
+    let threads: Vec<_> = (0..CONNS)
+        .map(|t| {
+            let mut c = s.raw();
+            thread::spawn(move || {
+                let home = home_shard(&mut c);
+                // Mostly the other shard's keys, a few of this one's.
+                let keys: Vec<String> = (0..)
+                    .map(|i| format!("borrow:{t}:{i}"))
+                    .filter(|k| common::shard_of(k, 2) != home || k.ends_with('7'))
+                    .take(KEYS)
+                    .collect();
+                let mut writer = c.stream.try_clone().expect("clone stream");
+                let wkeys = keys.clone();
+                let sender = thread::spawn(move || {
+                    for round in 0..ROUNDS {
+                        let mut req = Vec::new();
+                        for j in 0..4 {
+                            let k = wkeys[(round * 5 + j) % KEYS].as_bytes();
+                            let v = value(t, round, j);
+                            req.extend(common::encode(&[b"SET", k, v.as_bytes()]));
+                            req.extend(common::encode(&[b"GET", k]));
+                        }
+                        writer.write_all(&req).expect("send");
+                    }
+                });
+                let mut last = vec![None; KEYS];
+                for round in 0..ROUNDS {
+                    for j in 0..4 {
+                        let at = (round * 5 + j) % KEYS;
+                        let want = value(t, round, j);
+                        assert_eq!(c.read().as_str(), "OK", "conn {t} round {round} SET {j}");
+                        let got = c.read().as_str();
+                        assert_eq!(got, want, "conn {t} round {round}: GET {}", keys[at]);
+                        last[at] = Some(want);
+                    }
+                }
+                sender.join().expect("sender panicked");
+                for (k, want) in keys.iter().zip(&last) {
+                    let got = c.cmd(&[b"GET", k.as_bytes()]);
+                    let want = want.as_ref().map(|w| w.as_bytes());
+                    assert_eq!(got.as_bytes(), want, "conn {t}: final {k}");
                 }
             })
         })

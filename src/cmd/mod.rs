@@ -559,8 +559,11 @@ pub enum Lookup {
 /// takes `Bytes` by value. The same goes for anything added around every
 /// command in `exec_in` (a slow log, MONITOR, client tracking): it must
 /// copy what it keeps. A command that goes anywhere but straight to its
-/// handler on this shard (another shard, MULTI's queue, a blocking wait, a
-/// pause) gets counted arguments whatever this list says.
+/// handler (MULTI's queue, a blocking wait, a pause, the slow path) gets
+/// counted arguments whatever this list says. The one way to another
+/// shard that keeps them borrowed is the driver's own remote batch
+/// (`Shard::post_conn_batch`), whose sender holds the request buffer until
+/// the owner has run the batch and answered.
 pub const BORROWS_ARGS: &[&str] = &[
     "get", "set", "setnx", "setex", "psetex", "incr", "decr", "incrby", "decrby", "strlen", "mget",
     "mset", "lpush", "rpush", "lpop", "rpop", "llen", "lrange", "sadd", "hset", "zadd",

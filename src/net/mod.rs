@@ -1167,9 +1167,26 @@ impl Driver {
             && let Some(cmds) = run_fast(&shard, conn, &mut net.dirty, &mut net.scratch, slot)
         {
             conn.busy = true;
+            let frames = &net.scratch.frames;
             match one_remote_group(&shard, &mut conn.client, cmds) {
-                Ok(split) => {
+                Ok(mut split) => {
                     let proto = conn.client.proto;
+                    // Arguments still borrow the request's frames: a
+                    // command that may keep one gets it counted. The
+                    // frames stay with the batch until its reply is back.
+                    let mut borrowed = false;
+                    for c in split.local.iter_mut().chain(&mut split.remote) {
+                        if c.spec.borrows_args() {
+                            borrowed = true;
+                        } else {
+                            own_args(&mut c.args, frames);
+                        }
+                    }
+                    let frames = if borrowed {
+                        std::mem::take(&mut net.scratch.frames)
+                    } else {
+                        Vec::new()
+                    };
                     // The commands this shard owns run now; their replies
                     // wait for the remote ones, to go out in order.
                     let local = (!split.local.is_empty()).then(|| {
@@ -1186,16 +1203,22 @@ impl Driver {
                     });
                     let conn_id = (slot, conn.generation);
                     conn.hold_replies = true;
-                    shard.post_conn_batch(split.to, conn_id, local, proto, split.remote);
+                    shard.post_conn_batch(split.to, conn_id, local, proto, split.remote, frames);
                 }
-                Err(cmds) => self.slow.push((
-                    slot,
-                    conn.generation,
-                    conn.client.clone(),
-                    cmds,
-                    conn.closed.clone(),
-                )),
+                Err(mut cmds) => {
+                    for args in &mut cmds {
+                        own_args(args, frames);
+                    }
+                    self.slow.push((
+                        slot,
+                        conn.generation,
+                        conn.client.clone(),
+                        cmds,
+                        conn.closed.clone(),
+                    ))
+                }
             }
+            net.scratch.frames.clear();
         }
         let conn = net.slots[slot as usize].as_mut().expect("present");
         if conn.recv_paused
@@ -1370,10 +1393,12 @@ enum ParseStop {
 /// The arguments *borrow* the frame: each is a `Bytes` made with
 /// `from_static` over its bytes, so making and dropping one touches no
 /// reference count, and the frame itself is kept in `scratch.frames` until
-/// [`run_fast`] returns. Before that, every request either runs on this
-/// shard with a command in [`cmd::BORROWS_ARGS`] (whose handlers keep
-/// nothing) or has its arguments turned into counted slices of the frame
-/// ([`own_args`]) before they go anywhere else. Per argument that saves an
+/// the pipeline's remainder, if any, has left [`Driver::process_conn`].
+/// Before that, every request either runs with a command in
+/// [`cmd::BORROWS_ARGS`] (whose handlers keep nothing), here or on the
+/// other shard of a remote group that takes the frames with it
+/// (`Shard::post_conn_batch`), or has its arguments turned into counted
+/// slices of the frame ([`own_args`]) before they go anywhere else. Per argument that saves an
 /// atomic increment and decrement: about 9 % of SET -P 16's server CPU.
 ///
 /// A big request arriving over many reads goes on from `partial`, where the
@@ -1501,6 +1526,10 @@ fn own_args(args: &mut [Bytes], frames: &[Bytes]) {
 /// pipeline, from the first request that needs another shard, for the slow
 /// path. Stops after [`FAST_TURN_BYTES`] of input, marking the connection
 /// in `dirty` to go on next turn.
+///
+/// The remainder's arguments may still borrow `scratch.frames`, which is
+/// then left for the caller to clear once it has owned them or handed
+/// the frames on with them (`process_conn`).
 fn run_fast(
     shard: &Rc<Shard>,
     conn: &mut Conn,
@@ -1577,13 +1606,9 @@ fn run_fast(
         // loop but a BORROWS_ARGS command run here owns them first.
         let mut args = ahead.pop_front().expect("not empty");
         if let Some(batch) = slow.as_mut() {
-            own_args(&mut args, &scratch.frames);
             batch.push(args);
             if batch.len() >= MAX_SLOW_BATCH {
-                batch.extend(ahead.drain(..).map(|mut a| {
-                    own_args(&mut a, &scratch.frames);
-                    a
-                }));
+                batch.extend(ahead.drain(..));
                 break;
             }
             continue;
@@ -1664,18 +1689,17 @@ fn run_fast(
                     break;
                 }
             }
-            _ => {
-                own_args(&mut args, &scratch.frames);
-                slow = Some(vec![args])
-            }
+            _ => slow = Some(vec![args]),
         }
     }
     Stats::add(&shard.stats.commands_processed, executed);
     // Requests parsed after a QUIT are dropped, as Redis drops them.
     ahead.clear();
     scratch.ahead = ahead;
-    // No borrowed argument is left: what ran was dropped or recycled, what
-    // did not is owned (`slow`) or dropped just above.
-    scratch.frames.clear();
+    // No borrowed argument is left but in `slow`: what ran was dropped or
+    // recycled, the rest dropped just above.
+    if slow.is_none() {
+        scratch.frames.clear();
+    }
     slow
 }
