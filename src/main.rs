@@ -74,7 +74,9 @@ fn main() {
             .unwrap_or_else(|e| fail(&format!("Failed opening Unix socket {path}: {e}")))
     });
     let port = config.port();
-    let shared = Arc::new(Shared::new(config, nshards));
+    let mut shared = Shared::new(config, nshards);
+    shared.cores_shared = nshards > cpus.len();
+    let shared = Arc::new(shared);
     log::info!(
         "tether v{} starting: pid={}, port={port}, shards={nshards} on cpus {:?}, run_id={}",
         env!("CARGO_PKG_VERSION"),

@@ -786,9 +786,11 @@ impl Driver {
     /// nor does one whose newest batch has waited for longer than
     /// [`AWAIT_SPIN_WITHIN`]: the other shard is busy with something long
     /// (a KEYS, a big DEL) and spinning on each wake until it answers would
-    /// only burn CPU.
+    /// only burn CPU. Nor does any driver when shards share cores
+    /// (`Shared::cores_shared`): the shard it waits for may need this very
+    /// core to answer.
     fn await_spin(&mut self) -> bool {
-        if self.shard.conn_batches.borrow().is_empty() {
+        if self.shard.shared.cores_shared || self.shard.conn_batches.borrow().is_empty() {
             return false;
         }
         let start = Instant::now();

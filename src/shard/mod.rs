@@ -106,6 +106,10 @@ pub struct Shared {
     /// every shard's driver blocks its thread until then (see
     /// [`Shared::debug_sleep`]).
     pub sleep_until: AtomicU64,
+    /// More shards than cores to pin them to: shards share cores, so a
+    /// shard must never spin waiting for another (`net::Driver`'s
+    /// `await_spin`), which could be waiting for the same core.
+    pub cores_shared: bool,
     /// Lua scripts by SHA1 and the running script's state (`cmd::script`).
     pub scripts: crate::cmd::script::eval::Cache,
 }
@@ -132,6 +136,7 @@ impl Shared {
             pause: Default::default(),
             active_expire: AtomicBool::new(true),
             sleep_until: AtomicU64::new(0),
+            cores_shared: false,
             scripts: crate::cmd::script::eval::Cache::new(nshards),
         }
     }
