@@ -338,36 +338,52 @@ fn remote_requests_wake_sleeping_shards() {
     );
 }
 
-/// Pipelines that mix keys of the connection's own shard and of the other
-/// one (the driver runs its own part at once and merges the other shard's
-/// replies in, `net::one_remote_group`) must answer every request in
-/// order, with each key's commands applied in order.
+/// Pipelines that mix keys of the connection's own shard and of others
+/// (the driver runs its own part at once, sends each other shard its part
+/// and merges the replies in order, `net::remote_groups`) must answer
+/// every request in order, with each key's commands applied in order. With
+/// 4 shards a pipeline spans up to four.
 #[test]
 fn mixed_pipelines_answer_in_request_order() {
-    let s = Server::start(2);
+    for shards in [2, 4] {
+        let s = Server::start(shards);
+        mixed_pipelines(&s, shards);
+    }
+}
+
+fn mixed_pipelines(s: &Server, shards: usize) {
     const CONNS: usize = 8;
     const ROUNDS: i64 = 200;
-    // Which of 4 keys (0, 1 local; 2, 3 remote) each request touches.
-    const PATTERNS: [&[usize]; 5] = [
+    // Which of 5 keys each request touches: 0 and 1 on the connection's
+    // shard, 2, 3 and 4 on the next, the previous and the opposite one (with
+    // 2 shards: the other, the other and this one).
+    const PATTERNS: [&[usize]; 7] = [
         &[2, 0],
         &[0, 2, 1, 3],
         &[2, 3, 0],
         &[0, 1, 2],
         &[3, 0, 3, 1, 2],
+        &[4, 2, 3, 4, 0],
+        &[3, 4, 2],
     ];
     let threads: Vec<_> = (0..CONNS)
         .map(|t| {
             let mut c = s.raw();
             thread::spawn(move || {
                 let home = home_shard(&mut c);
-                let mine = |local: bool| {
+                // `tag` keeps the keys apart where the shards coincide.
+                let on = |tag: &'static str, shard: usize, n: usize| {
                     (0..)
-                        .map(move |i| format!("mixed:{t}:{local}:{i}"))
-                        .filter(move |k| (common::shard_of(k, 2) == home) == local)
-                        .take(2)
+                        .map(move |i| format!("mixed:{t}:{tag}:{i}"))
+                        .filter(move |k| common::shard_of(k, shards) == shard)
+                        .take(n)
                 };
-                let keys: Vec<String> = mine(true).chain(mine(false)).collect();
-                let mut counts = [0i64; 4];
+                let keys: Vec<String> = on("home", home, 2)
+                    .chain(on("next", (home + 1) % shards, 1))
+                    .chain(on("prev", (home + shards - 1) % shards, 1))
+                    .chain(on("opposite", (home + 2) % shards, 1))
+                    .collect();
+                let mut counts = [0i64; 5];
                 for round in 0..ROUNDS {
                     let pattern = PATTERNS[round as usize % PATTERNS.len()];
                     let mut req = Vec::new();
@@ -400,7 +416,8 @@ fn mixed_pipelines_answer_in_request_order() {
 /// Requests sent to another shard from the network driver carry their
 /// arguments uncounted, borrowing the request buffer they were read into
 /// (`Shard::post_conn_batch`); the connection's shard keeps that buffer
-/// until the owner's reply is back. Here each client streams pipelines
+/// until every owner's reply is back (with 4 shards a pipeline goes to up
+/// to three, which answer at different times). Here each client streams pipelines
 /// without waiting, so new input keeps arriving while the owner still runs
 /// the last batch: a buffer let go too early would be reused under the
 /// owner, which would then store, or look up, bytes of later requests.
@@ -408,7 +425,13 @@ fn mixed_pipelines_answer_in_request_order() {
 /// must end with its last value.
 #[test]
 fn remote_batches_keep_their_request_bytes() {
-    let s = Server::start(2);
+    for shards in [2, 4] {
+        let s = Server::start(shards);
+        stream_remote_writes(&s, shards);
+    }
+}
+
+fn stream_remote_writes(s: &Server, shards: usize) {
     const CONNS: usize = 6;
     const ROUNDS: usize = 1500;
     const KEYS: usize = 24;
@@ -422,10 +445,10 @@ fn remote_batches_keep_their_request_bytes() {
             let mut c = s.raw();
             thread::spawn(move || {
                 let home = home_shard(&mut c);
-                // Mostly the other shard's keys, a few of this one's.
+                // Mostly other shards' keys, a few of this one's.
                 let keys: Vec<String> = (0..)
                     .map(|i| format!("borrow:{t}:{i}"))
-                    .filter(|k| common::shard_of(k, 2) != home || k.ends_with('7'))
+                    .filter(|k| common::shard_of(k, shards) != home || k.ends_with('7'))
                     .take(KEYS)
                     .collect();
                 let mut writer = c.stream.try_clone().expect("clone stream");

@@ -596,10 +596,10 @@ pub enum Msg {
     },
 }
 
-/// A driver-sent batch's connection (slot, generation), the replies of
-/// its requests that ran here (`Shard::post_conn_batch`), and the request
-/// frames its arguments borrow (see `cmd::BORROWS_ARGS`).
-type ConnBatch = (u32, u32, Option<crate::net::LocalPart>, Vec<Bytes>);
+/// A driver-sent batch's connection (slot, generation), its group in the
+/// connection's split remainder, and where that remainder's replies are
+/// gathered (`Shard::post_conn_batch`).
+type ConnBatch = (u32, u32, u8, Rc<RefCell<crate::net::Gather>>);
 
 /// A message's work waiting for the shard's gate (`Shard::defer`).
 type Deferred = Box<dyn FnOnce(&Rc<Shard>)>;
@@ -699,8 +699,8 @@ impl Drop for Shard {
     /// driver-sent batch still out leaks that batch's frames: the owner
     /// may yet read the arguments that borrow them (`post_conn_batch`).
     fn drop(&mut self) {
-        for (_, (_, _, _, frames)) in self.conn_batches.get_mut().drain() {
-            std::mem::forget(frames);
+        for (_, (_, _, _, gather)) in self.conn_batches.get_mut().drain() {
+            gather.borrow_mut().leak_frames();
         }
     }
 }
@@ -894,30 +894,32 @@ impl Shard {
     }
 
     /// Sends the commands of a connection's pipeline remainder that `to`
-    /// owns, straight from the network driver: no task waits for it.
-    /// `local` holds the replies of the remainder's commands already run
-    /// here. When `to` answers, both go into the connection's output in
-    /// request order (`net::ConnTable::finish_remote`, from `on_message`).
+    /// owns (its group `group`), straight from the network driver: no
+    /// task waits for it. `gather` collects the replies of every group and
+    /// of the remainder's commands already run here; when the last group
+    /// answers, they go into the connection's output in request order
+    /// (`net::ConnTable::finish_remote`, from `on_message`).
     ///
-    /// `frames` are the request buffers that arguments of commands in
-    /// `cmd::BORROWS_ARGS` still borrow, uncounted. They are kept here, on
-    /// the sending shard, until the reply is back: the owner only reads
-    /// the arguments while it runs the batch, and the frames' reference
-    /// counts are never touched from its core (two atomic operations per
-    /// argument saved, and no cache line going back and forth).
+    /// `gather` also holds the request buffers that arguments of commands
+    /// in `cmd::BORROWS_ARGS` still borrow, uncounted. They stay here, on
+    /// the sending shard, until every reply is back: the owners only read
+    /// the arguments while they run their batches, and the frames'
+    /// reference counts are never touched from their cores (two atomic
+    /// operations per argument saved, and no cache line going back and
+    /// forth).
     pub fn post_conn_batch(
         &self,
         to: usize,
         conn: (u32, u32),
-        local: Option<crate::net::LocalPart>,
+        group: u8,
+        gather: &Rc<RefCell<crate::net::Gather>>,
         proto: Proto,
         cmds: Vec<ShardCmd>,
-        frames: Vec<Bytes>,
     ) {
         let id = self.next_id();
         self.conn_batches
             .borrow_mut()
-            .insert(id, (conn.0, conn.1, local, frames));
+            .insert(id, (conn.0, conn.1, group, gather.clone()));
         self.conn_batch_sent.set(Some(std::time::Instant::now()));
         Stats::add(&self.stats.remote_batches, 1);
         self.post(to, Msg::batch(self.id, id, proto, cmds));
@@ -1016,14 +1018,15 @@ impl Shard {
                 let slot = self.pending.borrow_mut().remove(&id);
                 if let Some(slot) = slot {
                     slot.send(reply);
-                } else if let Some((conn, generation, local, frames)) =
+                } else if let Some((conn, generation, group, gather)) =
                     self.conn_batches.borrow_mut().remove(&id)
                 {
                     self.net
                         .borrow_mut()
-                        .finish_remote(conn, generation, local, reply);
-                    // Only now, with the batch's arguments dropped.
-                    drop(frames);
+                        .finish_remote(conn, generation, group, &gather, reply);
+                    // The frames go with the last of the batches' entries,
+                    // when every group's arguments are dropped.
+                    drop(gather);
                 }
             }
             Msg::Notify { msgs } => {
