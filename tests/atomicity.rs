@@ -345,13 +345,11 @@ fn remote_requests_wake_sleeping_shards() {
 /// 4 shards a pipeline spans up to four.
 #[test]
 fn mixed_pipelines_answer_in_request_order() {
-    for shards in [2, 4] {
-        let s = Server::start(shards);
-        mixed_pipelines(&s, shards);
-    }
+    common::for_shards(&[2, 4], mixed_pipelines);
 }
 
-fn mixed_pipelines(s: &Server, shards: usize) {
+fn mixed_pipelines(s: &Server) {
+    let shards = s.shards;
     const CONNS: usize = 8;
     const ROUNDS: i64 = 200;
     // Which of 5 keys each request touches: 0 and 1 on the connection's
@@ -425,13 +423,11 @@ fn mixed_pipelines(s: &Server, shards: usize) {
 /// must end with its last value.
 #[test]
 fn remote_batches_keep_their_request_bytes() {
-    for shards in [2, 4] {
-        let s = Server::start(shards);
-        stream_remote_writes(&s, shards);
-    }
+    common::for_shards(&[2, 4], stream_remote_writes);
 }
 
-fn stream_remote_writes(s: &Server, shards: usize) {
+fn stream_remote_writes(s: &Server) {
+    let shards = s.shards;
     const CONNS: usize = 6;
     const ROUNDS: usize = 1500;
     const KEYS: usize = 24;
