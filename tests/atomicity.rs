@@ -250,52 +250,62 @@ fn home_shard(c: &mut common::RawConn) -> usize {
         .unwrap_or_else(|| panic!("no shard= in {info}"))
 }
 
-/// Many connections pipelining to keys on the other shard at once must
-/// each get exactly their own replies, in order, through the cross-shard
-/// batch path (`shard::dispatch::run_batch`).
-#[test]
-fn concurrent_remote_batches_get_their_own_replies() {
-    let s = Server::start(2);
-    const CONNS: usize = 12;
-    const ROUNDS: i64 = 300;
-    let threads: Vec<_> = (0..CONNS)
+/// Runs `f(t, connection)` for `t` in `0..n`, each on its own connection
+/// and thread, all at once; fails if any of them panicked.
+fn on_conns<F>(s: &Server, n: usize, f: F)
+where
+    F: Fn(usize, common::RawConn) + Send + Sync + 'static,
+{
+    let f = Arc::new(f);
+    let threads: Vec<_> = (0..n)
         .map(|t| {
-            let mut c = s.raw();
-            thread::spawn(move || {
-                let home = home_shard(&mut c);
-                // Counters owned by the other shard, distinct per connection.
-                let keys: Vec<String> = (0..)
-                    .map(|i| format!("remote:{t}:{i}"))
-                    .filter(|k| common::shard_of(k, 2) != home)
-                    .take(4)
-                    .collect();
-                let step = t as i64 + 1;
-                let step_arg = step.to_string();
-                for round in 1..=ROUNDS {
-                    // Depth 1 and depth 4 pipelines alternate.
-                    let depth = if round % 2 == 0 { 4 } else { 1 };
-                    let mut req = Vec::new();
-                    for k in &keys[..depth] {
-                        req.extend(common::encode(&[
-                            b"INCRBY",
-                            k.as_bytes(),
-                            step_arg.as_bytes(),
-                        ]));
-                    }
-                    c.send(&req);
-                    for (i, k) in keys[..depth].iter().enumerate() {
-                        // keys[0] is bumped every round, the others on even ones.
-                        let want = step * if i == 0 { round } else { round / 2 };
-                        let got = c.read().as_int();
-                        assert_eq!(got, Some(want), "conn {t} round {round} key {k}");
-                    }
-                }
-            })
+            let (c, f) = (s.raw(), f.clone());
+            thread::spawn(move || f(t, c))
         })
         .collect();
     for t in threads {
         t.join().expect("client thread panicked");
     }
+}
+
+/// Many connections pipelining to keys on the other shard at once must
+/// each get exactly their own replies, in order, through the driver's
+/// cross-shard batches (`net::remote_groups`).
+#[test]
+fn concurrent_remote_batches_get_their_own_replies() {
+    let s = Server::start(2);
+    const CONNS: usize = 12;
+    const ROUNDS: i64 = 300;
+    on_conns(&s, CONNS, move |t, mut c| {
+        let home = home_shard(&mut c);
+        // Counters owned by the other shard, distinct per connection.
+        let keys: Vec<String> = (0..)
+            .map(|i| format!("remote:{t}:{i}"))
+            .filter(|k| common::shard_of(k, 2) != home)
+            .take(4)
+            .collect();
+        let step = t as i64 + 1;
+        let step_arg = step.to_string();
+        for round in 1..=ROUNDS {
+            // Depth 1 and depth 4 pipelines alternate.
+            let depth = if round % 2 == 0 { 4 } else { 1 };
+            let mut req = Vec::new();
+            for k in &keys[..depth] {
+                req.extend(common::encode(&[
+                    b"INCRBY",
+                    k.as_bytes(),
+                    step_arg.as_bytes(),
+                ]));
+            }
+            c.send(&req);
+            for (i, k) in keys[..depth].iter().enumerate() {
+                // keys[0] is bumped every round, the others on even ones.
+                let want = step * if i == 0 { round } else { round / 2 };
+                let got = c.read().as_int();
+                assert_eq!(got, Some(want), "conn {t} round {round} key {k}");
+            }
+        }
+    });
 }
 
 /// A request for another shard must wake that shard's sleeping driver, and
@@ -364,51 +374,43 @@ fn mixed_pipelines(s: &Server) {
         &[4, 2, 3, 4, 0],
         &[3, 4, 2],
     ];
-    let threads: Vec<_> = (0..CONNS)
-        .map(|t| {
-            let mut c = s.raw();
-            thread::spawn(move || {
-                let home = home_shard(&mut c);
-                // `tag` keeps the keys apart where the shards coincide.
-                let on = |tag: &'static str, shard: usize, n: usize| {
-                    (0..)
-                        .map(move |i| format!("mixed:{t}:{tag}:{i}"))
-                        .filter(move |k| common::shard_of(k, shards) == shard)
-                        .take(n)
-                };
-                let keys: Vec<String> = on("home", home, 2)
-                    .chain(on("next", (home + 1) % shards, 1))
-                    .chain(on("prev", (home + shards - 1) % shards, 1))
-                    .chain(on("opposite", (home + 2) % shards, 1))
-                    .collect();
-                let mut counts = [0i64; 5];
-                for round in 0..ROUNDS {
-                    let pattern = PATTERNS[round as usize % PATTERNS.len()];
-                    let mut req = Vec::new();
-                    for &k in pattern {
-                        req.extend(common::encode(&[b"INCR", keys[k].as_bytes()]));
-                    }
-                    // A read of the first key after its writes.
-                    req.extend(common::encode(&[b"GET", keys[pattern[0]].as_bytes()]));
-                    c.send(&req);
-                    for &k in pattern {
-                        counts[k] += 1;
-                        let got = c.read().as_int();
-                        assert_eq!(got, Some(counts[k]), "conn {t} round {round} key {k}");
-                    }
-                    let got = c.read().as_str();
-                    assert_eq!(
-                        got,
-                        counts[pattern[0]].to_string(),
-                        "conn {t} round {round} GET"
-                    );
-                }
-            })
-        })
-        .collect();
-    for t in threads {
-        t.join().expect("client thread panicked");
-    }
+    on_conns(s, CONNS, move |t, mut c| {
+        let home = home_shard(&mut c);
+        // `tag` keeps the keys apart where the shards coincide.
+        let on = |tag: &'static str, shard: usize, n: usize| {
+            (0..)
+                .map(move |i| format!("mixed:{t}:{tag}:{i}"))
+                .filter(move |k| common::shard_of(k, shards) == shard)
+                .take(n)
+        };
+        let keys: Vec<String> = on("home", home, 2)
+            .chain(on("next", (home + 1) % shards, 1))
+            .chain(on("prev", (home + shards - 1) % shards, 1))
+            .chain(on("opposite", (home + 2) % shards, 1))
+            .collect();
+        let mut counts = [0i64; 5];
+        for round in 0..ROUNDS {
+            let pattern = PATTERNS[round as usize % PATTERNS.len()];
+            let mut req = Vec::new();
+            for &k in pattern {
+                req.extend(common::encode(&[b"INCR", keys[k].as_bytes()]));
+            }
+            // A read of the first key after its writes.
+            req.extend(common::encode(&[b"GET", keys[pattern[0]].as_bytes()]));
+            c.send(&req);
+            for &k in pattern {
+                counts[k] += 1;
+                let got = c.read().as_int();
+                assert_eq!(got, Some(counts[k]), "conn {t} round {round} key {k}");
+            }
+            let got = c.read().as_str();
+            assert_eq!(
+                got,
+                counts[pattern[0]].to_string(),
+                "conn {t} round {round} GET"
+            );
+        }
+    });
 }
 
 /// Requests sent to another shard from the network driver carry their
@@ -436,52 +438,44 @@ fn stream_remote_writes(s: &Server) {
         let pad = "x".repeat((round * 7 + j * 13) % 390);
         format!("v:{t}:{round}:{j}:{pad}")
     };
-    let threads: Vec<_> = (0..CONNS)
-        .map(|t| {
-            let mut c = s.raw();
-            thread::spawn(move || {
-                let home = home_shard(&mut c);
-                // Mostly other shards' keys, a few of this one's.
-                let keys: Vec<String> = (0..)
-                    .map(|i| format!("borrow:{t}:{i}"))
-                    .filter(|k| common::shard_of(k, shards) != home || k.ends_with('7'))
-                    .take(KEYS)
-                    .collect();
-                let mut writer = c.stream.try_clone().expect("clone stream");
-                let wkeys = keys.clone();
-                let sender = thread::spawn(move || {
-                    for round in 0..ROUNDS {
-                        let mut req = Vec::new();
-                        for j in 0..4 {
-                            let k = wkeys[(round * 5 + j) % KEYS].as_bytes();
-                            let v = value(t, round, j);
-                            req.extend(common::encode(&[b"SET", k, v.as_bytes()]));
-                            req.extend(common::encode(&[b"GET", k]));
-                        }
-                        writer.write_all(&req).expect("send");
-                    }
-                });
-                let mut last = vec![None; KEYS];
-                for round in 0..ROUNDS {
-                    for j in 0..4 {
-                        let at = (round * 5 + j) % KEYS;
-                        let want = value(t, round, j);
-                        assert_eq!(c.read().as_str(), "OK", "conn {t} round {round} SET {j}");
-                        let got = c.read().as_str();
-                        assert_eq!(got, want, "conn {t} round {round}: GET {}", keys[at]);
-                        last[at] = Some(want);
-                    }
+    on_conns(s, CONNS, move |t, mut c| {
+        let home = home_shard(&mut c);
+        // Mostly other shards' keys, a few of this one's.
+        let keys: Vec<String> = (0..)
+            .map(|i| format!("borrow:{t}:{i}"))
+            .filter(|k| common::shard_of(k, shards) != home || k.ends_with('7'))
+            .take(KEYS)
+            .collect();
+        let mut writer = c.stream.try_clone().expect("clone stream");
+        let wkeys = keys.clone();
+        let sender = thread::spawn(move || {
+            for round in 0..ROUNDS {
+                let mut req = Vec::new();
+                for j in 0..4 {
+                    let k = wkeys[(round * 5 + j) % KEYS].as_bytes();
+                    let v = value(t, round, j);
+                    req.extend(common::encode(&[b"SET", k, v.as_bytes()]));
+                    req.extend(common::encode(&[b"GET", k]));
                 }
-                sender.join().expect("sender panicked");
-                for (k, want) in keys.iter().zip(&last) {
-                    let got = c.cmd(&[b"GET", k.as_bytes()]);
-                    let want = want.as_ref().map(|w| w.as_bytes());
-                    assert_eq!(got.as_bytes(), want, "conn {t}: final {k}");
-                }
-            })
-        })
-        .collect();
-    for t in threads {
-        t.join().expect("client thread panicked");
-    }
+                writer.write_all(&req).expect("send");
+            }
+        });
+        let mut last = vec![None; KEYS];
+        for round in 0..ROUNDS {
+            for j in 0..4 {
+                let at = (round * 5 + j) % KEYS;
+                let want = value(t, round, j);
+                assert_eq!(c.read().as_str(), "OK", "conn {t} round {round} SET {j}");
+                let got = c.read().as_str();
+                assert_eq!(got, want, "conn {t} round {round}: GET {}", keys[at]);
+                last[at] = Some(want);
+            }
+        }
+        sender.join().expect("sender panicked");
+        for (k, want) in keys.iter().zip(&last) {
+            let got = c.cmd(&[b"GET", k.as_bytes()]);
+            let want = want.as_ref().map(|w| w.as_bytes());
+            assert_eq!(got.as_bytes(), want, "conn {t}: final {k}");
+        }
+    });
 }
