@@ -336,6 +336,7 @@ pub async fn exec_blocking(
     let deadline = timeout.map(|t| std::time::Instant::now() + t);
     let _blocked = BlockedCount::new(&shard.stats.blocked_clients);
     let _unblockable = closed.blocking();
+    let owners = owners_of(spec, args, client.db, n);
     loop {
         // A retry after the server became a replica must not pop: the
         // client is unblocked instead (the wait below ends for that too).
@@ -343,74 +344,49 @@ pub async fn exec_blocking(
             Reply::new(out, client.proto).error(crate::cmd::repl::UNBLOCKED);
             return true;
         }
-        // 1. Try.
-        let mut attempt = BytesMut::new();
-        let blocked = match cmd::route(spec, args, shard.id, n) {
-            Route::Shard(s) => {
-                match dispatch::op_on(
-                    shard,
-                    None,
-                    s,
-                    Op::Exec {
-                        spec,
-                        db: client.db,
-                        proto: client.proto,
-                        args: args.to_vec(),
-                        capture: false,
-                    },
-                )
-                .await
-                {
-                    OpReply::Exec {
-                        out: o, blocked, ..
-                    } => {
-                        attempt.extend_from_slice(&o);
-                        blocked
-                    }
-                    other => unreachable!("exec answered {other:?}"),
-                }
-            }
-            _ => exec_multi(shard, client, spec, args, &mut attempt, None).await,
-        };
-        if !blocked {
-            out.extend_from_slice(&attempt);
-            return false;
-        }
-        // 2. Park on every owner.
-        let mut owners: Vec<(usize, Vec<(u16, Bytes)>)> = Vec::new();
-        for i in spec.key_indices(args) {
-            let s = shard_of(&args[i], n);
-            let k = (client.db, args[i].clone());
-            match owners.iter_mut().find(|o| o.0 == s) {
-                Some(o) => o.1.push(k),
-                None => owners.push((s, vec![k])),
-            }
-        }
-        let single = owners.len() == 1;
         let slot = shard.new_pending();
         let w = Waiter {
             shard: shard.id,
             id: slot.0,
         };
-        for (s, keys) in &owners {
-            let cmd = single.then(|| ShardCmd {
-                spec,
-                db: client.db,
-                args: args.to_vec(),
-            });
-            dispatch::op_on(
-                shard,
-                None,
-                *s,
-                Op::Block {
+        // 1. Try; 2. park on every owner. Keys on one shard do both there
+        // in one step (`Op::TryBlock`).
+        let mut attempt = BytesMut::new();
+        let blocked = match cmd::route(spec, args, shard.id, n) {
+            Route::Shard(s) if owners.len() == 1 && owners[0].0 == s => {
+                let op = Op::TryBlock {
                     waiter: w,
-                    keys: keys.clone(),
-                    cmd,
+                    keys: owners[0].1.clone(),
+                    cmd: ShardCmd {
+                        spec,
+                        db: client.db,
+                        args: args.to_vec(),
+                    },
                     proto: client.proto,
                     closed: closed.shared(),
-                },
-            )
-            .await;
+                };
+                exec_reply(dispatch::op_on(shard, None, s, op).await, &mut attempt)
+            }
+            Route::Shard(s) => {
+                let op = Op::Exec {
+                    spec,
+                    db: client.db,
+                    proto: client.proto,
+                    args: args.to_vec(),
+                    capture: false,
+                };
+                exec_reply(dispatch::op_on(shard, None, s, op).await, &mut attempt)
+                    && park_on(shard, client, spec, args, w, &owners, closed).await
+            }
+            _ => {
+                exec_multi(shard, client, spec, args, &mut attempt, None).await
+                    && park_on(shard, client, spec, args, w, &owners, closed).await
+            }
+        };
+        if !blocked {
+            shard.forget_pending(slot.0);
+            out.extend_from_slice(&attempt);
+            return false;
         }
         // 3. Wait.
         let remaining = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
@@ -460,6 +436,68 @@ pub async fn exec_blocking(
             }
         }
     }
+}
+
+/// The shards owning a blocking command's keys, each with its keys.
+fn owners_of(
+    spec: &cmd::CmdSpec,
+    args: &[Bytes],
+    db: u16,
+    n: usize,
+) -> Vec<(usize, Vec<(u16, Bytes)>)> {
+    let mut owners: Vec<(usize, Vec<(u16, Bytes)>)> = Vec::new();
+    for i in spec.key_indices(args) {
+        let s = shard_of(&args[i], n);
+        let k = (db, args[i].clone());
+        match owners.iter_mut().find(|o| o.0 == s) {
+            Some(o) => o.1.push(k),
+            None => owners.push((s, vec![k])),
+        }
+    }
+    owners
+}
+
+/// Appends an `Op::Exec`/`Op::TryBlock` reply's output; true when the
+/// command found nothing to pop.
+fn exec_reply(reply: OpReply, out: &mut BytesMut) -> bool {
+    match reply {
+        OpReply::Exec { out: o, blocked, .. } => {
+            out.extend_from_slice(&o);
+            blocked
+        }
+        other => unreachable!("exec answered {other:?}"),
+    }
+}
+
+/// Parks waiter `w` on every owner after a try that found nothing: the
+/// owner serves it itself when all the keys are its own, else only
+/// notifies. Always true (still blocked).
+async fn park_on(
+    shard: &Rc<Shard>,
+    client: &ClientState,
+    spec: &'static cmd::CmdSpec,
+    args: &[Bytes],
+    w: Waiter,
+    owners: &[(usize, Vec<(u16, Bytes)>)],
+    closed: &CloseFlag,
+) -> bool {
+    let single = owners.len() == 1;
+    for (s, keys) in owners {
+        let cmd = single.then(|| ShardCmd {
+            spec,
+            db: client.db,
+            args: args.to_vec(),
+        });
+        let op = Op::Block {
+            waiter: w,
+            keys: keys.clone(),
+            cmd,
+            proto: client.proto,
+            closed: closed.shared(),
+        };
+        dispatch::op_on(shard, None, *s, op).await;
+    }
+    true
 }
 
 /// CLIENT UNBLOCK id ERROR's reply to the blocked client.

@@ -787,6 +787,26 @@ fn apply_op_inner(shard: &Shard, op: Op) -> OpReply {
             super::blocking::park(shard, waiter, keys, cmd, proto, closed);
             OpReply::Done
         }
+        Op::TryBlock {
+            waiter,
+            keys,
+            cmd: c,
+            proto,
+            closed,
+        } => {
+            drop(ks);
+            let mut out = BytesMut::new();
+            let blocked = cmd::exec_local(shard, c.spec, c.db, proto, &c.args, &mut out);
+            super::Stats::add(&shard.stats.commands_processed, 1);
+            if blocked {
+                super::blocking::park(shard, waiter, keys, Some(c), proto, closed);
+            }
+            OpReply::Exec {
+                out: out.freeze(),
+                blocked,
+                prop: Vec::new(),
+            }
+        }
         Op::Unblock { waiter } => {
             drop(ks);
             OpReply::Int(super::blocking::unpark(shard, waiter) as i64)

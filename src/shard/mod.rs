@@ -426,6 +426,18 @@ pub enum Op {
         proto: Proto,
         closed: Arc<AtomicBool>,
     },
+    /// A blocking command whose keys all live here: run it, and if it
+    /// finds nothing to pop park it in the same step (`Exec`'s reply,
+    /// `blocked` meaning parked). One hop instead of a try and a park, so a
+    /// client whose keys live on another shard queues in about the order
+    /// it sent its command, as Redis's single thread would queue it.
+    TryBlock {
+        waiter: blocking::Waiter,
+        keys: Vec<(u16, Bytes)>,
+        cmd: ShardCmd,
+        proto: Proto,
+        closed: Arc<AtomicBool>,
+    },
     /// Unpark it (timeout, close, or served elsewhere); Int(1) if it was parked.
     Unblock {
         waiter: blocking::Waiter,
