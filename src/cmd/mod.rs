@@ -42,6 +42,7 @@ pub mod hll;
 pub mod keys;
 pub mod ldouble;
 pub mod list;
+pub mod monitor;
 pub mod multi;
 pub mod notify;
 pub mod pause;
@@ -302,6 +303,11 @@ pub struct ClientState {
     pub repl: repl::ReplClient,
     /// CLIENT REPLY's state.
     pub reply_mode: ReplyMode,
+    /// How MONITOR lines name this client: its address, `unix:<path>`,
+    /// or empty for internal clients (`cmd::monitor`).
+    pub peer: Bytes,
+    /// In monitor mode (MONITOR, until RESET).
+    pub monitor: bool,
 }
 
 /// CLIENT REPLY ON | OFF | SKIP: whether the connection's next replies are
@@ -354,6 +360,8 @@ impl ClientState {
             patterns: Vec::new(),
             repl: Default::default(),
             reply_mode: ReplyMode::On,
+            peer: Bytes::new(),
+            monitor: false,
         }
     }
 }

@@ -31,7 +31,7 @@ const SESSION: &[&str] = &[
     "allow_busy",
 ];
 
-pub static COMMANDS: [CmdSpec; 30] = [
+pub static COMMANDS: [CmdSpec; 31] = [
     CmdSpec {
         name: "ping",
         arity: -1,
@@ -114,6 +114,17 @@ pub static COMMANDS: [CmdSpec; 30] = [
         step: 0,
         numkeys: 0,
         kind: Kind::Conn(auth),
+        stat: crate::cmd::StatSlot::new(),
+    },
+    CmdSpec {
+        name: "monitor",
+        arity: 1,
+        flags: &["admin", "noscript", "loading", "stale"],
+        first_key: 0,
+        last_key: 0,
+        step: 0,
+        numkeys: 0,
+        kind: Kind::Conn(super::monitor::monitor),
         stat: crate::cmd::StatSlot::new(),
     },
     CmdSpec {
@@ -487,7 +498,11 @@ async fn global(
             super::notify::listeners_changed(shard);
             let watching = std::mem::take(&mut client.watching);
             super::multi::unwatch_all(shard, tx, id, watching).await;
-            *client = ClientState::new(id);
+            super::monitor::stop(shard, client);
+            *client = ClientState {
+                peer: std::mem::take(&mut client.peer),
+                ..ClientState::new(id)
+            };
             r.simple("RESET")
         }
         "exec" => Box::pin(super::multi::exec(shard, client, r.out)).await,

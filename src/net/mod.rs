@@ -397,6 +397,25 @@ impl ConnTable {
         }
     }
 
+    /// Appends MONITOR lines to the monitor with client id `id`; false
+    /// when it is gone or no longer monitoring (`cmd::monitor`). Monitors
+    /// are normal clients to `client-output-buffer-limit`, as in Redis,
+    /// whose default for them is no limit.
+    pub fn monitor_feed(&mut self, id: u64, lines: &[u8]) -> bool {
+        let Some(&slot) = self.by_id.get(&id) else {
+            return false;
+        };
+        let Some(c) = self.slots[slot as usize].as_mut() else {
+            return false;
+        };
+        if c.closing || (!c.client.monitor && !c.busy) {
+            return false;
+        }
+        c.wbuf.extend_from_slice(lines);
+        self.dirty.push(slot);
+        true
+    }
+
     /// Replies of a slow-path batch still running, sent ahead of the
     /// rest (`dispatch::run_batch`).
     pub fn early(&mut self, slot: u32, generation: u32, out: &[u8]) {
@@ -478,6 +497,7 @@ impl ConnTable {
                 c.last_active.elapsed().as_secs(),
                 // Redis's letters in its order; N when there is none.
                 match (c.kind(), c.unix) {
+                    _ if cl.monitor => "O",
                     ("replica", false) => "S",
                     ("replica", true) => "SU",
                     ("pubsub", false) => "P",
@@ -731,6 +751,8 @@ impl Driver {
             // Keyspace events the turn raised, for subscribers here and
             // on other shards; those here are sent next turn.
             progress |= crate::cmd::notify::flush(&self.shard);
+            // MONITOR lines, likewise.
+            progress |= crate::cmd::monitor::flush(&self.shard);
             // Connections left with input past their turn's budget.
             progress |= !self.shard.net.borrow().dirty.is_empty();
             if let Err(e) = self.ring.submit() {
@@ -900,7 +922,10 @@ impl Driver {
             close_after_flush: false,
             closing: false,
             peer_eof: false,
-            client: ClientState::new(id),
+            client: ClientState {
+                peer: monitor_peer(&self.shard, &addr, unix),
+                ..ClientState::new(id)
+            },
             closed: Rc::default(),
             addr,
             laddr,
@@ -1271,6 +1296,17 @@ impl Driver {
     }
 }
 
+/// How MONITOR lines name a client (`cmd::monitor`): its address, or
+/// `unix:` and the server's socket path, as Redis writes them.
+fn monitor_peer(shard: &Shard, addr: &str, unix: bool) -> Bytes {
+    if unix {
+        let path = shard.shared.config().unix_socket().map(|(p, _)| p);
+        Bytes::from(format!("unix:{}", path.unwrap_or_default()))
+    } else {
+        Bytes::copy_from_slice(addr.as_bytes())
+    }
+}
+
 /// Where a request of a split remainder ran: on this shard.
 const HERE: u8 = u8::MAX;
 
@@ -1395,6 +1431,7 @@ fn remote_groups(
     };
     for ((args, spec), &a) in cmds.into_iter().zip(specs).zip(&split.at) {
         cmd::note_cmd(client, spec, &args);
+        cmd::monitor::feed_client(shard, spec, client, &args);
         let c = crate::shard::ShardCmd { spec, db, args };
         match a {
             HERE => split.local.push(c),
@@ -1591,6 +1628,7 @@ fn run_fast(
     }
     let mut ahead = std::mem::take(&mut scratch.ahead);
     let mut parse_error = None;
+    let monitored = cmd::monitor::on(shard);
     let mut incomplete = false;
     loop {
         if ahead.is_empty() {
@@ -1689,7 +1727,12 @@ fn run_fast(
         let route = cmd::route(spec, &args, shard.id, n);
         // A script known to stay on keys of this shard runs in line, as
         // any command here does (`eval::try_inline`).
-        if matches!(route, Route::Global) && spec.name.starts_with("eval") && shard.gate_open() {
+        // (Not while monitored: the slow path shows a script before its calls.)
+        if matches!(route, Route::Global)
+            && spec.name.starts_with("eval")
+            && shard.gate_open()
+            && !monitored
+        {
             own_args(&mut args, &scratch.frames);
             let (client, out) = (&conn.client, &mut conn.wbuf);
             if cmd::script::eval::try_inline(shard, client, spec, &args, out) {
@@ -1707,6 +1750,9 @@ fn run_fast(
                 if !spec.borrows_args() {
                     own_args(&mut args, &scratch.frames);
                 }
+                if monitored {
+                    cmd::monitor::feed_client(shard, spec, &conn.client, &args);
+                }
                 cmd::exec_local(
                     shard,
                     spec,
@@ -1721,6 +1767,10 @@ fn run_fast(
             Route::Conn => {
                 own_args(&mut args, &scratch.frames);
                 cmd::server::exec_conn(shard, &mut conn.client, spec, &args, &mut conn.wbuf);
+                // After it ran, as Redis: SELECT shows the database it chose.
+                if monitored {
+                    cmd::monitor::feed_client(shard, spec, &conn.client, &args);
+                }
                 executed += 1;
                 scratch.recycle(args);
                 if conn.client.close_after_reply {

@@ -678,6 +678,10 @@ async fn stream(shard: &Rc<Shard>, w: &mut Wire, epoch: u64) -> Result<(), Strin
         client.db = db as u16;
     }
     client.name = Some(Bytes::from_static(b"master"));
+    // MONITOR shows the master's commands under its address, as Redis.
+    if let Ok(a) = w.s.peer_addr() {
+        client.peer = Bytes::from(a.to_string());
+    }
     let closed = Rc::new(crate::shard::blocking::CloseFlag::default());
     let limits = ParseLimits {
         max_bulk: shard.proto_max_bulk.get(),

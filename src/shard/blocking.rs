@@ -461,7 +461,9 @@ fn owners_of(
 /// command found nothing to pop.
 fn exec_reply(reply: OpReply, out: &mut BytesMut) -> bool {
     match reply {
-        OpReply::Exec { out: o, blocked, .. } => {
+        OpReply::Exec {
+            out: o, blocked, ..
+        } => {
             out.extend_from_slice(&o);
             blocked
         }

@@ -145,6 +145,14 @@ pub async fn run_batch(
             slots[i] = error_bytes(e);
             continue;
         }
+        // MONITOR: a connection command shows after it ran (with the
+        // database SELECT chose), EXEC after what it ran; the rest now.
+        let queued = (spec.name == "exec" && cmd::monitor::on(&shard))
+            .then(|| client.multi.clone())
+            .flatten();
+        if !matches!(spec.kind, Kind::Conn(_)) && spec.name != "exec" {
+            cmd::monitor::feed_client(&shard, spec, &client, &args);
+        }
         match cmd::route(spec, &args, shard.id, n) {
             // Blocking pops wait in their own barrier step.
             _ if super::blocking::timeout_index(spec.name, args.len()).is_some()
@@ -175,6 +183,7 @@ pub async fn run_batch(
             Route::Conn => {
                 let mut out = BytesMut::new();
                 cmd::server::exec_conn(&shard, &mut client, spec, &args, &mut out);
+                cmd::monitor::feed_client(&shard, spec, &client, &args);
                 slots[i] = out.freeze();
             }
             Route::Multi | Route::Global => {
@@ -196,6 +205,9 @@ pub async fn run_batch(
                     .await;
                 } else {
                     exec_multi(&shard, &client, spec, &args, &mut out, None).await;
+                }
+                if spec.name == "exec" {
+                    cmd::monitor::feed_exec(&shard, &client, queued, spec, &args, &out);
                 }
                 super::Stats::add(&shard.stats.commands_processed, 1);
                 slots[i] = out.freeze();

@@ -66,6 +66,14 @@ pub fn shard_of(key: &[u8], nshards: usize) -> usize {
     }
 }
 
+/// Current Unix time in microseconds.
+pub fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
 /// Current Unix time in milliseconds.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -112,6 +120,9 @@ pub struct Shared {
     pub cores_shared: bool,
     /// Lua scripts by SHA1 and the running script's state (`cmd::script`).
     pub scripts: crate::cmd::script::eval::Cache,
+    /// Clients in monitor mode, in all and per shard (`cmd::monitor`).
+    pub monitors: std::sync::atomic::AtomicU32,
+    pub monitors_on: Vec<std::sync::atomic::AtomicU32>,
 }
 
 impl Shared {
@@ -138,6 +149,8 @@ impl Shared {
             sleep_until: AtomicU64::new(0),
             cores_shared: false,
             scripts: crate::cmd::script::eval::Cache::new(nshards),
+            monitors: Default::default(),
+            monitors_on: (0..nshards).map(|_| Default::default()).collect(),
         }
     }
 
@@ -602,6 +615,11 @@ pub enum Msg {
     Notify {
         msgs: crate::cmd::notify::Published,
     },
+    /// MONITOR lines another shard fed, for this shard's monitors
+    /// (`cmd::monitor::publish`).
+    Monitor {
+        lines: Bytes,
+    },
     Reply {
         id: u64,
         reply: OpReply,
@@ -704,6 +722,11 @@ pub struct Shard {
     /// The `pubsub` class of `client-output-buffer-limit`, checked on
     /// every delivery.
     pub pubsub_obuf: Cell<crate::config::ObufLimit>,
+    /// MONITOR lines fed and not yet published, lines published for this
+    /// shard's monitors, and those monitors' client ids (`cmd::monitor`).
+    pub monitor_out: RefCell<BytesMut>,
+    pub monitor_here: RefCell<BytesMut>,
+    pub monitor_ids: RefCell<Vec<u64>>,
 }
 
 impl Drop for Shard {
@@ -766,6 +789,9 @@ impl Shard {
             events: RefCell::new(Vec::new()),
             events_here: RefCell::new(Vec::new()),
             pubsub_obuf: Cell::new(pubsub_obuf),
+            monitor_out: RefCell::new(BytesMut::new()),
+            monitor_here: RefCell::new(BytesMut::new()),
+            monitor_ids: RefCell::new(Vec::new()),
         }
     }
 
@@ -973,6 +999,10 @@ impl Shard {
         if self.notify_flags.get() != 0 && !self.events.borrow().is_empty() {
             crate::cmd::notify::publish(self);
         }
+        // So do MONITOR lines (`cmd::monitor::publish`).
+        if !self.monitor_out.borrow().is_empty() {
+            crate::cmd::monitor::publish(self);
+        }
         if self.shared.mesh.push(to, msg) {
             self.shared.repl.wake_driver(to);
         }
@@ -1045,6 +1075,7 @@ impl Shard {
                 crate::cmd::notify::flush(self);
                 crate::cmd::notify::deliver(self, &msgs);
             }
+            Msg::Monitor { lines } => crate::cmd::monitor::receive(self, &lines),
             Msg::Unlock { tx } => {
                 self.held.borrow_mut().remove(&tx);
             }

@@ -953,6 +953,14 @@ impl Run<'_> {
             let (ok, v) = match self.core.check(&lua_args) {
                 Checked::Fail(m) => self.core.fail(&m)?,
                 Checked::Run(spec, args, _) => {
+                    let db = self.core.client.db;
+                    crate::cmd::monitor::feed(
+                        self.shard,
+                        spec,
+                        db,
+                        crate::cmd::monitor::LUA,
+                        &args,
+                    );
                     self.core.wrote(spec);
                     self.tx.mute.set(self.core.vm.run.repl.get() & 2 == 0);
                     let mut out = BytesMut::new();
@@ -984,6 +992,13 @@ fn drive_fast(
 ) -> mlua::Result<Done> {
     let th = core.start(&f, keys, argv)?;
     let mut input = MultiValue::from_vec(vec![Value::Function(f)]);
+    // A run that restarts on the slow path shows its calls from there.
+    let shown = core.shard.monitor_out.borrow().len();
+    let unshow = |core: &Core<'_>| {
+        let mut out = core.shard.monitor_out.borrow_mut();
+        let at = shown.min(out.len());
+        out.truncate(at);
+    };
     loop {
         let lua_args = match core.step(&th, std::mem::take(&mut input))? {
             Ok(args) => args,
@@ -994,8 +1009,12 @@ fn drive_fast(
         };
         let (ok, v) = match core.check(&lua_args) {
             Checked::Fail(m) => core.fail(&m)?,
-            Checked::Run(_, _, true) if !core.dirty => return Ok(Done::Restart),
+            Checked::Run(_, _, true) if !core.dirty => {
+                unshow(core);
+                return Ok(Done::Restart);
+            }
             Checked::Run(_, _, true) if core.undoable => {
+                unshow(core);
                 core.rollback();
                 return Ok(Done::Restart);
             }
@@ -1007,6 +1026,13 @@ fn drive_fast(
                 core.capture(spec, &args);
                 core.wrote(spec);
                 let shard = core.shard;
+                crate::cmd::monitor::feed(
+                    shard,
+                    spec,
+                    core.client.db,
+                    crate::cmd::monitor::LUA,
+                    &args,
+                );
                 let mut out = BytesMut::new();
                 match crate::cmd::route(spec, &args, shard.id, shard.nshards()) {
                     Route::Conn => crate::cmd::server::exec_conn(
