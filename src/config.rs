@@ -902,21 +902,28 @@ impl Config {
             rest = &args[1..];
         }
 
-        // Turn the options into config-file lines, as redis-server does:
-        // "--name" opens a line, every following word that does not start with
-        // "--" is appended quoted, so values with spaces survive.
+        // Turn the options into config-file lines, as redis-server 7.0 does:
+        // "--name" opens a line and every following word is appended quoted
+        // (so values with spaces survive), up to the next "--" word that
+        // comes after at least one value. A name still waiting for its
+        // first value takes the next word whatever it looks like: `--port
+        // --loglevel verbose` is `port "--loglevel" "verbose"`.
         let mut lines: Vec<String> = Vec::new();
+        let mut has_value = true;
         for (i, arg) in rest.iter().enumerate() {
-            if let Some(opt) = arg.strip_prefix("--") {
-                // "--port 6380" given as one shell word is taken verbatim.
+            if has_value && let Some(opt) = arg.strip_prefix("--") {
+                // "--port 6380" given as one shell word is taken verbatim,
+                // value included.
                 lines.push(opt.to_string());
-                let bare_save = opt.eq_ignore_ascii_case("save")
-                    && rest.get(i + 1).is_none_or(|n| n.starts_with("--"));
-                if bare_save {
+                has_value = split_args(arg.as_bytes()).is_some_and(|w| w.len() > 1);
+                let next_is_option = rest.get(i + 1).map(|n| n.starts_with("--"));
+                if !has_value && opt.eq_ignore_ascii_case("save") && next_is_option != Some(false) {
                     // `--save` alone means "no snapshots", like Redis 7.0.1+.
                     lines.last_mut().unwrap().push_str(" \"\"");
+                    has_value = true;
                 }
             } else if let Some(line) = lines.last_mut() {
+                has_value = true;
                 line.push(' ');
                 line.push_str(&repr(arg.as_bytes()));
             } else {
@@ -1419,7 +1426,7 @@ impl Config {
                     Some(e) => Value::Enum(e),
                     None => {
                         return Err(format!(
-                            "argument must be one of the following: {}",
+                            "argument(s) must be one of the following: {}",
                             words.join(", ")
                         ));
                     }
@@ -2036,6 +2043,47 @@ mod tests {
     }
 
     #[test]
+    fn command_line_values_may_start_with_dashes() {
+        // Redis 7.0's rule (introspection.tcl's error cases): a name still
+        // waiting for its first value takes the next word as one.
+        let err = |a: &[&str]| Config::from_args(&args(a)).unwrap_err().0;
+        let cases: [(&[&str], &str); 6] = [
+            (
+                &["--port", "6379", "6380"],
+                "'port \"6379\" \"6380\"'\nwrong number of arguments",
+            ),
+            (
+                &["--port", "--loglevel", "verbose"],
+                "'port \"--loglevel\" \"verbose\"'\nwrong number of arguments",
+            ),
+            (
+                &["--port", "--bla", "--loglevel", "verbose"],
+                "'port \"--bla\"'\nargument couldn't be parsed into an integer",
+            ),
+            (
+                &["--logfile", "--my--log--file", "--loglevel", "--bla"],
+                "'loglevel \"--bla\"'\nargument(s) must be one of the following",
+            ),
+            (
+                &["--port", "6380", "--loglevel"],
+                "'loglevel'\nwrong number of arguments",
+            ),
+            (
+                &["--replicaof", "--127.0.0.1", "--abc"],
+                "'replicaof \"--127.0.0.1\"'\nwrong number of arguments",
+            ),
+        ];
+        for (a, want) in cases {
+            let e = err(a);
+            assert!(e.contains(want), "{a:?}: {e}");
+        }
+        let c =
+            Config::from_args(&args(&["--logfile", "--my--log--file", "--port", "7003"])).unwrap();
+        assert_eq!(c.get_str("logfile").unwrap(), "--my--log--file");
+        assert_eq!(c.port(), 7003);
+    }
+
+    #[test]
     fn from_args_file_then_overrides() {
         let d = TempDir::new("args");
         let f = d.0.join("t.conf");
@@ -2210,7 +2258,7 @@ mod tests {
         );
         assert_eq!(
             err(&mut c, &[("loglevel", "loud")]),
-            "ERR CONFIG SET failed (possibly related to argument 'loglevel') - argument must be one of the following: debug, verbose, notice, warning"
+            "ERR CONFIG SET failed (possibly related to argument 'loglevel') - argument(s) must be one of the following: debug, verbose, notice, warning"
         );
         assert_eq!(
             err(&mut c, &[("protected-mode", "maybe")]),
