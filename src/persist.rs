@@ -144,7 +144,8 @@ impl PersistState {
         slot.store(slot.load(Ordering::Relaxed) + n, Ordering::Relaxed);
     }
 
-    fn dirty_total(&self) -> u64 {
+    /// Changes counted so far on every shard.
+    pub fn dirty_total(&self) -> u64 {
         self.dirty.iter().map(|s| s.0.load(Ordering::Relaxed)).sum()
     }
 
@@ -507,9 +508,11 @@ pub fn bgsave_cmd(shard: &Rc<Shard>, a: &[Bytes], in_exec: bool, r: &mut Reply<'
 /// once, as Redis 7.0 does, so a restart cannot bring the flushed keys
 /// back. The file written is the empty snapshot itself, so no lock is taken
 /// (this also runs inside EXEC, under the caller's locks). Errors are only
-/// logged; FLUSHALL still answers OK. The changes counter is left alone:
-/// the flush, and anything written since, stay counted as unsaved.
-pub async fn save_after_flushall(shard: &Rc<Shard>) {
+/// logged; FLUSHALL still answers OK. Like Redis 7.0's `rdbSave` there, a
+/// save resets the changes counter (INFO `rdb_changes_since_last_save`):
+/// `covered`, the count read under the flush's locks, is saved; writes
+/// since the flush stay counted, as the file does not hold them.
+pub async fn save_after_flushall(shard: &Rc<Shard>, covered: u64) {
     let shared = &shard.shared;
     if shared.config().save_params().is_empty() {
         return;
@@ -525,6 +528,7 @@ pub async fn save_after_flushall(shard: &Rc<Shard>) {
     match off_executor("rdb-writer", move || write_rdb_file(&dir, &name, &bytes)).await {
         Ok(()) => {
             shared.lastsave.store(unix_secs(), Ordering::SeqCst);
+            p.saved_dirty.fetch_max(covered, Ordering::SeqCst);
             log::info!("DB saved on disk (empty, after FLUSHALL)");
         }
         Err(e) => log::warn!("FLUSHALL: {e}"),

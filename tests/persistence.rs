@@ -497,6 +497,52 @@ fn flushall_with_save_points_saves_the_empty_dataset() {
     assert_eq!(n, 0, "FLUSHALL's keys came back after a restart");
 }
 
+/// That save counts as one (Redis 7.0's `flushAllDataAndResetRDB` calls
+/// `rdbSave`): no change is left unsaved after FLUSHALL, and writes after
+/// it count again (Redis's tcl unit/other "FLUSHALL should reset the dirty
+/// counter to 0 if we enable save"). Without save points FLUSHALL counts as
+/// a change, as everywhere.
+#[test]
+fn flushall_with_save_points_leaves_no_change_unsaved() {
+    let (rdir, tdir) = (
+        TmpDir::new("flushall-dirty-r"),
+        TmpDir::new("flushall-dirty-t"),
+    );
+    let redis = Server::spawn(Kind::StockRedis, 1, &["--dir", rdir.s(), "--save", ""]);
+    let t = tether_in(2, &tdir, &["--save", ""]);
+    for s in [&redis, &t] {
+        let mut c = s.client();
+        let _: () = qs(&mut c, &["SET", "k", "v"]);
+        let _: () = qs(&mut c, &["FLUSHALL"]);
+        let unsaved: i64 = info_field(&mut c, "rdb_changes_since_last_save")
+            .parse()
+            .unwrap();
+        assert!(
+            unsaved >= 2,
+            "{}: {unsaved} changes without save points",
+            s.label()
+        );
+        let _: () = qs(&mut c, &["CONFIG", "SET", "save", "3600 1 300 100"]);
+        for k in ["a", "b", "c"] {
+            let _: () = qs(&mut c, &["SET", k, "v"]);
+        }
+        let _: () = qs(&mut c, &["FLUSHALL"]);
+        assert_eq!(
+            info_field(&mut c, "rdb_changes_since_last_save"),
+            "0",
+            "{}",
+            s.label()
+        );
+        let _: () = qs(&mut c, &["SET", "after", "v"]);
+        assert_eq!(
+            info_field(&mut c, "rdb_changes_since_last_save"),
+            "1",
+            "{}",
+            s.label()
+        );
+    }
+}
+
 #[test]
 fn debug_reload_keeps_data() {
     let dir = TmpDir::new("reload");

@@ -369,9 +369,12 @@ async fn global(
                 return r.error(crate::repl::master::NOREPLICAS);
             }
             let prop = crate::repl::master::PEntry::new(db, a.to_vec());
-            dispatch::on_all_locked_prop(shard, tx, || Op::Flush { db: which }, Some(prop)).await;
+            let flush = || Op::Flush { db: which };
+            // The changes the empty snapshot covers: all up to the flush.
+            let covered = || shard.shared.persist.dirty_total();
+            let covered = dispatch::on_all_locked_then(shard, tx, flush, Some(prop), covered).await;
             if which.is_none() {
-                crate::persist::save_after_flushall(shard).await;
+                crate::persist::save_after_flushall(shard, covered).await;
             }
             r.ok()
         }

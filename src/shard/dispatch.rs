@@ -489,9 +489,21 @@ pub async fn on_all_locked(shard: &Rc<Shard>, outer: Option<&Tx>, make: impl FnM
 pub async fn on_all_locked_prop(
     shard: &Rc<Shard>,
     outer: Option<&Tx>,
-    mut make: impl FnMut() -> Op,
+    make: impl FnMut() -> Op,
     prop: Option<crate::repl::master::PEntry>,
 ) {
+    on_all_locked_then(shard, outer, make, prop, || ()).await
+}
+
+/// [`on_all_locked_prop`], then `under` while every shard is still held:
+/// what it reads no other client can have changed since the write.
+pub async fn on_all_locked_then<R>(
+    shard: &Rc<Shard>,
+    outer: Option<&Tx>,
+    mut make: impl FnMut() -> Op,
+    prop: Option<crate::repl::master::PEntry>,
+    under: impl FnOnce() -> R,
+) -> R {
     let all: Vec<usize> = (0..shard.nshards()).collect();
     let own = Tx::unless_held(shard, outer, &all).await;
     let tx = outer.or(own.as_ref()).expect("a transaction is held");
@@ -501,9 +513,11 @@ pub async fn on_all_locked_prop(
     if let Some(p) = prop {
         tx.emit(shard, vec![p]);
     }
+    let r = under();
     if let Some(t) = own {
         t.unlock(shard).await;
     }
+    r
 }
 
 /// Executes a typed op against this shard's keyspace, then replicates the
