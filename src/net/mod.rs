@@ -497,6 +497,7 @@ impl ConnTable {
                 c.last_active.elapsed().as_secs(),
                 // Redis's letters in its order; N when there is none.
                 match (c.kind(), c.unix) {
+                    _ if cl.monitor && c.unix => "OU",
                     _ if cl.monitor => "O",
                     ("replica", false) => "S",
                     ("replica", true) => "SU",
