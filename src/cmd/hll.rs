@@ -164,11 +164,17 @@ fn dense_set(regs: &mut [u8], i: usize, count: u8) -> bool {
 /// XZERO's second byte reads as 0 past the end (Redis reads the string's
 /// terminator there).
 fn opcode(s: &[u8], p: usize) -> (usize, u8, usize) {
+    opcode_past(s, p, 0)
+}
+
+/// [`opcode`] with `past` as the byte past the string's end: what Redis's
+/// buffer holds there (see [`Past`]).
+fn opcode_past(s: &[u8], p: usize, past: u8) -> (usize, u8, usize) {
     let b = s[p];
     if b & 0xc0 == 0 {
         ((b & 0x3f) as usize + 1, 0, 1)
     } else if b & 0x80 == 0 {
-        let lo = s.get(p + 1).copied().unwrap_or(0) as usize;
+        let lo = s.get(p + 1).copied().unwrap_or(past) as usize;
         ((((b & 0x3f) as usize) << 8 | lo) + 1, 0, 2)
     } else {
         ((b & 0x3) as usize + 1, ((b >> 2) & 0x1f) + 1, 1)
@@ -261,8 +267,18 @@ fn to_dense(s: &mut Vec<u8>) -> Result<(), ()> {
 /// neighbours after; promotes to dense when `count` is too big for VAL
 /// or the string would pass `max_bytes`. Whether it changed; `Err` on a
 /// corrupt HLL.
-fn sparse_set(s: &mut Vec<u8>, index: usize, count: u8, max_bytes: usize) -> Result<bool, ()> {
+///
+/// `past` is the byte Redis's buffer holds just past the string (see
+/// [`Past`]), kept up to date across the adds of one command.
+fn sparse_set(
+    s: &mut Vec<u8>,
+    index: usize,
+    count: u8,
+    max_bytes: usize,
+    past: &mut Past,
+) -> Result<bool, ()> {
     if count > VAL_MAX_VALUE {
+        *past = 0;
         return promote(s, index, count);
     }
     let end = s.len();
@@ -270,7 +286,7 @@ fn sparse_set(s: &mut Vec<u8>, index: usize, count: u8, max_bytes: usize) -> Res
     let mut prev = None;
     let mut oplen = 1;
     while p < end {
-        let op = opcode(s, p);
+        let op = opcode_past(s, p, *past);
         span = op.0;
         oplen = op.2;
         if index < first + span {
@@ -283,7 +299,7 @@ fn sparse_set(s: &mut Vec<u8>, index: usize, count: u8, max_bytes: usize) -> Res
     if span == 0 || p >= end {
         return Err(());
     }
-    let (runlen, curval, _) = opcode(s, p);
+    let (runlen, curval, _) = opcode_past(s, p, *past);
     let is_val = s[p] & 0x80 != 0;
     if is_val {
         if curval >= count {
@@ -291,13 +307,13 @@ fn sparse_set(s: &mut Vec<u8>, index: usize, count: u8, max_bytes: usize) -> Res
         }
         if runlen == 1 {
             s[p] = val_op(count, 1);
-            merge_vals(s, prev.unwrap_or(HDR));
+            merge_vals(s, prev.unwrap_or(HDR), past);
             return Ok(true);
         }
     }
     if oplen == 1 && !is_val && runlen == 1 {
         s[p] = val_op(count, 1);
-        merge_vals(s, prev.unwrap_or(HDR));
+        merge_vals(s, prev.unwrap_or(HDR), past);
         return Ok(true);
     }
     // The general case: split the opcode into up to three.
@@ -321,23 +337,41 @@ fn sparse_set(s: &mut Vec<u8>, index: usize, count: u8, max_bytes: usize) -> Res
         }
     }
     if seq.len() > oplen && s.len() + seq.len() - oplen > max_bytes {
+        *past = 0;
         return promote(s, index, count);
     }
     // An XZERO cut short by the string's end is one byte: Redis still
     // counts it as two, so its string ends one byte short of the new
-    // sequence. Corrupt input only, but the bytes must stay Redis's.
+    // sequence, whose last byte stays in the buffer just past the end
+    // (written over the terminator). Corrupt input only, but the bytes
+    // must stay Redis's.
     let new_len = s.len() + seq.len() - oplen;
     let stop = (p + oplen).min(s.len());
+    *past = if p + oplen > s.len() {
+        seq[seq.len() - 1]
+    } else {
+        0
+    };
     s.splice(p..stop, seq);
     s.truncate(new_len);
-    merge_vals(s, prev.unwrap_or(HDR));
+    merge_vals(s, prev.unwrap_or(HDR), past);
     Ok(true)
 }
+
+/// The byte Redis's sparse HLL buffer holds just past the string's end,
+/// which it reads as the second byte of an XZERO cut short by the end (a
+/// corrupt HLL). Redis writes its terminator, 0, whenever it resizes the
+/// string; only an XZERO so cut, rewritten by `hllSparseSet`, leaves the
+/// new sequence's last byte there instead. tether tracks it through the
+/// adds of one command; a command starts from 0.
+type Past = u8;
 
 /// Step 4 of `hllSparseSet`: merges adjacent VAL opcodes of one value
 /// (up to 4 registers) among the 5 opcodes from `p`, then marks the
 /// cached cardinality stale.
-fn merge_vals(s: &mut Vec<u8>, mut p: usize) {
+/// A merge shortens the string, and Redis writes its terminator at the
+/// new end (`past` becomes 0).
+fn merge_vals(s: &mut Vec<u8>, mut p: usize, past: &mut Past) {
     let mut scan = 5;
     while p < s.len() && scan > 0 {
         scan -= 1;
@@ -355,6 +389,7 @@ fn merge_vals(s: &mut Vec<u8>, mut p: usize) {
             if v1 == v2 && l1 + l2 <= VAL_MAX_LEN {
                 s[p + 1] = val_op(v1, l1 + l2);
                 s.remove(p);
+                *past = 0;
                 continue;
             }
         }
@@ -371,11 +406,11 @@ fn promote(s: &mut Vec<u8>, index: usize, count: u8) -> Result<bool, ()> {
 }
 
 /// Adds one element: whether a register changed; `Err` on a corrupt HLL.
-fn add(s: &mut Vec<u8>, ele: &[u8], max_bytes: usize) -> Result<bool, ()> {
+fn add(s: &mut Vec<u8>, ele: &[u8], max_bytes: usize, past: &mut Past) -> Result<bool, ()> {
     let (index, count) = pattern(ele);
     match s[4] {
         DENSE => Ok(dense_set(&mut s[HDR..], index, count)),
-        _ => sparse_set(s, index, count, max_bytes),
+        _ => sparse_set(s, index, count, max_bytes, past),
     }
 }
 
@@ -512,10 +547,11 @@ fn pfadd(ex: &mut Exec, a: &[Bytes]) {
     };
     let result = edit(ex, key, |v| {
         let mut updated = created;
+        let mut past = 0;
         for ele in &a[2..] {
             // A corrupt HLL stops the adds; as in Redis, what was added
             // stays, unannounced and unreplicated.
-            updated |= add(v, ele, max)?;
+            updated |= add(v, ele, max, &mut past)?;
         }
         if updated {
             invalidate(v);
@@ -615,6 +651,7 @@ fn pfmerge(ex: &mut Exec, a: &[Bytes]) {
         if use_dense {
             to_dense(v)?;
         }
+        let mut past = 0;
         for (i, &m) in max.iter().enumerate() {
             if m == 0 {
                 continue;
@@ -624,7 +661,7 @@ fn pfmerge(ex: &mut Exec, a: &[Bytes]) {
             } else {
                 // As in Redis, a failure here goes unreported: the
                 // destination was checked with the sources above.
-                let _ = sparse_set(v, i, m, sparse_max);
+                let _ = sparse_set(v, i, m, sparse_max, &mut past);
             }
         }
         invalidate(v);
@@ -728,7 +765,7 @@ fn pfselftest(ex: &mut Exec, _a: &[Bytes]) {
         let ele = (j ^ seed).to_ne_bytes();
         let (index, count) = pattern(&ele);
         dense_set(&mut dense[HDR..], index, count);
-        if add(&mut sparse, &ele, max_bytes).is_err() {
+        if add(&mut sparse, &ele, max_bytes, &mut 0).is_err() {
             return ex.r.error("TESTFAILED sparse HLL corrupted");
         }
         if j != checkpoint {
@@ -785,8 +822,8 @@ mod tests {
         to_dense(&mut dense).unwrap();
         for j in 0..5000u32 {
             let e = j.to_le_bytes();
-            add(&mut sparse, &e, 3000).unwrap();
-            add(&mut dense, &e, 3000).unwrap();
+            add(&mut sparse, &e, 3000, &mut 0).unwrap();
+            add(&mut dense, &e, 3000, &mut 0).unwrap();
             if j % 97 == 0 {
                 assert_eq!(
                     estimate(&histogram(&sparse).unwrap()),
@@ -802,13 +839,35 @@ mod tests {
         assert!(card.abs_diff(5000) < 5000 * 3 / 100, "{card}");
     }
 
+    /// An HLL whose last opcode is an XZERO cut short (APPEND "\x7f"):
+    /// Redis reads its missing byte from the buffer past the string, 0 at
+    /// first, then the last byte of the sequence the first add wrote over
+    /// it. Bytes from stock Redis 7.0.15 (diff_hll seed 567772813).
+    #[test]
+    fn adds_past_a_cut_xzero_read_what_redis_left_there() {
+        let mut s = b"HYLL\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x80".to_vec();
+        s.extend_from_slice(b"Mk\x80F\x91\x80@\xa5\x88\xc2\xb8\x7f");
+        let mut past = 0;
+        for e in [
+            "e869598", "e255216", "e207976", "e794376", "e415242", "", "e748376",
+        ] {
+            add(&mut s, e.as_bytes(), 3000, &mut past).unwrap();
+        }
+        invalidate(&mut s);
+        let mut want = b"HYLL\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x80".to_vec();
+        want.extend_from_slice(
+            b"Mk\x80F\x91\x80@\xa5\x88\xc2\xb8B\x86\x84B\xd7\x8cM\n\x88D\xa3\x80Ar\x80L\x00\x80FM\x9cS",
+        );
+        assert_eq!(s, want);
+    }
+
     #[test]
     fn corrupt_sparse_is_an_error_not_a_panic() {
         let mut rng = fastrand::Rng::with_seed(11);
         for _ in 0..3000 {
             let mut s = new_hll();
             for j in 0..rng.usize(..300) {
-                add(&mut s, &(j as u64).to_le_bytes(), 3000).unwrap();
+                add(&mut s, &(j as u64).to_le_bytes(), 3000, &mut 0).unwrap();
             }
             for _ in 0..rng.usize(1..4) {
                 let at = rng.usize(..s.len());
@@ -818,7 +877,7 @@ mod tests {
                 continue;
             }
             let _ = histogram(&s);
-            let _ = add(&mut s.clone(), b"x", 3000);
+            let _ = add(&mut s.clone(), b"x", 3000, &mut 0);
             let mut max = [0u8; REGISTERS];
             let _ = merge_into(&mut max, &s);
             let _ = to_dense(&mut s.clone());
