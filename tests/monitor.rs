@@ -217,3 +217,28 @@ fn blocked_pop_shows_once_and_reset_ends_monitoring() {
         assert_eq!(admin.cmds(&["GET", "k"]), Resp::Bulk(b"v".to_vec()));
     });
 }
+
+/// MONITOR queued in MULTI is refused when EXEC runs it, as Redis refuses
+/// it to a client that expects one reply per command; the client stays an
+/// ordinary one.
+#[test]
+fn monitor_inside_exec_is_refused() {
+    for_shards(&[1, 2], |s| {
+        let mut c = s.raw();
+        c.set_read_timeout(Duration::from_secs(10));
+        c.send(b"MULTI\r\nMONITOR\r\nEXEC\r\nPING\r\n");
+        assert_eq!(c.read(), Resp::Simple(b"OK".to_vec()));
+        assert_eq!(c.read(), Resp::Simple(b"QUEUED".to_vec()));
+        assert_eq!(
+            c.read(),
+            Resp::Array(vec![Resp::Error(
+                b"ERR MONITOR isn't allowed for DENY BLOCKING client".to_vec()
+            )]),
+            "against {}",
+            s.label()
+        );
+        assert_eq!(c.read(), Resp::Simple(b"PONG".to_vec()));
+        let list = c.cmds(&["CLIENT", "LIST"]).as_str();
+        assert!(!list.contains("flags=O"), "{list}");
+    });
+}

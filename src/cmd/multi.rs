@@ -302,6 +302,13 @@ pub async fn run_held(
     let n = shard.nshards();
     let pops_one = eq_ic(&args[0], "blmove") || eq_ic(&args[0], "brpoplpush");
     let blocked = match route(spec, args, shard.id, n) {
+        // A monitor's stream cannot start inside EXEC, whose client
+        // expects one reply per command (Redis: CLIENT_DENY_BLOCKING).
+        Route::Conn if spec.name == "monitor" => {
+            Reply::new(out, client.proto)
+                .error("ERR MONITOR isn't allowed for DENY BLOCKING client");
+            false
+        }
         Route::Conn => {
             super::server::exec_conn(shard, client, spec, args, out);
             false
