@@ -47,6 +47,7 @@ pub fn on(shard: &Shard) -> bool {
 
 /// Feeds the line of `args`, run by a client of `peer` (its address, or
 /// [`LUA`]) in database `db`, if anyone monitors and Redis would show it.
+#[inline]
 pub fn feed(shard: &Shard, spec: &CmdSpec, db: u16, peer: &[u8], args: &[Bytes]) {
     if !on(shard) || !shown(spec, args) {
         return;
@@ -58,9 +59,7 @@ pub fn feed(shard: &Shard, spec: &CmdSpec, db: u16, peer: &[u8], args: &[Bytes])
 /// [`feed`] for a client's command.
 #[inline]
 pub fn feed_client(shard: &Shard, spec: &CmdSpec, client: &ClientState, args: &[Bytes]) {
-    if on(shard) {
-        feed(shard, spec, client.db, &client.peer, args);
-    }
+    feed(shard, spec, client.db, &client.peer, args);
 }
 
 /// EXEC's lines, after it ran: the commands it ran (`queued`, taken

@@ -76,10 +76,7 @@ pub fn now_us() -> u64 {
 
 /// Current Unix time in milliseconds.
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    now_us() / 1000
 }
 
 /// State shared read-mostly by every shard.
@@ -441,9 +438,10 @@ pub enum Op {
     },
     /// A blocking command whose keys all live here: run it, and if it
     /// finds nothing to pop park it in the same step (`Exec`'s reply,
-    /// `blocked` meaning parked). One hop instead of a try and a park, so a
-    /// client whose keys live on another shard queues in about the order
-    /// it sent its command, as Redis's single thread would queue it.
+    /// `blocked` meaning parked): one hop where a try, its reply and a park
+    /// took three. Waiters that came in through different shards still
+    /// queue in the order their shards read them, not the order they were
+    /// sent: a shard on an idle core reads late.
     TryBlock {
         waiter: blocking::Waiter,
         keys: Vec<(u16, Bytes)>,
